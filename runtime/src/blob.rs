@@ -1,0 +1,479 @@
+//! The parameter blob: a postcard-encoded, CRC-protected model (architecture, tensors,
+//! recommended adaptation settings, provenance), parsed in place from flash.
+//!
+//! The wire format is specified in `runtime/FORMAT.md`. Parsing borrows every tensor and
+//! string from the input bytes: nothing is copied until a [`crate::Learner`] loads the
+//! parameters into its arena.
+
+use crate::error::{Error, Result};
+use crate::layers::{Layer, Post, Shape};
+use heapless::Vec as HVec;
+use serde::{Deserialize, Serialize};
+
+/// The four bytes every blob starts with.
+pub const MAGIC: [u8; 4] = *b"ANOL";
+/// The only format version this runtime reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Most layers a model may have.
+pub const MAX_LAYERS: usize = 32;
+/// Most tensors a model may have.
+pub const MAX_TENSORS: usize = 64;
+/// Most arguments of one layer record.
+pub const MAX_LAYER_ARGS: usize = 6;
+/// Most dimensions of the per-sample input shape.
+pub const MAX_INPUT_RANK: usize = 3;
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// CRC-32 (ISO-HDLC, as zlib and PNG) of `bytes`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
+}
+
+/// Storage type of one tensor in the blob. Arithmetic is always f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    /// IEEE-754 binary32, little-endian.
+    F32 = 0,
+    /// IEEE-754 binary16, little-endian.
+    F16 = 1,
+    /// bfloat16, little-endian.
+    Bf16 = 2,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::Bf16 => 2,
+        }
+    }
+    /// Decode a dtype code; `None` if unknown.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(DType::F32),
+            1 => Some(DType::F16),
+            2 => Some(DType::Bf16),
+            _ => None,
+        }
+    }
+    /// Short lowercase name ("f32", "f16", "bf16").
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Bf16 => "bf16",
+        }
+    }
+    /// Decode element `i` of little-endian `bytes` (caller guarantees bounds).
+    #[inline]
+    pub fn get(self, bytes: &[u8], i: usize) -> f32 {
+        match self {
+            DType::F32 => {
+                let b = &bytes[4 * i..4 * i + 4];
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+            }
+            DType::F16 => half::f16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
+            DType::Bf16 => half::bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
+        }
+    }
+    /// Encode `v` as little-endian bytes into `out` (len == `size()`), rounding to nearest.
+    /// A finite value beyond the dtype's range saturates to its largest finite value, so a
+    /// blob written from finite parameters always parses again.
+    #[inline]
+    pub fn put(self, v: f32, out: &mut [u8]) {
+        match self {
+            DType::F32 => out.copy_from_slice(&v.to_le_bytes()),
+            DType::F16 => {
+                let max = half::f16::MAX.to_f32();
+                let v = if v.is_finite() { v.clamp(-max, max) } else { v };
+                out.copy_from_slice(&half::f16::from_f32(v).to_le_bytes())
+            }
+            DType::Bf16 => {
+                let max = half::bf16::MAX.to_f32();
+                let v = if v.is_finite() { v.clamp(-max, max) } else { v };
+                out.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes())
+            }
+        }
+    }
+}
+
+/// Loss the model is adapted with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Mean of squared errors over batch and outputs.
+    Mse = 0,
+    /// Softmax cross-entropy, mean over the batch; targets are one class index per sample.
+    CrossEntropy = 1,
+}
+
+/// Inner-loop optimizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Plain first-order SGD.
+    Sgd = 0,
+    /// Adam with beta1 = 0 (the paper's Omniglot inner loop): beta2 = 0.999, eps = 1e-8.
+    AdamB1Zero = 1,
+}
+
+/// One layer as stored: a kind code and up to [`MAX_LAYER_ARGS`] integer arguments.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RawLayer {
+    /// Layer kind code (see FORMAT.md).
+    pub kind: u8,
+    /// Kind-specific arguments.
+    pub args: HVec<u32, MAX_LAYER_ARGS>,
+}
+
+/// One tensor as stored: a dtype code and its little-endian bytes, borrowed from the blob.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct RawTensor<'a> {
+    /// dtype code (0 f32, 1 f16, 2 bf16).
+    pub dtype: u8,
+    /// Raw bytes, `len * dtype.size()` long.
+    #[serde(borrow)]
+    pub data: &'a [u8],
+}
+
+/// Recommended adaptation settings, as stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AdaptSettings {
+    /// Loss code (0 MSE, 1 cross-entropy).
+    pub loss: u8,
+    /// Optimizer code (0 SGD, 1 Adam with beta1 = 0).
+    pub optimizer: u8,
+    /// Inner learning rate.
+    pub lr: f32,
+    /// Number of adaptation steps.
+    pub steps: u32,
+    /// Minibatch size of one step.
+    pub batch: u32,
+    /// Bit `i` set: layer `i` adapts. Layers without parameters ignore their bit.
+    pub trainable: u32,
+    /// Per-tensor learning-rate multipliers; empty means 1.0 for every tensor.
+    pub lr_scale: HVec<f32, MAX_TENSORS>,
+}
+
+/// Where the initialization came from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Provenance<'a> {
+    /// Meta-learning algorithm ("reptile", "fomaml", "joint", "random", "import", ...).
+    pub algorithm: &'a str,
+    /// Task family ("sine", "omniglot-5way", ...).
+    pub task: &'a str,
+    /// Seed of the run that produced it.
+    pub seed: u64,
+    /// Meta-iterations run.
+    pub meta_iterations: u64,
+}
+
+/// The payload as written on the wire, generic over how tensors are represented.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Wire<'a, T> {
+    /// Must equal [`MAGIC`].
+    pub magic: [u8; 4],
+    /// Must equal [`FORMAT_VERSION`].
+    pub version: u16,
+    /// Shape of one input sample: `[n]` or `[channels, height, width]`.
+    pub input_shape: HVec<u32, MAX_INPUT_RANK>,
+    /// Layers in execution order.
+    pub layers: HVec<RawLayer, MAX_LAYERS>,
+    /// Tensors in layer order (see FORMAT.md for each layer's tensors).
+    pub tensors: HVec<T, MAX_TENSORS>,
+    /// Recommended adaptation settings.
+    pub adapt: AdaptSettings,
+    /// Provenance.
+    #[serde(borrow)]
+    pub provenance: Provenance<'a>,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    magic: [u8; 4],
+    version: u16,
+}
+
+/// A parsed, validated blob: typed layers, their shapes and borrowed tensors.
+#[derive(Clone, Debug)]
+pub struct Blob<'a> {
+    /// The decoded payload (tensors borrowed from the blob bytes).
+    pub wire: Wire<'a, RawTensor<'a>>,
+    /// Typed layers.
+    pub layers: HVec<Layer, MAX_LAYERS>,
+    /// `shapes[i]` is the input of layer `i`; the last entry is the model output.
+    pub shapes: HVec<Shape, { MAX_LAYERS + 1 }>,
+    /// Decoded dtypes of each tensor.
+    pub dtypes: HVec<DType, MAX_TENSORS>,
+    /// Loss.
+    pub loss: LossKind,
+    /// Optimizer.
+    pub optimizer: Optimizer,
+}
+
+impl<'a> Blob<'a> {
+    /// Parse and validate a blob in place: magic, version, CRC, layers, shapes, tensor sizes,
+    /// finiteness of every weight and the settings. Borrowed, nothing is copied.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        if bytes.len() < 4 + 1 + 4 {
+            return Err(Error::Truncated { len: bytes.len() });
+        }
+        let (payload, trailer) = bytes.split_at(bytes.len() - 4);
+        // Header first so a wrong magic or version gets its own error even if the CRC is off.
+        let header: Header =
+            postcard::from_bytes(payload).map_err(|_| Error::Truncated { len: bytes.len() })?;
+        if header.magic != MAGIC {
+            return Err(Error::BadMagic {
+                found: header.magic,
+            });
+        }
+        if header.version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: header.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let stored = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+        let computed = crc32(payload);
+        if stored != computed {
+            // Tell a blob cut short from a corrupted one: the payload of a truncated blob
+            // cannot be decoded from all the bytes there are, or leaves no room for the CRC.
+            let cut = match postcard::take_from_bytes::<Wire<'_, RawTensor<'_>>>(bytes) {
+                Err(postcard::Error::DeserializeUnexpectedEnd) => true,
+                Ok((_, rest)) => rest.len() < 4,
+                Err(_) => false,
+            };
+            if cut {
+                return Err(Error::Truncated { len: bytes.len() });
+            }
+            return Err(Error::CrcMismatch { stored, computed });
+        }
+        let (wire, rest): (Wire<'a, RawTensor<'a>>, &[u8]) = postcard::take_from_bytes(payload)
+            .map_err(|_| Error::Malformed {
+                what: "payload (layers, tensors, settings or provenance)",
+            })?;
+        if !rest.is_empty() {
+            return Err(Error::TrailingBytes { count: rest.len() });
+        }
+        Self::validate(wire)
+    }
+
+    /// Validate a decoded payload (also used by writers before encoding).
+    pub fn validate(wire: Wire<'a, RawTensor<'a>>) -> Result<Self> {
+        let n = wire.layers.len();
+        if n == 0 {
+            return Err(Error::LayerCount { count: 0 });
+        }
+        let mut shape = Shape::from_dims(&wire.input_shape).ok_or(Error::BadSettings {
+            what: "input shape must be [n] or [channels, height, width] with non-zero sizes",
+        })?;
+        let mut layers = HVec::new();
+        let mut shapes = HVec::new();
+        let mut expected_tensors = 0usize;
+        let mut post = Post::Identity;
+        for (i, raw) in wire.layers.iter().enumerate() {
+            let layer = Layer::from_raw(i, raw)?;
+            let out = match layer.output_shape(shape) {
+                Some(out) => out,
+                None if layer.accepts(shape) => {
+                    return Err(Error::TooLarge {
+                        what: "a layer's output exceeds 16 Mi values per sample",
+                    })
+                }
+                None => return Err(Error::ShapeMismatch { layer: i }),
+            };
+            post = if layer.in_place() {
+                post.then(layer)
+                    .ok_or(Error::UnsupportedChain { layer: i })?
+            } else {
+                Post::Identity
+            };
+            for k in 0..layer.tensor_count() {
+                layer.checked_tensor_len(k).ok_or(Error::TooLarge {
+                    what: "a tensor exceeds 64 Mi elements",
+                })?;
+            }
+            // Capacity cannot overflow: wire.layers has at most MAX_LAYERS entries.
+            let _ = shapes.push(shape);
+            let _ = layers.push(layer);
+            expected_tensors += layer.tensor_count();
+            shape = out;
+        }
+        let _ = shapes.push(shape);
+        if wire.tensors.len() != expected_tensors {
+            return Err(Error::TensorCount {
+                expected: expected_tensors,
+                found: wire.tensors.len(),
+            });
+        }
+        let mut dtypes = HVec::new();
+        let mut t = 0usize;
+        for (i, layer) in layers.iter().enumerate() {
+            for k in 0..layer.tensor_count() {
+                let raw = &wire.tensors[t];
+                let dtype = DType::from_code(raw.dtype).ok_or(Error::UnknownDType {
+                    tensor: t,
+                    code: raw.dtype,
+                })?;
+                let len = layer.tensor_len(shapes[i], k);
+                let expected = len * dtype.size();
+                if raw.data.len() != expected {
+                    return Err(Error::TensorSize {
+                        tensor: t,
+                        expected,
+                        found: raw.data.len(),
+                    });
+                }
+                if (0..len).any(|j| !dtype.get(raw.data, j).is_finite()) {
+                    return Err(Error::NonFiniteWeight { tensor: t });
+                }
+                let _ = dtypes.push(dtype);
+                t += 1;
+            }
+        }
+        let out_len = shape.len();
+        let loss = match wire.adapt.loss {
+            0 => LossKind::Mse,
+            1 if out_len >= 2 => LossKind::CrossEntropy,
+            code => return Err(Error::BadLoss { code }),
+        };
+        let optimizer = match wire.adapt.optimizer {
+            0 => Optimizer::Sgd,
+            1 => Optimizer::AdamB1Zero,
+            code => return Err(Error::BadOptimizer { code }),
+        };
+        let a = &wire.adapt;
+        if !(a.lr.is_finite() && a.lr >= 0.0) {
+            return Err(Error::BadSettings {
+                what: "learning rate must be finite and >= 0",
+            });
+        }
+        if a.batch == 0 {
+            return Err(Error::BadSettings {
+                what: "batch must be >= 1",
+            });
+        }
+        if !a.lr_scale.is_empty() && a.lr_scale.len() != expected_tensors {
+            return Err(Error::BadSettings {
+                what: "lr_scale must be empty or have one entry per tensor",
+            });
+        }
+        if a.lr_scale.iter().any(|s| !(s.is_finite() && *s >= 0.0)) {
+            return Err(Error::BadSettings {
+                what: "lr_scale entries must be finite and >= 0",
+            });
+        }
+        if n < 32 && (a.trainable >> n) != 0 {
+            return Err(Error::BadTrainableMask { mask: a.trainable });
+        }
+        Ok(Blob {
+            wire,
+            layers,
+            shapes,
+            dtypes,
+            loss,
+            optimizer,
+        })
+    }
+
+    /// Per-sample input shape.
+    pub fn input_shape(&self) -> Shape {
+        self.shapes[0]
+    }
+    /// Per-sample output shape.
+    pub fn output_shape(&self) -> Shape {
+        self.shapes[self.layers.len()]
+    }
+    /// Values in one input sample.
+    pub fn input_len(&self) -> usize {
+        self.input_shape().len()
+    }
+    /// Values in one model output.
+    pub fn output_len(&self) -> usize {
+        self.output_shape().len()
+    }
+    /// Values in one target: the output size for MSE, 1 (a class index) for cross-entropy.
+    pub fn target_len(&self) -> usize {
+        match self.loss {
+            LossKind::Mse => self.output_len(),
+            LossKind::CrossEntropy => 1,
+        }
+    }
+    /// Total number of parameters (all tensors).
+    pub fn param_count(&self) -> usize {
+        self.wire
+            .tensors
+            .iter()
+            .zip(self.dtypes.iter())
+            .map(|(t, d)| t.data.len() / d.size())
+            .sum()
+    }
+    /// Recommended settings.
+    pub fn settings(&self) -> &AdaptSettings {
+        &self.wire.adapt
+    }
+    /// Provenance.
+    pub fn provenance(&self) -> &Provenance<'a> {
+        &self.wire.provenance
+    }
+    /// Decode tensor `t` into `out` (len must equal the tensor's element count).
+    pub fn read_tensor(&self, t: usize, out: &mut [f32]) {
+        let dtype = self.dtypes[t];
+        let data = self.wire.tensors[t].data;
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = dtype.get(data, j);
+        }
+    }
+
+    /// Encode `wire` into `out` with its CRC trailer; returns the written prefix.
+    pub fn encode_wire<'o, T: Serialize>(
+        wire: &Wire<'_, T>,
+        out: &'o mut [u8],
+    ) -> Result<&'o [u8]> {
+        let available = out.len();
+        let n = postcard::to_slice(wire, out)
+            .map_err(|_| Error::BufferTooSmall {
+                needed: encoded_len(wire),
+                available,
+            })?
+            .len();
+        if n + 4 > available {
+            return Err(Error::BufferTooSmall {
+                needed: n + 4,
+                available,
+            });
+        }
+        let crc = crc32(&out[..n]);
+        out[n..n + 4].copy_from_slice(&crc.to_le_bytes());
+        Ok(&out[..n + 4])
+    }
+}
+
+/// Bytes `wire` takes once encoded, CRC included.
+pub fn encoded_len<T: Serialize>(wire: &Wire<'_, T>) -> usize {
+    postcard::serialize_with_flavor(wire, postcard::ser_flavors::Size::default())
+        .unwrap_or(usize::MAX - 4)
+        + 4
+}
+
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "std")]
+impl Blob<'_> {
+    /// Encode this blob's payload (as parsed, with its own tensors) into a fresh vector.
+    pub fn to_vec(&self) -> std::vec::Vec<u8> {
+        encode_to_vec(&self.wire)
+    }
+}
+
+/// Encode any wire payload, CRC appended, into a fresh vector (host convenience).
+#[cfg(feature = "std")]
+pub fn encode_to_vec<T: Serialize>(wire: &Wire<'_, T>) -> std::vec::Vec<u8> {
+    let mut out = std::vec![0u8; encoded_len(wire)];
+    let n = Blob::encode_wire(wire, &mut out)
+        .map(|b| b.len())
+        .unwrap_or(0);
+    out.truncate(n);
+    out
+}

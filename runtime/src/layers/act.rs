@@ -1,0 +1,91 @@
+//! In-place activations. Their backward pass is [`super::Post::deliver`], which needs only
+//! the activation's output, so no pre-activation copy is kept.
+
+/// `x = max(x, 0)`.
+pub fn relu(x: &mut [f32]) {
+    for v in x {
+        if *v < 0.0 {
+            *v = 0.0;
+        }
+    }
+}
+
+/// `x = tanh(x)`, element by element with [`tanh`].
+pub fn tanh_in_place(x: &mut [f32]) {
+    for v in x {
+        *v = tanh(*v);
+    }
+}
+
+/// tanh without branches or calls, so loops over it vectorize on the host and stay cheap on a
+/// Cortex-M FPU. Absolute error below 2.5e-7 everywhere (measured against f64 in the unit
+/// test), relative error below 1e-6 for |x| >= 1e-30.
+///
+/// - |x| < 0.25: the odd Taylor series to x^9 (truncation error < 3e-9 there);
+/// - otherwise `1 - 2 / (e^{2|x|} + 1)` with the sign of x, where `e^a` is computed as
+///   `2^k · p(r)`, `a = k ln 2 + r`, |r| <= ln2 / 2, and p the degree-7 Taylor polynomial of
+///   `e^r` (relative error < 6e-9); `2^k` is built from its exponent bits. `a` is capped at 40,
+///   where tanh is 1 in f32.
+#[inline]
+pub fn tanh(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75; // ln 2 split so k·LN2_HI is exact for k < 2^8
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let sign = x.to_bits() & 0x8000_0000;
+    let ax = f32::from_bits(x.to_bits() & 0x7fff_ffff);
+    // Large: 1 - 2 / (e^{2|x|} + 1).
+    let a = (2.0 * ax).min(40.0);
+    let k = (a * LOG2E + 0.5) as i32; // a >= 0: truncation is floor
+    let kf = k as f32;
+    let r = (a - kf * LN2_HI) - kf * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    let e = p * f32::from_bits(((k + 127) as u32) << 23);
+    let large = 1.0 - 2.0 / (e + 1.0);
+    // Small: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835.
+    let x2 = ax * ax;
+    let small = ax
+        * (1.0
+            + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0 + x2 * (62.0 / 2835.0)))));
+    let t = if ax < 0.25 { small } else { large };
+    let t = if ax.is_nan() { ax } else { t }; // NaN stays NaN, so divergence is seen
+    f32::from_bits(t.to_bits() | sign)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tanh_matches_f64() {
+        let mut worst_abs = 0.0f64;
+        let mut worst_rel = 0.0f64;
+        let mut x = -30.0f32;
+        while x <= 30.0 {
+            let exact = (x as f64).tanh();
+            let got = super::tanh(x) as f64;
+            worst_abs = worst_abs.max((got - exact).abs());
+            if exact != 0.0 {
+                worst_rel = worst_rel.max(((got - exact) / exact).abs());
+            }
+            x += 1.3e-4;
+        }
+        for x in [
+            0.0f32, -0.0, 1e-30, -1e-20, 0.2499999, 0.25, 9.0, 20.0, 1e30, -1e30,
+        ] {
+            let exact = (x as f64).tanh();
+            let got = super::tanh(x) as f64;
+            assert!(
+                (got - exact).abs() <= 2.5e-7
+                    && (exact == 0.0 || ((got - exact) / exact).abs() < 1e-6),
+                "{x}: {got} vs {exact}"
+            );
+        }
+        assert!(worst_abs < 2.5e-7, "worst absolute error {worst_abs}");
+        assert!(worst_rel < 1e-6, "worst relative error {worst_rel}");
+        assert!(super::tanh(f32::INFINITY) == 1.0 && super::tanh(f32::NEG_INFINITY) == -1.0);
+        assert!(super::tanh(f32::NAN).is_nan());
+    }
+}

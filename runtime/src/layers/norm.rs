@@ -1,0 +1,186 @@
+//! Per-channel normalisation: `y = gamma (x - mean) / sqrt(var + eps) + beta`.
+//!
+//! Two sources for `mean` and `var`:
+//! - **batch** statistics over the samples and positions of the current batch, used while
+//!   adapting (as in the paper's reference); the backward pass goes through them;
+//! - **stored** statistics, used for every prediction. After adapting, the learner recomputes
+//!   them from the support set and stores them in the parameters (see `Learner::adapt`), so a
+//!   prediction depends on one sample only and the ONNX export is a plain BatchNormalization.
+//!
+//! Tensors: `gamma[C]`, `beta[C]`, `mean[C]`, `var[C]`. Statistics are biased (divide by N).
+
+/// Forward with batch statistics; saves `mean` and `1/sqrt(var+eps)` per channel in `save`
+/// (`2 × C`) for the backward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_batch(
+    c: usize,
+    s: usize,
+    eps: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+    save: &mut [f32],
+) {
+    let (means, invs) = save.split_at_mut(c);
+    let count = (n * s) as f32;
+    for ch in 0..c {
+        let mut sum = 0.0f32;
+        for b in 0..n {
+            sum += x[(b * c + ch) * s..(b * c + ch + 1) * s]
+                .iter()
+                .sum::<f32>();
+        }
+        let mean = sum / count;
+        let mut sq = 0.0f32;
+        for b in 0..n {
+            for v in &x[(b * c + ch) * s..(b * c + ch + 1) * s] {
+                sq += (v - mean) * (v - mean);
+            }
+        }
+        means[ch] = mean;
+        invs[ch] = 1.0 / libm::sqrtf(sq / count + eps);
+    }
+    apply(c, s, gamma, beta, means, invs, x, y, n);
+}
+
+/// Forward with stored statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_stored(
+    c: usize,
+    s: usize,
+    eps: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    for b in 0..n {
+        for ch in 0..c {
+            let inv = 1.0 / libm::sqrtf(var[ch] + eps);
+            let (scale, shift) = (gamma[ch] * inv, beta[ch] - gamma[ch] * inv * mean[ch]);
+            let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+            for (yv, xv) in y[r.clone()].iter_mut().zip(&x[r]) {
+                *yv = xv * scale + shift;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    c: usize,
+    s: usize,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    inv: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    for b in 0..n {
+        for ch in 0..c {
+            let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+            for (yv, xv) in y[r.clone()].iter_mut().zip(&x[r]) {
+                *yv = gamma[ch] * (xv - mean[ch]) * inv[ch] + beta[ch];
+            }
+        }
+    }
+}
+
+/// Backward. `stats` is `(mean, inv_std)` per channel: the saved batch statistics when
+/// `batch` is true (the gradient then flows through them), else the stored ones.
+/// Writes `dgamma`, `dbeta` when given and `gx` when given.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    c: usize,
+    s: usize,
+    batch: bool,
+    gamma: &[f32],
+    mean: &[f32],
+    inv: &[f32],
+    x: &[f32],
+    g: &[f32],
+    params_grad: Option<(&mut [f32], &mut [f32])>,
+    gx: Option<&mut [f32]>,
+    n: usize,
+) {
+    let count = (n * s) as f32;
+    let mut pg = params_grad;
+    let mut gx = gx;
+    for ch in 0..c {
+        let (m, iv) = (mean[ch], inv[ch]);
+        let (mut sg, mut sgx) = (0.0f32, 0.0f32);
+        for b in 0..n {
+            let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+            for (gv, xv) in g[r.clone()].iter().zip(&x[r]) {
+                sg += gv;
+                sgx += gv * (xv - m) * iv;
+            }
+        }
+        if let Some((dgamma, dbeta)) = pg.as_mut() {
+            dgamma[ch] = sgx;
+            dbeta[ch] = sg;
+        }
+        if let Some(gx) = gx.as_mut() {
+            let k = gamma[ch] * iv;
+            for b in 0..n {
+                let r = (b * c + ch) * s..(b * c + ch + 1) * s;
+                for ((d, gv), xv) in gx[r.clone()].iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
+                    *d = if batch {
+                        k * (gv - sg / count - (xv - m) * iv * sgx / count)
+                    } else {
+                        k * gv
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Per-channel inverse standard deviations of stored variances into `inv`.
+pub fn inv_std(var: &[f32], eps: f32, inv: &mut [f32]) {
+    for (i, v) in inv.iter_mut().zip(var) {
+        *i = 1.0 / libm::sqrtf(v + eps);
+    }
+}
+
+/// Merge the statistics of a chunk of `n` samples into running per-channel `mean` and `m2`
+/// (sum of squared deviations) over `count` values so far (Chan et al.'s parallel update).
+#[allow(clippy::too_many_arguments)]
+pub fn accumulate(
+    c: usize,
+    s: usize,
+    x: &[f32],
+    n: usize,
+    mean: &mut [f32],
+    m2: &mut [f32],
+    count: usize,
+) {
+    let nb = (n * s) as f32;
+    let na = (count * s) as f32;
+    for ch in 0..c {
+        let mut sum = 0.0f32;
+        for b in 0..n {
+            sum += x[(b * c + ch) * s..(b * c + ch + 1) * s]
+                .iter()
+                .sum::<f32>();
+        }
+        let mb = sum / nb;
+        let mut m2b = 0.0f32;
+        for b in 0..n {
+            for v in &x[(b * c + ch) * s..(b * c + ch + 1) * s] {
+                m2b += (v - mb) * (v - mb);
+            }
+        }
+        let delta = mb - mean[ch];
+        let total = na + nb;
+        mean[ch] += delta * nb / total;
+        m2[ch] += m2b + delta * delta * na * nb / total;
+    }
+}

@@ -1,0 +1,1116 @@
+//! The user-facing engine: load a blob into an arena, predict, adapt with first-order SGD
+//! (or Adam with beta1 = 0), reset to the meta-initialization, export the adapted blob.
+//!
+//! The same code runs every inner-loop step of meta-training on the workstation.
+
+use crate::blob::{Blob, DType, LossKind, Optimizer, Wire, MAX_TENSORS};
+use crate::buffer::{Samples, SliceSamples};
+use crate::error::{Error, Result};
+use crate::layers::{act, conv2d, dense, maxpool, norm, Layer, Shape};
+use crate::loss;
+use crate::plan::{Node, Plan};
+use heapless::Vec as HVec;
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+const ADAM_BETA2: f32 = 0.999;
+const ADAM_EPS: f32 = 1e-8;
+
+/// How a learner is set up; [`Options::from_blob`] gives the blob's recommendations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Options {
+    /// Most samples per forward/backward pass (one SGD minibatch).
+    pub batch: usize,
+    /// Bit `i` set: layer `i` adapts.
+    pub trainable: u32,
+    /// Learning rate of [`Learner::adapt`].
+    pub lr: f32,
+}
+
+impl Options {
+    /// The blob's recommended batch, trainable layers and learning rate.
+    pub fn from_blob(blob: &Blob<'_>) -> Options {
+        let s = blob.settings();
+        Options {
+            batch: s.batch as usize,
+            trainable: s.trainable,
+            lr: s.lr,
+        }
+    }
+}
+
+/// What [`Learner::adapt`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptReport {
+    /// Steps taken.
+    pub steps: u32,
+    /// Minibatch loss at the first step (before any update).
+    pub first_loss: f32,
+    /// Minibatch loss at the last step (before its update).
+    pub last_loss: f32,
+}
+
+/// A model loaded into a caller-provided arena.
+pub struct Learner<'b, 'a> {
+    blob: &'b Blob<'b>,
+    plan: Plan,
+    arena: &'a mut [f32],
+    opts: Options,
+    steps: u32,
+}
+
+struct Regions<'r> {
+    params: &'r mut [f32],
+    grads: &'r mut [f32],
+    opt: &'r mut [f32],
+    acts: &'r mut [f32],
+    targets: &'r mut [f32],
+    gscratch: &'r mut [f32],
+    norm: &'r mut [f32],
+}
+
+impl<'b, 'a> Learner<'b, 'a> {
+    /// Load `blob` with its recommended settings into `arena` (at least
+    /// [`Blob::arena_len`] f32 for the blob's batch).
+    pub fn new(blob: &'b Blob<'b>, arena: &'a mut [f32]) -> Result<Self> {
+        Self::with_options(blob, arena, Options::from_blob(blob))
+    }
+
+    /// Load `blob` into `arena` with explicit options.
+    pub fn with_options(blob: &'b Blob<'b>, arena: &'a mut [f32], opts: Options) -> Result<Self> {
+        if !(opts.lr.is_finite() && opts.lr >= 0.0) {
+            return Err(Error::BadSettings {
+                what: "learning rate must be finite and >= 0",
+            });
+        }
+        let plan = Plan::new(blob, opts.batch, opts.trainable)?;
+        let needed = plan.arena_len();
+        if arena.len() < needed {
+            return Err(Error::ArenaTooSmall {
+                needed,
+                available: arena.len(),
+            });
+        }
+        let mut l = Learner {
+            blob,
+            plan,
+            arena: &mut arena[..needed],
+            opts,
+            steps: 0,
+        };
+        l.reset();
+        Ok(l)
+    }
+
+    /// The arena layout.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+    /// The options in force.
+    pub fn options(&self) -> Options {
+        self.opts
+    }
+    /// The blob this learner was loaded from.
+    pub fn blob(&self) -> &'b Blob<'b> {
+        self.blob
+    }
+    /// Set the learning rate used by [`Learner::adapt`].
+    pub fn set_lr(&mut self, lr: f32) -> Result<()> {
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(Error::BadSettings {
+                what: "learning rate must be finite and >= 0",
+            });
+        }
+        self.opts.lr = lr;
+        Ok(())
+    }
+    /// Steps taken since the last reset.
+    pub fn steps_taken(&self) -> u32 {
+        self.steps
+    }
+
+    /// Back to the meta-initialization stored in the blob; clears optimizer state.
+    pub fn reset(&mut self) {
+        let mut t = 0;
+        for node in self.plan.nodes.iter() {
+            let mut off = node.params;
+            for k in 0..node.layer.tensor_count() {
+                let len = node.layer.tensor_len(node.input, k);
+                self.blob.read_tensor(t, &mut self.arena[off..off + len]);
+                off += len;
+                t += 1;
+            }
+        }
+        let p = self.plan.params_len;
+        self.arena[p..].fill(0.0);
+        self.steps = 0;
+    }
+
+    /// All parameters, in blob tensor order, as f32.
+    pub fn params(&self) -> &[f32] {
+        &self.arena[..self.plan.params_len]
+    }
+
+    /// Replace all parameters (e.g. the trainer's meta-parameters); clears optimizer state.
+    pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        if params.len() != self.plan.params_len {
+            return Err(Error::ParamCount {
+                expected: self.plan.params_len,
+                found: params.len(),
+            });
+        }
+        if let Some(bad) = params.iter().position(|v| !v.is_finite()) {
+            // Name the tensor holding the bad value.
+            let mut tensor = 0;
+            let mut end = 0;
+            for node in &self.plan.nodes {
+                for k in 0..node.layer.tensor_count() {
+                    end += node.layer.tensor_len(node.input, k);
+                    if bad < end {
+                        return Err(Error::NonFiniteWeight { tensor });
+                    }
+                    tensor += 1;
+                }
+            }
+            return Err(Error::NonFiniteWeight { tensor });
+        }
+        self.arena[..params.len()].copy_from_slice(params);
+        let p = self.plan.params_len;
+        self.arena[p..].fill(0.0);
+        self.steps = 0;
+        Ok(())
+    }
+
+    /// Replace all parameters with those of `other`, a blob of the same architecture (input
+    /// shape, layers and tensor dtypes) as the one this learner was loaded from, such as
+    /// adapted parameters exported earlier with [`Learner::export`] and persisted. Decodes
+    /// straight into the arena (no intermediate buffer); clears optimizer state. The other
+    /// blob's settings and provenance are ignored. A blob of another architecture is refused
+    /// with [`Error::ArchitectureMismatch`] and the parameters are left unchanged.
+    pub fn load_params_from(&mut self, other: &Blob<'_>) -> Result<()> {
+        let own = &self.blob.wire;
+        if other.wire.input_shape != own.input_shape
+            || other.wire.layers != own.layers
+            || other.dtypes != self.blob.dtypes
+        {
+            return Err(Error::ArchitectureMismatch);
+        }
+        let mut t = 0;
+        for node in self.plan.nodes.iter() {
+            let mut off = node.params;
+            for k in 0..node.layer.tensor_count() {
+                let len = node.layer.tensor_len(node.input, k);
+                other.read_tensor(t, &mut self.arena[off..off + len]);
+                off += len;
+                t += 1;
+            }
+        }
+        let p = self.plan.params_len;
+        self.arena[p..].fill(0.0);
+        self.steps = 0;
+        Ok(())
+    }
+
+    /// The gradient of the last [`Learner::gradient`] or step, written into `out` in
+    /// parameter order (zeros for frozen layers and norm statistics).
+    pub fn gradient_into(&self, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.plan.params_len {
+            return Err(Error::ParamCount {
+                expected: self.plan.params_len,
+                found: out.len(),
+            });
+        }
+        out.fill(0.0);
+        let g0 = self.plan.params_len;
+        for node in &self.plan.nodes {
+            if let Some(goff) = node.grads {
+                let len = node.layer.trained_len(node.input);
+                out[node.params..node.params + len]
+                    .copy_from_slice(&self.arena[g0 + goff..g0 + goff + len]);
+            }
+        }
+        Ok(())
+    }
+
+    fn regions(&mut self) -> Regions<'_> {
+        split(&self.plan, self.arena)
+    }
+
+    fn check_sample(&self, i: usize, input: &[f32], target: Option<&[f32]>) -> Result<()> {
+        let il = self.blob.input_len();
+        if input.len() != il {
+            return Err(Error::SampleLength {
+                sample: i,
+                expected: il,
+                found: input.len(),
+            });
+        }
+        if input.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteSample { sample: i });
+        }
+        if let Some(t) = target {
+            let tl = self.blob.target_len();
+            if t.len() != tl {
+                return Err(Error::SampleLength {
+                    sample: i,
+                    expected: tl,
+                    found: t.len(),
+                });
+            }
+            if t.iter().any(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteSample { sample: i });
+            }
+            if self.blob.loss == LossKind::CrossEntropy {
+                let c = t[0];
+                if c < 0.0 || c != libm::floorf(c) || c as usize >= self.blob.output_len() {
+                    return Err(Error::BadLabel { sample: i });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_all<S: Samples + ?Sized>(&self, samples: &S) -> Result<()> {
+        for i in 0..samples.len() {
+            self.check_sample(i, samples.input(i), Some(samples.target(i)))?;
+        }
+        Ok(())
+    }
+
+    /// Copy samples `idx` of `samples` into the input activations and targets.
+    fn load<S: Samples + ?Sized>(
+        &mut self,
+        samples: &S,
+        idx: impl Iterator<Item = usize>,
+    ) -> usize {
+        let (il, tl) = (self.blob.input_len(), self.blob.target_len());
+        let r = self.regions();
+        let mut n = 0;
+        for i in idx {
+            r.acts[n * il..(n + 1) * il].copy_from_slice(samples.input(i));
+            r.targets[n * tl..(n + 1) * tl].copy_from_slice(samples.target(i));
+            n += 1;
+        }
+        n
+    }
+
+    /// Forward pass over the first `n` loaded rows through layers `..upto`. `train` uses batch
+    /// statistics in trainable norm layers.
+    fn forward(&mut self, n: usize, train: bool, upto: usize) {
+        let trainable = self.plan.trainable;
+        let nodes = &self.plan.nodes;
+        let r = split(&self.plan, self.arena);
+        for (i, node) in nodes.iter().enumerate().take(upto) {
+            let (il, ol) = (node.input.len(), node.output.len());
+            let params = &r.params[node.params..node.params + node.layer.param_len(node.input)];
+            if node.layer.in_place() {
+                let y = &mut r.acts[node.out_slot..node.out_slot + n * ol];
+                match node.layer {
+                    Layer::Relu => act::relu(y),
+                    Layer::Tanh => act::tanh_in_place(y),
+                    _ => {}
+                }
+                continue;
+            }
+            let (lo, hi) = r.acts.split_at_mut(node.out_slot);
+            let x = &lo[node.in_slot..node.in_slot + n * il];
+            let y = &mut hi[..n * ol];
+            match node.layer {
+                Layer::Dense { inputs, outputs } => {
+                    let (w, b) = params.split_at(inputs * outputs);
+                    dense::forward(inputs, outputs, w, b, x, y, n);
+                }
+                Layer::Conv2d { .. } => {
+                    let geo = conv_geometry(node);
+                    let (w, b) = params.split_at(params.len() - geo.cout);
+                    conv2d::forward(&geo, w, b, x, y, n);
+                }
+                Layer::Norm { channels: c, eps } => {
+                    let s = node.input.channels_spatial().1;
+                    let (gamma, rest) = params.split_at(c);
+                    let (beta, rest) = rest.split_at(c);
+                    let (mean, var) = rest.split_at(c);
+                    if train && trainable & (1 << i) != 0 {
+                        let save = &mut r.norm[node.scratch..node.scratch + 2 * c];
+                        norm::forward_batch(c, s, eps, gamma, beta, x, y, n, save);
+                    } else {
+                        norm::forward_stored(c, s, eps, gamma, beta, mean, var, x, y, n);
+                    }
+                }
+                Layer::MaxPool2d { .. } => maxpool::forward(&pool_geometry(node), x, y, n),
+                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+            }
+        }
+    }
+
+    /// Loss of the first `n` loaded rows (after a full forward pass); with `grad`, also writes
+    /// `dL/d(output)` over the output activations.
+    fn loss_of_loaded(&mut self, n: usize, grad: bool) -> f32 {
+        let (ol, tl) = (self.blob.output_len(), self.blob.target_len());
+        let kind = self.blob.loss;
+        let (out_slot, out_post) = (self.plan.out_slot, self.plan.out_post);
+        let r = self.regions();
+        let y = &r.acts[out_slot..out_slot + n * ol];
+        let t = &r.targets[..n * tl];
+        let g = if grad {
+            Some(&mut r.gscratch[..n * ol])
+        } else {
+            None
+        };
+        let l = match kind {
+            LossKind::Mse => loss::mse(y, t, g),
+            LossKind::CrossEntropy => loss::cross_entropy(y, t, ol, g),
+        };
+        if grad {
+            out_post.deliver(
+                &r.gscratch[..n * ol],
+                &mut r.acts[out_slot..out_slot + n * ol],
+            );
+        }
+        l
+    }
+
+    /// Backward pass over the first `n` rows; the output gradient must already be in place.
+    fn backward(&mut self, n: usize) {
+        let trainable = self.plan.trainable;
+        let nodes = &self.plan.nodes;
+        let r = split(&self.plan, self.arena);
+        for (i, node) in nodes.iter().enumerate().rev() {
+            if node.layer.in_place() {
+                continue;
+            }
+            if node.grads.is_none() && !node.input_grad {
+                break;
+            }
+            let (il, ol) = (node.input.len(), node.output.len());
+            let params = &r.params[node.params..node.params + node.layer.param_len(node.input)];
+            let x = &r.acts[node.in_slot..node.in_slot + n * il];
+            let g = &r.acts[node.out_slot..node.out_slot + n * ol];
+            let trained = node.layer.trained_len(node.input);
+            let pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
+            let gx = if node.input_grad {
+                Some(&mut r.gscratch[..n * il])
+            } else {
+                None
+            };
+            match node.layer {
+                Layer::Dense { inputs, outputs } => {
+                    let pg = pg.map(|s| s.split_at_mut(inputs * outputs));
+                    dense::backward(
+                        inputs,
+                        outputs,
+                        &params[..inputs * outputs],
+                        x,
+                        g,
+                        pg,
+                        gx,
+                        n,
+                    );
+                }
+                Layer::Conv2d { .. } => {
+                    let geo = conv_geometry(node);
+                    let wl = params.len() - geo.cout;
+                    let pg = pg.map(|s| s.split_at_mut(wl));
+                    conv2d::backward(&geo, &params[..wl], x, g, pg, gx, n);
+                }
+                Layer::Norm { channels: c, eps } => {
+                    let s = node.input.channels_spatial().1;
+                    let batch = trainable & (1 << i) != 0;
+                    let scratch = &mut r.norm[node.scratch..node.scratch + 2 * c];
+                    if !batch {
+                        scratch[..c].copy_from_slice(&params[2 * c..3 * c]);
+                        norm::inv_std(&params[3 * c..4 * c], eps, &mut scratch[c..]);
+                    }
+                    let (mean, inv) = scratch.split_at(c);
+                    let pg = pg.map(|s| s.split_at_mut(c));
+                    norm::backward(c, s, batch, &params[..c], mean, inv, x, g, pg, gx, n);
+                }
+                Layer::MaxPool2d { .. } => {
+                    if let Some(gx) = gx {
+                        maxpool::backward(&pool_geometry(node), x, g, gx, n);
+                    }
+                }
+                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+            }
+            if node.input_grad {
+                node.in_post.deliver(
+                    &r.gscratch[..n * il],
+                    &mut r.acts[node.in_slot..node.in_slot + n * il],
+                );
+            }
+        }
+    }
+
+    /// Apply the update from the current gradients, or nothing if any parameter would become
+    /// non-finite: a checking pass, then an applying pass, each a straight loop per tensor.
+    fn update(&mut self, lr: f32) -> Result<()> {
+        let step = self.steps + 1;
+        let optimizer = self.blob.optimizer;
+        let scales = &self.blob.settings().lr_scale;
+        let bias2 = 1.0 - libm::powf(ADAM_BETA2, step as f32);
+        let r = split(&self.plan, self.arena);
+        let finite = trained_tensors(&self.plan, scales, lr).all(|t| {
+            let (p, g) = (&r.params[t.params..][..t.len], &r.grads[t.grads..][..t.len]);
+            match optimizer {
+                Optimizer::Sgd => p
+                    .iter()
+                    .zip(g)
+                    .fold(true, |ok, (&p, &g)| ok & (p - t.lr * g).is_finite()),
+                Optimizer::AdamB1Zero => p
+                    .iter()
+                    .zip(g)
+                    .zip(&r.opt[t.grads..][..t.len])
+                    .fold(true, |ok, ((&p, &g), &v)| {
+                        ok & adam(p, g, v, t.lr, bias2).0.is_finite()
+                    }),
+            }
+        });
+        if !finite {
+            return Err(Error::NonFiniteParameter { step });
+        }
+        for t in trained_tensors(&self.plan, scales, lr) {
+            let p = &mut r.params[t.params..][..t.len];
+            let g = &r.grads[t.grads..][..t.len];
+            match optimizer {
+                Optimizer::Sgd => {
+                    for (p, &g) in p.iter_mut().zip(g) {
+                        *p -= t.lr * g;
+                    }
+                }
+                Optimizer::AdamB1Zero => {
+                    for ((p, &g), v) in p.iter_mut().zip(g).zip(&mut r.opt[t.grads..][..t.len]) {
+                        (*p, *v) = adam(*p, g, *v, t.lr, bias2);
+                    }
+                }
+            }
+        }
+        self.steps = step;
+        Ok(())
+    }
+
+    fn check_batch<'s>(&self, inputs: &'s [f32], targets: &'s [f32]) -> Result<SliceSamples<'s>> {
+        SliceSamples::new(
+            inputs,
+            targets,
+            self.blob.input_len(),
+            self.blob.target_len(),
+        )
+    }
+
+    /// Forward and backward on one minibatch (`inputs` `n × input_len`, `targets`
+    /// `n × target_len`, `n <= batch`) without updating; returns the loss. The gradient is
+    /// then available through [`Learner::gradient_into`].
+    pub fn gradient(&mut self, inputs: &[f32], targets: &[f32]) -> Result<f32> {
+        let s = self.check_batch(inputs, targets)?;
+        let n = self.loaded_batch(&s)?;
+        self.grad_loaded(n)
+    }
+
+    fn loaded_batch(&mut self, s: &SliceSamples<'_>) -> Result<usize> {
+        let n = s.len();
+        if n == 0 {
+            return Err(Error::NoSamples);
+        }
+        if n > self.plan.batch {
+            return Err(Error::BatchTooLarge {
+                requested: n,
+                capacity: self.plan.batch,
+            });
+        }
+        self.check_all(s)?;
+        Ok(self.load(s, 0..n))
+    }
+
+    fn grad_loaded(&mut self, n: usize) -> Result<f32> {
+        let layers = self.plan.nodes.len();
+        self.forward(n, true, layers);
+        let l = self.loss_of_loaded(n, true);
+        if !l.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                step: self.steps + 1,
+            });
+        }
+        self.backward(n);
+        Ok(l)
+    }
+
+    /// One optimizer step on one minibatch at learning rate `lr`; returns the loss before the
+    /// update. On a non-finite loss or parameter the parameters are left unchanged.
+    pub fn step(&mut self, inputs: &[f32], targets: &[f32], lr: f32) -> Result<f32> {
+        let s = self.check_batch(inputs, targets)?;
+        let n = self.loaded_batch(&s)?;
+        let l = self.grad_loaded(n)?;
+        self.update(lr)?;
+        Ok(l)
+    }
+
+    /// Adapt on `samples` for `steps` steps at the configured learning rate. Step `s` uses the
+    /// minibatch of `min(batch, len)` samples starting at `s × minibatch` (cyclically), so a
+    /// support set that fits in one batch is used whole at every step. Afterwards the
+    /// statistics of trainable norm layers are recomputed from all samples (see `norm.rs`).
+    ///
+    /// On error the learner keeps the parameters of the last good step and still predicts: a
+    /// step whose loss or update is not finite is not applied ([`Error::NonFiniteLoss`],
+    /// [`Error::NonFiniteParameter`]), and statistics that would come out non-finite are not
+    /// stored (the previous ones stay, [`Error::NonFiniteParameter`]).
+    pub fn adapt<S: Samples + ?Sized>(&mut self, samples: &S, steps: u32) -> Result<AdaptReport> {
+        let len = samples.len();
+        if len == 0 {
+            return Err(Error::NoSamples);
+        }
+        self.check_all(samples)?;
+        let mb = len.min(self.plan.batch);
+        let mut report = AdaptReport {
+            steps: 0,
+            first_loss: f32::NAN,
+            last_loss: f32::NAN,
+        };
+        for s in 0..steps as usize {
+            let start = (s * mb) % len;
+            let n = self.load(samples, (start..start + mb).map(|i| i % len));
+            let l = self.grad_loaded(n)?;
+            self.update(self.opts.lr)?;
+            if s == 0 {
+                report.first_loss = l;
+            }
+            report.last_loss = l;
+            report.steps += 1;
+        }
+        if steps > 0 {
+            self.refresh_norm_stats(samples)?;
+        }
+        Ok(report)
+    }
+
+    /// Recompute the stored statistics of trainable norm layers from `samples`, layer by
+    /// layer, each with the refreshed statistics of the layers before it. If a statistic
+    /// comes out non-finite (the adapted weights overflow on these samples), every layer's
+    /// previous statistics are put back and [`Error::NonFiniteParameter`] is returned.
+    pub fn refresh_norm_stats<S: Samples + ?Sized>(&mut self, samples: &S) -> Result<()> {
+        if samples.is_empty() {
+            return Err(Error::NoSamples);
+        }
+        self.check_all(samples)?;
+        let is_refreshed =
+            |node: &Node| matches!(node.layer, Layer::Norm { .. }) && node.grads.is_some();
+        {
+            let r = split(&self.plan, self.arena);
+            for node in self.plan.nodes.iter().filter(|n| is_refreshed(n)) {
+                let c = node.layer.tensor_len(node.input, 0);
+                let stats = &r.params[node.params + 2 * c..node.params + 4 * c];
+                r.norm[node.scratch + 2 * c..node.scratch + 4 * c].copy_from_slice(stats);
+            }
+        }
+        for i in 0..self.plan.nodes.len() {
+            let node = self.plan.nodes[i];
+            if !is_refreshed(&node) {
+                continue;
+            }
+            let (c, s) = node.input.channels_spatial();
+            let mut count = 0;
+            self.regions().norm[node.scratch..node.scratch + 2 * c].fill(0.0);
+            let mut start = 0;
+            while start < samples.len() {
+                let end = (start + self.plan.batch).min(samples.len());
+                let n = self.load(samples, start..end);
+                self.forward(n, false, i);
+                let r = self.regions();
+                let x = &r.acts[node.in_slot..node.in_slot + n * node.input.len()];
+                let (mean, m2) = r.norm[node.scratch..node.scratch + 2 * c].split_at_mut(c);
+                norm::accumulate(c, s, x, n, mean, m2, count);
+                count += n;
+                start = end;
+            }
+            let total = (count * s) as f32;
+            let r = split(&self.plan, self.arena);
+            let (mean, m2) = r.norm[node.scratch..node.scratch + 2 * c].split_at(c);
+            let stats = &mut r.params[node.params + 2 * c..node.params + 4 * c];
+            stats[..c].copy_from_slice(mean);
+            for (v, m) in stats[c..].iter_mut().zip(m2) {
+                *v = m / total;
+            }
+            if stats.iter().any(|v| !v.is_finite()) {
+                for node in self.plan.nodes.iter().filter(|n| is_refreshed(n)) {
+                    let c = node.layer.tensor_len(node.input, 0);
+                    let saved = &r.norm[node.scratch + 2 * c..node.scratch + 4 * c];
+                    r.params[node.params + 2 * c..node.params + 4 * c].copy_from_slice(saved);
+                }
+                return Err(Error::NonFiniteParameter { step: self.steps });
+            }
+        }
+        Ok(())
+    }
+
+    /// Predict for `inputs` (`n × input_len`, any `n`), writing `n × output_len` values.
+    pub fn predict(&mut self, inputs: &[f32], outputs: &mut [f32]) -> Result<()> {
+        let (il, ol) = (self.blob.input_len(), self.blob.output_len());
+        if inputs.len() % il != 0 {
+            return Err(Error::SampleLength {
+                sample: inputs.len() / il,
+                expected: il,
+                found: inputs.len() % il,
+            });
+        }
+        let n = inputs.len() / il;
+        if outputs.len() != n * ol {
+            return Err(Error::BufferTooSmall {
+                needed: n * ol,
+                available: outputs.len(),
+            });
+        }
+        for (i, x) in inputs.chunks_exact(il).enumerate() {
+            self.check_sample(i, x, None)?;
+        }
+        let layers = self.plan.nodes.len();
+        let out_slot = self.plan.out_slot;
+        for (xin, yout) in inputs
+            .chunks(self.plan.batch * il)
+            .zip(outputs.chunks_mut(self.plan.batch * ol))
+        {
+            let m = xin.len() / il;
+            self.regions().acts[..xin.len()].copy_from_slice(xin);
+            self.forward(m, false, layers);
+            yout.copy_from_slice(&self.regions().acts[out_slot..out_slot + m * ol]);
+        }
+        Ok(())
+    }
+
+    /// Predict for `inputs` (`n × input_len`, `1 <= n <= batch`) with the *batch* statistics
+    /// of these rows in every trainable norm layer, as the forward pass of an adaptation step
+    /// computes them (frozen norm layers use their stored statistics, as in every pass). This
+    /// is transductive: each row's output depends on the other rows. It is what meta-training
+    /// and the paper's transductive evaluation measure; a device predicts per sample with
+    /// [`Learner::predict`]. Parameters and stored statistics are not changed.
+    pub fn predict_batch_stats(&mut self, inputs: &[f32], outputs: &mut [f32]) -> Result<()> {
+        let (il, ol) = (self.blob.input_len(), self.blob.output_len());
+        if inputs.len() % il != 0 {
+            return Err(Error::SampleLength {
+                sample: inputs.len() / il,
+                expected: il,
+                found: inputs.len() % il,
+            });
+        }
+        let n = inputs.len() / il;
+        if n == 0 {
+            return Err(Error::NoSamples);
+        }
+        if n > self.plan.batch {
+            return Err(Error::BatchTooLarge {
+                requested: n,
+                capacity: self.plan.batch,
+            });
+        }
+        if outputs.len() != n * ol {
+            return Err(Error::BufferTooSmall {
+                needed: n * ol,
+                available: outputs.len(),
+            });
+        }
+        for (i, x) in inputs.chunks_exact(il).enumerate() {
+            self.check_sample(i, x, None)?;
+        }
+        let layers = self.plan.nodes.len();
+        let out_slot = self.plan.out_slot;
+        self.regions().acts[..inputs.len()].copy_from_slice(inputs);
+        self.forward(n, true, layers);
+        outputs.copy_from_slice(&self.regions().acts[out_slot..out_slot + n * ol]);
+        Ok(())
+    }
+
+    /// Predicted class (argmax of the output) of one input.
+    pub fn classify(&mut self, input: &[f32]) -> Result<usize> {
+        let mut out = [0.0f32; 256];
+        let ol = self.blob.output_len();
+        if ol > out.len() {
+            return Err(Error::BufferTooSmall {
+                needed: ol,
+                available: out.len(),
+            });
+        }
+        self.predict(input, &mut out[..ol])?;
+        Ok(loss::argmax(&out[..ol]))
+    }
+
+    /// Mean loss over `samples` with stored normalisation statistics (no update).
+    pub fn loss<S: Samples + ?Sized>(&mut self, samples: &S) -> Result<f32> {
+        let len = samples.len();
+        if len == 0 {
+            return Err(Error::NoSamples);
+        }
+        self.check_all(samples)?;
+        let layers = self.plan.nodes.len();
+        let mut total = 0.0f32;
+        let mut start = 0;
+        while start < len {
+            let end = (start + self.plan.batch).min(len);
+            let n = self.load(samples, start..end);
+            self.forward(n, false, layers);
+            total += self.loss_of_loaded(n, false) * n as f32;
+            start = end;
+        }
+        Ok(total / len as f32)
+    }
+
+    fn wire(&self) -> Wire<'b, TensorValues<'_>> {
+        let w = &self.blob.wire;
+        let mut tensors: HVec<TensorValues<'_>, MAX_TENSORS> = HVec::new();
+        for node in &self.plan.nodes {
+            let mut off = node.params;
+            for k in 0..node.layer.tensor_count() {
+                let len = node.layer.tensor_len(node.input, k);
+                let _ = tensors.push(TensorValues {
+                    dtype: self.blob.dtypes[node.tensor0 + k],
+                    values: &self.arena[off..off + len],
+                });
+                off += len;
+            }
+        }
+        Wire {
+            magic: w.magic,
+            version: w.version,
+            input_shape: w.input_shape.clone(),
+            layers: w.layers.clone(),
+            tensors,
+            adapt: w.adapt.clone(),
+            provenance: w.provenance,
+        }
+    }
+
+    /// Bytes [`Learner::export`] writes.
+    pub fn export_len(&self) -> usize {
+        crate::blob::encoded_len(&self.wire())
+    }
+
+    /// Write the current (adapted) parameters as a blob into `out`, with the source blob's
+    /// architecture, dtypes, settings and provenance. Unadapted, the output is bit-identical
+    /// to the source blob.
+    pub fn export<'o>(&self, out: &'o mut [u8]) -> Result<&'o [u8]> {
+        Blob::encode_wire(&self.wire(), out)
+    }
+
+    /// Export into a fresh vector (host convenience).
+    #[cfg(feature = "std")]
+    pub fn export_vec(&self) -> std::vec::Vec<u8> {
+        crate::blob::encode_to_vec(&self.wire())
+    }
+}
+
+#[cfg(feature = "std")]
+extern crate std;
+
+/// One trained tensor: where its parameters and gradient (and Adam state) start, its length
+/// and its learning rate.
+struct Trained {
+    params: usize,
+    grads: usize,
+    len: usize,
+    lr: f32,
+}
+
+/// The tensors an update changes: the trained tensors of adapting layers (a norm layer's
+/// statistics are not trained), each with `lr` times its per-tensor scale.
+fn trained_tensors<'p>(
+    plan: &'p Plan,
+    scales: &'p [f32],
+    lr: f32,
+) -> impl Iterator<Item = Trained> + 'p {
+    plan.nodes
+        .iter()
+        .filter_map(move |node| node.grads.map(|g| (node, g)))
+        .flat_map(move |(node, goff)| {
+            let trained = node.layer.trained_len(node.input);
+            let mut off = 0;
+            (0..node.layer.tensor_count()).map_while(move |k| {
+                let len = node.layer.tensor_len(node.input, k);
+                let start = off;
+                off += len;
+                (off <= trained).then(|| Trained {
+                    params: node.params + start,
+                    grads: goff + start,
+                    len,
+                    lr: lr * scales.get(node.tensor0 + k).copied().unwrap_or(1.0),
+                })
+            })
+        })
+}
+
+/// Adam with beta1 = 0: new parameter and second-moment estimate.
+#[inline]
+fn adam(p: f32, g: f32, v: f32, lr: f32, bias2: f32) -> (f32, f32) {
+    let v = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * g * g;
+    (p - lr * g / (libm::sqrtf(v / bias2) + ADAM_EPS), v)
+}
+
+/// The arena's regions, as laid out by `plan`.
+fn split<'r>(p: &Plan, arena: &'r mut [f32]) -> Regions<'r> {
+    let (params, rest) = arena.split_at_mut(p.params_len);
+    let (grads, rest) = rest.split_at_mut(p.grads_len);
+    let (opt, rest) = rest.split_at_mut(p.opt_len);
+    let (acts, rest) = rest.split_at_mut(p.acts_len);
+    let (targets, rest) = rest.split_at_mut(p.targets_len);
+    let (gscratch, norm) = rest.split_at_mut(p.gscratch_len);
+    Regions {
+        params,
+        grads,
+        opt,
+        acts,
+        targets,
+        gscratch,
+        norm,
+    }
+}
+
+fn conv_geometry(node: &Node) -> conv2d::Geometry {
+    match (node.layer, node.input, node.output) {
+        (Layer::Conv2d { window, .. }, Shape::Chw(cin, h, w), Shape::Chw(cout, oh, ow)) => {
+            conv2d::Geometry {
+                cin,
+                h,
+                w,
+                cout,
+                oh,
+                ow,
+                win: window,
+            }
+        }
+        // Validated at load: a conv node always has image shapes.
+        _ => conv2d::Geometry {
+            cin: 0,
+            h: 0,
+            w: 0,
+            cout: 0,
+            oh: 0,
+            ow: 0,
+            win: crate::layers::Window {
+                kernel: 1,
+                stride: 1,
+                padding: 0,
+            },
+        },
+    }
+}
+
+fn pool_geometry(node: &Node) -> maxpool::Geometry {
+    match (node.layer, node.input, node.output) {
+        (Layer::MaxPool2d { window }, Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) => {
+            maxpool::Geometry {
+                c,
+                h,
+                w,
+                oh,
+                ow,
+                win: window,
+            }
+        }
+        _ => maxpool::Geometry {
+            c: 0,
+            h: 0,
+            w: 0,
+            oh: 0,
+            ow: 0,
+            win: crate::layers::Window {
+                kernel: 1,
+                stride: 1,
+                padding: 0,
+            },
+        },
+    }
+}
+
+/// A tensor given as f32 values, encoded to its dtype while serializing. Its wire form is
+/// identical to [`crate::blob::RawTensor`]; writers (the learner's export, the trainer) use it
+/// to produce blobs without an intermediate byte buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorValues<'v> {
+    /// Storage dtype.
+    pub dtype: DType,
+    /// Values.
+    pub values: &'v [f32],
+}
+
+struct Encoded<'v>(TensorValues<'v>);
+
+impl Serialize for Encoded<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let t = self.0;
+        let size = t.dtype.size();
+        let mut seq = s.serialize_seq(Some(t.values.len() * size))?;
+        let mut buf = [0u8; 4];
+        for &v in t.values {
+            t.dtype.put(v, &mut buf[..size]);
+            for b in &buf[..size] {
+                seq.serialize_element(b)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for TensorValues<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("RawTensor", 2)?;
+        st.serialize_field("dtype", &(self.dtype as u8))?;
+        st.serialize_field("data", &Encoded(*self))?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{AdaptSettings, Provenance, FORMAT_VERSION, MAGIC};
+    use crate::layers::Window;
+
+    const BATCH: usize = 4;
+    const IN: usize = 2 * 3 * 3;
+
+    /// conv 3×3 (2 → 3 channels, padding 1) → norm → ReLU → flatten → dense 27 → 2, on
+    /// 2×3×3 inputs, cross-entropy; parameters from a fixed formula, stored statistics
+    /// deliberately unlike any batch's.
+    fn blob_bytes(buf: &mut [u8]) -> &[u8] {
+        let layers = [
+            Layer::Conv2d {
+                in_channels: 2,
+                out_channels: 3,
+                window: Window {
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+            },
+            Layer::Norm {
+                channels: 3,
+                eps: 1e-3,
+            },
+            Layer::Relu,
+            Layer::Flatten,
+            Layer::Dense {
+                inputs: 27,
+                outputs: 2,
+            },
+        ];
+        let wave = |n: usize, k: f32| -> [f32; 54] {
+            let mut v = [0.0; 54];
+            for (i, x) in v.iter_mut().enumerate().take(n) {
+                *x = 0.3 * libm::sinf(k * (i as f32 + 1.0));
+            }
+            v
+        };
+        let (cw, cb, dw, db) = (wave(54, 1.3), wave(3, 2.1), wave(54, 0.7), wave(2, 3.3));
+        let (gamma, beta, mean, var) = ([1.2, 0.8, 1.0], [0.1, -0.2, 0.3], [0.5; 3], [4.0; 3]);
+        let tensors: [&[f32]; 8] = [&cw, &cb[..3], &gamma, &beta, &mean, &var, &dw, &db[..2]];
+        let mut wire = Wire {
+            magic: MAGIC,
+            version: FORMAT_VERSION,
+            input_shape: HVec::new(),
+            layers: HVec::new(),
+            tensors: HVec::<TensorValues<'_>, MAX_TENSORS>::new(),
+            adapt: AdaptSettings {
+                loss: 1,
+                optimizer: 0,
+                lr: 0.1,
+                steps: 5,
+                batch: BATCH as u32,
+                trainable: 0b11111,
+                lr_scale: HVec::new(),
+            },
+            provenance: Provenance {
+                algorithm: "test",
+                task: "test",
+                seed: 0,
+                meta_iterations: 0,
+            },
+        };
+        for d in [2, 3, 3] {
+            wire.input_shape.push(d).unwrap();
+        }
+        for l in layers {
+            wire.layers.push(l.to_raw()).unwrap();
+        }
+        for values in tensors {
+            let _ = wire.tensors.push(TensorValues {
+                dtype: DType::F32,
+                values,
+            });
+        }
+        Blob::encode_wire(&wire, buf).unwrap()
+    }
+
+    fn inputs(shift: f32) -> [f32; BATCH * IN] {
+        let mut x = [0.0; BATCH * IN];
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = libm::sinf(0.37 * i as f32 + shift) + 0.1 * (i % 5) as f32;
+        }
+        x
+    }
+
+    #[test]
+    fn predict_batch_stats_is_the_adaptation_forward_pass() {
+        let mut buf = [0u8; 4096];
+        let bytes = blob_bytes(&mut buf);
+        let blob = Blob::parse(bytes).unwrap();
+        let x = inputs(0.0);
+        let y = [0.0, 1.0, 1.0, 0.0];
+        let mut arena = [0.0f32; 4096];
+        let mut l = Learner::new(&blob, &mut arena).unwrap();
+        let mut params = [0.0f32; 512];
+        let np = l.params().len();
+        params[..np].copy_from_slice(l.params());
+
+        let mut out = [0.0f32; BATCH * 2];
+        l.predict_batch_stats(&x, &mut out).unwrap();
+        assert_eq!(l.params(), &params[..np], "parameters changed");
+        // Its outputs give exactly the loss of a gradient step's forward pass on these rows.
+        let ce = loss::cross_entropy(&out, &y, 2, None);
+        assert_eq!(ce, l.gradient(&x, &y).unwrap());
+        // Stored statistics set to these rows' statistics give the same outputs per sample.
+        let mut stored = [0.0f32; BATCH * 2];
+        l.refresh_norm_stats(&SliceSamples::new(&x, &y, IN, 1).unwrap())
+            .unwrap();
+        l.predict(&x, &mut stored).unwrap();
+        for (a, b) in out.iter().zip(&stored) {
+            assert!((a - b).abs() < 1e-5, "{out:?} vs {stored:?}");
+        }
+        // ... but not with the blob's own statistics, and a row depends on the other rows.
+        l.reset();
+        l.predict(&x, &mut stored).unwrap();
+        assert!(out.iter().zip(&stored).any(|(a, b)| (a - b).abs() > 1e-3));
+        let mut other = inputs(1.0);
+        other[..IN].copy_from_slice(&x[..IN]);
+        let mut out2 = [0.0f32; BATCH * 2];
+        l.predict_batch_stats(&other, &mut out2).unwrap();
+        assert_ne!(out[..2], out2[..2]);
+        // Fewer rows than the batch are fine; more, none, or a wrong buffer are refused.
+        l.predict_batch_stats(&x[..2 * IN], &mut out[..4]).unwrap();
+        let mut big = [0.0f32; (BATCH + 1) * IN];
+        big[..BATCH * IN].copy_from_slice(&x);
+        let mut big_out = [0.0f32; (BATCH + 1) * 2];
+        assert_eq!(
+            l.predict_batch_stats(&big, &mut big_out),
+            Err(Error::BatchTooLarge {
+                requested: BATCH + 1,
+                capacity: BATCH
+            })
+        );
+        assert_eq!(l.predict_batch_stats(&[], &mut []), Err(Error::NoSamples));
+        assert!(l.predict_batch_stats(&x, &mut out[..3]).is_err());
+    }
+
+    #[test]
+    fn frozen_norm_layers_keep_stored_statistics() {
+        let mut buf = [0u8; 4096];
+        let bytes = blob_bytes(&mut buf);
+        let blob = Blob::parse(bytes).unwrap();
+        let x = inputs(0.5);
+        let mut arena = [0.0f32; 4096];
+        let opts = Options {
+            trainable: 1 << 4,
+            ..Options::from_blob(&blob)
+        };
+        let mut l = Learner::with_options(&blob, &mut arena, opts).unwrap();
+        let (mut a, mut b) = ([0.0f32; BATCH * 2], [0.0f32; BATCH * 2]);
+        l.predict_batch_stats(&x, &mut a).unwrap();
+        l.predict(&x, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+}

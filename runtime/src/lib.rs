@@ -1,0 +1,46 @@
+//! # anole — few-shot adaptation on the device
+//!
+//! A `no_std`, heap-free engine that loads a meta-learned initialization (a *blob*) from
+//! flash, adapts it to local samples with a few first-order SGD steps, and predicts. The
+//! workstation trainer runs every inner-loop step through this same code.
+//!
+//! ```no_run
+//! use anole::{Blob, Learner, SampleBuffer};
+//! static BLOB: &[u8] = &[]; // include_bytes!("init.postcard")
+//! static mut ARENA: [f32; 12_000] = [0.0; 12_000];
+//! # fn main() -> Result<(), anole::Error> {
+//! let blob = Blob::parse(BLOB)?;
+//! // SAFETY (example): ARENA is only borrowed here, once.
+//! let arena = unsafe { &mut *core::ptr::addr_of_mut!(ARENA) };
+//! let mut learner = Learner::new(&blob, arena)?;
+//! let mut samples: SampleBuffer<10, 1, 1> = SampleBuffer::new();
+//! samples.push(&[0.5], &[1.2])?;
+//! learner.adapt(&samples, blob.settings().steps)?;
+//! let mut y = [0.0];
+//! learner.predict(&[0.7], &mut y)?;
+//! # Ok(()) }
+//! ```
+#![no_std]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod blob;
+pub mod buffer;
+pub mod error;
+pub mod layers;
+pub mod learner;
+pub mod loss;
+#[cfg(feature = "persist")]
+pub mod persist;
+pub mod plan;
+#[cfg(feature = "sign")]
+pub mod sign;
+
+pub use blob::{Blob, DType, LossKind, Optimizer};
+pub use buffer::{SampleBuffer, Samples, SliceSamples};
+pub use error::{Error, Result};
+pub use layers::{Layer, Shape};
+pub use learner::{AdaptReport, Learner, Options, TensorValues};
+#[cfg(feature = "persist")]
+pub use persist::{Loaded, Refused, Store};
+pub use plan::Plan;

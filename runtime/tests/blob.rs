@@ -1,0 +1,680 @@
+//! The blob end to end: blob → learner → export → blob is bit-identical in every dtype, f16
+//! and bf16 blobs predict within their precision, and every bad input gets its own error
+//! variant with a readable message, never a panic.
+
+mod common;
+
+use anole::blob::{crc32, RawLayer, RawTensor, FORMAT_VERSION};
+use anole::layers::kind;
+use anole::{Blob, DType, Error, Layer, Learner, Options, SampleBuffer, SliceSamples};
+use common::*;
+
+fn sine() -> Model {
+    Model::new(
+        &[1],
+        vec![
+            dense(1, 64),
+            Layer::Tanh,
+            dense(64, 64),
+            Layer::Tanh,
+            dense(64, 1),
+        ],
+        MSE,
+        42,
+    )
+}
+
+fn small_cnn() -> Model {
+    let mut m = Model::new(
+        &[1, 6, 6],
+        vec![
+            conv(1, 3, 3, 2, 1),
+            norm(3),
+            Layer::Relu,
+            Layer::Flatten,
+            dense(27, 3),
+        ],
+        CROSS_ENTROPY,
+        43,
+    );
+    m.settings.optimizer = 1;
+    m.settings.lr = 0.01;
+    m.settings.batch = 6;
+    m
+}
+
+fn export(l: &Learner<'_, '_>) -> Vec<u8> {
+    let mut out = vec![0u8; l.export_len()];
+    let n = l.export(&mut out).expect("export").len();
+    out.truncate(n);
+    out
+}
+
+fn arena_for(blob: &Blob<'_>) -> Vec<f32> {
+    vec![
+        0.0;
+        blob.arena_len(blob.settings().batch as usize)
+            .expect("plan")
+    ]
+}
+
+#[test]
+fn roundtrip_is_bit_identical_in_every_dtype() {
+    for base in [sine(), small_cnn()] {
+        for dtype in [DType::F32, DType::F16, DType::Bf16] {
+            let mut m = base.clone();
+            m.dtype = dtype;
+            let bytes = m.encode();
+            let blob = Blob::parse(&bytes).unwrap();
+            assert!(blob.dtypes.iter().all(|&d| d == dtype));
+            let mut arena = arena_for(&blob);
+            let mut l = Learner::new(&blob, &mut arena).unwrap();
+            assert_eq!(
+                export(&l),
+                bytes,
+                "{dtype:?}: unadapted export differs from the source blob"
+            );
+
+            // Adapt, export, load the export: same parameters and the same predictions, bit
+            // for bit, and exporting again gives the same bytes.
+            let mut rng = Rng::new(5);
+            let (x, t) = random_batch(&m, 6, &mut rng);
+            let s = SliceSamples::new(&x, &t, m.input_len(), blob.target_len()).unwrap();
+            l.adapt(&s, 3).unwrap();
+            let adapted = export(&l);
+            assert_ne!(adapted, bytes);
+            let blob2 = Blob::parse(&adapted).unwrap();
+            let mut arena2 = arena_for(&blob2);
+            let mut l2 = Learner::new(&blob2, &mut arena2).unwrap();
+            for (a, b) in l.params().iter().zip(l2.params()) {
+                let mut buf = [0u8; 4];
+                dtype.put(*a, &mut buf[..dtype.size()]);
+                assert_eq!(
+                    dtype.get(&buf, 0).to_bits(),
+                    b.to_bits(),
+                    "{dtype:?}: reloaded parameter"
+                );
+            }
+            assert_eq!(
+                export(&l2),
+                adapted,
+                "{dtype:?}: export of the reloaded blob"
+            );
+            if dtype == DType::F32 {
+                let (mut y1, mut y2) =
+                    (vec![0.0; 6 * m.output_len()], vec![0.0; 6 * m.output_len()]);
+                l.predict(&x, &mut y1).unwrap();
+                l2.predict(&x, &mut y2).unwrap();
+                assert_eq!(y1, y2, "reloaded f32 blob predicts differently");
+            }
+            // Reset goes back to the meta-initialization exactly.
+            l.reset();
+            assert_eq!(export(&l), bytes, "{dtype:?}: export after reset");
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn vec_helpers_match_the_no_std_writers() {
+    let m = sine();
+    let bytes = m.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    assert_eq!(blob.to_vec(), bytes);
+    let mut arena = arena_for(&blob);
+    let l = Learner::new(&blob, &mut arena).unwrap();
+    assert_eq!(l.export_vec(), bytes);
+}
+
+/// f16 and bf16 blobs predict within their precision: `|y_half - y_f32| <= 1.5 u Σ|∂y/∂w · w|`
+/// (the first-order effect of rounding every weight by at most the unit roundoff `u`).
+#[test]
+fn half_precision_blobs_predict_within_their_precision() {
+    let m = sine();
+    let f32_bytes = m.encode();
+    let blob32 = Blob::parse(&f32_bytes).unwrap();
+    let mut arena32 = arena_for(&blob32);
+    let mut l32 = Learner::new(&blob32, &mut arena32).unwrap();
+    for (dtype, u) in [(DType::F16, 2f64.powi(-11)), (DType::Bf16, 2f64.powi(-8))] {
+        let mut mh = m.clone();
+        mh.dtype = dtype;
+        let bytes = mh.encode();
+        assert!(
+            bytes.len() < f32_bytes.len() * 6 / 10,
+            "{dtype:?} blob is not smaller"
+        );
+        let blob = Blob::parse(&bytes).unwrap();
+        let mut arena = arena_for(&blob);
+        let mut lh = Learner::new(&blob, &mut arena).unwrap();
+        assert!(
+            lh.params() != l32.params(),
+            "{dtype:?}: parameters were not rounded"
+        );
+        let mut worst = 0.0f64;
+        let mut worst_ratio = 0.0f64;
+        for i in 0..41 {
+            let x = [-5.0 + 0.25 * i as f32];
+            let (mut y32, mut yh) = ([0.0f32], [0.0f32]);
+            l32.predict(&x, &mut y32).unwrap();
+            lh.predict(&x, &mut yh).unwrap();
+            // MSE on one output with target y - 0.5 has dL/dy = 1, so the gradient is dy/dw.
+            l32.gradient(&x, &[y32[0] - 0.5]).unwrap();
+            let mut g = vec![0.0f32; l32.params().len()];
+            l32.gradient_into(&mut g).unwrap();
+            let sens: f64 = g
+                .iter()
+                .zip(l32.params())
+                .map(|(g, w)| (*g as f64 * *w as f64).abs())
+                .sum();
+            let err = (yh[0] as f64 - y32[0] as f64).abs();
+            let bound = 1.5 * u * sens + 1e-5;
+            assert!(
+                err <= bound,
+                "{dtype:?} x={}: |{} - {}| = {err:.3e} > {bound:.3e}",
+                x[0],
+                yh[0],
+                y32[0]
+            );
+            worst = worst.max(err);
+            worst_ratio = worst_ratio.max(err / (u * sens));
+        }
+        assert!(
+            worst > 0.0,
+            "{dtype:?}: predictions identical to f32; rounding not exercised"
+        );
+        println!("{dtype:?}: worst |Δy| {worst:.3e}, worst |Δy| / (u Σ|∂y/∂w·w|) {worst_ratio:.3}");
+    }
+}
+
+/// Adapted values beyond the f16 range saturate on export, so the exported blob loads.
+#[test]
+fn export_saturates_to_the_dtype_range() {
+    let mut m = Model::new(&[2], vec![dense(2, 1)], MSE, 3);
+    m.dtype = DType::F16;
+    let bytes = m.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let mut arena = arena_for(&blob);
+    let mut l = Learner::new(&blob, &mut arena).unwrap();
+    l.set_params(&[1.0e6, -2.0e5, 3.0]).unwrap();
+    let out = export(&l);
+    let back = Blob::parse(&out).expect("saturated export parses");
+    let mut w = [0.0f32; 2];
+    back.read_tensor(0, &mut w);
+    assert_eq!(w, [65504.0, -65504.0]);
+}
+
+/// Name of each error variant; exhaustive, so a new variant must be added to the table.
+fn variant(e: &Error) -> &'static str {
+    match e {
+        Error::Truncated { .. } => "Truncated",
+        Error::BadMagic { .. } => "BadMagic",
+        Error::UnsupportedVersion { .. } => "UnsupportedVersion",
+        Error::CrcMismatch { .. } => "CrcMismatch",
+        Error::Malformed { .. } => "Malformed",
+        Error::TrailingBytes { .. } => "TrailingBytes",
+        Error::UnknownLayer { .. } => "UnknownLayer",
+        Error::BadLayerArgs { .. } => "BadLayerArgs",
+        Error::ShapeMismatch { .. } => "ShapeMismatch",
+        Error::LayerCount { .. } => "LayerCount",
+        Error::TensorCount { .. } => "TensorCount",
+        Error::TensorSize { .. } => "TensorSize",
+        Error::UnknownDType { .. } => "UnknownDType",
+        Error::NonFiniteWeight { .. } => "NonFiniteWeight",
+        Error::BadLoss { .. } => "BadLoss",
+        Error::BadOptimizer { .. } => "BadOptimizer",
+        Error::BadSettings { .. } => "BadSettings",
+        Error::ArenaTooSmall { .. } => "ArenaTooSmall",
+        Error::BatchTooLarge { .. } => "BatchTooLarge",
+        Error::SampleLength { .. } => "SampleLength",
+        Error::NonFiniteSample { .. } => "NonFiniteSample",
+        Error::BadLabel { .. } => "BadLabel",
+        Error::NoSamples => "NoSamples",
+        Error::NonFiniteLoss { .. } => "NonFiniteLoss",
+        Error::NonFiniteParameter { .. } => "NonFiniteParameter",
+        Error::BufferTooSmall { .. } => "BufferTooSmall",
+        Error::ParamCount { .. } => "ParamCount",
+        Error::BadTrainableMask { .. } => "BadTrainableMask",
+        Error::UnsupportedChain { .. } => "UnsupportedChain",
+        Error::TooLarge { .. } => "TooLarge",
+        Error::ArchitectureMismatch => "ArchitectureMismatch",
+        // Signed envelopes (feature `sign`) are tested with that feature.
+        Error::Unsigned { .. }
+        | Error::EnvelopeVersion { .. }
+        | Error::EnvelopeLength { .. }
+        | Error::EnvelopeMalformed { .. }
+        | Error::UnknownKey { .. }
+        | Error::BadSignature
+        | Error::BadPublicKey => "signature",
+    }
+}
+
+/// Variants blob parsing, the learner and the sample buffer produce: every one has a row.
+const ALL_VARIANTS: usize = 31;
+
+/// Replace the CRC trailer of `bytes` after editing the payload.
+fn recrc(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = bytes.len() - 4;
+    let crc = crc32(&bytes[..n]);
+    bytes[n..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+/// Re-encode a model's blob after changing its raw payload.
+fn edited(m: &Model, edit: impl FnOnce(&mut anole::blob::Wire<'_, RawTensor<'_>>)) -> Vec<u8> {
+    let bytes = m.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let mut w = blob.wire.clone();
+    edit(&mut w);
+    encode(&w)
+}
+
+fn parse_err(bytes: &[u8]) -> Error {
+    match Blob::parse(bytes) {
+        Ok(_) => panic!("blob of {} bytes parsed but should not", bytes.len()),
+        Err(e) => e,
+    }
+}
+
+struct Table(Vec<(String, &'static str, String)>);
+
+impl Table {
+    fn row(&mut self, input: &str, expected: &'static str, r: Result<impl Sized, Error>) {
+        let e = match r {
+            Ok(_) => panic!("{input}: accepted, expected {expected}"),
+            Err(e) => e,
+        };
+        let msg = e.to_string();
+        assert_eq!(variant(&e), expected, "{input}: got {e:?} ({msg})");
+        assert!(!msg.trim().is_empty(), "{input}: empty message");
+        self.0.push((input.to_string(), expected, msg));
+    }
+}
+
+#[test]
+fn every_bad_input_gets_its_own_error() {
+    let mut t = Table(Vec::new());
+    let m = Model::new(&[3], vec![dense(3, 4), Layer::Tanh, dense(4, 2)], MSE, 9);
+    let good = m.encode();
+    Blob::parse(&good).expect("the reference blob parses");
+
+    // --- blob bytes ---
+    t.row("empty file", "Truncated", Blob::parse(&[]));
+    t.row("8 bytes", "Truncated", Blob::parse(&good[..8]));
+    t.row(
+        "cut in half",
+        "Truncated",
+        Blob::parse(&good[..good.len() / 2]),
+    );
+    t.row(
+        "last byte missing",
+        "Truncated",
+        Blob::parse(&good[..good.len() - 1]),
+    );
+    let mut b = good.clone();
+    b[0] = b'X';
+    t.row("wrong magic", "BadMagic", Blob::parse(&b));
+    let v2 = edited(&m, |w| w.version = FORMAT_VERSION + 1);
+    t.row("format version 2", "UnsupportedVersion", Blob::parse(&v2));
+    let mut b = good.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x10;
+    t.row("one payload byte flipped", "CrcMismatch", Blob::parse(&b));
+    let mut b = good.clone();
+    let last = b.len() - 1;
+    b[last] ^= 0x01;
+    t.row("CRC byte flipped", "CrcMismatch", Blob::parse(&b));
+    let mut b = good.clone();
+    let at = b
+        .windows(4)
+        .position(|w| w == b"test")
+        .expect("provenance string");
+    b[at] = 0xFF;
+    t.row(
+        "invalid UTF-8 in provenance (CRC fixed)",
+        "Malformed",
+        Blob::parse(&recrc(b)),
+    );
+    let mut b = good[..good.len() - 4].to_vec();
+    b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    t.row(
+        "bytes between payload and CRC",
+        "TrailingBytes",
+        Blob::parse(&recrc(b)),
+    );
+
+    // --- architecture ---
+    let b = edited(&m, |w| w.layers[1].kind = 9);
+    t.row("layer kind 9", "UnknownLayer", Blob::parse(&b));
+    let b = edited(&m, |w| w.layers[0].args.truncate(1));
+    t.row(
+        "dense layer with one argument",
+        "BadLayerArgs",
+        Blob::parse(&b),
+    );
+    let b = edited(&m, |w| w.layers[0].args[1] = 0);
+    t.row(
+        "dense layer with 0 outputs",
+        "BadLayerArgs",
+        Blob::parse(&b),
+    );
+    let cnn = small_cnn();
+    let b = edited(&cnn, |w| w.layers[1].args[1] = f32::NAN.to_bits());
+    t.row("norm epsilon NaN", "BadLayerArgs", Blob::parse(&b));
+    let b = edited(&cnn, |w| w.layers[0].args[3] = 0);
+    t.row("conv stride 0", "BadLayerArgs", Blob::parse(&b));
+    let b = edited(&m, |w| w.layers[2].args[0] = 5);
+    t.row("dense 3→4 then dense 5→2", "ShapeMismatch", Blob::parse(&b));
+    let b = edited(&cnn, |w| w.input_shape = [36].into_iter().collect());
+    t.row("conv on a flat input", "ShapeMismatch", Blob::parse(&b));
+    let b = edited(&cnn, |w| w.layers[0].args[2] = 9);
+    t.row(
+        "conv kernel larger than the padded image",
+        "ShapeMismatch",
+        Blob::parse(&b),
+    );
+    let b = edited(&m, |w| {
+        w.layers.clear();
+        w.tensors.clear();
+    });
+    t.row("no layers", "LayerCount", Blob::parse(&b));
+    let b = edited(&m, |w| {
+        let _ = w.layers.insert(
+            2,
+            RawLayer {
+                kind: kind::TANH,
+                args: heapless::Vec::new(),
+            },
+        );
+    });
+    t.row(
+        "tanh directly after tanh",
+        "UnsupportedChain",
+        Blob::parse(&b),
+    );
+    let b = edited(&m, |w| {
+        w.input_shape = [1, 16, 16].into_iter().collect();
+        w.layers.clear();
+        w.tensors.clear();
+        let _ = w.layers.push(Layer::to_raw(conv(1, 1 << 20, 16, 1, 0)));
+    });
+    t.row("conv weight of 2^28 elements", "TooLarge", Blob::parse(&b));
+    let b = edited(&m, |w| {
+        w.input_shape = [1, 16, 16].into_iter().collect();
+        w.layers.clear();
+        w.tensors.clear();
+        let _ = w.layers.push(Layer::to_raw(conv(1, 1 << 20, 1, 1, 0)));
+    });
+    t.row("conv output of 2^28 values", "TooLarge", Blob::parse(&b));
+
+    // --- tensors ---
+    let b = edited(&m, |w| {
+        w.tensors.pop();
+    });
+    t.row("one tensor missing", "TensorCount", Blob::parse(&b));
+    let b = edited(&m, |w| w.tensors[1].data = &w.tensors[1].data[..12]);
+    t.row("bias one element short", "TensorSize", Blob::parse(&b));
+    let b = edited(&m, |w| w.tensors[2].dtype = 7);
+    t.row("dtype code 7", "UnknownDType", Blob::parse(&b));
+    let mut nan = m.clone();
+    nan.params[5] = f32::NAN;
+    t.row("NaN weight", "NonFiniteWeight", Blob::parse(&nan.encode()));
+    let mut inf = m.clone();
+    inf.params[0] = f32::INFINITY;
+    t.row(
+        "infinite weight",
+        "NonFiniteWeight",
+        Blob::parse(&inf.encode()),
+    );
+    let b = edited(&m, |w| {
+        let inf16: &'static [u8] = Box::leak([0x00, 0x7C].repeat(4).into_boxed_slice());
+        w.tensors[1] = RawTensor {
+            dtype: 1,
+            data: inf16,
+        };
+    });
+    t.row("f16 infinity", "NonFiniteWeight", Blob::parse(&b));
+
+    // --- settings ---
+    let b = edited(&m, |w| w.adapt.loss = 7);
+    t.row("loss code 7", "BadLoss", Blob::parse(&b));
+    let one = Model::new(&[3], vec![dense(3, 1)], CROSS_ENTROPY, 1);
+    t.row(
+        "cross-entropy on one output",
+        "BadLoss",
+        Blob::parse(&one.encode()),
+    );
+    let b = edited(&m, |w| w.adapt.optimizer = 9);
+    t.row("optimizer code 9", "BadOptimizer", Blob::parse(&b));
+    let b = edited(&m, |w| w.adapt.batch = 0);
+    t.row("recommended batch 0", "BadSettings", Blob::parse(&b));
+    let b = edited(&m, |w| w.adapt.lr = f32::NAN);
+    t.row("learning rate NaN", "BadSettings", Blob::parse(&b));
+    let b = edited(&m, |w| w.adapt.lr = -0.1);
+    t.row("negative learning rate", "BadSettings", Blob::parse(&b));
+    let b = edited(&m, |w| w.adapt.lr_scale = [1.0, 2.0].into_iter().collect());
+    t.row(
+        "lr_scale with 2 entries for 4 tensors",
+        "BadSettings",
+        Blob::parse(&b),
+    );
+    let b = edited(&m, |w| w.input_shape = [3, 1].into_iter().collect());
+    t.row("input shape of rank 2", "BadSettings", Blob::parse(&b));
+    let b = edited(&m, |w| w.adapt.trainable = 1 << 7);
+    t.row(
+        "trainable bit for layer 7 of 3",
+        "BadTrainableMask",
+        Blob::parse(&b),
+    );
+
+    // --- learner ---
+    let blob = Blob::parse(&good).unwrap();
+    let need = blob.arena_len(10).unwrap();
+    let mut small = vec![0.0f32; need - 1];
+    t.row(
+        "arena one f32 short",
+        "ArenaTooSmall",
+        Learner::new(&blob, &mut small),
+    );
+    let mut arena = vec![0.0f32; need];
+    let opts = Options {
+        batch: 0,
+        ..Options::from_blob(&blob)
+    };
+    t.row(
+        "batch 0",
+        "BadSettings",
+        Learner::with_options(&blob, &mut arena, opts),
+    );
+    let opts = Options {
+        trainable: 1 << 9,
+        ..Options::from_blob(&blob)
+    };
+    t.row(
+        "trainable bit for layer 9 of 3",
+        "BadTrainableMask",
+        Learner::with_options(&blob, &mut arena, opts),
+    );
+    let mut l = Learner::new(&blob, &mut arena).unwrap();
+    t.row(
+        "learning rate infinite",
+        "BadSettings",
+        l.set_lr(f32::INFINITY),
+    );
+    let x = [0.1f32, 0.2, 0.3];
+    let mut y = [0.0f32; 2];
+    t.row(
+        "predict: 4 values for 3-value samples",
+        "SampleLength",
+        l.predict(&[0.0; 4], &mut [0.0; 2]),
+    );
+    t.row(
+        "predict: output buffer of 1 for 2 outputs",
+        "BufferTooSmall",
+        l.predict(&x, &mut y[..1]),
+    );
+    t.row(
+        "predict: NaN input",
+        "NonFiniteSample",
+        l.predict(&[0.1, f32::NAN, 0.3], &mut y),
+    );
+    t.row(
+        "predict: infinite input",
+        "NonFiniteSample",
+        l.predict(&[f32::INFINITY, 0.0, 0.3], &mut y),
+    );
+    let xs: Vec<f32> = (0..30).map(|i| i as f32 * 0.01).collect();
+    let ts: Vec<f32> = (0..20).map(|i| i as f32 * 0.01).collect();
+    let wide = SliceSamples::new(&xs, &ts, 3, 2).unwrap();
+    l.adapt(&wide, 1).expect("valid samples adapt");
+    let long_rows = SliceSamples::new(&xs[..20], &ts, 2, 2).unwrap();
+    t.row(
+        "adapt: samples of 2 values for a 3-input model",
+        "SampleLength",
+        l.adapt(&long_rows, 1),
+    );
+    let mut ts_inf = ts.clone();
+    ts_inf[3] = f32::INFINITY;
+    let bad_target = SliceSamples::new(&xs, &ts_inf, 3, 2).unwrap();
+    t.row(
+        "adapt: infinite target",
+        "NonFiniteSample",
+        l.adapt(&bad_target, 1),
+    );
+    t.row("adapt: no samples", "NoSamples", l.adapt(&empty(), 1));
+    t.row("loss: no samples", "NoSamples", l.loss(&empty()));
+    let xs11: Vec<f32> = (0..33).map(|i| i as f32 * 0.01).collect();
+    let ts11: Vec<f32> = (0..22).map(|i| i as f32 * 0.01).collect();
+    t.row(
+        "step: 11 samples at batch 10",
+        "BatchTooLarge",
+        l.step(&xs11, &ts11, 0.1),
+    );
+    t.row(
+        "step: 3 targets for 1 sample of 2 outputs",
+        "SampleLength",
+        l.step(&x, &[0.0; 3], 0.1),
+    );
+    t.row("gradient: no samples", "NoSamples", l.gradient(&[], &[]));
+    let mut short = vec![0u8; l.export_len() - 1];
+    t.row(
+        "export into a buffer one byte short",
+        "BufferTooSmall",
+        l.export(&mut short),
+    );
+    t.row(
+        "set_params: 5 values for 26 parameters",
+        "ParamCount",
+        l.set_params(&[0.0; 5]),
+    );
+    t.row(
+        "gradient_into: 27 values for 26",
+        "ParamCount",
+        l.gradient_into(&mut [0.0; 27]),
+    );
+    let mut nan_params = l.params().to_vec();
+    nan_params[20] = f32::NAN;
+    t.row(
+        "set_params: NaN in tensor 2",
+        "NonFiniteWeight",
+        l.set_params(&nan_params),
+    );
+    let other = Model::new(&[3], vec![dense(3, 5), Layer::Tanh, dense(5, 2)], MSE, 9).encode();
+    let other = Blob::parse(&other).unwrap();
+    t.row(
+        "load_params_from: blob of another architecture",
+        "ArchitectureMismatch",
+        l.load_params_from(&other),
+    );
+    let mut huge = l.params().to_vec();
+    huge.iter_mut().for_each(|p| *p *= 1e25);
+    l.set_params(&huge).unwrap();
+    t.row(
+        "step with weights ×1e25 (loss overflows)",
+        "NonFiniteLoss",
+        l.step(&x, &[0.0, 0.0], 0.1),
+    );
+    l.reset();
+    t.row(
+        "step at learning rate 1e38",
+        "NonFiniteParameter",
+        l.step(&x, &[5.0, -5.0], 1e38),
+    );
+
+    // --- classification labels ---
+    let ce = Model::new(&[2], vec![dense(2, 3)], CROSS_ENTROPY, 2);
+    let ce_bytes = ce.encode();
+    let ce_blob = Blob::parse(&ce_bytes).unwrap();
+    let mut ce_arena = arena_for(&ce_blob);
+    let mut lc = Learner::new(&ce_blob, &mut ce_arena).unwrap();
+    for (what, label) in [
+        ("label 3 of 3 classes", 3.0f32),
+        ("label -1", -1.0),
+        ("label 1.5", 1.5),
+    ] {
+        t.row(what, "BadLabel", lc.step(&[0.1, 0.2], &[label], 0.1));
+    }
+
+    // --- sample buffer ---
+    let mut buf: SampleBuffer<4, 3, 2> = SampleBuffer::new();
+    t.row(
+        "buffer: input of 2 values for 3",
+        "SampleLength",
+        buf.push(&[0.0; 2], &[0.0; 2]),
+    );
+    t.row(
+        "buffer: NaN target",
+        "NonFiniteSample",
+        buf.push(&[0.0; 3], &[f32::NAN, 0.0]),
+    );
+    t.row(
+        "slices: 7 values for 3-value rows",
+        "SampleLength",
+        SliceSamples::new(&[0.0; 7], &[0.0; 4], 3, 2),
+    );
+
+    let mut seen: Vec<&str> = t.0.iter().map(|r| r.1).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), ALL_VARIANTS, "variants covered: {seen:?}");
+    println!("| bad input | error | message |\n|---|---|---|");
+    for (input, v, msg) in &t.0 {
+        println!("| {input} | `{v}` | {msg} |");
+    }
+}
+
+fn empty() -> SliceSamples<'static> {
+    SliceSamples::new(&[], &[], 3, 2).unwrap()
+}
+
+/// Every truncation and every single-byte corruption of a blob is refused with an error (a
+/// CRC-32 detects every single-byte error); none panics.
+#[test]
+fn every_truncation_and_byte_flip_is_refused() {
+    let good = small_cnn().encode();
+    let mut counts = std::collections::BTreeMap::new();
+    for len in 0..good.len() {
+        let e = parse_err(&good[..len]);
+        assert_eq!(variant(&e), "Truncated", "cut to {len} bytes: {e}");
+    }
+    for pos in 0..good.len() {
+        for mask in [0x01u8, 0x80, 0xFF] {
+            let mut b = good.clone();
+            b[pos] ^= mask;
+            let e = parse_err(&b);
+            let v = variant(&e);
+            assert!(
+                matches!(
+                    v,
+                    "BadMagic" | "UnsupportedVersion" | "CrcMismatch" | "Truncated"
+                ),
+                "byte {pos} ^ {mask:#x}: {e}"
+            );
+            *counts.entry(v).or_insert(0usize) += 1;
+        }
+    }
+    println!(
+        "{} truncations, {} flips: {counts:?}",
+        good.len(),
+        3 * good.len()
+    );
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what builds and tests need on a fresh Debian machine; a no-op when all is there.
+# Debian's Rust (rustc-web, with its library source) builds the ARM targets offline with
+# -Z build-std; the ARM GNU linker and QEMU run the firmware; python's onnx and onnxruntime
+# check the exported ONNX files.
+set -euo pipefail
+
+apt_pkgs=(rustc-web cargo-web rust-web-src gcc-arm-none-eabi binutils-arm-none-eabi
+          qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import onnx, onnxruntime, numpy' >/dev/null 2>&1; then
+  echo "setup: installing python onnx, onnxruntime, numpy"
+  python3 -m pip install -q --disable-pip-version-check onnx onnxruntime numpy
+fi

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run). Installs what it needs on a fresh Debian
+# machine (scripts/setup.sh), then: formatting, lints, every unit / integration / end-to-end
+# test (release profile), the runtime's core-only ARM builds, the firmware examples under QEMU,
+# and a short fuzzing run of every fuzz target.
+# Usage: bash scripts/test.sh            FUZZ_SECONDS=N to change the fuzzing time per target (default 30).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+step() { printf '\n==== %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --release -- -D warnings
+cargo clippy -p anole --all-targets --release --all-features -- -D warnings
+
+step "tests (workspace, release)"
+cargo test --workspace --release 2>&1 | tee "$log"
+cargo test -p anole --release --all-features 2>&1 | tee -a "$log"
+
+step "runtime: core-only builds for Cortex-M"
+bash runtime/ci-arm-check.sh
+
+step "firmware examples (build all, run the emulated ones)"
+bash firmware-examples/run.sh
+
+step "fuzzing (${FUZZ_SECONDS:-30} s per target)"
+bash runtime/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+
+passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
+printf '\nall steps passed\n%s passed, %s failed\n' "$passed" "$failed"

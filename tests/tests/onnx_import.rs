@@ -1,0 +1,343 @@
+//! `anole import` reads PyTorch-style graphs (MatMul + Add, Reshape to [batch, -1], Identity,
+//! Constant nodes, BatchNormalization with `training_mode = 0`, Conv without bias, opset 17)
+//! and computes what tract computes on the same file; unsupported graphs are refused with the
+//! node named; export then import gives back the same parameters.
+
+use anole::{Blob, DType};
+use anole_tests::{blob_bytes, max_abs_diff, rng, runtime_predict, uniform, TractModel};
+use anole_trainer::export::import::{parse_onnx, read_model, to_blob, ImportOptions};
+use anole_trainer::export::onnx::onnx_bytes;
+use anole_trainer::model::Arch;
+use prost::Message;
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_shape_proto::{dimension::Value, Dimension};
+use tract_onnx::pb::*;
+
+fn tensor(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: DataType::Float as i32,
+        float_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i: v,
+        ..Default::default()
+    }
+}
+
+fn node(
+    name: &str,
+    op: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        name: name.into(),
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(d.map_or(Value::DimParam("N".into()), Value::DimValue)),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What `torch.onnx.export` writes for conv(2→3, 3×3, pad 1, no bias) → BatchNorm2d → ReLU →
+/// MaxPool2d(2) → x.reshape(x.shape[0], -1) → Linear(48, 10) (MatMul + Add) → Tanh →
+/// Linear(10, 4) as Gemm(transB = 1), on [N, 2, 8, 8].
+fn pytorch_style() -> ModelProto {
+    let mut r = rng(40);
+    let conv_w = uniform(&mut r, 3 * 2 * 9, -0.4, 0.4);
+    let (gamma, beta) = (uniform(&mut r, 3, 0.5, 1.5), uniform(&mut r, 3, -0.2, 0.2));
+    let (mean, var) = (uniform(&mut r, 3, -0.3, 0.3), uniform(&mut r, 3, 0.2, 2.0));
+    let (w1, b1) = (
+        uniform(&mut r, 48 * 10, -0.3, 0.3),
+        uniform(&mut r, 10, -0.1, 0.1),
+    );
+    let (w2, b2) = (
+        uniform(&mut r, 4 * 10, -0.3, 0.3),
+        uniform(&mut r, 4, -0.1, 0.1),
+    );
+    let shape = TensorProto {
+        name: "shape".into(),
+        dims: vec![2],
+        data_type: DataType::Int64 as i32,
+        int64_data: vec![0, -1],
+        ..Default::default()
+    };
+    let constant = NodeProto {
+        name: "/Constant".into(),
+        op_type: "Constant".into(),
+        output: vec!["shape".into()],
+        attribute: vec![AttributeProto {
+            name: "value".into(),
+            r#type: AttributeType::Tensor as i32,
+            t: Some(shape),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let graph = GraphProto {
+        name: "main_graph".into(),
+        node: vec![
+            node(
+                "/conv/Conv",
+                "Conv",
+                &["x", "conv.weight"],
+                "c",
+                vec![
+                    ints_attr("kernel_shape", &[3, 3]),
+                    ints_attr("pads", &[1, 1, 1, 1]),
+                    ints_attr("strides", &[1, 1]),
+                    ints_attr("dilations", &[1, 1]),
+                    int_attr("group", 1),
+                ],
+            ),
+            node(
+                "/bn/BatchNormalization",
+                "BatchNormalization",
+                &[
+                    "c",
+                    "bn.weight",
+                    "bn.bias",
+                    "bn.running_mean",
+                    "bn.running_var",
+                ],
+                "n",
+                vec![
+                    int_attr("training_mode", 0),
+                    AttributeProto {
+                        name: "epsilon".into(),
+                        r#type: AttributeType::Float as i32,
+                        f: 1e-5,
+                        ..Default::default()
+                    },
+                ],
+            ),
+            node("/relu/Relu", "Relu", &["n"], "a", vec![]),
+            node(
+                "/pool/MaxPool",
+                "MaxPool",
+                &["a"],
+                "p",
+                vec![
+                    ints_attr("kernel_shape", &[2, 2]),
+                    ints_attr("strides", &[2, 2]),
+                    ints_attr("pads", &[0, 0, 0, 0]),
+                    int_attr("ceil_mode", 0),
+                ],
+            ),
+            constant,
+            node("/Reshape", "Reshape", &["p", "shape"], "f", vec![]),
+            node("/Identity", "Identity", &["f"], "f2", vec![]),
+            node(
+                "/fc1/MatMul",
+                "MatMul",
+                &["f2", "fc1.weight_t"],
+                "m",
+                vec![],
+            ),
+            node("/fc1/Add", "Add", &["fc1.bias", "m"], "h", vec![]),
+            node("/Tanh", "Tanh", &["h"], "t", vec![]),
+            node(
+                "/fc2/Gemm",
+                "Gemm",
+                &["t", "fc2.weight", "fc2.bias"],
+                "logits",
+                vec![int_attr("transB", 1)],
+            ),
+        ],
+        initializer: vec![
+            tensor("conv.weight", &[3, 2, 3, 3], &conv_w),
+            tensor("bn.weight", &[3], &gamma),
+            tensor("bn.bias", &[3], &beta),
+            tensor("bn.running_mean", &[3], &mean),
+            tensor("bn.running_var", &[3], &var),
+            tensor("fc1.weight_t", &[48, 10], &w1),
+            tensor("fc1.bias", &[10], &b1),
+            tensor("fc2.weight", &[4, 10], &w2),
+            tensor("fc2.bias", &[4], &b2),
+        ],
+        input: vec![value("x", &[None, Some(2), Some(8), Some(8)])],
+        output: vec![value("logits", &[None, Some(4)])],
+        ..Default::default()
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        producer_name: "pytorch".into(),
+        graph: Some(graph),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn pytorch_style_graph_imports_and_matches_tract() {
+    let model = pytorch_style();
+    let bytes = model.encode_to_vec();
+    let imp = parse_onnx(&bytes).unwrap();
+    assert!(imp.meta.is_none());
+    let names: Vec<&str> = imp.arch.layers.iter().map(|l| l.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv2d",
+            "norm",
+            "relu",
+            "maxpool2d",
+            "flatten",
+            "dense",
+            "tanh",
+            "dense"
+        ]
+    );
+    let opts = ImportOptions {
+        loss: Some(anole_trainer::export::import::LossArg::Xent),
+        ..Default::default()
+    };
+    let blob = to_blob(&imp, &opts).unwrap();
+    let tract = TractModel::load(&bytes).unwrap();
+    let mut r = rng(41);
+    for n in [1, 5] {
+        let x = uniform(&mut r, n * 128, -1.0, 1.0);
+        let d = max_abs_diff(
+            &tract.run(&[n, 2, 8, 8], &x).unwrap(),
+            &runtime_predict(&blob, &x),
+        );
+        assert!(
+            d <= 1e-5,
+            "batch {n}: imported model differs from tract by {d}"
+        );
+    }
+}
+
+/// A change that makes the PyTorch-style graph unsupported.
+type Edit = Box<dyn Fn(&mut GraphProto)>;
+
+#[test]
+fn unsupported_graphs_are_refused_naming_the_node() {
+    let cases: Vec<(&str, Edit)> = vec![
+        ("node 2 '/relu/Relu' (Sigmoid): operator Sigmoid is not supported", Box::new(|g| g.node[2].op_type = "Sigmoid".into())),
+        ("node 0 '/conv/Conv' (Conv): group = 2 is not supported", Box::new(|g| g.node[0].attribute[4].i = 2)),
+        ("node 0 '/conv/Conv' (Conv): pads [1, 1, 0, 0] are not supported", Box::new(|g| g.node[0].attribute[1].ints = vec![1, 1, 0, 0])),
+        ("node 1 '/bn/BatchNormalization' (BatchNormalization): training_mode = 1 is not supported", Box::new(|g| g.node[1].attribute[0].i = 1)),
+        ("node 3 '/pool/MaxPool' (MaxPool): padding is not supported", Box::new(|g| g.node[3].attribute[2].ints = vec![1, 1, 1, 1])),
+        ("node 8 '/fc1/Add' (Add): input 'm2' is computed in the graph", Box::new(|g| {
+            g.node[8].input = vec!["m".into(), "m2".into()];
+        })),
+        ("node 10 '/fc2/Gemm' (Gemm): does not read the previous layer's output 't'", Box::new(|g| g.node[10].input[0] = "h".into())),
+        ("node 5 '/Reshape' (Reshape): reshape to [0, 3, -1]", Box::new(|g| {
+            if let Some(t) = g.node[4].attribute[0].t.as_mut() {
+                t.dims = vec![3];
+                t.int64_data = vec![0, 3, -1];
+            }
+        })),
+        ("node 11 (Softmax): not supported; export the logits", Box::new(|g| {
+            g.node.push(node("", "Softmax", &["logits"], "probs", vec![]));
+            g.output[0].name = "probs".into();
+        })),
+    ];
+    let hostile: Vec<(&str, Edit)> = vec![
+        (
+            "node 0 '/conv/Conv' (Conv): pads [1099511627776",
+            Box::new(|g| g.node[0].attribute[1].ints = vec![1 << 40; 4]),
+        ),
+        (
+            "node 0 '/conv/Conv' (Conv): strides [-1, -1] are not supported",
+            Box::new(|g| g.node[0].attribute[2].ints = vec![-1, -1]),
+        ),
+        (
+            "weight 'fc2.weight': shape [-4, -10] has a negative or oversized dimension",
+            Box::new(|g| g.initializer[7].dims = vec![-4, -10]),
+        ),
+        (
+            "weight 'conv.weight': holds 54 values, its shape [3, 2, 3, 4] needs 72",
+            Box::new(|g| g.initializer[0].dims = vec![3, 2, 3, 4]),
+        ),
+        (
+            "node 8 '/fc1/Add' (Add): Add with 3 inputs",
+            Box::new(|g| g.node[8].input.push("fc1.bias".into())),
+        ),
+        (
+            "node 5 '/Reshape' (Reshape): input '' is not a constant",
+            Box::new(|g| g.node[5].input[1] = String::new()),
+        ),
+    ];
+    for (want, edit) in cases.into_iter().chain(hostile) {
+        let mut m = pytorch_style();
+        edit(m.graph.as_mut().unwrap());
+        let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+        assert!(e.contains(want), "expected {want:?}, got {e:?}");
+    }
+    assert!(
+        format!("{:#}", parse_onnx(b"not a protobuf at all").unwrap_err())
+            .contains("not an ONNX model")
+    );
+}
+
+#[test]
+fn export_then_import_gives_identical_parameters() {
+    for (arch, dtype, loss) in [
+        (Arch::sine(), DType::F32, 0),
+        (Arch::omniglot(5, 64), DType::F32, 1),
+        (Arch::omniglot(20, 32), DType::F16, 1),
+    ] {
+        let bytes = blob_bytes(&arch, dtype, loss, 0.001, 5, 50);
+        let blob = Blob::parse(&bytes).unwrap();
+        let imp = read_model(
+            &tract_onnx::pb::ModelProto::decode(onnx_bytes(&blob).unwrap().as_slice()).unwrap(),
+        )
+        .unwrap();
+        let mut want = vec![0.0; blob.param_count()];
+        let mut off = 0;
+        for t in 0..blob.wire.tensors.len() {
+            let len = blob.wire.tensors[t].data.len() / blob.dtypes[t].size();
+            blob.read_tensor(t, &mut want[off..off + len]);
+            off += len;
+        }
+        assert_eq!(imp.arch, arch);
+        assert_eq!(imp.params, want);
+        assert_eq!(to_blob(&imp, &ImportOptions::default()).unwrap(), bytes);
+    }
+}

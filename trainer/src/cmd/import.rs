@@ -1,0 +1,64 @@
+//! `anole import`: convert a supported ONNX model (the runtime's layers, e.g. exported from
+//! PyTorch or by `anole`) into a blob.
+
+use crate::export::import::{self, AdaptArg, DTypeArg, ImportOptions, LossArg};
+use anyhow::{anyhow, Context, Result};
+use std::path::PathBuf;
+
+/// Arguments of `anole import`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// ONNX model to convert.
+    pub model: PathBuf,
+    /// Blob to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Adaptation learning rate (default: the file's anole metadata, else 0.02).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Adaptation steps (default: the file's anole metadata, else 32).
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Minibatch of one adaptation step (default: the file's anole metadata, else 10).
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Loss: mse (regression) or xent (classification, integer labels) (default: metadata, else mse).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossArg>,
+    /// Layers that adapt: all, or the last layer with parameters (default: metadata, else all).
+    #[arg(long, value_enum)]
+    pub adapt: Option<AdaptArg>,
+    /// Storage dtype of the blob (default: metadata, else f32).
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+}
+
+/// Run `anole import`.
+pub fn run(a: Args) -> Result<()> {
+    let src = a.model.display();
+    let bytes = std::fs::read(&a.model).map_err(|e| anyhow!("{src}: cannot read: {e}"))?;
+    let imported = import::parse_onnx(&bytes).with_context(|| format!("{src}"))?;
+    let opts = ImportOptions {
+        lr: a.lr,
+        steps: a.steps,
+        batch: a.batch,
+        loss: a.loss,
+        adapt: a.adapt,
+        dtype: a.dtype,
+    };
+    let blob = import::to_blob(&imported, &opts).with_context(|| format!("{src}"))?;
+    std::fs::write(&a.out, &blob).map_err(|e| anyhow!("{}: cannot write: {e}", a.out.display()))?;
+    eprintln!(
+        "{src} -> {}: {} layers, {} parameters, {} bytes{}",
+        a.out.display(),
+        imported.arch.layers.len(),
+        imported.params.len(),
+        blob.len(),
+        if imported.meta.is_some() {
+            " (settings and provenance from its anole metadata)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}

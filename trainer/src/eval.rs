@@ -1,0 +1,340 @@
+//! Few-shot evaluation on held-out tasks: adapt a blob on each task's support set through the
+//! engine (`Learner::adapt`, exactly as a device would) and measure the query loss (and accuracy
+//! for classification) after a list of step counts, with 95% confidence intervals over tasks.
+
+use crate::tasks::{self, Stream, TaskFamily};
+use anole::{Blob, Learner, LossKind, Options, Samples};
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// What to evaluate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalConfig {
+    /// Held-out tasks.
+    pub tasks: usize,
+    /// Support samples per task (per class for classification).
+    pub shots: usize,
+    /// Query samples per task (sine: points of the even grid over [−5, 5]).
+    pub queries: usize,
+    /// Step counts to measure after, ascending (0 = the initialization itself).
+    pub checkpoints: Vec<u32>,
+    /// Seed of the held-out tasks (their own random stream, disjoint from training's).
+    pub seed: u64,
+    /// Adaptation learning rate (default: the blob's).
+    pub lr: Option<f32>,
+    /// Adaptation minibatch (default: the blob's).
+    pub batch: Option<usize>,
+}
+
+impl EvalConfig {
+    /// The standard protocol: `tasks` tasks, `shots` support points, 100 query points, loss after
+    /// 0, 1, 8 and `steps` steps.
+    pub fn standard(tasks: usize, shots: usize, steps: u32, seed: u64) -> EvalConfig {
+        EvalConfig {
+            tasks,
+            shots,
+            queries: 100,
+            checkpoints: checkpoints(steps),
+            seed,
+            lr: None,
+            batch: None,
+        }
+    }
+}
+
+/// 0, 1, 8 and `steps`, those not above `steps`, ascending and without repeats.
+pub fn checkpoints(steps: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = [0, 1, 8, steps]
+        .into_iter()
+        .filter(|&s| s <= steps)
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Mean with its spread over tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Stat {
+    /// Mean over tasks.
+    pub mean: f64,
+    /// Sample standard deviation over tasks.
+    pub sd: f64,
+    /// Half-width of the 95% confidence interval of the mean, 1.96 · sd / √n.
+    pub ci95: f64,
+}
+
+impl Stat {
+    /// Of `values` (at least one).
+    pub fn of(values: &[f64]) -> Stat {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = if values.len() > 1 {
+            values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        let sd = var.sqrt();
+        Stat {
+            mean,
+            sd,
+            ci95: 1.96 * sd / n.sqrt(),
+        }
+    }
+}
+
+/// Results after one step count.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Checkpoint {
+    /// Adaptation steps taken.
+    pub steps: u32,
+    /// Query loss (MSE for regression, cross-entropy for classification).
+    pub loss: Stat,
+    /// Query accuracy (classification only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<Stat>,
+}
+
+/// A full evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Task family.
+    pub task: String,
+    /// Loss name ("mse" or "cross-entropy").
+    pub loss: &'static str,
+    /// Held-out tasks.
+    pub tasks: usize,
+    /// Support samples per task.
+    pub shots: usize,
+    /// Query samples per task.
+    pub queries: usize,
+    /// Adaptation learning rate used.
+    pub lr: f64,
+    /// Adaptation minibatch used.
+    pub batch: usize,
+    /// Seed of the held-out tasks.
+    pub seed: u64,
+    /// One entry per step count.
+    pub results: Vec<Checkpoint>,
+}
+
+impl EvalReport {
+    /// The entry after `steps` steps.
+    pub fn at(&self, steps: u32) -> Option<&Checkpoint> {
+        self.results.iter().find(|c| c.steps == steps)
+    }
+
+    /// A plain-text table.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{} tasks of {}, {} support / {} query samples each, lr {}, batch {}, seed {}\n",
+            self.tasks, self.task, self.shots, self.queries, self.lr, self.batch, self.seed
+        );
+        let acc = self.results.iter().any(|c| c.accuracy.is_some());
+        s.push_str(&format!(
+            "{:>6}  {:>22}",
+            "steps",
+            format!("{} (±95% CI)", self.loss)
+        ));
+        if acc {
+            s.push_str(&format!("  {:>22}", "accuracy (±95% CI)"));
+        }
+        s.push('\n');
+        for c in &self.results {
+            s.push_str(&format!(
+                "{:>6}  {:>22}",
+                c.steps,
+                format!("{:.4} ± {:.4}", c.loss.mean, c.loss.ci95)
+            ));
+            if let Some(a) = c.accuracy {
+                s.push_str(&format!(
+                    "  {:>22}",
+                    format!("{:.2}% ± {:.2}%", 100.0 * a.mean, 100.0 * a.ci95)
+                ));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// Evaluate `blob` on `cfg.tasks` held-out tasks of `family`; tasks run in parallel, each in its
+/// own arena, and `progress` advances once per task.
+pub fn evaluate(
+    blob: &Blob<'_>,
+    family: &dyn TaskFamily,
+    cfg: &EvalConfig,
+    progress: &ProgressBar,
+) -> Result<EvalReport> {
+    if cfg.tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    if cfg.shots == 0 {
+        bail!("--shots must be at least 1");
+    }
+    if cfg.queries == 0 {
+        bail!("--queries must be at least 1");
+    }
+    let arch = crate::model::Arch::of(blob);
+    if arch != family.arch() {
+        bail!(
+            "the model's architecture does not match the {} task family's",
+            family.name()
+        );
+    }
+    if blob.loss != family.loss() {
+        bail!(
+            "the model's loss does not match the {} task family's",
+            family.name()
+        );
+    }
+    let mut opts = Options::from_blob(blob);
+    if let Some(lr) = cfg.lr {
+        if !(lr.is_finite() && lr >= 0.0) {
+            bail!("--lr must be a finite number >= 0, got {lr}");
+        }
+        opts.lr = lr;
+    }
+    if let Some(b) = cfg.batch {
+        opts.batch = b;
+    }
+    let len = anole::Plan::new(blob, opts.batch, opts.trainable)
+        .map_err(|e| anyhow!("model: {e}"))?
+        .arena_len();
+    let classify = blob.loss == LossKind::CrossEntropy;
+    let per_task: Vec<Result<Vec<(f64, f64)>>> = (0..cfg.tasks)
+        .into_par_iter()
+        .map_init(
+            || vec![0.0f32; len],
+            |arena, i| {
+                let r = eval_task(blob, family, cfg, opts, classify, arena, i)
+                    .with_context(|| format!("held-out task {}", i + 1));
+                progress.inc(1);
+                r
+            },
+        )
+        .collect();
+    let mut losses = vec![Vec::with_capacity(cfg.tasks); cfg.checkpoints.len()];
+    let mut accs = vec![Vec::with_capacity(cfg.tasks); cfg.checkpoints.len()];
+    for r in per_task {
+        for (k, (l, a)) in r?.into_iter().enumerate() {
+            losses[k].push(l);
+            accs[k].push(a);
+        }
+    }
+    let results = cfg
+        .checkpoints
+        .iter()
+        .enumerate()
+        .map(|(k, &steps)| Checkpoint {
+            steps,
+            loss: Stat::of(&losses[k]),
+            accuracy: classify.then(|| Stat::of(&accs[k])),
+        })
+        .collect();
+    Ok(EvalReport {
+        task: family.name().to_string(),
+        loss: if classify { "cross-entropy" } else { "mse" },
+        tasks: cfg.tasks,
+        shots: cfg.shots,
+        queries: cfg.queries,
+        lr: decimal(opts.lr),
+        batch: opts.batch,
+        seed: cfg.seed,
+        results,
+    })
+}
+
+/// `x` as the f64 with the same shortest decimal form (0.02 stays 0.02 in JSON, not
+/// 0.019999999552965164).
+pub fn decimal(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(x as f64)
+}
+
+/// Query (loss, accuracy) of held-out task `i` after each checkpoint's number of steps, every
+/// one adapted from the initialization.
+fn eval_task(
+    blob: &Blob<'_>,
+    family: &dyn TaskFamily,
+    cfg: &EvalConfig,
+    opts: Options,
+    classify: bool,
+    arena: &mut [f32],
+    i: usize,
+) -> Result<Vec<(f64, f64)>> {
+    let episode = family.eval_task(
+        &mut tasks::rng(cfg.seed, Stream::Eval, i as u64),
+        cfg.shots,
+        cfg.queries,
+    )?;
+    let support = episode.support.samples()?;
+    let query = episode.query.samples()?;
+    let mut learner = Learner::with_options(blob, arena, opts).map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    let mut preds = vec![
+        0.0f32;
+        if classify {
+            episode.query.len() * blob.output_len()
+        } else {
+            0
+        }
+    ];
+    // When the support set fits in one minibatch every step uses all of it, so adapting on from
+    // the previous checkpoint equals adapting from the initialization; otherwise start over.
+    let incremental = support.len() <= opts.batch;
+    let mut taken = 0;
+    for &steps in &cfg.checkpoints {
+        if !incremental || steps < taken {
+            learner.reset();
+            taken = 0;
+        }
+        if steps > taken {
+            learner
+                .adapt(&support, steps - taken)
+                .map_err(|e| anyhow!("adapting {steps} steps: {e}"))?;
+            taken = steps;
+        }
+        let loss = learner
+            .loss(&query)
+            .map_err(|e| anyhow!("query loss: {e}"))? as f64;
+        let acc = if classify {
+            learner
+                .predict(episode.query.input_slice(), &mut preds)
+                .map_err(|e| anyhow!("predict: {e}"))?;
+            let k = blob.output_len();
+            let hits = preds
+                .chunks_exact(k)
+                .zip(episode.query.target_slice())
+                .filter(|(p, &t)| anole::loss::argmax(p) == t as usize)
+                .count();
+            hits as f64 / episode.query.len().max(1) as f64
+        } else {
+            0.0
+        };
+        out.push((loss, acc));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_lists() {
+        assert_eq!(checkpoints(32), vec![0, 1, 8, 32]);
+        assert_eq!(checkpoints(8), vec![0, 1, 8]);
+        assert_eq!(checkpoints(5), vec![0, 1, 5]);
+        assert_eq!(checkpoints(0), vec![0]);
+    }
+
+    #[test]
+    fn stat_matches_hand_computation() {
+        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(s.mean, 2.5);
+        assert!((s.sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((s.ci95 - 1.96 * s.sd / 2.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,666 @@
+//! Few-shot classification accuracy over held-out N-way K-shot episodes (the Omniglot
+//! protocol): adapt on each episode's support set through the engine, classify its queries,
+//! and report the accuracy with a 95% confidence interval over episodes for
+//!
+//! - **full adaptation** (every layer) with the **device** normalisation: batch statistics
+//!   during the steps, then statistics recomputed from the support set and stored, so each
+//!   query is classified on its own (`Learner::adapt` + `Learner::predict`, as on a device and
+//!   in the exported ONNX);
+//! - full adaptation with **transductive** normalisation: the queries classified together with
+//!   their own batch statistics (`Learner::predict_batch_stats`), the paper's transductive
+//!   setting;
+//! - **head-only** adaptation: the body frozen with its stored statistics, only the last layer
+//!   with parameters trained. The body's features of the support and query images are computed
+//!   once ([`HeadSplit`]), then the head adapts on the cached features: the same arithmetic as
+//!   a learner with the head-only mask, without re-running the body at every step.
+//!
+//! Episode `i` is drawn from its own random stream (`tasks::rng(seed, Eval, i)`), so results
+//! do not depend on the thread count or on how many episodes are run.
+
+use crate::eval::Stat;
+use crate::model::{self, Arch, BlobMeta};
+use crate::tasks::{self, Stream, TaskFamily};
+use anole::blob::AdaptSettings;
+use anole::{Blob, DType, Learner, LossKind, Options, Plan, Shape, SliceSamples};
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Which normalisation schemes to measure.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormMode {
+    /// Statistics recomputed from the support set after adapting; per-sample prediction.
+    Device,
+    /// The query batch's own statistics (transductive).
+    Transductive,
+    /// Both.
+    Both,
+}
+
+/// Which layers adapt.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdaptMode {
+    /// Every layer.
+    All,
+    /// Only the last layer with parameters, on cached body features.
+    Head,
+    /// Both, reported side by side.
+    Both,
+}
+
+/// What to evaluate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FewShotConfig {
+    /// Held-out episodes.
+    pub episodes: usize,
+    /// Support images per class (K).
+    pub shots: usize,
+    /// Query images per class.
+    pub queries: usize,
+    /// Adaptation steps.
+    pub steps: u32,
+    /// Adaptation minibatch (default: the blob's).
+    pub batch: Option<usize>,
+    /// Adaptation learning rate (default: the blob's).
+    pub lr: Option<f32>,
+    /// Seed of the held-out episodes.
+    pub seed: u64,
+    /// Normalisation schemes.
+    pub norm: NormMode,
+    /// Adapting layers.
+    pub adapt: AdaptMode,
+}
+
+/// One measured setting.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Row {
+    /// "all" or "head".
+    pub adaptation: &'static str,
+    /// "device" or "transductive".
+    pub normalisation: &'static str,
+    /// Query accuracy over episodes.
+    pub accuracy: Stat,
+}
+
+/// A few-shot evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FewShotReport {
+    /// Task family.
+    pub task: String,
+    /// Classes per episode.
+    pub ways: usize,
+    /// Support images per class.
+    pub shots: usize,
+    /// Query images per class.
+    pub queries: usize,
+    /// Episodes.
+    pub episodes: usize,
+    /// Adaptation steps.
+    pub steps: u32,
+    /// Adaptation minibatch.
+    pub batch: usize,
+    /// Adaptation learning rate.
+    pub lr: f64,
+    /// Seed of the episodes.
+    pub seed: u64,
+    /// One row per (adaptation, normalisation) measured.
+    pub rows: Vec<Row>,
+}
+
+impl FewShotReport {
+    /// The accuracy of one setting.
+    pub fn accuracy(&self, adaptation: &str, normalisation: &str) -> Option<Stat> {
+        self.rows
+            .iter()
+            .find(|r| r.adaptation == adaptation && r.normalisation == normalisation)
+            .map(|r| r.accuracy)
+    }
+
+    /// Plain-text table rows (no header), one per setting.
+    pub fn table_rows(&self) -> String {
+        let mut s = String::new();
+        for r in &self.rows {
+            s.push_str(&format!(
+                "{:>5}  {:>5}  {:<10}  {:<12}  {:>17}\n",
+                self.ways,
+                self.shots,
+                if r.adaptation == "all" {
+                    "all layers"
+                } else {
+                    "head only"
+                },
+                r.normalisation,
+                format!(
+                    "{:.2}% ± {:.2}%",
+                    100.0 * r.accuracy.mean,
+                    100.0 * r.accuracy.ci95
+                ),
+            ));
+        }
+        s
+    }
+
+    /// The header line of [`FewShotReport::table_rows`].
+    pub fn table_header() -> String {
+        format!(
+            "{:>5}  {:>5}  {:<10}  {:<12}  {:>17}\n",
+            "ways", "shots", "adapting", "norm", "accuracy (±95%)"
+        )
+    }
+
+    /// One line describing the protocol.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} held-out {}-way {}-shot episodes, {} quer{} per class; {} steps, batch {}, lr {}, seed {}",
+            self.episodes,
+            self.ways,
+            self.shots,
+            self.queries,
+            if self.queries == 1 { "y" } else { "ies" },
+            self.steps,
+            self.batch,
+            self.lr,
+            self.seed
+        )
+    }
+}
+
+/// A blob cut before its last layer with parameters: the frozen `body` (its norm layers use
+/// their stored statistics) and the `head` (that layer and any parameter-free layers after
+/// it), each a blob of its own, so body features can be computed once per image.
+pub struct HeadSplit {
+    /// The body: the source's input, up to the head's input. Empty when the head is the first
+    /// layer (the features are then the inputs).
+    pub body: Option<Vec<u8>>,
+    /// The head: the source's loss, optimizer, learning rate and batch.
+    pub head: Vec<u8>,
+    /// Values per feature vector (the head's input length).
+    pub features: usize,
+}
+
+impl HeadSplit {
+    /// Split `blob` at [`Arch::head_only`]; parameters are stored as f32 (exactly the values a
+    /// learner reads from the source, whatever its dtype).
+    pub fn new(blob: &Blob<'_>) -> Result<HeadSplit> {
+        let arch = Arch::of(blob);
+        let mask = arch.head_only();
+        if mask == 0 {
+            bail!("the model has no layer with parameters");
+        }
+        let h = mask.trailing_zeros() as usize;
+        let shapes = arch.shapes()?;
+        let mut params = Vec::with_capacity(arch.param_count()?);
+        let lens = arch.tensor_lens()?;
+        for (t, &len) in lens.iter().enumerate() {
+            let mut v = vec![0.0f32; len];
+            blob.read_tensor(t, &mut v);
+            params.extend(v);
+        }
+        let body_arch = Arch {
+            input_shape: arch.input_shape.clone(),
+            layers: arch.layers[..h].to_vec(),
+        };
+        let body_len = body_arch.param_count()?;
+        let body_tensors: usize = arch.layers[..h].iter().map(|l| l.tensor_count()).sum();
+        let feature_shape = shapes[h];
+        let head_arch = Arch {
+            input_shape: dims(feature_shape),
+            layers: arch.layers[h..].to_vec(),
+        };
+        let s = blob.settings();
+        let prov = blob.provenance();
+        let meta = |settings: AdaptSettings| BlobMeta {
+            dtype: DType::F32,
+            settings,
+            algorithm: prov.algorithm.to_string(),
+            task: prov.task.to_string(),
+            seed: prov.seed,
+            meta_iterations: prov.meta_iterations,
+        };
+        let body = if h == 0 {
+            None
+        } else {
+            let settings = AdaptSettings {
+                loss: LossKind::Mse as u8,
+                optimizer: s.optimizer,
+                lr: s.lr,
+                steps: 0,
+                batch: s.batch,
+                trainable: 0,
+                lr_scale: Default::default(),
+            };
+            Some(
+                model::encode_blob(&body_arch, &params[..body_len], &meta(settings))
+                    .context("internal: body blob")?,
+            )
+        };
+        let lr_scale = if s.lr_scale.is_empty() {
+            Default::default()
+        } else {
+            s.lr_scale[body_tensors..].iter().copied().collect()
+        };
+        let settings = AdaptSettings {
+            loss: s.loss,
+            optimizer: s.optimizer,
+            lr: s.lr,
+            steps: s.steps,
+            batch: s.batch,
+            trainable: head_arch.all_layers(),
+            lr_scale,
+        };
+        let head = model::encode_blob(&head_arch, &params[body_len..], &meta(settings))
+            .context("internal: head blob")?;
+        Ok(HeadSplit {
+            body,
+            head,
+            features: feature_shape.len(),
+        })
+    }
+}
+
+fn dims(s: Shape) -> Vec<u32> {
+    match s {
+        Shape::Flat(n) => vec![n as u32],
+        Shape::Chw(c, h, w) => vec![c as u32, h as u32, w as u32],
+    }
+}
+
+/// Body features of `inputs` (`n × input_len`) into `out` (`n × features`); a learner over the
+/// body blob, nothing adapting.
+pub fn features(body: &Blob<'_>, arena: &mut Vec<f32>, inputs: &[f32], out: &mut Vec<f32>) -> Result<()> {
+    let opts = Options {
+        batch: 32,
+        trainable: 0,
+        lr: 0.0,
+    };
+    let len = Plan::new(body, opts.batch, 0)
+        .map_err(|e| anyhow!("body: {e}"))?
+        .arena_len();
+    arena.resize(len, 0.0);
+    let mut l = Learner::with_options(body, arena, opts).map_err(|e| anyhow!("body: {e}"))?;
+    out.resize(inputs.len() / body.input_len() * body.output_len(), 0.0);
+    l.predict(inputs, out).map_err(|e| anyhow!("body features: {e}"))
+}
+
+/// Per-thread buffers.
+#[derive(Default)]
+struct Scratch {
+    full: Vec<f32>,
+    trans: Vec<f32>,
+    body: Vec<f32>,
+    head: Vec<f32>,
+    outputs: Vec<f32>,
+    support_features: Vec<f32>,
+    query_features: Vec<f32>,
+}
+
+/// Fraction of rows of `outputs` (`k` logits each) whose argmax is the label.
+fn accuracy(outputs: &[f32], labels: &[f32], k: usize) -> f64 {
+    let hits = outputs
+        .chunks_exact(k)
+        .zip(labels)
+        .filter(|(p, &t)| anole::loss::argmax(p) == t as usize)
+        .count();
+    hits as f64 / labels.len().max(1) as f64
+}
+
+/// Evaluate `blob` on `cfg.episodes` held-out episodes of `family` (a classification family
+/// whose `eval_task` takes shots and queries per class); episodes run in parallel and
+/// `progress` advances once per episode.
+pub fn evaluate(
+    blob: &Blob<'_>,
+    family: &dyn TaskFamily,
+    cfg: &FewShotConfig,
+    progress: &ProgressBar,
+) -> Result<FewShotReport> {
+    if cfg.episodes == 0 {
+        bail!("--episodes must be at least 1");
+    }
+    if cfg.shots == 0 {
+        bail!("--shots must be at least 1");
+    }
+    if cfg.queries == 0 {
+        bail!("--queries must be at least 1");
+    }
+    if blob.loss != LossKind::CrossEntropy || family.loss() != LossKind::CrossEntropy {
+        bail!("few-shot accuracy needs a classification (cross-entropy) model and task family");
+    }
+    let arch = Arch::of(blob);
+    if arch != family.arch() {
+        bail!(
+            "the model's architecture ({} classes) does not match the {} task family's ({} classes)",
+            blob.output_len(),
+            family.name(),
+            family.arch().shapes()?.last().map(|s| s.len()).unwrap_or(0)
+        );
+    }
+    let mut opts = Options::from_blob(blob);
+    opts.trainable = arch.all_layers();
+    if let Some(lr) = cfg.lr {
+        if !(lr.is_finite() && lr >= 0.0) {
+            bail!("--lr must be a finite number >= 0, got {lr}");
+        }
+        opts.lr = lr;
+    }
+    if let Some(b) = cfg.batch {
+        if b == 0 {
+            bail!("--batch must be at least 1");
+        }
+        opts.batch = b;
+    }
+    let (full, head) = match cfg.adapt {
+        AdaptMode::All => (true, false),
+        AdaptMode::Head => (false, true),
+        AdaptMode::Both => (true, true),
+    };
+    let (device, transductive) = match cfg.norm {
+        NormMode::Device => (true, false),
+        NormMode::Transductive => (false, true),
+        NormMode::Both => (true, true),
+    };
+    let split = if head {
+        Some(HeadSplit::new(blob)?)
+    } else {
+        None
+    };
+    let body = match split.as_ref().and_then(|s| s.body.as_ref()) {
+        Some(b) => Some(model::parse(b)?),
+        None => None,
+    };
+    let head_blob = match &split {
+        Some(s) => Some(model::parse(&s.head)?),
+        None => None,
+    };
+    let mut rows: Vec<(&'static str, &'static str)> = Vec::new();
+    if full && device {
+        rows.push(("all", "device"));
+    }
+    if full && transductive {
+        rows.push(("all", "transductive"));
+    }
+    if head {
+        // The frozen body keeps its stored statistics either way: one row.
+        rows.push(("head", "device"));
+    }
+    let ways = blob.output_len();
+    let per_episode: Vec<Result<Vec<f64>>> = (0..cfg.episodes)
+        .into_par_iter()
+        .map_init(Scratch::default, |scratch, i| {
+            let r = (|| -> Result<Vec<f64>> {
+                let episode = family.eval_task(
+                    &mut tasks::rng(cfg.seed, Stream::Eval, i as u64),
+                    cfg.shots,
+                    cfg.queries,
+                )?;
+                let support = episode.support.samples()?;
+                let qx = episode.query.input_slice();
+                let qy = episode.query.target_slice();
+                let mut acc = Vec::with_capacity(rows.len());
+                if full {
+                    let len = Plan::new(blob, opts.batch, opts.trainable)
+                        .map_err(|e| anyhow!("{e}"))?
+                        .arena_len();
+                    scratch.full.resize(len, 0.0);
+                    let mut l = Learner::with_options(blob, &mut scratch.full, opts)
+                        .map_err(|e| anyhow!("{e}"))?;
+                    l.adapt(&support, cfg.steps)
+                        .map_err(|e| anyhow!("adapting {} steps: {e}", cfg.steps))?;
+                    scratch.outputs.resize(qy.len() * ways, 0.0);
+                    if device {
+                        l.predict(qx, &mut scratch.outputs)
+                            .map_err(|e| anyhow!("predict: {e}"))?;
+                        acc.push(accuracy(&scratch.outputs, qy, ways));
+                    }
+                    if transductive {
+                        if qy.len() <= opts.batch {
+                            l.predict_batch_stats(qx, &mut scratch.outputs)
+                                .map_err(|e| anyhow!("predict: {e}"))?;
+                        } else {
+                            // A learner as wide as the query set, with the adapted parameters.
+                            let wide = Options {
+                                batch: qy.len(),
+                                ..opts
+                            };
+                            let len = Plan::new(blob, wide.batch, wide.trainable)
+                                .map_err(|e| anyhow!("{e}"))?
+                                .arena_len();
+                            scratch.trans.resize(len, 0.0);
+                            let mut t = Learner::with_options(blob, &mut scratch.trans, wide)
+                                .map_err(|e| anyhow!("{e}"))?;
+                            t.set_params(l.params()).map_err(|e| anyhow!("{e}"))?;
+                            t.predict_batch_stats(qx, &mut scratch.outputs)
+                                .map_err(|e| anyhow!("predict: {e}"))?;
+                        }
+                        acc.push(accuracy(&scratch.outputs, qy, ways));
+                    }
+                }
+                if let Some(hb) = &head_blob {
+                    let (sf, qf): (&[f32], &[f32]) = match &body {
+                        Some(b) => {
+                            features(
+                                b,
+                                &mut scratch.body,
+                                episode.support.input_slice(),
+                                &mut scratch.support_features,
+                            )?;
+                            features(b, &mut scratch.body, qx, &mut scratch.query_features)?;
+                            (&scratch.support_features, &scratch.query_features)
+                        }
+                        None => (episode.support.input_slice(), qx),
+                    };
+                    let hopts = Options {
+                        trainable: Arch::of(hb).all_layers(),
+                        ..opts
+                    };
+                    let len = Plan::new(hb, hopts.batch, hopts.trainable)
+                        .map_err(|e| anyhow!("{e}"))?
+                        .arena_len();
+                    scratch.head.resize(len, 0.0);
+                    let mut l = Learner::with_options(hb, &mut scratch.head, hopts)
+                        .map_err(|e| anyhow!("{e}"))?;
+                    let s = SliceSamples::new(sf, episode.support.target_slice(), hb.input_len(), 1)
+                        .map_err(|e| anyhow!("features: {e}"))?;
+                    l.adapt(&s, cfg.steps)
+                        .map_err(|e| anyhow!("adapting the head {} steps: {e}", cfg.steps))?;
+                    scratch.outputs.resize(qy.len() * ways, 0.0);
+                    l.predict(qf, &mut scratch.outputs)
+                        .map_err(|e| anyhow!("predict: {e}"))?;
+                    acc.push(accuracy(&scratch.outputs, qy, ways));
+                }
+                Ok(acc)
+            })()
+            .with_context(|| format!("held-out episode {}", i + 1));
+            progress.inc(1);
+            r
+        })
+        .collect();
+    let mut values = vec![Vec::with_capacity(cfg.episodes); rows.len()];
+    for r in per_episode {
+        for (k, a) in r?.into_iter().enumerate() {
+            values[k].push(a);
+        }
+    }
+    Ok(FewShotReport {
+        task: family.name().to_string(),
+        ways,
+        shots: cfg.shots,
+        queries: cfg.queries,
+        episodes: cfg.episodes,
+        steps: cfg.steps,
+        batch: opts.batch,
+        lr: crate::eval::decimal(opts.lr),
+        seed: cfg.seed,
+        rows: rows
+            .iter()
+            .zip(&values)
+            .map(|(&(adaptation, normalisation), v)| Row {
+                adaptation,
+                normalisation,
+                accuracy: Stat::of(v),
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn blob_bytes(ways: usize, filters: usize, optimizer: u8, dtype: DType) -> Vec<u8> {
+        let arch = Arch::omniglot(ways, filters);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut params = arch.init_params(&mut rng).unwrap();
+        // Stored statistics unlike the initial 0 / 1, so that using them matters.
+        for v in params.iter_mut() {
+            if *v == 0.0 {
+                *v = 0.05;
+            }
+        }
+        let meta = BlobMeta {
+            dtype,
+            settings: AdaptSettings {
+                loss: 1,
+                optimizer,
+                lr: 1e-3,
+                steps: 7,
+                batch: 4,
+                trainable: arch.all_layers(),
+                lr_scale: Default::default(),
+            },
+            algorithm: "random".into(),
+            task: "omniglot".into(),
+            seed: 3,
+            meta_iterations: 0,
+        };
+        model::encode_blob(&arch, &params, &meta).unwrap()
+    }
+
+    /// Cached features + head learner = a learner over the whole model with the head-only
+    /// mask, bit for bit (adapted head parameters and query outputs), for SGD and Adam, f32 and
+    /// f16 blobs.
+    #[test]
+    fn cached_head_equals_the_head_only_learner() {
+        for (optimizer, dtype) in [(0, DType::F32), (1, DType::F32), (1, DType::F16)] {
+            let bytes = blob_bytes(5, 6, optimizer, dtype);
+            let blob = Blob::parse(&bytes).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+            let n = 10;
+            let x: Vec<f32> = (0..n * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+            let y: Vec<f32> = (0..n).map(|i| (i % 5) as f32).collect();
+            let q: Vec<f32> = (0..5 * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+
+            let arch = Arch::of(&blob);
+            let opts = Options {
+                trainable: arch.head_only(),
+                ..Options::from_blob(&blob)
+            };
+            let mut arena = vec![0.0; Plan::new(&blob, 4, opts.trainable).unwrap().arena_len()];
+            let mut full = Learner::with_options(&blob, &mut arena, opts).unwrap();
+            full.adapt(&SliceSamples::new(&x, &y, 784, 1).unwrap(), 7)
+                .unwrap();
+            let mut expected = vec![0.0; 25];
+            full.predict(&q, &mut expected).unwrap();
+
+            let split = HeadSplit::new(&blob).unwrap();
+            assert_eq!(split.features, 4 * 6);
+            let body_bytes = split.body.unwrap();
+            let body = Blob::parse(&body_bytes).unwrap();
+            let head = Blob::parse(&split.head).unwrap();
+            let (mut a, mut sf, mut qf) = (Vec::new(), Vec::new(), Vec::new());
+            features(&body, &mut a, &x, &mut sf).unwrap();
+            features(&body, &mut a, &q, &mut qf).unwrap();
+            let hopts = Options {
+                trainable: 1,
+                ..opts
+            };
+            let mut harena = vec![0.0; Plan::new(&head, 4, 1).unwrap().arena_len()];
+            let mut h = Learner::with_options(&head, &mut harena, hopts).unwrap();
+            h.adapt(&SliceSamples::new(&sf, &y, 24, 1).unwrap(), 7)
+                .unwrap();
+            let mut got = vec![0.0; 25];
+            h.predict(&qf, &mut got).unwrap();
+            assert_eq!(got, expected, "optimizer {optimizer}, {dtype:?}");
+            let np = full.params().len();
+            assert_eq!(h.params(), &full.params()[np - h.params().len()..]);
+            // And the head did move.
+            h.reset();
+            assert_ne!(h.params(), &full.params()[np - h.params().len()..]);
+        }
+    }
+
+    /// On real episodes: head-only rows from `evaluate` equal a per-episode head-only learner,
+    /// the transductive row equals predictions with the query batch's statistics, and the
+    /// result does not depend on the number of threads.
+    #[test]
+    fn evaluate_matches_direct_learners_and_is_thread_independent() {
+        use crate::data::Split;
+        use crate::tasks::OmniglotTasks;
+        let data = std::sync::Arc::new(crate::tasks::omniglot::test_data().subset(60).unwrap());
+        let fam = OmniglotTasks::new(&data, Split::Paper, 0, 5, 6).unwrap();
+        let bytes = blob_bytes(5, 6, 1, DType::F32);
+        let blob = Blob::parse(&bytes).unwrap();
+        let cfg = FewShotConfig {
+            episodes: 6,
+            shots: 2,
+            queries: 2,
+            steps: 5,
+            batch: None,
+            lr: Some(0.01),
+            seed: 4,
+            norm: NormMode::Both,
+            adapt: AdaptMode::Both,
+        };
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| evaluate(&blob, &fam, &cfg, &ProgressBar::hidden()).unwrap())
+        };
+        let r = run(1);
+        assert_eq!(r, run(2));
+        assert_eq!(r.rows.len(), 3);
+        // By hand.
+        let arch = Arch::of(&blob);
+        let mut sums = [0.0f64; 3];
+        for i in 0..6 {
+            let e = fam
+                .eval_task(&mut tasks::rng(4, Stream::Eval, i), 2, 2)
+                .unwrap();
+            let s = e.support.samples().unwrap();
+            let (qx, qy) = (e.query.input_slice(), e.query.target_slice());
+            for (k, mask) in [arch.all_layers(), arch.head_only()].into_iter().enumerate() {
+                let opts = Options {
+                    batch: 4,
+                    trainable: mask,
+                    lr: 0.01,
+                };
+                let mut arena = vec![0.0; Plan::new(&blob, 10, mask).unwrap().arena_len()];
+                let mut l = Learner::with_options(&blob, &mut arena, opts).unwrap();
+                l.adapt(&s, 5).unwrap();
+                let mut out = vec![0.0; 50];
+                l.predict(qx, &mut out).unwrap();
+                sums[if k == 0 { 0 } else { 2 }] += accuracy(&out, qy, 5);
+                if k == 0 {
+                    // 10 queries > batch 4: a wide learner with the adapted parameters.
+                    let wide = Options { batch: 10, ..opts };
+                    let mut a2 = vec![0.0; Plan::new(&blob, 10, mask).unwrap().arena_len()];
+                    let mut t = Learner::with_options(&blob, &mut a2, wide).unwrap();
+                    t.set_params(l.params()).unwrap();
+                    t.predict_batch_stats(qx, &mut out).unwrap();
+                    sums[1] += accuracy(&out, qy, 5);
+                }
+            }
+        }
+        for (k, row) in r.rows.iter().enumerate() {
+            assert!(
+                (row.accuracy.mean - sums[k] / 6.0).abs() < 1e-12,
+                "{row:?} vs {}",
+                sums[k] / 6.0
+            );
+        }
+        assert!(r.table_rows().contains("head only"));
+    }
+}

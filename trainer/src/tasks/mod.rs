@@ -1,0 +1,216 @@
+//! Task families: distributions over few-shot tasks that meta-training samples from and
+//! evaluation holds tasks out of. One file per family; each yields tasks as flat f32 batches.
+
+pub mod omniglot;
+pub mod sine;
+
+use crate::model::Arch;
+use anole::{LossKind, SliceSamples};
+use anyhow::{anyhow, Result};
+use ndarray::Array2;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub use omniglot::OmniglotTasks;
+pub use sine::Sine;
+
+/// The random generator every task family samples with (reproducible across platforms).
+pub type TaskRng = ChaCha8Rng;
+
+/// What a random stream is used for; each purpose gets its own ChaCha stream, so that e.g.
+/// the tasks held out for evaluation never repeat the training tasks of the same seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Initial parameters.
+    Init = 0,
+    /// Meta-training tasks.
+    Train = 1,
+    /// Held-out evaluation tasks (task `i` has its own stream).
+    Eval = 2,
+}
+
+/// The generator for `purpose` under `seed`. Evaluation tasks additionally take their index,
+/// so task `i` is the same whatever the number of tasks evaluated and whatever thread runs it.
+pub fn rng(seed: u64, purpose: Stream, index: u64) -> TaskRng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(((purpose as u64) << 56) | (index & ((1 << 56) - 1)));
+    r
+}
+
+/// Rows of labelled samples: `inputs` is `n × input_len`, `targets` is `n × target_len`
+/// (regression targets, or one class index per row), both in standard (row-major) layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Inputs, one row per sample.
+    pub inputs: Array2<f32>,
+    /// Targets, one row per sample.
+    pub targets: Array2<f32>,
+}
+
+impl Batch {
+    /// Build from flat row-major vectors of `n` rows.
+    pub fn from_flat(
+        inputs: Vec<f32>,
+        input_len: usize,
+        targets: Vec<f32>,
+        target_len: usize,
+    ) -> Result<Batch> {
+        let n = inputs.len() / input_len.max(1);
+        let inputs =
+            Array2::from_shape_vec((n, input_len), inputs).map_err(|e| anyhow!("inputs: {e}"))?;
+        let targets = Array2::from_shape_vec((n, target_len), targets)
+            .map_err(|e| anyhow!("targets: {e}"))?;
+        Ok(Batch { inputs, targets })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.inputs.nrows()
+    }
+
+    /// True when there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All inputs as one flat slice.
+    pub fn input_slice(&self) -> &[f32] {
+        // Batches are only ever built in standard layout (from_flat / owned arrays).
+        self.inputs.as_slice().unwrap_or(&[])
+    }
+
+    /// All targets as one flat slice.
+    pub fn target_slice(&self) -> &[f32] {
+        self.targets.as_slice().unwrap_or(&[])
+    }
+
+    /// The rows as engine samples.
+    pub fn samples(&self) -> Result<SliceSamples<'_>> {
+        SliceSamples::new(
+            self.input_slice(),
+            self.target_slice(),
+            self.inputs.ncols(),
+            self.targets.ncols(),
+        )
+        .map_err(|e| anyhow!("task batch: {e}"))
+    }
+
+    /// Minibatch `step` of `size` rows when cycling through the rows in order (the rows are
+    /// already in random order): rows `step·size .. step·size + size`, wrapping around.
+    /// Contiguous minibatches are borrowed; wrapped ones are gathered into `scratch`.
+    pub fn minibatch<'s>(
+        &'s self,
+        step: usize,
+        size: usize,
+        scratch: &'s mut (Vec<f32>, Vec<f32>),
+    ) -> (&'s [f32], &'s [f32]) {
+        let n = self.len();
+        let size = size.min(n);
+        let (il, tl) = (self.inputs.ncols(), self.targets.ncols());
+        let start = (step * size) % n.max(1);
+        if start + size <= n {
+            return (
+                &self.input_slice()[start * il..(start + size) * il],
+                &self.target_slice()[start * tl..(start + size) * tl],
+            );
+        }
+        scratch.0.clear();
+        scratch.1.clear();
+        for i in (start..start + size).map(|i| i % n) {
+            scratch
+                .0
+                .extend_from_slice(&self.input_slice()[i * il..(i + 1) * il]);
+            scratch
+                .1
+                .extend_from_slice(&self.target_slice()[i * tl..(i + 1) * tl]);
+        }
+        (&scratch.0, &scratch.1)
+    }
+}
+
+/// One few-shot task: a support set to adapt on and a query set to measure on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Episode {
+    /// Samples the learner adapts on.
+    pub support: Batch,
+    /// Held-out samples of the same task (may be empty when only training data is needed).
+    pub query: Batch,
+}
+
+/// A distribution over tasks with a fixed model architecture and loss.
+pub trait TaskFamily: Send + Sync {
+    /// Short name, as written in the blob's provenance ("sine", "omniglot-5way", ...).
+    fn name(&self) -> &str;
+    /// The network the family is learned with.
+    fn arch(&self) -> Arch;
+    /// The loss it is adapted with.
+    fn loss(&self) -> LossKind;
+    /// Sample one meta-training task with `shots` support samples (per class for
+    /// classification) and no query set, in random row order.
+    fn train_task(&self, rng: &mut TaskRng, shots: usize) -> Result<Batch>;
+    /// Sample one held-out evaluation task: `shots` support samples and `queries` query
+    /// samples (both per class for classification).
+    fn eval_task(&self, rng: &mut TaskRng, shots: usize, queries: usize) -> Result<Episode>;
+}
+
+/// The task families the command line knows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskName {
+    /// y = a·sin(x + b), a ~ U[0.1, 5], b ~ U[0, 2π], x ∈ [−5, 5] (regression, MSE).
+    Sine,
+    /// N-way K-shot Omniglot character classification (cross-entropy); needs `--data`.
+    Omniglot,
+}
+
+impl TaskName {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskName::Sine => "sine",
+            TaskName::Omniglot => omniglot::NAME,
+        }
+    }
+
+    /// Parse a provenance task name.
+    pub fn from_provenance(name: &str) -> Option<TaskName> {
+        match name {
+            "sine" => Some(TaskName::Sine),
+            omniglot::NAME => Some(TaskName::Omniglot),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    #[test]
+    fn streams_differ_and_repeat() {
+        let a: u64 = rng(7, Stream::Train, 0).random();
+        let b: u64 = rng(7, Stream::Eval, 0).random();
+        let c: u64 = rng(7, Stream::Eval, 1).random();
+        assert_ne!(a, b);
+        assert_ne!(b, c);
+        assert_eq!(b, rng(7, Stream::Eval, 0).random::<u64>());
+    }
+
+    #[test]
+    fn minibatches_cycle_and_wrap() {
+        let b = Batch::from_flat(
+            (0..7).map(|v| v as f32).collect(),
+            1,
+            (0..7).map(|v| 10.0 * v as f32).collect(),
+            1,
+        )
+        .unwrap();
+        let mut scratch = Default::default();
+        assert_eq!(b.minibatch(0, 3, &mut scratch).0, &[0.0, 1.0, 2.0]);
+        assert_eq!(b.minibatch(1, 3, &mut scratch).0, &[3.0, 4.0, 5.0]);
+        let (x, y) = b.minibatch(2, 3, &mut scratch);
+        assert_eq!(x, &[6.0, 0.0, 1.0]);
+        assert_eq!(y, &[60.0, 0.0, 10.0]);
+        assert_eq!(b.minibatch(0, 50, &mut scratch).0.len(), 7);
+    }
+}
