@@ -48,15 +48,19 @@ build() {
 }
 
 status=0
+# Default features, and the opt-in device features (persistence, signed blobs).
+for features in "" "persist,sign"; do
 for t in "${targets[@]}"; do
     ok=1
+    fargs=()
+    [ -n "$features" ] && fargs=(--features "$features")
     case $mode in
         build-std)
-            RUSTC="$rustc_bin" RUSTC_BOOTSTRAP=1 build "$t" -Z build-std=core || ok=0
+            RUSTC="$rustc_bin" RUSTC_BOOTSTRAP=1 build "$t" -Z build-std=core "${fargs[@]}" || ok=0
             ;;
         prebuilt)
             if rustup target list --installed | grep -qx "$t"; then
-                build "$t" || ok=0
+                build "$t" "${fargs[@]}" || ok=0
             else
                 echo "$t: not installed (rustup target add $t)" >&2
                 ok=0
@@ -64,10 +68,11 @@ for t in "${targets[@]}"; do
             ;;
     esac
     if [ "$ok" = 1 ]; then
-        echo "OK $t ($mode)"
+        echo "OK $t ($mode) features: ${features:-default}"
     else
-        echo "FAILED $t ($mode)"
+        echo "FAILED $t ($mode) features: ${features:-default}"
         status=1
     fi
+done
 done
 exit "$status"

@@ -88,13 +88,15 @@ pub enum Error {
     Unsigned { found: [u8; 4] },
     /// The signed envelope was written in a version this runtime does not read.
     EnvelopeVersion { found: u16, supported: u16 },
-    /// The signed envelope's size does not match its header (cut short or padded).
+    /// The signed envelope's size does not match its header (cut short or padded), or it
+    /// is shorter than a header and a signature.
     EnvelopeLength { len: usize, expected: usize },
     /// The signed envelope's header holds an unknown algorithm or non-zero reserved bytes.
     EnvelopeMalformed { what: &'static str },
     /// The blob was signed with a key other than the trusted one (key ids differ).
     UnknownKey { found: [u8; 8], expected: [u8; 8] },
-    /// The signature does not verify: the envelope was altered after signing.
+    /// The signature does not verify with the trusted key: the envelope was altered after
+    /// signing, or another key signed it under the trusted key's id.
     BadSignature,
     /// The trusted public key is not a valid ed25519 public key.
     BadPublicKey,
@@ -186,7 +188,7 @@ impl fmt::Display for Error {
             ),
             Unsigned { found } => write!(
                 f,
-                "blob is not signed: magic {found:02x?}, expected a signed envelope \"ANSG\" (sign it with `anole sign`)"
+                "blob is not signed: magic {found:02x?}, a signed envelope starts with \"ANSG\" (sign it with `anole sign`)"
             ),
             EnvelopeVersion { found, supported } => write!(
                 f,
@@ -194,18 +196,18 @@ impl fmt::Display for Error {
             ),
             EnvelopeLength { len, expected } => write!(
                 f,
-                "signed envelope is {len} bytes, its header says {expected} (cut short or padded)"
+                "signed envelope is {len} bytes, expected {expected} (cut short or padded)"
             ),
             EnvelopeMalformed { what } => write!(f, "signed envelope malformed: {what}"),
             UnknownKey { found, expected } => {
                 f.write_str("blob signed by key id ")?;
                 hex(f, &found)?;
-                f.write_str(", this runtime trusts key id ")?;
+                f.write_str(", the trusted key's id is ")?;
                 hex(f, &expected)
             }
             BadSignature => write!(
                 f,
-                "signature does not verify: the signed blob was altered after signing"
+                "signature does not verify with the trusted key: altered after signing, or signed by another key"
             ),
             BadPublicKey => write!(f, "the trusted public key is not a valid ed25519 key"),
         }

@@ -6,6 +6,29 @@
 //! cycle for wear levelling, interrupted operations repaired on the next access). No heap:
 //! the caller lends one byte buffer of [`Store::buffer_len`] bytes.
 //!
+//! ```no_run
+//! use anole::persist::{Loaded, Store};
+//! use anole::{Blob, Learner, SliceSamples};
+//! # fn device<F: embedded_storage::nor_flash::NorFlash>(flash: F) -> Result<(), String> {
+//! static INIT: &[u8] = &[]; // include_bytes!("init.postcard"): the meta-initialization
+//! let blob = Blob::parse(INIT).map_err(|e| e.to_string())?;
+//! let mut arena = [0f32; 20_000];
+//! let mut learner = Learner::new(&blob, &mut arena).map_err(|e| e.to_string())?;
+//! // Store::<F>::buffer_len(learner.export_len()) bytes, word-aligned if the driver wants it.
+//! let mut buf = [0u8; 24 * 1024];
+//! let mut store = Store::new(flash, 0x0008_0000..0x000A_0000).map_err(|e| e.to_string())?;
+//! match store.load_into(&mut learner, &mut buf).map_err(|e| e.to_string())? {
+//!     Loaded::Adapted { generation, .. } => { /* running on the parameters of save `generation` */ }
+//!     Loaded::Initial { refused } => { /* at the meta-initialization; `refused` says why */ }
+//! }
+//! let (x, y) = ([0.5f32, 1.0], [0.9f32, 0.2]);
+//! learner
+//!     .adapt(&SliceSamples::new(&x, &y, 1, 1).map_err(|e| e.to_string())?, 10)
+//!     .map_err(|e| e.to_string())?;
+//! store.save(&learner, &mut buf).map_err(|e| e.to_string())?; // power may fail at any moment
+//! # Ok(()) }
+//! ```
+//!
 //! # Guarantees
 //! - A power cut at any moment of [`Store::save`] leaves either the previous or the new
 //!   parameters loadable, never a mix. The range is split into two halves, each its own
@@ -33,7 +56,7 @@
 //! | 8 | 4 | generation: 1 for the first save, then one more than the newest head |
 //! | 12 | 4 | model: CRC-32 of the meta-initialization's payload (its blob's CRC trailer) |
 //! | 16 | 4 | blob length in bytes |
-//! | 20 | 4 | CRC-32 of the blob bytes |
+//! | 20 | 4 | CRC-32 of the blob without its last 4 bytes (= the blob's own CRC trailer) |
 //! | 24 | 4 | chunk length: blob bytes per chunk item (the last one may be shorter) |
 //! | 28 | 4 | CRC-32 of bytes 0..28 |
 //!
@@ -117,7 +140,7 @@ pub enum Refused {
         expected: usize,
     },
     /// The assembled blob does not match the CRC in the head record (a chunk is missing,
-    /// cut short or altered).
+    /// cut short or altered, or belongs to another save).
     Crc {
         /// CRC stored in the head record.
         stored: u32,
@@ -198,6 +221,9 @@ pub enum PersistError<E> {
     },
     /// Exporting the learner's parameters failed.
     Export(Error),
+    /// The record read back after writing it does not pass the checks, even after the half
+    /// was erased and written again (the flash does not keep what is written).
+    Verify(Refused),
 }
 
 impl<E: NorFlashError> fmt::Display for PersistError<E> {
@@ -231,6 +257,7 @@ impl<E: NorFlashError> fmt::Display for PersistError<E> {
             ),
             PersistError::TooLarge { len } => write!(f, "blob of {len} bytes is too large for the store"),
             PersistError::Export(e) => write!(f, "cannot export the parameters: {e}"),
+            PersistError::Verify(r) => write!(f, "record read back after writing is refused: {r}"),
         }
     }
 }
@@ -340,6 +367,13 @@ impl Head {
     }
 }
 
+/// CRC-32 of a blob without its CRC trailer: the value of the trailer of an intact blob.
+/// (The CRC-32 of a whole blob, trailer included, is the same constant for every intact
+/// blob, so it would not tell one record from another.)
+fn content_crc(blob: &[u8]) -> u32 {
+    crc32(&blob[..blob.len().saturating_sub(4)])
+}
+
 fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -363,6 +397,10 @@ impl Slot {
         }
     }
 }
+
+/// The newest valid record, `(half, head)`, or why the newest head was refused (`None`: no
+/// record, or cleared).
+type Newest = Result<(usize, Head), Option<Refused>>;
 
 /// The model fingerprint: CRC-32 of the blob's payload as encoded (for a blob parsed from
 /// flash, the value of its CRC trailer).
@@ -424,8 +462,9 @@ impl<F: NorFlash> Store<F> {
     pub const CHUNK_LEN: usize = Self::ITEM_CAPACITY.saturating_sub(2);
 
     /// Open the store on `range` of `flash` (page-aligned, at least 4 pages; split into two
-    /// halves of equal page count). Nothing is written until [`Store::save`] or
-    /// [`Store::clear`].
+    /// halves of equal page count, an odd last page left unused). Nothing is written until
+    /// [`Store::save`] or [`Store::clear`]. The range must not overlap the
+    /// meta-initialization or the firmware.
     pub fn new(flash: F, range: Range<u32>) -> PersistResult<Self, F::Error> {
         let erase = F::ERASE_SIZE as u32;
         if erase == 0 || range.start % erase != 0 {
@@ -433,10 +472,13 @@ impl<F: NorFlash> Store<F> {
                 MapConfigError::StartRangeNotAtPageBoundary,
             ));
         }
-        if range.end < range.start || range.end % erase != 0 {
+        if range.end % erase != 0 {
             return Err(PersistError::Config(
                 MapConfigError::EndRangeNotAtPageBoundary,
             ));
+        }
+        if range.end < range.start {
+            return Err(PersistError::Config(MapConfigError::RangeTooSmall));
         }
         if Self::CHUNK_LEN < 64 {
             return Err(PersistError::Config(MapConfigError::PagesTooSmall));
@@ -550,7 +592,7 @@ impl<F: NorFlash> Store<F> {
             });
         }
         let chunk = head.chunk as usize;
-        if chunk == 0 || chunk > Self::CHUNK_LEN || len.div_ceil(chunk) > MAX_CHUNKS {
+        if len < 4 || chunk == 0 || chunk > Self::CHUNK_LEN || len.div_ceil(chunk) > MAX_CHUNKS {
             return Err(Refused::CorruptHead);
         }
         // One pass over the half's items, oldest first: the last value of each chunk key is
@@ -575,7 +617,7 @@ impl<F: NorFlash> Store<F> {
                 Err(_) => return Err(Refused::Unreadable),
             }
         }
-        let computed = crc32(blob_buf);
+        let computed = content_crc(blob_buf);
         if computed != head.crc {
             return Err(Refused::Crc {
                 stored: head.crc,
@@ -592,7 +634,7 @@ impl<F: NorFlash> Store<F> {
         model: u32,
         scratch: &mut [u8],
         blob_buf: &mut [u8],
-    ) -> (Result<(usize, Head), Option<Refused>>, [Slot; 2]) {
+    ) -> (Newest, [Slot; 2]) {
         let slots = [self.slot(0, scratch), self.slot(1, scratch)];
         // Newest head first; a cleared head ends the search (it supersedes older records).
         let order = match (slots[0].generation(), slots[1].generation()) {
@@ -616,9 +658,10 @@ impl<F: NorFlash> Store<F> {
         (Err(first_refusal), slots)
     }
 
-    /// Save the learner's current parameters as the newest record. If power is cut before
-    /// this returns, the next [`Store::load_into`] finds either the previous record or this
-    /// one, whole. `buf` needs [`Store::buffer_len`]`(learner.export_len())` bytes.
+    /// Save the learner's current parameters as the newest record, and read it back. If
+    /// power is cut before this returns, the next [`Store::load_into`] finds either the
+    /// previous record or this one, whole; once it returns `Ok`, this one. `buf` needs
+    /// [`Store::buffer_len`]`(learner.export_len())` bytes.
     pub fn save(
         &mut self,
         learner: &Learner<'_, '_>,
@@ -652,23 +695,26 @@ impl<F: NorFlash> Store<F> {
             .filter_map(Slot::generation)
             .max()
             .map_or(1, |g| g.wrapping_add(1));
-        let blob = learner.export(blob_buf).map_err(PersistError::Export)?;
+        let crc = content_crc(learner.export(blob_buf).map_err(PersistError::Export)?);
         let head = Head {
             state: HOLDS_BLOB,
             generation,
             model,
             len: len as u32,
-            crc: crc32(blob),
+            crc,
             chunk: Self::CHUNK_LEN as u32,
         };
         let mut rewrote = false;
-        if self.write_record(half, &head, blob, scratch).is_err() {
+        if self
+            .write_and_verify(learner, half, &head, scratch, blob_buf)
+            .is_err()
+        {
             // The half being written is damaged (an earlier cut can leave a torn word the
             // map would program twice, or a state it cannot repair). It holds nothing we
             // need: erase it and write again.
             rewrote = true;
             self.erase_half(half)?;
-            self.write_record(half, &head, blob, scratch)?;
+            self.write_and_verify(learner, half, &head, scratch, blob_buf)?;
         }
         Ok(Saved {
             generation,
@@ -676,6 +722,22 @@ impl<F: NorFlash> Store<F> {
             half,
             rewrote,
         })
+    }
+
+    /// Write the learner's export as the record `head` of `half`, then read it back
+    /// through every check [`Store::load_into`] makes.
+    fn write_and_verify(
+        &mut self,
+        learner: &Learner<'_, '_>,
+        half: usize,
+        head: &Head,
+        scratch: &mut [u8],
+        blob_buf: &mut [u8],
+    ) -> PersistResult<(), F::Error> {
+        let blob = learner.export(blob_buf).map_err(PersistError::Export)?;
+        self.write_record(half, head, blob, scratch)?;
+        self.read_record(half, head, head.model, scratch, blob_buf)
+            .map_err(PersistError::Verify)
     }
 
     fn write_record(

@@ -7,6 +7,13 @@
 //! another key and any altered byte, each with its own [`Error`] variant. Signing happens on
 //! the workstation (`anole sign`); the device holds only the 32-byte public key.
 //!
+//! ```no_run
+//! static SIGNED: &[u8] = &[]; // include_bytes!("init.signed"), from `anole sign`
+//! static FLEET_KEY: &[u8; 32] = &[0; 32]; // include_bytes!("fleet.key.pub")
+//! let blob = anole::Blob::parse_signed(SIGNED, FLEET_KEY)?; // refuses anything else
+//! # Ok::<(), anole::Error>(())
+//! ```
+//!
 //! # Envelope, version 1 (all integers little-endian)
 //!
 //! | offset | size | field |

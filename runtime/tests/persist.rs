@@ -72,6 +72,8 @@ struct Sim<const PAGE: usize, const WORD: usize> {
     rng: u64,
     /// Per operation since power-on: true for a page erase, false for a word write.
     log: Vec<bool>,
+    /// Pages whose bit 0 of every byte cannot be programmed (a worn-out flash).
+    stuck: core::ops::Range<usize>,
 }
 
 impl<const PAGE: usize, const WORD: usize> Sim<PAGE, WORD> {
@@ -87,6 +89,7 @@ impl<const PAGE: usize, const WORD: usize> Sim<PAGE, WORD> {
             dead: false,
             rng: 0x2545_F491_4F6C_DD1D,
             log: Vec::new(),
+            stuck: 0..0,
         }
     }
     fn range(&self) -> core::ops::Range<u32> {
@@ -225,8 +228,13 @@ impl<const PAGE: usize, const WORD: usize> NorFlash for Sim<PAGE, WORD> {
             let tear = self.tick(false)?;
             match tear {
                 None => {
+                    let keep = if self.stuck.contains(&(at / PAGE)) {
+                        1
+                    } else {
+                        0
+                    };
                     for (d, s) in self.data[at..at + WORD].iter_mut().zip(word) {
-                        *d &= s;
+                        *d &= s | keep;
                     }
                     self.word_writes += 1;
                 }
@@ -418,80 +426,127 @@ fn sweep_save<const P: usize, const W: usize>(
     let saved = save(&mut dry, blob, params).expect("uncut save");
     assert_eq!(Some(saved.generation), new.generation);
     let kinds = dry.log.clone();
-    for (k, &is_erase) in kinds.iter().enumerate() {
-        for (ti, &tear) in TEARS.iter().enumerate() {
-            let mut f = before.clone();
-            f.arm(k as u64, tear, 0x9E37_79B9 ^ ((k as u64) << 8) ^ ti as u64);
-            assert!(
-                save(&mut f, blob, params).is_err(),
-                "save cut at {k} did not fail"
-            );
-            f.reboot();
-            t.tried[is_erase as usize][ti] += 1;
-            let pre = f.clone();
-            let ok = match boot_params(&mut f, blob) {
-                Ok((loaded, bytes)) if matches(&loaded, &bytes, old) => {
-                    t.old += 1;
-                    true
-                }
-                Ok((loaded, bytes)) if matches(&loaded, &bytes, new) => {
-                    t.new += 1;
-                    true
-                }
-                Ok((loaded, _)) => {
-                    eprintln!("cut {k} ({tear:?}, erase {is_erase}): loaded {loaded:?}, neither old nor new");
-                    false
-                }
-                Err(e) => {
-                    eprintln!("cut {k} ({tear:?}, erase {is_erase}): boot failed: {e}");
-                    false
-                }
-            };
-            if !ok {
-                t.lost += 1;
-                continue;
+    // Cut points are independent: spread them over the cores.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let tallies: Vec<Tally> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                let kinds = &kinds;
+                scope.spawn(move || {
+                    let mut t = Tally::default();
+                    for (k, &is_erase) in kinds.iter().enumerate().skip(w).step_by(threads) {
+                        cut_at(before, blob, params, old, new, next, k, is_erase, &mut t);
+                    }
+                    t
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|h| h.join().expect("sweep worker"))
+            .collect()
+    });
+    for u in tallies {
+        for (a, b) in t.tried.iter_mut().flatten().zip(u.tried.iter().flatten()) {
+            *a += b;
+        }
+        t.old += u.old;
+        t.new += u.new;
+        t.lost += u.lost;
+        t.second_cuts += u.second_cuts;
+        t.boots_writing += u.boots_writing;
+        t.continued += u.continued;
+        t.rewrote += u.rewrote;
+    }
+}
+
+/// One cut point of [`sweep_save`]: operation `k`, with each tear.
+#[allow(clippy::too_many_arguments)]
+fn cut_at<const P: usize, const W: usize>(
+    before: &Sim<P, W>,
+    blob: &Blob<'_>,
+    params: &[f32],
+    old: &State,
+    new: &State,
+    next: &[f32],
+    k: usize,
+    is_erase: bool,
+    t: &mut Tally,
+) {
+    for (ti, &tear) in TEARS.iter().enumerate() {
+        let mut f = before.clone();
+        f.arm(k as u64, tear, 0x9E37_79B9 ^ ((k as u64) << 8) ^ ti as u64);
+        assert!(
+            save(&mut f, blob, params).is_err(),
+            "save cut at {k} did not fail"
+        );
+        f.reboot();
+        t.tried[is_erase as usize][ti] += 1;
+        let pre = f.clone();
+        let ok = match boot_params(&mut f, blob) {
+            Ok((loaded, bytes)) if matches(&loaded, &bytes, old) => {
+                t.old += 1;
+                true
             }
-            // If the boot wrote (the map repairing what the cut left), cut each of those
-            // operations too and boot once more.
-            t.boots_writing += (f.ops > 0) as u64;
-            for j in 0..f.ops {
-                let mut g = pre.clone();
-                g.arm(j, Tear::Bits, 77 + j);
-                let _ = boot_params(&mut g, blob);
-                g.reboot();
-                t.second_cuts += 1;
-                match boot_params(&mut g, blob) {
-                    Ok((l, b)) if matches(&l, &b, old) || matches(&l, &b, new) => {}
+            Ok((loaded, bytes)) if matches(&loaded, &bytes, new) => {
+                t.new += 1;
+                true
+            }
+            Ok((loaded, _)) => {
+                eprintln!(
+                    "cut {k} ({tear:?}, erase {is_erase}): loaded {loaded:?}, neither old nor new"
+                );
+                false
+            }
+            Err(e) => {
+                eprintln!("cut {k} ({tear:?}, erase {is_erase}): boot failed: {e}");
+                false
+            }
+        };
+        if !ok {
+            t.lost += 1;
+            continue;
+        }
+        // If the boot wrote (the map repairing what the cut left), cut each of those
+        // operations too and boot once more.
+        t.boots_writing += (f.ops > 0) as u64;
+        for j in 0..f.ops {
+            let mut g = pre.clone();
+            g.arm(j, Tear::Bits, 77 + j);
+            let _ = boot_params(&mut g, blob);
+            g.reboot();
+            t.second_cuts += 1;
+            match boot_params(&mut g, blob) {
+                Ok((l, b)) if matches(&l, &b, old) || matches(&l, &b, new) => {}
+                other => {
+                    eprintln!("cut {k} then boot cut {j}: {:?}", other.map(|x| x.0));
+                    t.lost += 1;
+                }
+            }
+        }
+        f.reboot();
+        // The store still works: a later save loads.
+        match save(&mut f, blob, next) {
+            Ok(s) => {
+                t.rewrote += s.rewrote as u64;
+                match boot_params(&mut f, blob) {
+                    Ok((Loaded::Adapted { generation, .. }, b))
+                        if generation == s.generation && same(&b, next) =>
+                    {
+                        t.continued += 1
+                    }
                     other => {
-                        eprintln!("cut {k} then boot cut {j}: {:?}", other.map(|x| x.0));
+                        eprintln!(
+                            "cut {k} ({tear:?}): save after reboot, then boot: {:?}",
+                            other.map(|x| x.0)
+                        );
                         t.lost += 1;
                     }
                 }
             }
-            f.reboot();
-            // The store still works: a later save loads.
-            match save(&mut f, blob, next) {
-                Ok(s) => {
-                    t.rewrote += s.rewrote as u64;
-                    match boot(&mut f, blob) {
-                        Ok((Loaded::Adapted { generation, .. }, b))
-                            if generation == s.generation && same(&b, next) =>
-                        {
-                            t.continued += 1
-                        }
-                        other => {
-                            eprintln!(
-                                "cut {k} ({tear:?}): save after reboot, then boot: {:?}",
-                                other.map(|x| x.0)
-                            );
-                            t.lost += 1;
-                        }
-                    }
-                }
-                Err(e) => {
-                    eprintln!("cut {k} ({tear:?}): save after reboot failed: {e}");
-                    t.lost += 1;
-                }
+            Err(e) => {
+                eprintln!("cut {k} ({tear:?}): save after reboot failed: {e}");
+                t.lost += 1;
             }
         }
     }
@@ -673,6 +728,15 @@ fn record_of_another_model_is_refused() {
         "{loaded:?}"
     );
     assert_eq!(bytes, c_bytes);
+    // Loading parameters of another architecture straight into a learner is refused too.
+    let mut arena_c = arena(&c);
+    let mut lc = Learner::new(&c, &mut arena_c).unwrap();
+    assert_eq!(lc.load_params_from(&a), Err(Error::ArchitectureMismatch));
+    assert_eq!(
+        lc.params(),
+        &init_params(&c)[..],
+        "refused load changed the parameters"
+    );
     // The model fingerprint is the blob's CRC trailer.
     let trailer = u32::from_le_bytes(a_bytes[a_bytes.len() - 4..].try_into().unwrap());
     assert_eq!(model_crc(&a), trailer);
@@ -740,11 +804,16 @@ fn head(generation: u32, model: u32, blob: &[u8], chunk: usize) -> [u8; HEAD_LEN
     h[8..12].copy_from_slice(&generation.to_le_bytes());
     h[12..16].copy_from_slice(&model.to_le_bytes());
     h[16..20].copy_from_slice(&(blob.len() as u32).to_le_bytes());
-    h[20..24].copy_from_slice(&anole::blob::crc32(blob).to_le_bytes());
+    h[20..24].copy_from_slice(&content(blob).to_le_bytes());
     h[24..28].copy_from_slice(&(chunk as u32).to_le_bytes());
     let c = anole::blob::crc32(&h[..28]);
     h[28..32].copy_from_slice(&c.to_le_bytes());
     h
+}
+
+/// CRC-32 of a blob without its trailer: what a head record stores.
+fn content(blob: &[u8]) -> u32 {
+    anole::blob::crc32(&blob[..blob.len() - 4])
 }
 
 fn reseal(h: &mut [u8; HEAD_LEN]) {
@@ -827,14 +896,24 @@ fn records_of_other_versions_or_damaged_are_refused() {
     ));
     let mut bad = good.clone();
     bad[100] ^= 0x10;
-    let computed = anole::blob::crc32(&bad);
+    let computed = content(&bad);
     cases.push((
         "blob bytes changed after the head was written",
         head(7, model, &good, chunk).to_vec(),
         bad,
         Refused::Crc {
-            stored: anole::blob::crc32(&good),
+            stored: content(&good),
             computed,
+        },
+    ));
+    let other = export_with(&blob, &adapted(&blob, 99));
+    cases.push((
+        "head of one save, intact blob of another",
+        head(7, model, &good, chunk).to_vec(),
+        other.clone(),
+        Refused::Crc {
+            stored: content(&good),
+            computed: content(&other),
         },
     ));
     let mut h = head(7, model, &good, chunk);
@@ -850,13 +929,13 @@ fn records_of_other_versions_or_damaged_are_refused() {
         },
     ));
     let short = good[..chunk * 2].to_vec();
-    let computed = anole::blob::crc32(&[&short[..], &vec![0u8; len - short.len()][..]].concat());
+    let computed = content(&[&short[..], &vec![0u8; len - short.len()][..]].concat());
     cases.push((
         "chunks missing",
         head(7, model, &good, chunk).to_vec(),
         short,
         Refused::Crc {
-            stored: anole::blob::crc32(&good),
+            stored: content(&good),
             computed,
         },
     ));
@@ -1051,4 +1130,30 @@ fn store_errors_are_clear() {
     for (what, msg) in msgs {
         println!("bad input: {what} -> {msg}");
     }
+}
+
+/// A flash that does not keep what is written: the save reads its record back, reports it,
+/// and the previous record still loads.
+#[test]
+fn a_record_that_does_not_read_back_is_reported() {
+    let bytes = sine(13).encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let pages = FlashStore::pages_needed(blob_len(&blob));
+    let mut flash = Flash::new(pages);
+    let p1 = adapted(&blob, 1);
+    let s1 = save(&mut flash, &blob, &p1).unwrap();
+    assert_eq!(s1.half, 0);
+    flash.stuck = pages / 2..pages;
+    let e = save(&mut flash, &blob, &adapted(&blob, 2)).unwrap_err();
+    assert!(matches!(e, PersistError::Verify(_)), "{e}");
+    println!("bad input: flash does not keep the written record -> {e}");
+    let (loaded, params) = boot_params(&mut flash, &blob).unwrap();
+    assert_eq!(
+        loaded,
+        Loaded::Adapted {
+            generation: 1,
+            len: encoded(&blob)
+        }
+    );
+    assert!(same(&params, &p1));
 }

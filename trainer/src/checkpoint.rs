@@ -184,8 +184,8 @@ pub fn load(out: &Path, command: &str) -> Result<Restored> {
     let params_path = d.join("params.postcard");
     let params_bytes = read(&params_path)?;
     check("params.postcard", &params_bytes, &file.params_sha256)?;
-    let blob = model::parse(&params_bytes)
-        .map_err(|e| anyhow!("{}: {e}", params_path.display()))?;
+    let blob =
+        model::parse(&params_bytes).map_err(|e| anyhow!("{}: {e}", params_path.display()))?;
     let mut params = Vec::new();
     let arch = model::Arch::of(&blob);
     for (t, len) in arch.tensor_lens()?.into_iter().enumerate() {

@@ -25,6 +25,12 @@ pub enum Command {
     Inspect(cmd::inspect::Args),
     /// Convert a supported ONNX model into a blob.
     Import(cmd::import::Args),
+    /// Generate an ed25519 key pair for signing blobs: KEY (secret) and KEY.pub.
+    Keygen(cmd::sign::KeygenArgs),
+    /// Sign a blob, for devices that accept only blobs signed by a trusted key.
+    Sign(cmd::sign::Args),
+    /// Check a signed blob against a trusted public key.
+    Verify(cmd::sign::VerifyArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -35,5 +41,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(a) => cmd::predict::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Import(a) => cmd::import::run(a),
+        Command::Keygen(a) => cmd::sign::run_keygen(a),
+        Command::Sign(a) => cmd::sign::run(a),
+        Command::Verify(a) => cmd::sign::run_verify(a),
     }
 }

@@ -149,13 +149,12 @@ impl FewShotReport {
         )
     }
 
-    /// One line describing the protocol.
+    /// One line describing the protocol (whatever the number of shots).
     pub fn describe(&self) -> String {
         format!(
-            "{} held-out {}-way {}-shot episodes, {} quer{} per class; {} steps, batch {}, lr {}, seed {}",
+            "{} held-out {}-way episodes per setting, {} quer{} per class; {} steps, batch {}, lr {}, seed {}",
             self.episodes,
             self.ways,
-            self.shots,
             self.queries,
             if self.queries == 1 { "y" } else { "ies" },
             self.steps,
@@ -268,7 +267,12 @@ fn dims(s: Shape) -> Vec<u32> {
 
 /// Body features of `inputs` (`n × input_len`) into `out` (`n × features`); a learner over the
 /// body blob, nothing adapting.
-pub fn features(body: &Blob<'_>, arena: &mut Vec<f32>, inputs: &[f32], out: &mut Vec<f32>) -> Result<()> {
+pub fn features(
+    body: &Blob<'_>,
+    arena: &mut Vec<f32>,
+    inputs: &[f32],
+    out: &mut Vec<f32>,
+) -> Result<()> {
     let opts = Options {
         batch: 32,
         trainable: 0,
@@ -280,7 +284,8 @@ pub fn features(body: &Blob<'_>, arena: &mut Vec<f32>, inputs: &[f32], out: &mut
     arena.resize(len, 0.0);
     let mut l = Learner::with_options(body, arena, opts).map_err(|e| anyhow!("body: {e}"))?;
     out.resize(inputs.len() / body.input_len() * body.output_len(), 0.0);
-    l.predict(inputs, out).map_err(|e| anyhow!("body features: {e}"))
+    l.predict(inputs, out)
+        .map_err(|e| anyhow!("body features: {e}"))
 }
 
 /// Per-thread buffers.
@@ -459,8 +464,9 @@ pub fn evaluate(
                     scratch.head.resize(len, 0.0);
                     let mut l = Learner::with_options(hb, &mut scratch.head, hopts)
                         .map_err(|e| anyhow!("{e}"))?;
-                    let s = SliceSamples::new(sf, episode.support.target_slice(), hb.input_len(), 1)
-                        .map_err(|e| anyhow!("features: {e}"))?;
+                    let s =
+                        SliceSamples::new(sf, episode.support.target_slice(), hb.input_len(), 1)
+                            .map_err(|e| anyhow!("features: {e}"))?;
                     l.adapt(&s, cfg.steps)
                         .map_err(|e| anyhow!("adapting the head {} steps: {e}", cfg.steps))?;
                     scratch.outputs.resize(qy.len() * ways, 0.0);
@@ -631,7 +637,10 @@ mod tests {
                 .unwrap();
             let s = e.support.samples().unwrap();
             let (qx, qy) = (e.query.input_slice(), e.query.target_slice());
-            for (k, mask) in [arch.all_layers(), arch.head_only()].into_iter().enumerate() {
+            for (k, mask) in [arch.all_layers(), arch.head_only()]
+                .into_iter()
+                .enumerate()
+            {
                 let opts = Options {
                     batch: 4,
                     trainable: mask,

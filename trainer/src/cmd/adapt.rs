@@ -1,13 +1,18 @@
-//! `anole adapt`: adapt a blob on labelled support rows with the device's engine, print CSV
-//! predictions for query rows, optionally save the adapted blob and its ONNX.
+//! `anole adapt`: adapt a blob on labelled support samples with the device's engine and print
+//! predictions for query samples, optionally saving the adapted blob and its ONNX. Samples are
+//! CSV rows, or images: a support folder with one sub-folder of PNGs per class and query PNG
+//! files or folders, preprocessed exactly as in training (`data::images`), printing
+//! `file,predicted_class` per query image.
 
 use crate::csvio::{self, OutputFormat};
+use crate::data::images::{self, PIXELS, SIDE};
 use crate::export::import::AdaptArg;
 use crate::export::onnx::onnx_bytes;
 use crate::model::{self, Arch};
-use anole::{Blob, Learner, Options, Plan, SliceSamples};
+use anole::{Blob, Learner, LossKind, Options, Plan, SliceSamples};
 use anyhow::{anyhow, bail, Result};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `anole adapt`.
 #[derive(clap::Args, Debug)]
@@ -16,12 +21,14 @@ pub struct Args {
     #[arg(long)]
     pub model: PathBuf,
     /// Labelled samples: a CSV file with a header, the input columns, then the target columns
-    /// (regression) or one integer column named `label` (classification).
+    /// (regression) or one integer column named `label` (classification); or, for an image
+    /// model, a folder with one sub-folder of PNG images per class (the class names).
     #[arg(long)]
     pub support: PathBuf,
-    /// Samples to predict after adapting: a CSV file with the support set's input columns.
-    #[arg(long)]
-    pub query: PathBuf,
+    /// Samples to predict after adapting: a CSV file with the support set's input columns; or,
+    /// with an image support folder, PNG files and/or folders of PNGs.
+    #[arg(long, num_args = 1.., required = true)]
+    pub query: Vec<PathBuf>,
     /// Adaptation steps (default: the blob's).
     #[arg(long)]
     pub steps: Option<u32>,
@@ -37,17 +44,69 @@ pub struct Args {
     /// Write the adapted model as ONNX here.
     #[arg(long)]
     pub onnx: Option<PathBuf>,
-    /// Classification: also print the probability of every class (p0, p1, ...).
+    /// Classification: also print the probability of every class (CSV: p0, p1, ...; images:
+    /// one column per class name).
     #[arg(long)]
     pub scores: bool,
+}
+
+/// Error unless `blob` classifies 1×28×28 images (what the image folders are preprocessed to).
+pub fn check_image_model(path: &Path, blob: &Blob<'_>) -> Result<()> {
+    let shape: Vec<u32> = blob.wire.input_shape.iter().copied().collect();
+    if shape != [1, SIDE as u32, SIDE as u32] || blob.input_len() != PIXELS {
+        bail!(
+            "{}: takes inputs of shape {shape:?}; images are preprocessed to 1×{SIDE}×{SIDE} (an Omniglot model)",
+            path.display()
+        );
+    }
+    if blob.loss != LossKind::CrossEntropy {
+        bail!(
+            "{}: a regression model; image folders need a classification model",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Write `file,predicted_class` per row (then the probability of each class with `scores`).
+/// Only the first `names.len()` outputs are considered when `names` is given (a model with
+/// more outputs than the support set has classes); without names the class is the index.
+pub fn write_image_predictions(
+    mut out: impl Write,
+    files: &[PathBuf],
+    outputs: &[f32],
+    k: usize,
+    names: Option<&[String]>,
+    scores: bool,
+) -> Result<()> {
+    let used = names.map(|n| n.len().min(k)).unwrap_or(k);
+    let label = |i: usize| match names {
+        Some(n) => n[i].clone(),
+        None => i.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(&mut out);
+    let mut header = vec!["file".to_string(), "predicted_class".to_string()];
+    if scores {
+        header.extend((0..used).map(|i| format!("p_{}", label(i))));
+    }
+    w.write_record(&header)?;
+    for (f, y) in files.iter().zip(outputs.chunks_exact(k)) {
+        let y = &y[..used];
+        let mut rec = vec![f.display().to_string(), label(anole::loss::argmax(y))];
+        if scores {
+            rec.extend(csvio::softmax(y).iter().map(|p| p.to_string()));
+        }
+        w.write_record(&rec)?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 /// Run `anole adapt`.
 pub fn run(a: Args) -> Result<()> {
     let bytes = super::predict::read_model(&a.model)?;
     let blob = model::parse(&bytes)?;
-    let support = csvio::read_support(&a.support, &blob)?;
-    let query = csvio::read_query(&a.query, &blob, Some(&support.input_names))?;
+    let images = a.support.is_dir();
 
     let mut opts = Options::from_blob(&blob);
     if let Some(lr) = a.lr {
@@ -63,14 +122,22 @@ pub fn run(a: Args) -> Result<()> {
     }
     let steps = a.steps.unwrap_or(blob.settings().steps);
     let model_err = |e: anole::Error| anyhow!("{}: {e}", a.model.display());
+
+    let data = if images {
+        Data::images(&a, &blob)?
+    } else {
+        Data::csv(&a, &blob)?
+    };
+    let (support_inputs, support_targets, support_len) = data.support();
+    let (query_inputs, query_len) = data.query();
+
     let plan = Plan::new(&blob, opts.batch, opts.trainable).map_err(model_err)?;
     let mut arena = vec![0.0f32; plan.arena_len()];
     let mut learner = Learner::with_options(&blob, &mut arena, opts).map_err(model_err)?;
-
     let support_err = |e: anole::Error| anyhow!("{}: {e}", a.support.display());
     let samples = SliceSamples::new(
-        &support.inputs,
-        &support.targets,
+        support_inputs,
+        support_targets,
         blob.input_len(),
         blob.target_len(),
     )
@@ -84,8 +151,9 @@ pub fn run(a: Args) -> Result<()> {
     })?;
     let after = learner.loss(&samples).map_err(support_err)?;
     eprintln!(
-        "adapted on {} support rows: {steps} steps at lr {}, support loss {before} -> {after}",
-        support.len, opts.lr
+        "adapted on {support_len} support {}: {steps} steps at lr {}, support loss {before} -> {after}",
+        if images { "images" } else { "rows" },
+        opts.lr
     );
 
     if a.out.is_some() || a.onnx.is_some() {
@@ -102,13 +170,99 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
 
-    let mut outputs = vec![0.0f32; query.len * blob.output_len()];
+    let mut outputs = vec![0.0f32; query_len * blob.output_len()];
+    let query_name = a
+        .query
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     learner
-        .predict(&query.inputs, &mut outputs)
-        .map_err(|e| anyhow!("{}: {e}", a.query.display()))?;
-    let fmt = OutputFormat {
-        target_names: Some(support.target_names.clone()),
-        scores: a.scores,
-    };
-    csvio::write_predictions(std::io::stdout().lock(), &blob, &query, &outputs, &fmt)
+        .predict(query_inputs, &mut outputs)
+        .map_err(|e| anyhow!("{query_name}: {e}"))?;
+    match &data {
+        Data::Images { support, query } => write_image_predictions(
+            std::io::stdout().lock(),
+            &query.files,
+            &outputs,
+            blob.output_len(),
+            Some(&support.classes),
+            a.scores,
+        ),
+        Data::Csv { support, query } => {
+            let fmt = OutputFormat {
+                target_names: Some(support.target_names.clone()),
+                scores: a.scores,
+            };
+            csvio::write_predictions(std::io::stdout().lock(), &blob, query, &outputs, &fmt)
+        }
+    }
+}
+
+/// Support and query samples, from CSV files or image folders.
+enum Data {
+    Csv {
+        support: csvio::Support,
+        query: csvio::Query,
+    },
+    Images {
+        support: images::SupportSet,
+        query: images::QuerySet,
+    },
+}
+
+impl Data {
+    fn csv(a: &Args, blob: &Blob<'_>) -> Result<Data> {
+        let [query_path] = a.query.as_slice() else {
+            bail!("--query: a CSV support file goes with one CSV query file");
+        };
+        let support = csvio::read_support(&a.support, blob)?;
+        let query = csvio::read_query(query_path, blob, Some(&support.input_names))?;
+        Ok(Data::Csv { support, query })
+    }
+
+    fn images(a: &Args, blob: &Blob<'_>) -> Result<Data> {
+        check_image_model(&a.model, blob)?;
+        let support = images::read_support(&a.support)?;
+        let ways = blob.output_len();
+        if support.classes.len() > ways {
+            bail!(
+                "{}: {} class folders, but {} is a {ways}-way model",
+                a.support.display(),
+                support.classes.len(),
+                a.model.display()
+            );
+        }
+        if let Some(p) = a.query.iter().find(|p| p.is_file() && !is_png(p)) {
+            bail!(
+                "{}: with an image support folder, --query takes PNG files or folders of PNGs",
+                p.display()
+            );
+        }
+        let query = images::read_query(&a.query)?;
+        Ok(Data::Images { support, query })
+    }
+
+    /// Inputs, targets and number of support samples.
+    fn support(&self) -> (&[f32], &[f32], usize) {
+        match self {
+            Data::Csv { support, .. } => (&support.inputs, &support.targets, support.len),
+            Data::Images { support, .. } => (&support.inputs, &support.labels, support.len()),
+        }
+    }
+
+    /// Inputs and number of query samples.
+    fn query(&self) -> (&[f32], usize) {
+        match self {
+            Data::Csv { query, .. } => (&query.inputs, query.len),
+            Data::Images { query, .. } => (&query.inputs, query.files.len()),
+        }
+    }
+}
+
+/// True for a path whose name ends in `.png` (any case).
+pub fn is_png(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(images::is_png_name)
 }

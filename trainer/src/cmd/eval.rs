@@ -173,8 +173,12 @@ fn run_sine(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
 /// The held-out characters listed in `path`: a card.json's `held_out_characters`, or one
 /// `alphabet/character` per line of a text file.
 pub fn read_held_out(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read the held-out character list", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "{}: cannot read the held-out character list",
+            path.display()
+        )
+    })?;
     if text.trim_start().starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| anyhow!("{}: not valid JSON ({e})", path.display()))?;
@@ -245,14 +249,17 @@ fn run_omniglot(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
     let data = Arc::new(data);
     // Which characters are held out.
     let card = path.parent().map(|d| d.join("card.json"));
-    let list_file = match (&args.held_out, args.split, &card) {
-        (Some(f), _, _) => Some(f.clone()),
-        (None, None, Some(c)) if c.is_file() && read_held_out(c).is_ok() => Some(c.clone()),
+    let split_given = args.split.is_some() || args.split_seed.is_some();
+    let list_file = match (&args.held_out, &card) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(c)) if !split_given && c.is_file() && read_held_out(c).is_ok() => {
+            Some(c.clone())
+        }
         _ => None,
     };
     let (family, classes) = match &list_file {
         Some(f) => {
-            if args.split.is_some() || args.split_seed.is_some() {
+            if split_given {
                 bail!("give either --held-out or --split / --split-seed, not both");
             }
             let names = read_held_out(f)?;
@@ -261,7 +268,11 @@ fn run_omniglot(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
                 .with_context(|| format!("{}: held-out characters", f.display()))?;
             (
                 OmniglotTasks::from_pools(None, pool, ways, filters)?,
-                format!("{} held-out characters listed in {}", names.len(), f.display()),
+                format!(
+                    "{} held-out characters listed in {}",
+                    names.len(),
+                    f.display()
+                ),
             )
         }
         None => {
@@ -312,7 +323,7 @@ fn run_omniglot(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
         for r in &reports {
             print!("{}", r.table_rows());
         }
-        for r in &reports {
+        if let Some(r) = reports.first() {
             println!("({})", r.describe());
         }
         Ok(())

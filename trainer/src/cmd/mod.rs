@@ -5,4 +5,5 @@ pub mod eval;
 pub mod import;
 pub mod inspect;
 pub mod predict;
+pub mod sign;
 pub mod train;

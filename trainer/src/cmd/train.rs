@@ -423,7 +423,11 @@ pub fn run(args: Args) -> Result<()> {
         );
         (Some(r.state), r.curve, r.training_seconds)
     } else {
-        (None, Vec::with_capacity(cfg.iters.min(1 << 24) as usize), 0.0)
+        (
+            None,
+            Vec::with_capacity(cfg.iters.min(1 << 24) as usize),
+            0.0,
+        )
     };
     let first = start.as_ref().map(|s| s.iteration).unwrap_or(0);
 
@@ -504,12 +508,20 @@ pub fn run(args: Args) -> Result<()> {
     };
     let params = run.stored_statistics(&trained.params)?;
     let dtype = args.dtype.dtype();
-    let main = model::encode_blob(&run.arch, &params, &blob_meta(dtype, run.algorithm, trained.iterations))?;
+    let main = model::encode_blob(
+        &run.arch,
+        &params,
+        &blob_meta(dtype, run.algorithm, trained.iterations),
+    )?;
     let mut artifacts: Vec<(&str, Vec<u8>)> = vec![("init.postcard", main)];
     if dtype == DType::F32 {
         artifacts.push((
             "init.f16.postcard",
-            model::encode_blob(&run.arch, &params, &blob_meta(DType::F16, run.algorithm, trained.iterations))?,
+            model::encode_blob(
+                &run.arch,
+                &params,
+                &blob_meta(DType::F16, run.algorithm, trained.iterations),
+            )?,
         ));
     }
     for (name, bytes) in &artifacts {
@@ -531,9 +543,12 @@ fn save_checkpoint(
     secs: f64,
     blob_meta: &dyn Fn(DType, &str, u64) -> BlobMeta,
 ) -> Result<()> {
-    let blob = model::encode_blob(arch, &state.params, &blob_meta(DType::F32, "checkpoint", state.iteration))?;
-    checkpoint::save(out, identity, state, &blob, curve, secs)
-        .context("writing the checkpoint")
+    let blob = model::encode_blob(
+        arch,
+        &state.params,
+        &blob_meta(DType::F32, "checkpoint", state.iteration),
+    )?;
+    checkpoint::save(out, identity, state, &blob, curve, secs).context("writing the checkpoint")
 }
 
 /// A finished meta-training run, before its artifacts are evaluated and described.
@@ -550,6 +565,9 @@ struct Run<'a> {
     algorithm: &'static str,
 }
 
+/// Episodes of the f16 copy's check in an Omniglot card.
+const F16_CHECK_EPISODES: usize = 100;
+
 /// Training tasks whose images set the stored normalisation statistics.
 const STATISTICS_TASKS: usize = 40;
 
@@ -560,7 +578,12 @@ impl Run<'_> {
     /// batch statistics; the stored ones serve predictions without adaptation and the frozen
     /// body of head-only adaptation. Unchanged when the network has no norm layer.
     fn stored_statistics(&self, params: &[f32]) -> Result<Vec<f32>> {
-        if !self.arch.layers.iter().any(|l| matches!(l, Layer::Norm { .. })) {
+        if !self
+            .arch
+            .layers
+            .iter()
+            .any(|l| matches!(l, Layer::Norm { .. }))
+        {
             return Ok(params.to_vec());
         }
         let family = self.fam.family.as_ref();
@@ -611,7 +634,11 @@ impl Run<'_> {
         Ok(name)
     }
 
-    fn files_json(&self, artifacts: &[(&str, Vec<u8>)], extra: &[&str]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    fn files_json(
+        &self,
+        artifacts: &[(&str, Vec<u8>)],
+        extra: &[&str],
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
         let mut files = serde_json::Map::new();
         for (name, bytes) in artifacts {
             files.insert(
@@ -663,7 +690,8 @@ impl Run<'_> {
     }
 
     fn write_card(&self, card: &serde_json::Value) -> Result<()> {
-        let text = serde_json::to_string_pretty(card).map_err(|e| anyhow!("card.json: {e}"))? + "\n";
+        let text =
+            serde_json::to_string_pretty(card).map_err(|e| anyhow!("card.json: {e}"))? + "\n";
         write(&self.args.out.join("card.json"), text.as_bytes())
     }
 
@@ -755,7 +783,8 @@ impl Run<'_> {
         let (args, cfg) = (self.args, self.cfg);
         let family = self.fam.family.as_ref();
         // Evaluation on held-out episodes, K-shot for every K asked: the f32 blob in every
-        // setting, the f16 copy with the device's scheme.
+        // setting; the f16 copy, as a check, with the device's scheme on at most
+        // F16_CHECK_EPISODES of the same episodes.
         let eval_start = Instant::now();
         let mut reports: Vec<(String, FewShotReport)> = Vec::new();
         for (name, bytes) in &artifacts {
@@ -763,15 +792,27 @@ impl Run<'_> {
             let f32_blob = *name == "init.postcard";
             for &k in &args.eval_ks() {
                 let fcfg = FewShotConfig {
-                    episodes: args.eval_tasks,
+                    episodes: if f32_blob {
+                        args.eval_tasks
+                    } else {
+                        args.eval_tasks.min(F16_CHECK_EPISODES)
+                    },
                     shots: k,
                     queries: 1,
                     steps: self.adapt_steps,
                     batch: None,
                     lr: None,
                     seed: 0,
-                    norm: if f32_blob { NormMode::Both } else { NormMode::Device },
-                    adapt: if f32_blob { AdaptMode::Both } else { AdaptMode::All },
+                    norm: if f32_blob {
+                        NormMode::Both
+                    } else {
+                        NormMode::Device
+                    },
+                    adapt: if f32_blob {
+                        AdaptMode::Both
+                    } else {
+                        AdaptMode::All
+                    },
                 };
                 let bar = progress::bar(fcfg.episodes as u64, &format!("{k}-shot"));
                 let report = fewshot::evaluate(&blob, family, &fcfg, &bar)
@@ -784,12 +825,11 @@ impl Run<'_> {
         let curve_png = self.curve_plot()?;
         self.onnx(&mut artifacts)?;
         let files = self.files_json(&artifacts, &[curve_png])?;
-        let (before, after, acc) = recent(self.curve, self.curve.len().div_ceil(100));
+        // The last 1% of the run (at least 64 meta-iterations, so that accuracies were measured).
+        let (before, after, acc) = recent(self.curve, self.curve.len().div_ceil(100).max(64));
         let mut metrics = serde_json::Map::new();
         for (name, r) in &reports {
-            let entry = metrics
-                .entry(name.clone())
-                .or_insert_with(|| json!([]));
+            let entry = metrics.entry(name.clone()).or_insert_with(|| json!([]));
             if let Some(a) = entry.as_array_mut() {
                 a.push(to_json(r));
             }
@@ -871,7 +911,7 @@ impl Run<'_> {
             }
         }
         if let Some((_, r)) = reports.first() {
-            println!("({}; seed 0 of the evaluation stream)", r.describe());
+            println!("({})", r.describe());
         }
         self.print_speed();
         Ok(())

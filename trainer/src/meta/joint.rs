@@ -5,8 +5,7 @@
 //! at the inner learning rate, annealed linearly to 0 like the outer step.
 
 use super::{
-    anneal, for_each_worker, sample_tasks, AlgoState, Algorithm, Config, InnerOpt, IterLoss,
-    Worker,
+    anneal, for_each_worker, sample_tasks, AlgoState, Algorithm, Config, InnerOpt, IterLoss, Worker,
 };
 use crate::tasks::{TaskFamily, TaskRng};
 use anyhow::{anyhow, Result};

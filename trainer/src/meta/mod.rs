@@ -373,10 +373,16 @@ pub fn train(
     cfg: &Config,
     mut on_iter: impl FnMut(u64, IterLoss),
 ) -> Result<Trained> {
-    train_resumable(family, cfg, None, |_| false, |t, l, _| {
-        on_iter(t, l);
-        Ok(())
-    })
+    train_resumable(
+        family,
+        cfg,
+        None,
+        |_| false,
+        |t, l, _| {
+            on_iter(t, l);
+            Ok(())
+        },
+    )
 }
 
 /// [`train`], starting from `start` when given (a state an earlier run of the same `cfg`
@@ -559,23 +565,35 @@ mod tests {
         ] {
             let full = train(&Sine, &cfg, |_, _| {}).unwrap().params;
             let mut saved = None;
-            let stopped = train_resumable(&Sine, &cfg, None, |d| d % 7 == 0, |t, _, s| {
-                if let Some(s) = s {
-                    saved = Some(s.clone());
-                    if t + 1 == 14 {
-                        bail!("stop");
+            let stopped = train_resumable(
+                &Sine,
+                &cfg,
+                None,
+                |d| d % 7 == 0,
+                |t, _, s| {
+                    if let Some(s) = s {
+                        saved = Some(s.clone());
+                        if t + 1 == 14 {
+                            bail!("stop");
+                        }
                     }
-                }
-                Ok(())
-            });
+                    Ok(())
+                },
+            );
             assert!(stopped.is_err());
             let state = saved.unwrap();
             assert_eq!(state.iteration, 14);
             let mut seen = Vec::new();
-            let resumed = train_resumable(&Sine, &cfg, Some(state), |_| false, |t, _, s| {
-                seen.push((t, s.map(|s| s.iteration)));
-                Ok(())
-            })
+            let resumed = train_resumable(
+                &Sine,
+                &cfg,
+                Some(state),
+                |_| false,
+                |t, _, s| {
+                    seen.push((t, s.map(|s| s.iteration)));
+                    Ok(())
+                },
+            )
             .unwrap();
             assert_eq!(resumed.params, full, "{:?}", cfg.algo);
             assert_eq!(seen.first(), Some(&(14, None)));

@@ -99,7 +99,13 @@ impl OmniglotTasks {
     }
 
     /// One episode of `pool` as a support batch and a query batch.
-    fn sample(pool: &Pool, ways: usize, rng: &mut TaskRng, shots: usize, queries: usize) -> Result<Episode> {
+    fn sample(
+        pool: &Pool,
+        ways: usize,
+        rng: &mut TaskRng,
+        shots: usize,
+        queries: usize,
+    ) -> Result<Episode> {
         let e = pool.episode(ways, shots, queries, rng)?;
         Ok(Episode {
             support: Batch::from_flat(e.support_inputs, PIXELS, e.support_labels, 1)?,
@@ -146,7 +152,9 @@ pub(crate) fn test_data() -> Arc<Omniglot> {
     Arc::clone(DATA.get_or_init(|| {
         let dir = match std::env::var_os("OMNIGLOT_DIR") {
             Some(d) => std::path::PathBuf::from(d),
-            None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/omniglot"),
+            None => {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/omniglot")
+            }
         };
         Arc::new(Omniglot::load(&dir).unwrap_or_else(|e| panic!("{e:#}")))
     }))
@@ -162,13 +170,19 @@ mod tests {
         let data = Arc::new(test_data().subset(40).unwrap());
         let fam = OmniglotTasks::new(&data, Split::Paper, 3, 5, 8).unwrap();
         let t = fam.train_task(&mut rng(1, Stream::Train, 0), 10).unwrap();
-        assert_eq!((t.len(), t.inputs.ncols(), t.targets.ncols()), (50, PIXELS, 1));
+        assert_eq!(
+            (t.len(), t.inputs.ncols(), t.targets.ncols()),
+            (50, PIXELS, 1)
+        );
         let mut counts = [0; 5];
         for &l in t.target_slice() {
             counts[l as usize] += 1;
         }
         assert_eq!(counts, [10; 5]);
-        assert_eq!(t, fam.train_task(&mut rng(1, Stream::Train, 0), 10).unwrap());
+        assert_eq!(
+            t,
+            fam.train_task(&mut rng(1, Stream::Train, 0), 10).unwrap()
+        );
         let e = fam.eval_task(&mut rng(1, Stream::Eval, 7), 1, 1).unwrap();
         assert_eq!((e.support.len(), e.query.len()), (5, 5));
         assert_eq!(fam.arch(), Arch::omniglot(5, 8));

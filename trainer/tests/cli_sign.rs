@@ -1,0 +1,219 @@
+//! `anole keygen`, `anole sign`, `anole verify`: a signed blob verifies with its key, and
+//! another key, a tampered or truncated envelope, a plain blob, a bad key file each fail with
+//! exit status 1 and one clear line.
+
+mod common;
+
+use anole_trainer::cmd::sign::{read_signing_key, sign_blob};
+use anole_trainer::model::Arch;
+use common::{anole, blob_bytes, fails, ok, put};
+use std::path::Path;
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn keygen(dir: &Path, name: &str) -> String {
+    let key = dir.join(name);
+    let out = ok(&anole(["keygen", "--out", &s(&key)]));
+    assert!(out.contains("public key hex: "), "{out}");
+    assert_eq!(
+        std::fs::read(dir.join(format!("{name}.pub")))
+            .unwrap()
+            .len(),
+        32
+    );
+    s(&key)
+}
+
+#[test]
+fn sign_then_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let blob = put(d, "init.postcard", blob_bytes(&Arch::sine(), 0, 10));
+    let key = keygen(d, "fleet.key");
+    let signed = d.join("init.signed");
+    let out = ok(&anole([
+        "sign",
+        "--key",
+        &key,
+        "--in",
+        &s(&blob),
+        "--out",
+        &s(&signed),
+    ]));
+    assert!(out.contains("signed"), "{out}");
+    let bytes = std::fs::read(&signed).unwrap();
+    assert_eq!(&bytes[..4], b"ANSG");
+    assert_eq!(
+        &bytes[20..bytes.len() - 64],
+        &std::fs::read(&blob).unwrap()[..]
+    );
+    let out = ok(&anole([
+        "verify",
+        "--pubkey",
+        &format!("{key}.pub"),
+        "--in",
+        &s(&signed),
+    ]));
+    assert!(out.contains("signature valid"), "{out}");
+    // The library function `anole train --sign` uses gives the same bytes (ed25519 is
+    // deterministic).
+    let k = read_signing_key(Path::new(&key)).unwrap();
+    assert_eq!(
+        sign_blob(&std::fs::read(&blob).unwrap(), &k).unwrap(),
+        bytes
+    );
+    // The public key also reads as hex.
+    let hex: String = std::fs::read(format!("{key}.pub"))
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let hex_pub = put(d, "fleet.hex", format!("{hex}\n"));
+    ok(&anole([
+        "verify",
+        "--pubkey",
+        &s(&hex_pub),
+        "--in",
+        &s(&signed),
+    ]));
+    // The secret key file is private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secret key readable by others: {mode:o}");
+    }
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let blob = put(d, "init.postcard", blob_bytes(&Arch::sine(), 0, 10));
+    let key = keygen(d, "a.key");
+    let other = keygen(d, "b.key");
+    let signed = d.join("init.signed");
+    ok(&anole([
+        "sign",
+        "--key",
+        &key,
+        "--in",
+        &s(&blob),
+        "--out",
+        &s(&signed),
+    ]));
+    let good = std::fs::read(&signed).unwrap();
+    let verify =
+        |file: &Path, pubkey: &str| anole(["verify", "--pubkey", pubkey, "--in", &s(file)]);
+    let pub_a = format!("{key}.pub");
+    let pub_b = format!("{other}.pub");
+    let mut lines = Vec::new();
+
+    lines.push((
+        "verify with another key",
+        fails(
+            &verify(&signed, &pub_b),
+            &["init.signed", "signed by key id"],
+        ),
+    ));
+    let mut t = good.clone();
+    t[20 + 100] ^= 1;
+    let tampered = put(d, "tampered.signed", &t);
+    lines.push((
+        "one blob byte changed",
+        fails(
+            &verify(&tampered, &pub_a),
+            &["tampered.signed", "signature does not verify"],
+        ),
+    ));
+    let cut = put(d, "cut.signed", &good[..good.len() - 10]);
+    lines.push((
+        "envelope cut short",
+        fails(&verify(&cut, &pub_a), &["cut.signed", "cut short"]),
+    ));
+    lines.push((
+        "plain blob where a signed one is required",
+        fails(&verify(&blob, &pub_a), &["init.postcard", "not signed"]),
+    ));
+    let bad_key = put(d, "bad.pub", "not a key");
+    lines.push((
+        "public key file of the wrong size",
+        fails(
+            &verify(&signed, &s(&bad_key)),
+            &["bad.pub", "not an ed25519 public key"],
+        ),
+    ));
+    lines.push((
+        "sign with the public key file",
+        fails(
+            &anole([
+                "sign",
+                "--key",
+                &pub_a,
+                "--in",
+                &s(&blob),
+                "--out",
+                &s(&d.join("x")),
+            ]),
+            &["a.key.pub", "public key"],
+        ),
+    ));
+    lines.push((
+        "sign an already signed blob",
+        fails(
+            &anole([
+                "sign",
+                "--key",
+                &key,
+                "--in",
+                &s(&signed),
+                "--out",
+                &s(&d.join("y")),
+            ]),
+            &["init.signed", "already signed"],
+        ),
+    ));
+    let junk = put(d, "junk.postcard", b"ANOL but not a blob at all");
+    lines.push((
+        "sign something that is not a blob",
+        fails(
+            &anole([
+                "sign",
+                "--key",
+                &key,
+                "--in",
+                &s(&junk),
+                "--out",
+                &s(&d.join("z")),
+            ]),
+            &["junk.postcard", "not a valid blob"],
+        ),
+    ));
+    lines.push((
+        "keygen over an existing key",
+        fails(
+            &anole(["keygen", "--out", &key]),
+            &["a.key", "already exists"],
+        ),
+    ));
+    lines.push((
+        "sign with a missing key file",
+        fails(
+            &anole([
+                "sign",
+                "--key",
+                &s(&d.join("none.key")),
+                "--in",
+                &s(&blob),
+                "--out",
+                &s(&d.join("w")),
+            ]),
+            &["none.key"],
+        ),
+    ));
+    for (what, line) in lines {
+        println!("bad input: {what} -> {}", line.trim_end());
+    }
+}

@@ -1,0 +1,497 @@
+//! End-to-end tests of the Omniglot workflow through the `anole` binary, on the data set read in
+//! place from `../shared/data/omniglot` (override with `OMNIGLOT_DIR`): a short meta-training
+//! run on a subset beats chance and a random initialization and its card's numbers are
+//! reproduced by `anole eval`; `--resume` continues bit for bit; image folders adapt and predict
+//! exactly like the engine; bad input fails in one line naming the file.
+//! Run with `cargo test --release -p anole-trainer --test omniglot_cli`.
+
+mod common;
+
+use anole::{Blob, Learner, Options, SliceSamples};
+use anole_trainer::data::{read_query, read_support};
+use anole_trainer::model::Arch;
+use common::{anole, blob_bytes, fails, ok, put};
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+fn data_dir() -> PathBuf {
+    match std::env::var_os("OMNIGLOT_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/omniglot"),
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn card(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("card.json")).unwrap()).unwrap()
+}
+
+/// The accuracy of one setting in a card's or eval's report.
+fn accuracy(report: &Value, adaptation: &str, norm: &str) -> f64 {
+    report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["adaptation"] == adaptation && r["normalisation"] == norm)
+        .unwrap_or_else(|| panic!("no {adaptation}/{norm} row in {report}"))["accuracy"]["mean"]
+        .as_f64()
+        .unwrap()
+}
+
+/// The CI check: a few hundred meta-iterations of a narrow CNN on 200 characters, evaluated
+/// on 100 held-out 5-way 1-shot episodes, beat chance (20%) and the random initialization by a
+/// wide margin; the card lists the held-out characters and the budget, and `anole eval` on
+/// that list gives exactly the card's numbers.
+#[test]
+fn short_training_beats_chance_and_random_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let common = [
+        "--data",
+        s(&data),
+        "--subset",
+        "200",
+        "--filters",
+        "8",
+        "--inner-lr",
+        "0.003",
+        "--adapt-steps",
+        "20",
+        "--shots",
+        "1",
+        "--eval-tasks",
+        "100",
+    ];
+    let trained = tmp.path().join("trained");
+    let random = tmp.path().join("random");
+    let mut args = vec!["train", "omniglot", "--out", s(&trained), "--iters", "300"];
+    args.extend_from_slice(&common);
+    let t = std::time::Instant::now();
+    let printed = ok(&anole(&args));
+    eprintln!("300 meta-iterations + evaluation: {:.1?}", t.elapsed());
+    assert!(printed.contains("head only"), "{printed}");
+    let mut args = vec!["train", "omniglot", "--out", s(&random), "--iters", "0"];
+    args.extend_from_slice(&common);
+    ok(&anole(&args));
+
+    let c = card(&trained);
+    let report = &c["results"]["init.postcard"][0];
+    let acc = accuracy(report, "all", "device");
+    let acc_random = accuracy(
+        &card(&random)["results"]["init.postcard"][0],
+        "all",
+        "device",
+    );
+    eprintln!("5-way 1-shot device accuracy: meta-trained {acc}, random init {acc_random}");
+    assert!(
+        acc > 0.35,
+        "meta-trained accuracy {acc} not well above chance"
+    );
+    assert!(
+        acc > acc_random + 0.08,
+        "meta-trained {acc} vs random init {acc_random}"
+    );
+    assert!(accuracy(report, "all", "transductive") > 0.35);
+    assert!(accuracy(report, "head", "device") > 0.2);
+    // The card: command, budget, held-out characters (the test part of the paper split of
+    // the 200-character subset: 200 − round(200·1200/1623) = 52).
+    assert!(c["command"]
+        .as_str()
+        .unwrap()
+        .starts_with("anole train omniglot --data"));
+    assert_eq!(c["training_budget"]["meta_iterations"], 300);
+    assert!(c["training_budget"]["wall_time_s"].as_f64().unwrap() > 0.0);
+    let held_out = c["held_out_characters"].as_array().unwrap();
+    assert_eq!(held_out.len(), 52);
+    assert!(held_out[0].as_str().unwrap().contains("/character"));
+    for f in [
+        "init.postcard",
+        "init.f16.postcard",
+        "init.onnx",
+        "learning_curve.png",
+    ] {
+        assert!(c["artifacts"][f]["sha256"].is_string(), "{f}");
+    }
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(trained.join("checkpoint/state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["iteration"], 300);
+
+    // `anole eval` with the card's list (picked up from the model's folder) = the card.
+    let out = ok(&anole([
+        "eval",
+        "--model",
+        s(&trained),
+        "--data",
+        s(&data),
+        "--episodes",
+        "100",
+        "--shots",
+        "1",
+        "--json",
+    ]));
+    let e: Value = serde_json::from_str(&out).unwrap();
+    assert!(e["classes"]
+        .as_str()
+        .unwrap()
+        .contains("52 held-out characters listed in"));
+    assert_eq!(e["reports"][0]["rows"], report["rows"]);
+    // The same characters recomputed from the split (seed: the model's) of the same subset.
+    let out = ok(&anole([
+        "eval",
+        "--model",
+        s(&trained),
+        "--data",
+        s(&data),
+        "--subset",
+        "200",
+        "--split",
+        "paper",
+        "--episodes",
+        "100",
+        "--shots",
+        "1",
+        "--norm",
+        "device",
+        "--adapt",
+        "all",
+        "--json",
+    ]));
+    let e: Value = serde_json::from_str(&out).unwrap();
+    assert!(e["classes"]
+        .as_str()
+        .unwrap()
+        .contains("52 held-out characters of the paper split with seed 0"));
+    assert_eq!(
+        e["reports"][0]["rows"][0]["accuracy"],
+        report["rows"][0]["accuracy"]
+    );
+    // Only head-only adaptation, as a table.
+    let table = ok(&anole([
+        "eval",
+        "--model",
+        s(&trained.join("init.postcard")),
+        "--data",
+        s(&data),
+        "--episodes",
+        "20",
+        "--shots",
+        "1",
+        "--adapt",
+        "head",
+    ]));
+    assert!(
+        table.contains("head only") && !table.contains("all layers"),
+        "{table}"
+    );
+}
+
+/// `--stop-after` then `--resume` ends with the same bytes as an uninterrupted run; resuming
+/// with other hyper-parameters is refused.
+#[test]
+fn resume_continues_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "omniglot",
+            "--data",
+            s(&data),
+            "--out",
+            s(out),
+            "--subset",
+            "60",
+            "--filters",
+            "4",
+            "--iters",
+            "24",
+            "--meta-batch",
+            "3",
+            "--eval-tasks",
+            "4",
+            "--shots",
+            "1",
+            "--adapt-steps",
+            "3",
+            "--checkpoint-every",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        anole(&args)
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&run(&a, &[]));
+    let stopped = ok(&run(&b, &["--stop-after", "13"]));
+    assert!(
+        stopped.contains("stopped after meta-iteration 13"),
+        "{stopped}"
+    );
+    assert!(!b.join("init.postcard").exists());
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(b.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["iteration"], 13);
+    let e = fails(
+        &run(&b, &["--resume", "--inner-lr", "0.01"]),
+        &["--resume", "different run"],
+    );
+    assert!(e.contains("--inner-lr 0.01"), "{e}");
+    ok(&run(&b, &["--resume"]));
+    for f in ["init.postcard", "init.f16.postcard", "init.onnx"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs after resuming"
+        );
+    }
+    let (ca, cb) = (card(&a), card(&b));
+    assert_eq!(ca["results"], cb["results"]);
+    assert_eq!(
+        ca["artifacts"]["learning_curve.png"],
+        cb["artifacts"]["learning_curve.png"]
+    );
+    // A run without a checkpoint cannot resume.
+    let c = tmp.path().join("c");
+    fails(&run(&c, &["--resume"]), &["no checkpoint in"]);
+}
+
+/// Copies `n` drawings of each of the first `classes` characters of an alphabet of the
+/// evaluation archive into `support/<character>/` (`shots` each) and `query/` (the rest).
+fn image_folders(root: &Path, classes: usize, shots: usize, queries: usize) -> (PathBuf, PathBuf) {
+    let zip_path = data_dir().join("images_evaluation.zip");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip_path).unwrap()).unwrap();
+    let mut names: Vec<String> = (0..archive.len())
+        .filter_map(|i| archive.name_for_index(i).map(str::to_owned))
+        .filter(|n| n.starts_with("images_evaluation/Kannada/") && n.ends_with(".png"))
+        .collect();
+    names.sort();
+    let (support, query) = (root.join("support"), root.join("query"));
+    std::fs::create_dir_all(&query).unwrap();
+    let mut characters: Vec<String> = names
+        .iter()
+        .map(|n| n.split('/').nth(2).unwrap().to_owned())
+        .collect();
+    characters.dedup();
+    for c in characters.iter().take(classes) {
+        let files: Vec<&String> = names
+            .iter()
+            .filter(|n| n.split('/').nth(2) == Some(c))
+            .collect();
+        for (i, f) in files.iter().take(shots + queries).enumerate() {
+            let mut bytes = Vec::new();
+            archive.by_name(f).unwrap().read_to_end(&mut bytes).unwrap();
+            let base = f.rsplit('/').next().unwrap();
+            let dest = if i < shots {
+                support.join(c).join(base)
+            } else {
+                query.join(format!("{c}_{base}"))
+            };
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::write(dest, bytes).unwrap();
+        }
+    }
+    (support, query)
+}
+
+fn lines(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Image folders through `anole adapt` and `anole predict`: `file,predicted_class` per query
+/// image, with the classes named after the support sub-folders, exactly as the engine
+/// predicts after `Learner::adapt` on the same preprocessed images; the saved adapted model
+/// predicts the same through `anole predict --classes`.
+#[test]
+fn image_folders_adapt_and_predict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (support, query) = image_folders(tmp.path(), 3, 2, 2);
+    let arch = Arch::omniglot(5, 8);
+    let bytes = blob_bytes(&arch, 1, 5);
+    let model = put(tmp.path(), "init.postcard", &bytes);
+    let adapted = tmp.path().join("adapted.postcard");
+    let out = ok(&anole([
+        "adapt",
+        "--model",
+        s(&model),
+        "--support",
+        s(&support),
+        "--query",
+        s(&query),
+        "--out",
+        s(&adapted),
+    ]));
+    let rows = lines(&out);
+    assert_eq!(rows[0], ["file", "predicted_class"]);
+    assert_eq!(rows.len(), 1 + 3 * 2);
+
+    // The same through the library: the engine's adaptation and per-sample prediction.
+    let sup = read_support(&support).unwrap();
+    assert_eq!(sup.classes.len(), 3);
+    let q = read_query(std::slice::from_ref(&query)).unwrap();
+    let blob = Blob::parse(&bytes).unwrap();
+    let mut arena = vec![0.0; blob.arena_len(5).unwrap()];
+    let mut l = Learner::with_options(&blob, &mut arena, Options::from_blob(&blob)).unwrap();
+    l.adapt(
+        &SliceSamples::new(&sup.inputs, &sup.labels, 784, 1).unwrap(),
+        32,
+    )
+    .unwrap();
+    let mut y = vec![0.0; q.files.len() * 5];
+    l.predict(&q.inputs, &mut y).unwrap();
+    for (i, (row, f)) in rows[1..].iter().zip(&q.files).enumerate() {
+        assert_eq!(row[0], f.display().to_string());
+        let k = anole::loss::argmax(&y[5 * i..5 * i + 3]);
+        assert_eq!(row[1], sup.classes[k], "row {i}");
+        assert!(sup.classes.contains(&row[1]));
+    }
+    assert_eq!(std::fs::read(&adapted).unwrap(), l.export_vec());
+
+    // `predict` with the adapted model: the same classes; query files in the order given.
+    let files: Vec<PathBuf> = q.files.iter().rev().cloned().collect();
+    let mut args = vec![
+        "predict".to_string(),
+        "--model".into(),
+        s(&adapted).into(),
+        "--classes".into(),
+        s(&support).into(),
+        "--scores".into(),
+        "--query".into(),
+    ];
+    args.extend(files.iter().map(|f| s(f).to_owned()));
+    let p = lines(&ok(&anole(&args)));
+    assert_eq!(p[0][..2], ["file", "predicted_class"]);
+    assert_eq!(p[0].len(), 2 + 3, "one probability per class: {:?}", p[0]);
+    for (row, f) in p[1..].iter().zip(&files) {
+        let original = rows
+            .iter()
+            .find(|r| r[0] == f.display().to_string())
+            .unwrap();
+        assert_eq!(row[1], original[1]);
+        let total: f32 = row[2..].iter().map(|v| v.parse::<f32>().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-4);
+    }
+    // Without names, the class index.
+    let idx = lines(&ok(&anole([
+        "predict",
+        "--model",
+        s(&adapted),
+        "--query",
+        s(&query),
+    ])));
+    for (a, b) in idx[1..].iter().zip(&rows[1..]) {
+        assert_eq!(sup.classes[a[1].parse::<usize>().unwrap()], b[1]);
+    }
+}
+
+/// Bad input fails in one line naming the file: missing data path, an archive of another
+/// layout, an unreadable PNG, a class folder without images, images with a non-image model.
+#[test]
+fn bad_omniglot_input_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let out = s(&t.join("out")).to_owned();
+    let gone = t.join("nowhere");
+    fails(
+        &anole(["train", "omniglot", "--data", s(&gone), "--out", &out]),
+        &["nowhere", "does not exist"],
+    );
+    fails(&anole(["train", "omniglot", "--out", &out]), &["--data"]);
+
+    // An archive of another layout.
+    let other = t.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    {
+        let f = std::fs::File::create(other.join("images_background.zip")).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        z.start_file("pictures/cat.png", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        std::io::Write::write_all(&mut z, b"not really").unwrap();
+        z.finish().unwrap();
+    }
+    fails(
+        &anole(["train", "omniglot", "--data", s(&other), "--out", &out]),
+        &[
+            "images_background.zip",
+            "pictures/cat.png",
+            "not in the Omniglot layout",
+        ],
+    );
+
+    // Image folders.
+    let (support, query) = image_folders(t, 2, 1, 1);
+    let arch = Arch::omniglot(5, 4);
+    let model = put(t, "m.postcard", blob_bytes(&arch, 1, 5));
+    let adapt = |support: &Path, query: &Path| {
+        anole([
+            "adapt",
+            "--model",
+            s(&model),
+            "--support",
+            s(support),
+            "--query",
+            s(query),
+        ])
+    };
+    ok(&adapt(&support, &query));
+    let broken = support
+        .join(
+            std::fs::read_dir(&support)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .file_name(),
+        )
+        .join("broken.png");
+    std::fs::write(&broken, b"\x89PNG but not really").unwrap();
+    fails(&adapt(&support, &query), &["broken.png"]);
+    std::fs::remove_file(&broken).unwrap();
+    let empty = support.join("zzz_empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    fails(
+        &adapt(&support, &query),
+        &["zzz_empty", "holds no PNG images"],
+    );
+    std::fs::remove_dir(&empty).unwrap();
+    let bad_query = put(t, "q.png", b"garbage");
+    fails(&adapt(&support, &bad_query), &["q.png"]);
+    fails(&adapt(&gone, &query), &["nowhere"]);
+    fails(
+        &anole([
+            "predict",
+            "--model",
+            s(&model),
+            "--query",
+            s(&gone.join("x.png")),
+        ]),
+        &["x.png", "does not exist"],
+    );
+    // A sine model cannot take images.
+    let sine = put(t, "sine.postcard", blob_bytes(&Arch::sine(), 0, 10));
+    fails(
+        &anole([
+            "adapt",
+            "--model",
+            s(&sine),
+            "--support",
+            s(&support),
+            "--query",
+            s(&query),
+        ]),
+        &["sine.postcard", "1×28×28"],
+    );
+    // More class folders than the model has outputs.
+    let (many, _) = image_folders(&t.join("many"), 6, 1, 0);
+    fails(&adapt(&many, &query), &["6 class folders", "5-way"]);
+    // Eval without data.
+    fails(
+        &anole(["eval", "--model", s(&model), "--task", "omniglot"]),
+        &["--data"],
+    );
+}
