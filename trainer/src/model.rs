@@ -23,11 +23,20 @@ impl Arch {
         Arch {
             input_shape: vec![1],
             layers: vec![
-                Layer::Dense { inputs: 1, outputs: 64 },
+                Layer::Dense {
+                    inputs: 1,
+                    outputs: 64,
+                },
                 Layer::Tanh,
-                Layer::Dense { inputs: 64, outputs: 64 },
+                Layer::Dense {
+                    inputs: 64,
+                    outputs: 64,
+                },
                 Layer::Tanh,
-                Layer::Dense { inputs: 64, outputs: 1 },
+                Layer::Dense {
+                    inputs: 64,
+                    outputs: 1,
+                },
             ],
         }
     }
@@ -41,23 +50,39 @@ impl Arch {
             layers.push(Layer::Conv2d {
                 in_channels: cin,
                 out_channels: filters,
-                window: Window { kernel: 3, stride: 2, padding: 1 },
+                window: Window {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1,
+                },
             });
-            layers.push(Layer::Norm { channels: filters, eps: 1e-3 });
+            layers.push(Layer::Norm {
+                channels: filters,
+                eps: 1e-3,
+            });
             layers.push(Layer::Relu);
             cin = filters;
         }
         layers.push(Layer::Flatten);
-        layers.push(Layer::Dense { inputs: filters * 4, outputs: ways });
-        Arch { input_shape: vec![1, 28, 28], layers }
+        layers.push(Layer::Dense {
+            inputs: filters * 4,
+            outputs: ways,
+        });
+        Arch {
+            input_shape: vec![1, 28, 28],
+            layers,
+        }
     }
 
     /// Per-layer input shapes, then the output shape; errors if the layers do not chain.
     pub fn shapes(&self) -> Result<Vec<Shape>> {
-        let mut s = Shape::from_dims(&self.input_shape).ok_or_else(|| anyhow!("bad input shape {:?}", self.input_shape))?;
+        let mut s = Shape::from_dims(&self.input_shape)
+            .ok_or_else(|| anyhow!("bad input shape {:?}", self.input_shape))?;
         let mut out = vec![s];
         for (i, l) in self.layers.iter().enumerate() {
-            s = l.output_shape(s).ok_or_else(|| anyhow!("layer {i} ({}) does not accept shape {s:?}", l.name()))?;
+            s = l
+                .output_shape(s)
+                .ok_or_else(|| anyhow!("layer {i} ({}) does not accept shape {s:?}", l.name()))?;
             out.push(s);
         }
         Ok(out)
@@ -105,7 +130,11 @@ impl Arch {
         let mut p = Vec::with_capacity(self.param_count()?);
         for (l, s) in self.layers.iter().zip(&shapes) {
             match *l {
-                Layer::Dense { inputs, .. } | Layer::Conv2d { in_channels: inputs, .. } => {
+                Layer::Dense { inputs, .. }
+                | Layer::Conv2d {
+                    in_channels: inputs,
+                    ..
+                } => {
                     let fan_in = match *l {
                         Layer::Conv2d { window, .. } => inputs * window.kernel * window.kernel,
                         _ => inputs,
@@ -162,12 +191,19 @@ pub fn encode_blob(arch: &Arch, params: &[f32], meta: &BlobMeta) -> Result<Vec<u
         bail!("{} tensors exceed the format's {MAX_TENSORS}", lens.len());
     }
     if params.len() != lens.iter().sum::<usize>() {
-        bail!("{} parameters given, architecture has {}", params.len(), lens.iter().sum::<usize>());
+        bail!(
+            "{} parameters given, architecture has {}",
+            params.len(),
+            lens.iter().sum::<usize>()
+        );
     }
     let mut tensors = heapless::Vec::<TensorValues<'_>, MAX_TENSORS>::new();
     let mut off = 0;
     for len in lens {
-        let _ = tensors.push(TensorValues { dtype: meta.dtype, values: &params[off..off + len] });
+        let _ = tensors.push(TensorValues {
+            dtype: meta.dtype,
+            values: &params[off..off + len],
+        });
         off += len;
     }
     let wire = Wire {
@@ -213,7 +249,15 @@ mod tests {
         let params = arch.init_params(&mut rng).unwrap();
         let meta = BlobMeta {
             dtype: DType::F32,
-            settings: AdaptSettings { loss: 0, optimizer: 0, lr: 0.02, steps: 32, batch: 10, trainable: arch.all_layers(), lr_scale: Default::default() },
+            settings: AdaptSettings {
+                loss: 0,
+                optimizer: 0,
+                lr: 0.02,
+                steps: 32,
+                batch: 10,
+                trainable: arch.all_layers(),
+                lr_scale: Default::default(),
+            },
             algorithm: "random".into(),
             task: "sine".into(),
             seed,
@@ -252,7 +296,11 @@ mod tests {
             l.set_params(&p).unwrap();
             let lm = l.loss(&s).unwrap();
             let fd = (lp - lm) / (2.0 * h);
-            assert!((fd - g[i]).abs() < 1e-3 + 1e-2 * fd.abs(), "param {i}: fd {fd} vs {}", g[i]);
+            assert!(
+                (fd - g[i]).abs() < 1e-3 + 1e-2 * fd.abs(),
+                "param {i}: fd {fd} vs {}",
+                g[i]
+            );
         }
     }
 }

@@ -203,7 +203,8 @@ impl Args {
 
     fn command_with_out(&self, cfg: &Config, out: &Path) -> String {
         match self.task {
-            TaskName::Sine => format!(
+            TaskName::Sine => {
+                let mut s = format!(
                 "anole train {} --out {} --seed {} --iters {} --algo {} --meta-batch {} --shots {} --inner-steps {} --inner-batch {} \
                  --inner-lr {} --outer-lr {} --inner-opt {} --dtype {} --adapt-steps {} --eval-tasks {} --eval-shots {}",
                 self.task.as_str(),
@@ -222,7 +223,13 @@ impl Args {
                 self.adapt_steps(),
                 self.eval_tasks,
                 self.eval_shots.unwrap_or(10),
-            ),
+                );
+                // Only when given, so that the reference command keeps its form.
+                if let Some(b) = self.adapt_batch {
+                    s.push_str(&format!(" --adapt-batch {b}"));
+                }
+                s
+            }
             TaskName::Omniglot => {
                 let ks: Vec<String> = self.eval_ks().iter().map(|k| k.to_string()).collect();
                 let data = self
@@ -267,7 +274,6 @@ impl Args {
         let omniglot_only = [
             ("--data", self.data.is_some()),
             ("--subset", self.subset.is_some()),
-            ("--adapt-batch", false),
         ];
         match self.task {
             TaskName::Sine => {
