@@ -3,7 +3,7 @@
 # machine (scripts/setup.sh), then: formatting, lints, every unit / integration / end-to-end
 # test (release profile), the runtime's core-only ARM builds, the firmware examples under QEMU,
 # and a short fuzzing run of every fuzz target.
-# Usage: bash scripts/test.sh            FUZZ_SECONDS=N to change the fuzzing time per target (default 30).
+# Usage: bash scripts/test.sh            FUZZ_SECONDS=N to change the fuzzing time per target (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
@@ -30,8 +30,8 @@ bash runtime/ci-arm-check.sh
 step "firmware examples (build all, run the emulated ones)"
 bash firmware-examples/run.sh
 
-step "fuzzing (${FUZZ_SECONDS:-30} s per target)"
-bash runtime/fuzz/run.sh "${FUZZ_SECONDS:-30}"
+step "fuzzing: runtime and CLI readers (${FUZZ_SECONDS:-60} s per target)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')

@@ -1,6 +1,7 @@
 //! Embeds the sine model and sizes the arena for it: parses the blob with the same runtime the
 //! device runs, checks it is a 1-input, 1-output regressor, copies it into `OUT_DIR` for
-//! `include_bytes!` and writes the exact arena length (f32) for the blob's recommended batch.
+//! `include_bytes!` and writes the exact arena length (f32) for the blob's recommended batch in the
+//! device layout (`anole::Mode::Device`).
 //!
 //! The model is `models/sine/init.postcard` unless `ANOLE_SINE_MODEL` names another blob.
 
@@ -37,7 +38,7 @@ fn run() -> Result<(), String> {
     }
     let batch = blob.settings().batch as usize;
     let arena = blob
-        .arena_len(batch)
+        .device_arena_len(batch)
         .map_err(|e| format!("{}: cannot lay out the arena: {e}", model.display()))?;
     fs::write(out.join("model.postcard"), &bytes)
         .map_err(|e| format!("cannot write OUT_DIR: {e}"))?;

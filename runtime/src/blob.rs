@@ -99,6 +99,33 @@ impl DType {
     }
 }
 
+/// A tensor's values where the blob stores them (little-endian f32, f16 or bf16 bytes, possibly
+/// unaligned), decoded one value at a time: how the learner reads frozen layers in
+/// [`crate::Mode::Device`] without copying them to RAM.
+#[derive(Clone, Copy, Debug)]
+pub struct Stored<'a> {
+    /// Storage type.
+    pub dtype: DType,
+    /// The values' bytes, `len() * dtype.size()` long.
+    pub bytes: &'a [u8],
+}
+
+impl Stored<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / self.dtype.size()
+    }
+    /// True when the tensor holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+    /// Value `i` (`i < len()`, else it panics).
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        self.dtype.get(self.bytes, i)
+    }
+}
+
 /// Loss the model is adapted with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossKind {
@@ -215,6 +242,68 @@ impl<'a> Blob<'a> {
     /// Parse and validate a blob in place: magic, version, CRC, layers, shapes, tensor sizes,
     /// finiteness of every weight and the settings. Borrowed, nothing is copied.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        let mut blob = Blob::empty();
+        blob.parse_in_place(bytes)?;
+        Ok(blob)
+    }
+
+    /// A blob with no layers, the starting point of [`Blob::parse_in_place`]. It is not a
+    /// valid model: a learner refuses it.
+    pub const fn empty() -> Self {
+        Blob {
+            wire: Wire {
+                magic: [0; 4],
+                version: 0,
+                input_shape: HVec::new(),
+                layers: HVec::new(),
+                tensors: HVec::new(),
+                adapt: AdaptSettings {
+                    loss: 0,
+                    optimizer: 0,
+                    lr: 0.0,
+                    steps: 0,
+                    batch: 0,
+                    trainable: 0,
+                    lr_scale: HVec::new(),
+                },
+                provenance: Provenance {
+                    algorithm: "",
+                    task: "",
+                    seed: 0,
+                    meta_iterations: 0,
+                },
+            },
+            layers: HVec::new(),
+            shapes: HVec::new(),
+            dtypes: HVec::new(),
+            loss: LossKind::Mse,
+            optimizer: Optimizer::Sgd,
+        }
+    }
+
+    /// [`Blob::parse`] into `self`, decoding every list straight into its place. A `Blob` is a
+    /// few kilobytes of fixed-capacity lists; `let mut b = Blob::empty(); b.parse_in_place(..)`
+    /// keeps the only copy where the caller put it, where `parse` may need a temporary one on
+    /// the stack. On error `self` is left empty.
+    pub fn parse_in_place(&mut self, bytes: &'a [u8]) -> Result<()> {
+        let r = self.parse_into(bytes);
+        if r.is_err() {
+            self.clear();
+        }
+        r
+    }
+
+    fn clear(&mut self) {
+        self.wire.input_shape.clear();
+        self.wire.layers.clear();
+        self.wire.tensors.clear();
+        self.wire.adapt.lr_scale.clear();
+        self.layers.clear();
+        self.shapes.clear();
+        self.dtypes.clear();
+    }
+
+    fn parse_into(&mut self, bytes: &'a [u8]) -> Result<()> {
         if bytes.len() < 4 + 1 + 4 {
             return Err(Error::Truncated { len: bytes.len() });
         }
@@ -238,9 +327,10 @@ impl<'a> Blob<'a> {
         if stored != computed {
             // Tell a blob cut short from a corrupted one: the payload of a truncated blob
             // cannot be decoded from all the bytes there are, or leaves no room for the CRC.
-            let cut = match postcard::take_from_bytes::<Wire<'_, RawTensor<'_>>>(bytes) {
+            self.clear();
+            let cut = match decode_into(&mut self.wire, bytes) {
                 Err(postcard::Error::DeserializeUnexpectedEnd) => true,
-                Ok((_, rest)) => rest.len() < 4,
+                Ok(rest) => rest.len() < 4,
                 Err(_) => false,
             };
             if cut {
@@ -248,18 +338,32 @@ impl<'a> Blob<'a> {
             }
             return Err(Error::CrcMismatch { stored, computed });
         }
-        let (wire, rest): (Wire<'a, RawTensor<'a>>, &[u8]) = postcard::take_from_bytes(payload)
-            .map_err(|_| Error::Malformed {
-                what: "payload (layers, tensors, settings or provenance)",
-            })?;
+        self.clear();
+        let rest = decode_into(&mut self.wire, payload).map_err(|_| Error::Malformed {
+            what: "payload (layers, tensors, settings or provenance)",
+        })?;
         if !rest.is_empty() {
             return Err(Error::TrailingBytes { count: rest.len() });
         }
-        Self::validate(wire)
+        self.check()
     }
 
     /// Validate a decoded payload (also used by writers before encoding).
     pub fn validate(wire: Wire<'a, RawTensor<'a>>) -> Result<Self> {
+        let mut blob = Blob {
+            wire,
+            ..Blob::empty()
+        };
+        blob.check()?;
+        Ok(blob)
+    }
+
+    /// Validate `self.wire` and fill in the typed layers, shapes, dtypes, loss and optimizer.
+    fn check(&mut self) -> Result<()> {
+        self.layers.clear();
+        self.shapes.clear();
+        self.dtypes.clear();
+        let wire = &self.wire;
         let n = wire.layers.len();
         if n == 0 {
             return Err(Error::LayerCount { count: 0 });
@@ -267,8 +371,7 @@ impl<'a> Blob<'a> {
         let mut shape = Shape::from_dims(&wire.input_shape).ok_or(Error::BadSettings {
             what: "input shape must be [n] or [channels, height, width] with non-zero sizes",
         })?;
-        let mut layers = HVec::new();
-        let mut shapes = HVec::new();
+        let (layers, shapes) = (&mut self.layers, &mut self.shapes);
         let mut expected_tensors = 0usize;
         let mut post = Post::Identity;
         for (i, raw) in wire.layers.iter().enumerate() {
@@ -306,7 +409,7 @@ impl<'a> Blob<'a> {
                 found: wire.tensors.len(),
             });
         }
-        let mut dtypes = HVec::new();
+        let dtypes = &mut self.dtypes;
         let mut t = 0usize;
         for (i, layer) in layers.iter().enumerate() {
             for k in 0..layer.tensor_count() {
@@ -366,14 +469,9 @@ impl<'a> Blob<'a> {
         if n < 32 && (a.trainable >> n) != 0 {
             return Err(Error::BadTrainableMask { mask: a.trainable });
         }
-        Ok(Blob {
-            wire,
-            layers,
-            shapes,
-            dtypes,
-            loss,
-            optimizer,
-        })
+        self.loss = loss;
+        self.optimizer = optimizer;
+        Ok(())
     }
 
     /// Per-sample input shape.
@@ -416,6 +514,13 @@ impl<'a> Blob<'a> {
     pub fn provenance(&self) -> &Provenance<'a> {
         &self.wire.provenance
     }
+    /// Tensor `t` as stored, read in place (`t` below the tensor count, else it panics).
+    pub fn stored(&self, t: usize) -> Stored<'a> {
+        Stored {
+            dtype: self.dtypes[t],
+            bytes: self.wire.tensors[t].data,
+        }
+    }
     /// Decode tensor `t` into `out` (len must equal the tensor's element count).
     pub fn read_tensor(&self, t: usize, out: &mut [f32]) {
         let dtype = self.dtypes[t];
@@ -446,6 +551,87 @@ impl<'a> Blob<'a> {
         let crc = crc32(&out[..n]);
         out[n..n + 4].copy_from_slice(&crc.to_le_bytes());
         Ok(&out[..n + 4])
+    }
+}
+
+/// Decode a payload into `wire` (whose lists must be empty), each list element pushed
+/// straight into its place rather than decoded into a temporary list and moved; returns the
+/// bytes after the payload. Accepts exactly what decoding a [`Wire`] with postcard accepts.
+fn decode_into<'a>(
+    wire: &mut Wire<'a, RawTensor<'a>>,
+    bytes: &'a [u8],
+) -> core::result::Result<&'a [u8], postcard::Error> {
+    let mut de = postcard::Deserializer::from_bytes(bytes);
+    WireSeed(wire).deserialize(&mut de)?;
+    de.finalize()
+}
+
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+
+/// Fills a [`Wire`] in place (see [`decode_into`]).
+struct WireSeed<'x, 'a>(&'x mut Wire<'a, RawTensor<'a>>);
+
+const WIRE_FIELDS: [&str; 7] = [
+    "magic",
+    "version",
+    "input_shape",
+    "layers",
+    "tensors",
+    "adapt",
+    "provenance",
+];
+
+impl<'de: 'a, 'a> DeserializeSeed<'de> for WireSeed<'_, 'a> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> core::result::Result<(), D::Error> {
+        d.deserialize_struct("Wire", &WIRE_FIELDS, self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for WireSeed<'_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("an anole payload")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> core::result::Result<(), A::Error> {
+        let missing = |i| de::Error::invalid_length(i, &"7 fields");
+        let w = self.0;
+        w.magic = seq.next_element()?.ok_or_else(|| missing(0))?;
+        w.version = seq.next_element()?.ok_or_else(|| missing(1))?;
+        seq.next_element_seed(Extend(&mut w.input_shape))?
+            .ok_or_else(|| missing(2))?;
+        seq.next_element_seed(Extend(&mut w.layers))?
+            .ok_or_else(|| missing(3))?;
+        seq.next_element_seed(Extend(&mut w.tensors))?
+            .ok_or_else(|| missing(4))?;
+        w.adapt = seq.next_element()?.ok_or_else(|| missing(5))?;
+        w.provenance = seq.next_element()?.ok_or_else(|| missing(6))?;
+        Ok(())
+    }
+}
+
+/// Appends a decoded sequence to a fixed-capacity list, element by element.
+struct Extend<'x, T, const N: usize>(&'x mut HVec<T, N>);
+
+impl<'de, T: Deserialize<'de>, const N: usize> DeserializeSeed<'de> for Extend<'_, T, N> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> core::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Extend<'_, T, N> {
+    type Value = ();
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "a sequence of at most {N} elements")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> core::result::Result<(), A::Error> {
+        while let Some(v) = seq.next_element()? {
+            if self.0.push(v).is_err() {
+                return Err(de::Error::invalid_length(N + 1, &self));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,18 +3,23 @@
 //!
 //! The same code runs every inner-loop step of meta-training on the workstation.
 
-use crate::blob::{Blob, DType, LossKind, Optimizer, Wire, MAX_TENSORS};
+use crate::blob::{Blob, DType, LossKind, Optimizer, RawTensor, Wire, MAX_TENSORS};
 use crate::buffer::{Samples, SliceSamples};
 use crate::error::{Error, Result};
 use crate::layers::{act, conv2d, dense, maxpool, norm, Layer, Shape};
 use crate::loss;
-use crate::plan::{Node, Plan};
+use crate::plan::{Mode, Node, Plan};
 use heapless::Vec as HVec;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 const ADAM_BETA2: f32 = 0.999;
 const ADAM_EPS: f32 = 1e-8;
+
+/// What [`Learner::gradient`] says in [`Mode::Device`] with SGD: there is no gradient buffer.
+const NO_GRADIENT: Error = Error::BadSettings {
+    what: "gradient() needs a learner with a gradient buffer (Mode::Buffered)",
+};
 
 /// How a learner is set up; [`Options::from_blob`] gives the blob's recommendations.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,14 +81,26 @@ impl<'b, 'a> Learner<'b, 'a> {
         Self::with_options(blob, arena, Options::from_blob(blob))
     }
 
-    /// Load `blob` into `arena` with explicit options.
+    /// Load `blob` into `arena` with explicit options, in [`Mode::Buffered`].
     pub fn with_options(blob: &'b Blob<'b>, arena: &'a mut [f32], opts: Options) -> Result<Self> {
+        Self::with_mode(blob, arena, opts, Mode::Buffered)
+    }
+
+    /// Load `blob` into `arena` with explicit options and arena layout. [`Mode::Device`] is the
+    /// microcontroller's: the arena needs [`Blob::device_arena_len`] f32 at the blob's batch
+    /// (or `Plan::with_mode(..).arena_len()`).
+    pub fn with_mode(
+        blob: &'b Blob<'b>,
+        arena: &'a mut [f32],
+        opts: Options,
+        mode: Mode,
+    ) -> Result<Self> {
         if !(opts.lr.is_finite() && opts.lr >= 0.0) {
             return Err(Error::BadSettings {
                 what: "learning rate must be finite and >= 0",
             });
         }
-        let plan = Plan::new(blob, opts.batch, opts.trainable)?;
+        let plan = Plan::with_mode(blob, opts.batch, opts.trainable, mode)?;
         let needed = plan.arena_len();
         if arena.len() < needed {
             return Err(Error::ArenaTooSmall {
@@ -132,7 +149,11 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// Back to the meta-initialization stored in the blob; clears optimizer state.
     pub fn reset(&mut self) {
         let mut t = 0;
-        for node in self.plan.nodes.iter() {
+        for node in self.plan.nodes(self.blob) {
+            if !node.resident {
+                t += node.layer.tensor_count();
+                continue;
+            }
             let mut off = node.params;
             for k in 0..node.layer.tensor_count() {
                 let len = node.layer.tensor_len(node.input, k);
@@ -146,12 +167,15 @@ impl<'b, 'a> Learner<'b, 'a> {
         self.steps = 0;
     }
 
-    /// All parameters, in blob tensor order, as f32.
+    /// The parameters in the arena, in blob tensor order, as f32: all of them in
+    /// [`Mode::Buffered`]; in [`Mode::Device`] those of adapting and norm layers (frozen
+    /// dense and convolution layers are read from the blob and are not here).
     pub fn params(&self) -> &[f32] {
         &self.arena[..self.plan.params_len]
     }
 
-    /// Replace all parameters (e.g. the trainer's meta-parameters); clears optimizer state.
+    /// Replace the parameters in the arena (e.g. the trainer's meta-parameters; the same
+    /// length and order as [`Learner::params`]); clears optimizer state.
     pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
         if params.len() != self.plan.params_len {
             return Err(Error::ParamCount {
@@ -163,7 +187,11 @@ impl<'b, 'a> Learner<'b, 'a> {
             // Name the tensor holding the bad value.
             let mut tensor = 0;
             let mut end = 0;
-            for node in &self.plan.nodes {
+            for node in self.plan.nodes(self.blob) {
+                if !node.resident {
+                    tensor += node.layer.tensor_count();
+                    continue;
+                }
                 for k in 0..node.layer.tensor_count() {
                     end += node.layer.tensor_len(node.input, k);
                     if bad < end {
@@ -186,7 +214,9 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// adapted parameters exported earlier with [`Learner::export`] and persisted. Decodes
     /// straight into the arena (no intermediate buffer); clears optimizer state. The other
     /// blob's settings and provenance are ignored. A blob of another architecture is refused
-    /// with [`Error::ArchitectureMismatch`] and the parameters are left unchanged.
+    /// with [`Error::ArchitectureMismatch`] and the parameters are left unchanged. In
+    /// [`Mode::Device`] frozen dense and convolution layers are read from this learner's own
+    /// blob, so `other` must store the same bytes for them (else `ArchitectureMismatch`).
     pub fn load_params_from(&mut self, other: &Blob<'_>) -> Result<()> {
         let own = &self.blob.wire;
         if other.wire.input_shape != own.input_shape
@@ -195,8 +225,19 @@ impl<'b, 'a> Learner<'b, 'a> {
         {
             return Err(Error::ArchitectureMismatch);
         }
+        for node in self.plan.nodes(self.blob).filter(|n| !n.resident) {
+            for t in node.tensor0..node.tensor0 + node.layer.tensor_count() {
+                if other.wire.tensors[t].data != own.tensors[t].data {
+                    return Err(Error::ArchitectureMismatch);
+                }
+            }
+        }
         let mut t = 0;
-        for node in self.plan.nodes.iter() {
+        for node in self.plan.nodes(self.blob) {
+            if !node.resident {
+                t += node.layer.tensor_count();
+                continue;
+            }
             let mut off = node.params;
             for k in 0..node.layer.tensor_count() {
                 let len = node.layer.tensor_len(node.input, k);
@@ -214,6 +255,9 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// The gradient of the last [`Learner::gradient`] or step, written into `out` in
     /// parameter order (zeros for frozen layers and norm statistics).
     pub fn gradient_into(&self, out: &mut [f32]) -> Result<()> {
+        if self.plan.fused {
+            return Err(NO_GRADIENT);
+        }
         if out.len() != self.plan.params_len {
             return Err(Error::ParamCount {
                 expected: self.plan.params_len,
@@ -222,7 +266,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         }
         out.fill(0.0);
         let g0 = self.plan.params_len;
-        for node in &self.plan.nodes {
+        for node in self.plan.nodes(self.blob) {
             if let Some(goff) = node.grads {
                 let len = node.layer.trained_len(node.input);
                 out[node.params..node.params + len]
@@ -298,11 +342,14 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// statistics in trainable norm layers.
     fn forward(&mut self, n: usize, train: bool, upto: usize) {
         let trainable = self.plan.trainable;
-        let nodes = &self.plan.nodes;
         let r = split(&self.plan, self.arena);
-        for (i, node) in nodes.iter().enumerate().take(upto) {
+        for (i, node) in self.plan.nodes(self.blob).enumerate().take(upto) {
             let (il, ol) = (node.input.len(), node.output.len());
-            let params = &r.params[node.params..node.params + node.layer.param_len(node.input)];
+            let params = if node.resident {
+                &r.params[node.params..node.params + node.layer.param_len(node.input)]
+            } else {
+                &[]
+            };
             if node.layer.in_place() {
                 let y = &mut r.acts[node.out_slot..node.out_slot + n * ol];
                 match node.layer {
@@ -312,16 +359,52 @@ impl<'b, 'a> Learner<'b, 'a> {
                 }
                 continue;
             }
-            let (lo, hi) = r.acts.split_at_mut(node.out_slot);
-            let x = &lo[node.in_slot..node.in_slot + n * il];
-            let y = &mut hi[..n * ol];
+            if node.overwrites {
+                // A frozen norm layer in front of the first adapting one (device layout).
+                if let Layer::Norm { channels: c, eps } = node.layer {
+                    let s = node.input.channels_spatial().1;
+                    let xy = &mut r.acts[node.in_slot..node.in_slot + n * il];
+                    let (gamma, rest) = params.split_at(c);
+                    let (beta, rest) = rest.split_at(c);
+                    let (mean, var) = rest.split_at(c);
+                    norm::forward_stored_in_place(c, s, eps, gamma, beta, mean, var, xy, n);
+                }
+                continue;
+            }
+            // Input and output are disjoint; in the device layout's shared buffers the output
+            // may come first.
+            let (x, y) = if node.out_slot > node.in_slot {
+                let (lo, hi) = r.acts.split_at_mut(node.out_slot);
+                (&lo[node.in_slot..node.in_slot + n * il], &mut hi[..n * ol])
+            } else {
+                let (lo, hi) = r.acts.split_at_mut(node.in_slot);
+                (
+                    &hi[..n * il],
+                    &mut lo[node.out_slot..node.out_slot + n * ol],
+                )
+            };
             match node.layer {
+                Layer::Dense { inputs, outputs } if !node.resident => {
+                    let (w, b) = (
+                        self.blob.stored(node.tensor0),
+                        self.blob.stored(node.tensor0 + 1),
+                    );
+                    dense::forward_from(inputs, outputs, &w, &b, x, y, n);
+                }
                 Layer::Dense { inputs, outputs } => {
                     let (w, b) = params.split_at(inputs * outputs);
                     dense::forward(inputs, outputs, w, b, x, y, n);
                 }
+                Layer::Conv2d { .. } if !node.resident => {
+                    let geo = conv_geometry(&node);
+                    let (w, b) = (
+                        self.blob.stored(node.tensor0),
+                        self.blob.stored(node.tensor0 + 1),
+                    );
+                    conv2d::forward_from(&geo, |i| w.get(i), |c| b.get(c), x, y, n);
+                }
                 Layer::Conv2d { .. } => {
-                    let geo = conv_geometry(node);
+                    let geo = conv_geometry(&node);
                     let (w, b) = params.split_at(params.len() - geo.cout);
                     conv2d::forward(&geo, w, b, x, y, n);
                 }
@@ -337,7 +420,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                         norm::forward_stored(c, s, eps, gamma, beta, mean, var, x, y, n);
                     }
                 }
-                Layer::MaxPool2d { .. } => maxpool::forward(&pool_geometry(node), x, y, n),
+                Layer::MaxPool2d { .. } => maxpool::forward(&pool_geometry(&node), x, y, n),
                 Layer::Relu | Layer::Tanh | Layer::Flatten => {}
             }
         }
@@ -371,31 +454,58 @@ impl<'b, 'a> Learner<'b, 'a> {
     }
 
     /// Backward pass over the first `n` rows; the output gradient must already be in place.
-    fn backward(&mut self, n: usize) {
+    /// With `sgd = Some(lr)` (a fused plan) each adapting layer is updated as soon as its input
+    /// gradient is computed: dense layers inside their kernel, the others from their own
+    /// gradient buffer; returns false at the first update that would not be finite (see
+    /// [`Mode::Device`]).
+    fn backward(&mut self, n: usize, sgd: Option<f32>) -> bool {
         let trainable = self.plan.trainable;
-        let nodes = &self.plan.nodes;
+        let scales = &self.blob.settings().lr_scale;
         let r = split(&self.plan, self.arena);
-        for (i, node) in nodes.iter().enumerate().rev() {
+        for i in (0..self.blob.layers.len()).rev() {
+            let Some(node) = self.plan.node(self.blob, i) else {
+                continue;
+            };
             if node.layer.in_place() {
                 continue;
             }
-            if node.grads.is_none() && !node.input_grad {
+            if !node.adapts && !node.input_grad {
                 break;
             }
             let (il, ol) = (node.input.len(), node.output.len());
-            let params = &r.params[node.params..node.params + node.layer.param_len(node.input)];
+            let prange = if node.resident {
+                node.params..node.params + node.layer.param_len(node.input)
+            } else {
+                0..0
+            };
             let x = &r.acts[node.in_slot..node.in_slot + n * il];
             let g = &r.acts[node.out_slot..node.out_slot + n * ol];
             let trained = node.layer.trained_len(node.input);
-            let pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
+            let mut pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
             let gx = if node.input_grad {
                 Some(&mut r.gscratch[..n * il])
             } else {
                 None
             };
             match node.layer {
+                Layer::Dense { inputs, outputs } if node.fused => {
+                    let lr = sgd.unwrap_or(0.0);
+                    let scale = |k| scales.get(node.tensor0 + k).copied().unwrap_or(1.0);
+                    let (w, b) = r.params[prange].split_at_mut(inputs * outputs);
+                    let (lw, lb) = (lr * scale(0), lr * scale(1));
+                    if !dense::backward_sgd(inputs, outputs, w, b, x, g, gx, n, lw, lb) {
+                        return false;
+                    }
+                }
+                Layer::Dense { inputs, outputs } if !node.resident => {
+                    if let Some(gx) = gx {
+                        let w = self.blob.stored(node.tensor0);
+                        dense::input_grad_from(inputs, outputs, &w, g, gx, n);
+                    }
+                }
                 Layer::Dense { inputs, outputs } => {
-                    let pg = pg.map(|s| s.split_at_mut(inputs * outputs));
+                    let params = &r.params[prange];
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(inputs * outputs));
                     dense::backward(
                         inputs,
                         outputs,
@@ -407,13 +517,21 @@ impl<'b, 'a> Learner<'b, 'a> {
                         n,
                     );
                 }
+                Layer::Conv2d { .. } if !node.resident => {
+                    if let Some(gx) = gx {
+                        let w = self.blob.stored(node.tensor0);
+                        conv2d::input_grad_from(&conv_geometry(&node), |i| w.get(i), g, gx, n);
+                    }
+                }
                 Layer::Conv2d { .. } => {
-                    let geo = conv_geometry(node);
+                    let params = &r.params[prange];
+                    let geo = conv_geometry(&node);
                     let wl = params.len() - geo.cout;
-                    let pg = pg.map(|s| s.split_at_mut(wl));
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(wl));
                     conv2d::backward(&geo, &params[..wl], x, g, pg, gx, n);
                 }
                 Layer::Norm { channels: c, eps } => {
+                    let params = &r.params[prange];
                     let s = node.input.channels_spatial().1;
                     let batch = trainable & (1 << i) != 0;
                     let scratch = &mut r.norm[node.scratch..node.scratch + 2 * c];
@@ -422,15 +540,35 @@ impl<'b, 'a> Learner<'b, 'a> {
                         norm::inv_std(&params[3 * c..4 * c], eps, &mut scratch[c..]);
                     }
                     let (mean, inv) = scratch.split_at(c);
-                    let pg = pg.map(|s| s.split_at_mut(c));
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(c));
                     norm::backward(c, s, batch, &params[..c], mean, inv, x, g, pg, gx, n);
                 }
                 Layer::MaxPool2d { .. } => {
                     if let Some(gx) = gx {
-                        maxpool::backward(&pool_geometry(node), x, g, gx, n);
+                        maxpool::backward(&pool_geometry(&node), x, g, gx, n);
                     }
                 }
                 Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+            }
+            // A layer with its own gradient buffer in a fused plan: update it now, all of it
+            // or nothing.
+            if let (Some(lr), Some(pg), Some(goff)) = (sgd, pg, node.grads) {
+                let mut ts = node_tensors(&node, goff, scales, lr);
+                if !ts.all(|t| {
+                    let p = &r.params[t.params..][..t.len];
+                    let g = &pg[t.grads - goff..][..t.len];
+                    p.iter()
+                        .zip(g)
+                        .fold(true, |ok, (&p, &g)| ok & (p - t.lr * g).is_finite())
+                }) {
+                    return false;
+                }
+                for t in node_tensors(&node, goff, scales, lr) {
+                    let g = &pg[t.grads - goff..][..t.len];
+                    for (p, &g) in r.params[t.params..][..t.len].iter_mut().zip(g) {
+                        *p -= t.lr * g;
+                    }
+                }
             }
             if node.input_grad {
                 node.in_post.deliver(
@@ -439,6 +577,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 );
             }
         }
+        true
     }
 
     /// Apply the update from the current gradients, or nothing if any parameter would become
@@ -449,7 +588,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         let scales = &self.blob.settings().lr_scale;
         let bias2 = 1.0 - libm::powf(ADAM_BETA2, step as f32);
         let r = split(&self.plan, self.arena);
-        let finite = trained_tensors(&self.plan, scales, lr).all(|t| {
+        let finite = trained_tensors(&self.plan, self.blob, scales, lr).all(|t| {
             let (p, g) = (&r.params[t.params..][..t.len], &r.grads[t.grads..][..t.len]);
             match optimizer {
                 Optimizer::Sgd => p
@@ -468,7 +607,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         if !finite {
             return Err(Error::NonFiniteParameter { step });
         }
-        for t in trained_tensors(&self.plan, scales, lr) {
+        for t in trained_tensors(&self.plan, self.blob, scales, lr) {
             let p = &mut r.params[t.params..][..t.len];
             let g = &r.grads[t.grads..][..t.len];
             match optimizer {
@@ -501,9 +640,12 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// `n × target_len`, `n <= batch`) without updating; returns the loss. The gradient is
     /// then available through [`Learner::gradient_into`].
     pub fn gradient(&mut self, inputs: &[f32], targets: &[f32]) -> Result<f32> {
+        if self.plan.fused {
+            return Err(NO_GRADIENT);
+        }
         let s = self.check_batch(inputs, targets)?;
         let n = self.loaded_batch(&s)?;
-        self.grad_loaded(n)
+        self.grad_loaded(n, None)
     }
 
     fn loaded_batch(&mut self, s: &SliceSamples<'_>) -> Result<usize> {
@@ -521,27 +663,43 @@ impl<'b, 'a> Learner<'b, 'a> {
         Ok(self.load(s, 0..n))
     }
 
-    fn grad_loaded(&mut self, n: usize) -> Result<f32> {
-        let layers = self.plan.nodes.len();
+    /// Forward, loss and backward on the first `n` loaded rows. With `sgd = Some(lr)` on a
+    /// fused plan the update is applied during the backward pass and the step is counted.
+    fn grad_loaded(&mut self, n: usize, sgd: Option<f32>) -> Result<f32> {
+        let layers = self.blob.layers.len();
         self.forward(n, true, layers);
         let l = self.loss_of_loaded(n, true);
+        let step = self.steps + 1;
         if !l.is_finite() {
-            return Err(Error::NonFiniteLoss {
-                step: self.steps + 1,
-            });
+            return Err(Error::NonFiniteLoss { step });
         }
-        self.backward(n);
+        let sgd = sgd.filter(|_| self.plan.fused);
+        if !self.backward(n, sgd) {
+            return Err(Error::NonFiniteParameter { step });
+        }
+        if sgd.is_some() {
+            self.steps = step;
+        }
+        Ok(l)
+    }
+
+    /// Forward, backward and update on the first `n` loaded rows at `lr`; returns the loss.
+    fn step_loaded(&mut self, n: usize, lr: f32) -> Result<f32> {
+        let l = self.grad_loaded(n, Some(lr))?;
+        if !self.plan.fused {
+            self.update(lr)?;
+        }
         Ok(l)
     }
 
     /// One optimizer step on one minibatch at learning rate `lr`; returns the loss before the
-    /// update. On a non-finite loss or parameter the parameters are left unchanged.
+    /// update. On a non-finite loss or parameter the parameters are left unchanged (in
+    /// [`Mode::Device`] the layers already updated in that backward pass keep their finite new
+    /// values; see [`Mode::Device`]).
     pub fn step(&mut self, inputs: &[f32], targets: &[f32], lr: f32) -> Result<f32> {
         let s = self.check_batch(inputs, targets)?;
         let n = self.loaded_batch(&s)?;
-        let l = self.grad_loaded(n)?;
-        self.update(lr)?;
-        Ok(l)
+        self.step_loaded(n, lr)
     }
 
     /// Adapt on `samples` for `steps` steps at the configured learning rate. Step `s` uses the
@@ -552,7 +710,9 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// On error the learner keeps the parameters of the last good step and still predicts: a
     /// step whose loss or update is not finite is not applied ([`Error::NonFiniteLoss`],
     /// [`Error::NonFiniteParameter`]), and statistics that would come out non-finite are not
-    /// stored (the previous ones stay, [`Error::NonFiniteParameter`]).
+    /// stored (the previous ones stay, [`Error::NonFiniteParameter`]). In [`Mode::Device`] a
+    /// step that fails in the middle of its backward pass keeps the layers it had already
+    /// updated (all parameters stay finite; see [`Mode::Device`]).
     pub fn adapt<S: Samples + ?Sized>(&mut self, samples: &S, steps: u32) -> Result<AdaptReport> {
         let len = samples.len();
         if len == 0 {
@@ -568,8 +728,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         for s in 0..steps as usize {
             let start = (s * mb) % len;
             let n = self.load(samples, (start..start + mb).map(|i| i % len));
-            let l = self.grad_loaded(n)?;
-            self.update(self.opts.lr)?;
+            let l = self.step_loaded(n, self.opts.lr)?;
             if s == 0 {
                 report.first_loss = l;
             }
@@ -591,18 +750,19 @@ impl<'b, 'a> Learner<'b, 'a> {
             return Err(Error::NoSamples);
         }
         self.check_all(samples)?;
-        let is_refreshed =
-            |node: &Node| matches!(node.layer, Layer::Norm { .. }) && node.grads.is_some();
+        let is_refreshed = |node: &Node| matches!(node.layer, Layer::Norm { .. }) && node.adapts;
         {
             let r = split(&self.plan, self.arena);
-            for node in self.plan.nodes.iter().filter(|n| is_refreshed(n)) {
+            for node in self.plan.nodes(self.blob).filter(is_refreshed) {
                 let c = node.layer.tensor_len(node.input, 0);
                 let stats = &r.params[node.params + 2 * c..node.params + 4 * c];
                 r.norm[node.scratch + 2 * c..node.scratch + 4 * c].copy_from_slice(stats);
             }
         }
-        for i in 0..self.plan.nodes.len() {
-            let node = self.plan.nodes[i];
+        for i in 0..self.blob.layers.len() {
+            let Some(node) = self.plan.node(self.blob, i) else {
+                continue;
+            };
             if !is_refreshed(&node) {
                 continue;
             }
@@ -630,7 +790,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 *v = m / total;
             }
             if stats.iter().any(|v| !v.is_finite()) {
-                for node in self.plan.nodes.iter().filter(|n| is_refreshed(n)) {
+                for node in self.plan.nodes(self.blob).filter(is_refreshed) {
                     let c = node.layer.tensor_len(node.input, 0);
                     let saved = &r.norm[node.scratch + 2 * c..node.scratch + 4 * c];
                     r.params[node.params + 2 * c..node.params + 4 * c].copy_from_slice(saved);
@@ -661,7 +821,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         for (i, x) in inputs.chunks_exact(il).enumerate() {
             self.check_sample(i, x, None)?;
         }
-        let layers = self.plan.nodes.len();
+        let layers = self.blob.layers.len();
         let out_slot = self.plan.out_slot;
         for (xin, yout) in inputs
             .chunks(self.plan.batch * il)
@@ -709,7 +869,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         for (i, x) in inputs.chunks_exact(il).enumerate() {
             self.check_sample(i, x, None)?;
         }
-        let layers = self.plan.nodes.len();
+        let layers = self.blob.layers.len();
         let out_slot = self.plan.out_slot;
         self.regions().acts[..inputs.len()].copy_from_slice(inputs);
         self.forward(n, true, layers);
@@ -738,7 +898,7 @@ impl<'b, 'a> Learner<'b, 'a> {
             return Err(Error::NoSamples);
         }
         self.check_all(samples)?;
-        let layers = self.plan.nodes.len();
+        let layers = self.blob.layers.len();
         let mut total = 0.0f32;
         let mut start = 0;
         while start < len {
@@ -751,17 +911,23 @@ impl<'b, 'a> Learner<'b, 'a> {
         Ok(total / len as f32)
     }
 
-    fn wire(&self) -> Wire<'b, TensorValues<'_>> {
+    fn wire(&self) -> Wire<'b, Exported<'_>> {
         let w = &self.blob.wire;
-        let mut tensors: HVec<TensorValues<'_>, MAX_TENSORS> = HVec::new();
-        for node in &self.plan.nodes {
+        let mut tensors: HVec<Exported<'_>, MAX_TENSORS> = HVec::new();
+        for node in self.plan.nodes(self.blob) {
+            if !node.resident {
+                for t in node.tensor0..node.tensor0 + node.layer.tensor_count() {
+                    let _ = tensors.push(Exported::Stored(w.tensors[t]));
+                }
+                continue;
+            }
             let mut off = node.params;
             for k in 0..node.layer.tensor_count() {
                 let len = node.layer.tensor_len(node.input, k);
-                let _ = tensors.push(TensorValues {
+                let _ = tensors.push(Exported::Values(TensorValues {
                     dtype: self.blob.dtypes[node.tensor0 + k],
                     values: &self.arena[off..off + len],
-                });
+                }));
                 off += len;
             }
         }
@@ -811,27 +977,36 @@ struct Trained {
 /// statistics are not trained), each with `lr` times its per-tensor scale.
 fn trained_tensors<'p>(
     plan: &'p Plan,
+    blob: &'p Blob<'_>,
     scales: &'p [f32],
     lr: f32,
 ) -> impl Iterator<Item = Trained> + 'p {
-    plan.nodes
-        .iter()
+    plan.nodes(blob)
         .filter_map(move |node| node.grads.map(|g| (node, g)))
-        .flat_map(move |(node, goff)| {
-            let trained = node.layer.trained_len(node.input);
-            let mut off = 0;
-            (0..node.layer.tensor_count()).map_while(move |k| {
-                let len = node.layer.tensor_len(node.input, k);
-                let start = off;
-                off += len;
-                (off <= trained).then(|| Trained {
-                    params: node.params + start,
-                    grads: goff + start,
-                    len,
-                    lr: lr * scales.get(node.tensor0 + k).copied().unwrap_or(1.0),
-                })
-            })
+        .flat_map(move |(node, goff)| node_tensors(&node, goff, scales, lr))
+}
+
+/// The trained tensors of one adapting layer whose gradient starts at `goff`.
+fn node_tensors<'p>(
+    node: &Node,
+    goff: usize,
+    scales: &'p [f32],
+    lr: f32,
+) -> impl Iterator<Item = Trained> + 'p {
+    let node = *node;
+    let trained = node.layer.trained_len(node.input);
+    let mut off = 0;
+    (0..node.layer.tensor_count()).map_while(move |k| {
+        let len = node.layer.tensor_len(node.input, k);
+        let start = off;
+        off += len;
+        (off <= trained).then(|| Trained {
+            params: node.params + start,
+            grads: goff + start,
+            len,
+            lr: lr * scales.get(node.tensor0 + k).copied().unwrap_or(1.0),
         })
+    })
 }
 
 /// Adam with beta1 = 0: new parameter and second-moment estimate.
@@ -926,6 +1101,23 @@ pub struct TensorValues<'v> {
     pub dtype: DType,
     /// Values.
     pub values: &'v [f32],
+}
+
+/// A tensor of an exported blob: values from the arena, or a frozen layer's tensor copied as
+/// stored. Both serialize as a [`crate::blob::RawTensor`].
+#[derive(Clone, Copy, Debug)]
+enum Exported<'v> {
+    Values(TensorValues<'v>),
+    Stored(RawTensor<'v>),
+}
+
+impl Serialize for Exported<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        match self {
+            Exported::Values(t) => t.serialize(s),
+            Exported::Stored(t) => t.serialize(s),
+        }
+    }
 }
 
 struct Encoded<'v>(TensorValues<'v>);

@@ -20,6 +20,11 @@
 //! learner.predict(&[0.7], &mut y)?;
 //! # Ok(()) }
 //! ```
+//!
+//! On a microcontroller, use the device layout: `Learner::with_mode(&blob, arena, opts,
+//! Mode::Device)` (SGD fused into the backward pass, frozen layers read from flash; the arena
+//! needs [`Blob::device_arena_len`] f32), and parse in place
+//! (`let mut blob = Blob::empty(); blob.parse_in_place(BLOB)?`). See [`plan::Mode`].
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -43,4 +48,4 @@ pub use layers::{Layer, Shape};
 pub use learner::{AdaptReport, Learner, Options, TensorValues};
 #[cfg(feature = "persist")]
 pub use persist::{Loaded, Refused, Store};
-pub use plan::Plan;
+pub use plan::{Mode, Plan};

@@ -10,7 +10,8 @@
 
 use anole::{Blob, LossKind};
 use anyhow::{anyhow, bail, Result};
-use std::io::Write;
+use std::borrow::Cow;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Name of the class column of a classification support set.
@@ -55,14 +56,20 @@ pub struct Table {
 
 /// Read a CSV file with a header row; every data row must have as many fields as the header.
 pub fn read_table(path: &Path) -> Result<Table> {
+    let file =
+        std::fs::File::open(path).map_err(|e| anyhow!("{}: cannot open: {e}", path.display()))?;
+    parse_table(std::io::BufReader::new(file), path)
+}
+
+/// [`read_table`] on CSV text from any reader; `path` only names the source in errors.
+pub fn parse_table(reader: impl Read, path: &Path) -> Result<Table> {
     let p = path.display();
-    let file = std::fs::File::open(path).map_err(|e| anyhow!("{p}: cannot open: {e}"))?;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .comment(None)
-        .from_reader(std::io::BufReader::new(file));
+        .from_reader(reader);
     let mut header: Option<Vec<String>> = None;
     let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
@@ -115,10 +122,21 @@ fn csv_error(path: &Path, e: &csv::Error) -> anyhow::Error {
     }
 }
 
+/// A cell or column name as an error shows it: as is, or escaped (`\n`, `\u{1b}`, …) when it
+/// holds control characters, so that every error stays one line.
+fn shown(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(text.escape_debug().to_string())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Parse one cell as a finite number; the error names file, row and column.
 fn number(path: &Path, row: u64, col: usize, name: &str, cell: &str) -> Result<f32> {
     let p = path.display();
-    let at = format!("{p}: row {row}, column {} ({name})", col + 1);
+    let at = format!("{p}: row {row}, column {} ({})", col + 1, shown(name));
+    let cell = shown(cell);
     if cell.is_empty() {
         bail!("{at}: empty cell");
     }
@@ -138,8 +156,12 @@ fn columns(n: usize, what: &str) -> String {
 /// Read the support set for `blob`: its input columns, then its targets (regression) or a
 /// `label` column of class indices (classification).
 pub fn read_support(path: &Path, blob: &Blob<'_>) -> Result<Support> {
+    support_from_table(path, read_table(path)?, blob)
+}
+
+/// [`read_support`] on a table already read from `path`.
+pub fn support_from_table(path: &Path, t: Table, blob: &Blob<'_>) -> Result<Support> {
     let p = path.display();
-    let t = read_table(path)?;
     let (il, tl) = (blob.input_len(), blob.target_len());
     let classify = blob.loss == LossKind::CrossEntropy;
     if t.header.len() != il + tl {
@@ -156,7 +178,7 @@ pub fn read_support(path: &Path, blob: &Blob<'_>) -> Result<Support> {
         );
     }
     if classify && t.header[il] != LABEL {
-        bail!("{p}: row 1, column {}: the last column must be named '{LABEL}' (class index), found '{}'", il + 1, t.header[il]);
+        bail!("{p}: row 1, column {}: the last column must be named '{LABEL}' (class index), found '{}'", il + 1, shown(&t.header[il]));
     }
     if t.rows.is_empty() {
         bail!("{p}: no sample rows after the header: the support set is empty");
@@ -168,9 +190,10 @@ pub fn read_support(path: &Path, blob: &Blob<'_>) -> Result<Support> {
         for (k, cell) in cells.iter().enumerate() {
             let name = &t.header[k];
             if k >= il && classify {
+                let (name, shown_cell) = (shown(name), shown(cell));
                 let label: usize = cell.parse().map_err(|_| {
                     anyhow!(
-                        "{p}: row {row}, column {} ({name}): '{cell}' is not a class index (an integer from 0 to {})",
+                        "{p}: row {row}, column {} ({name}): '{shown_cell}' is not a class index (an integer from 0 to {})",
                         k + 1,
                         classes - 1
                     )
@@ -205,15 +228,24 @@ pub fn read_support(path: &Path, blob: &Blob<'_>) -> Result<Support> {
 /// Read query rows for `blob`. With `expected`, the header must name exactly those input
 /// columns (those of the support set).
 pub fn read_query(path: &Path, blob: &Blob<'_>, expected: Option<&[String]>) -> Result<Query> {
+    query_from_table(path, read_table(path)?, blob, expected)
+}
+
+/// [`read_query`] on a table already read from `path`.
+pub fn query_from_table(
+    path: &Path,
+    t: Table,
+    blob: &Blob<'_>,
+    expected: Option<&[String]>,
+) -> Result<Query> {
     let p = path.display();
-    let t = read_table(path)?;
     let il = blob.input_len();
     if let Some(names) = expected {
         if t.header != names {
             bail!(
                 "{p}: row 1: header '{}' does not match the support set's input columns '{}'",
-                t.header.join(","),
-                names.join(",")
+                shown(&t.header.join(",")),
+                shown(&names.join(","))
             );
         }
     }
@@ -304,7 +336,7 @@ pub fn softmax(z: &[f32]) -> Vec<f32> {
     e.iter().map(|v| v / s).collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "full"))]
 mod tests {
     use super::*;
     use crate::model::{encode_blob, Arch, BlobMeta};

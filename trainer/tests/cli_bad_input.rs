@@ -1,5 +1,6 @@
-//! Every bad input to `anole adapt`, `predict`, `inspect` and `import` exits with status 1 and
-//! one line on stderr naming the file (and row and column where there is one), never a panic.
+//! Every bad input to `anole adapt`, `predict`, `inspect` and `import` (CSV files, PNG image
+//! folders, blobs, ONNX files) exits with status 1 and one line on stderr naming the file (and
+//! row and column where there is one), never a panic.
 
 mod common;
 
@@ -338,4 +339,127 @@ fn bad_settings() {
     fails(&o, &["support.csv: adapting failed", "not finite"]);
     let o = anole(["inspect", &s(&f.sine), "--batch", "0"]);
     fails(&o, &["--batch 0"]);
+}
+
+#[test]
+fn control_characters_in_cells_stay_on_one_line() {
+    let f = fixture();
+    // A quoted cell holding a line break, and a header name holding an escape character.
+    let p = f.file("newline.csv", "x,y\n1,\"2\n3\"\n");
+    let line = fails(
+        &f.adapt_support(&p),
+        &["newline.csv: row 2, column 2 (y): '2\\n3' is not a number"],
+    );
+    println!("bad input: line break inside a cell -> {}", line.trim_end());
+    let p = f.file("escape.csv", "x,\"y\u{1b}[2J\"\n1,z\n");
+    let line = fails(
+        &f.adapt_support(&p),
+        &["escape.csv: row 2, column 2 (y\\u{1b}[2J): 'z' is not a number"],
+    );
+    println!(
+        "bad input: control character in a header -> {}",
+        line.trim_end()
+    );
+}
+
+/// A `w × h` 8-bit grey PNG.
+fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut bytes, w, h);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let data: Vec<u8> = (0..w * h)
+        .map(|i| if i % 7 == 0 { 0 } else { 255 })
+        .collect();
+    enc.write_header().unwrap().write_image_data(&data).unwrap();
+    bytes
+}
+
+#[test]
+fn bad_images() {
+    let f = fixture();
+    let d = f.dir.path();
+    let model = put(d, "cnn.postcard", blob_bytes(&Arch::omniglot(5, 4), 1, 5));
+    let support = d.join("support");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(support.join(class)).unwrap();
+        put(&support.join(class), "1.png", png_bytes(28, 28));
+    }
+    let query = put(d, "q.png", png_bytes(105, 105));
+    let adapt = |support: &Path, query: &Path| {
+        anole([
+            "adapt",
+            "--model",
+            &s(&model),
+            "--support",
+            &s(support),
+            "--query",
+            &s(query),
+        ])
+    };
+    let out = ok(&adapt(&support, &query));
+    assert!(out.contains("q.png"), "{out}");
+    let mut lines = Vec::new();
+    let garbage = put(d, "garbage.png", "GIF89a, not a PNG");
+    lines.push((
+        "not a PNG",
+        fails(
+            &adapt(&support, &garbage),
+            &["garbage.png", "not a readable PNG"],
+        ),
+    ));
+    let good = png_bytes(28, 28);
+    let cut = put(d, "cut.png", &good[..good.len() / 2]);
+    lines.push((
+        "PNG cut in half",
+        fails(&adapt(&support, &cut), &["cut.png", "PNG"]),
+    ));
+    // 61 bytes announcing 100000 × 100000 RGBA pixels, with a data chunk: the PNG decoder
+    // would allocate the 40 GB announced (and abort) if the reader did not refuse it first.
+    let mut huge = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut huge, 100_000, 100_000);
+        enc.set_color(png::ColorType::Rgba);
+        let mut w = enc.write_header().unwrap();
+        w.write_chunk(png::chunk::IDAT, &[0x78, 0x9c, 0x63, 0x00])
+            .unwrap();
+    }
+    let huge = put(d, "huge.png", huge);
+    lines.push((
+        "61-byte PNG announcing 100000×100000 RGBA pixels",
+        fails(&adapt(&support, &huge), &["huge.png", "too large"]),
+    ));
+    let empty = put(d, "empty.png", "");
+    lines.push((
+        "empty file",
+        fails(&adapt(&support, &empty), &["empty.png"]),
+    ));
+    let stray = put(&support, "stray.png", png_bytes(28, 28));
+    lines.push((
+        "PNG outside a class folder",
+        fails(&adapt(&support, &query), &["stray.png", "class sub-folder"]),
+    ));
+    std::fs::remove_file(stray).unwrap();
+    std::fs::create_dir_all(support.join("c")).unwrap();
+    lines.push((
+        "class folder without images",
+        fails(&adapt(&support, &query), &["holds no PNG images"]),
+    ));
+    std::fs::remove_dir(support.join("c")).unwrap();
+    lines.push((
+        "a PNG file as --support (read as CSV)",
+        fails(&adapt(&query, &query), &["q.png", "row 1: not valid UTF-8"]),
+    ));
+    let no_png = d.join("no_png");
+    std::fs::create_dir_all(&no_png).unwrap();
+    lines.push((
+        "query folder without images",
+        fails(
+            &adapt(&support, &no_png),
+            &["no_png", "holds no PNG images"],
+        ),
+    ));
+    for (what, line) in lines {
+        println!("bad input: {what} -> {}", line.trim_end());
+    }
 }

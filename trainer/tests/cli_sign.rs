@@ -1,6 +1,7 @@
-//! `anole keygen`, `anole sign`, `anole verify`: a signed blob verifies with its key, and
-//! another key, a tampered or truncated envelope, a plain blob, a bad key file each fail with
-//! exit status 1 and one clear line.
+//! `anole keygen`, `anole sign`, `anole verify`, `anole train --sign`: a signed blob verifies
+//! with its key, and another key, a tampered or truncated envelope, a plain blob, a bad key file
+//! each fail with exit status 1 and one clear line; `train --sign` writes the same envelopes as
+//! `anole sign` and refuses a bad key before training.
 
 mod common;
 
@@ -8,6 +9,7 @@ use anole_trainer::cmd::sign::{read_signing_key, sign_blob};
 use anole_trainer::model::Arch;
 use common::{anole, blob_bytes, fails, ok, put};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -215,5 +217,117 @@ fn bad_inputs_fail_with_one_clear_line() {
     ));
     for (what, line) in lines {
         println!("bad input: {what} -> {}", line.trim_end());
+    }
+}
+
+#[test]
+fn train_sign_writes_envelopes_that_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "fleet.key");
+    let out = d.join("model");
+    let printed = ok(&anole([
+        "train",
+        "sine",
+        "--out",
+        &s(&out),
+        "--iters",
+        "20",
+        "--eval-tasks",
+        "5",
+        "--sign",
+        &key,
+    ]));
+    assert!(printed.contains("init.signed"), "{printed}");
+    let k = read_signing_key(Path::new(&key)).unwrap();
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap();
+    for (plain, signed) in [
+        ("init.postcard", "init.signed"),
+        ("init.f16.postcard", "init.f16.signed"),
+    ] {
+        let blob = std::fs::read(out.join(plain)).unwrap();
+        let envelope = std::fs::read(out.join(signed)).unwrap();
+        // Byte for byte what `anole sign` writes for the plain blob, which stays as it was.
+        assert_eq!(envelope, sign_blob(&blob, &k).unwrap(), "{signed}");
+        assert_eq!(&blob[..4], b"ANOL");
+        let v = ok(&anole([
+            "verify",
+            "--pubkey",
+            &format!("{key}.pub"),
+            "--in",
+            &s(&out.join(signed)),
+        ]));
+        assert!(v.contains("signature valid"), "{v}");
+        assert_eq!(card["signature"]["envelopes"][signed], plain, "{card:#}");
+        assert_eq!(
+            card["artifacts"][signed]["bytes"].as_u64(),
+            Some(envelope.len() as u64)
+        );
+    }
+    let public: String = k
+        .verifying_key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(card["signature"]["public_key"], public.as_str());
+    assert_eq!(card["signature"]["algorithm"], "ed25519");
+    let command = card["command"].as_str().unwrap();
+    assert!(command.ends_with(&format!(" --sign {key}")), "{command}");
+    // Another key does not verify what --sign wrote.
+    let other = keygen(d, "other.key");
+    fails(
+        &anole([
+            "verify",
+            "--pubkey",
+            &format!("{other}.pub"),
+            "--in",
+            &s(&out.join("init.signed")),
+        ]),
+        &["init.signed", "signed by key id"],
+    );
+}
+
+#[test]
+fn train_refuses_a_bad_key_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "good.key");
+    let junk = put(d, "junk.key", "not a key\n");
+    let cases = [
+        (
+            s(&junk),
+            vec!["--sign", "junk.key", "not an ed25519 secret key"],
+        ),
+        (
+            s(&d.join("none.key")),
+            vec!["--sign", "none.key", "cannot read"],
+        ),
+        (
+            format!("{key}.pub"),
+            vec!["--sign", "good.key.pub", "public key"],
+        ),
+    ];
+    for (bad, must) in cases {
+        let out = d.join("model");
+        // 30 million meta-iterations would take hours: the key must be refused first.
+        let t = Instant::now();
+        let line = fails(
+            &anole([
+                "train",
+                "sine",
+                "--out",
+                &s(&out),
+                "--iters",
+                "30000000",
+                "--sign",
+                &bad,
+            ]),
+            &must,
+        );
+        assert!(t.elapsed() < Duration::from_secs(60), "{line}");
+        assert!(!out.exists(), "output written despite a bad key: {line}");
+        println!("bad input: train --sign {bad} -> {}", line.trim_end());
     }
 }

@@ -26,7 +26,8 @@ use core::fmt;
 /// build time), validated by the build script.
 pub static BLOB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.postcard"));
 
-/// f32 of arena the embedded model needs at its recommended batch, computed at build time by
+/// f32 of arena the embedded model needs at its recommended batch in the device layout
+/// (`anole::Mode::Device`: SGD fused into the backward pass), computed at build time by
 /// parsing [`BLOB`] with the same runtime.
 pub const ARENA_LEN: usize = include!(concat!(env!("OUT_DIR"), "/arena_len.rs"));
 
@@ -155,10 +156,10 @@ fn rt<T>(doing: &'static str, r: anole::Result<T>) -> Result<T, DemoError> {
 /// and the SGD update (one multiply-add per trained parameter) are not counted.
 pub fn macs_per_step(learner: &Learner<'_, '_>, minibatch: usize) -> u64 {
     let mut per_sample = 0usize;
-    for node in &learner.plan().nodes {
+    for node in learner.plan().nodes(learner.blob()) {
         let m = node.layer.macs(node.input);
         per_sample += m;
-        if node.grads.is_some() {
+        if node.adapts {
             per_sample += m;
         }
         if node.input_grad {
@@ -271,36 +272,34 @@ pub fn run(arena: &mut [f32], clock: &mut impl Clock) -> Result<Report, DemoErro
 
 /// Run the demo on any 1-input, 1-output regression blob.
 ///
-/// Stack matters on a microcontroller: the blob and the learner are large structs, so each is
-/// kept in the one slot its constructor's `Result` was written to (matched by reference, never
-/// moved out), and parsing runs in its own frame.
+/// Stack matters on a microcontroller: the blob is a few kilobytes of fixed-capacity lists, so
+/// it is parsed in place into its one slot ([`Blob::parse_in_place`]), in a frame of its own;
+/// the learner is kept in the slot its constructor's `Result` was written to.
 pub fn run_with(
     bytes: &[u8],
     arena: &mut [f32],
     clock: &mut impl Clock,
 ) -> Result<Report, DemoError> {
-    let parsed = parse(bytes);
-    let blob = match &parsed {
-        Ok(blob) => blob,
-        Err(e) => return Err(DemoError::Blob(*e)),
-    };
-    adapt_and_measure(blob, arena, clock)
+    let mut blob = Blob::empty();
+    parse(&mut blob, bytes).map_err(DemoError::Blob)?;
+    adapt_and_measure(&blob, arena, clock)
 }
 
 #[inline(never)]
-fn parse(bytes: &[u8]) -> anole::Result<Blob<'_>> {
-    Blob::parse(bytes)
+fn parse<'a>(blob: &mut Blob<'a>, bytes: &'a [u8]) -> anole::Result<()> {
+    blob.parse_in_place(bytes)
 }
 
 /// Runtime calls in frames of their own. Inlined into one caller, each call's temporaries get
 /// their own stack slots in that caller's frame, which then stays allocated during the deepest
 /// path (a training step); called out of line, their frames come and go.
 mod frame {
-    use anole::{Blob, Learner, Result, Samples};
+    use anole::{Blob, Learner, Mode, Options, Result, Samples};
 
+    /// The device layout: SGD fused into the backward pass, no gradient buffer.
     #[inline(never)]
     pub fn load<'b, 'a>(blob: &'b Blob<'b>, arena: &'a mut [f32]) -> Result<Learner<'b, 'a>> {
-        Learner::new(blob, arena)
+        Learner::with_mode(blob, arena, Options::from_blob(blob), Mode::Device)
     }
     #[inline(never)]
     pub fn loss(learner: &mut Learner<'_, '_>, samples: &dyn Samples) -> Result<f32> {
@@ -477,7 +476,7 @@ mod tests {
         // three dense layers another 4224; input gradients of the second and third 4160.
         let blob = Blob::parse(BLOB).unwrap();
         let mut arena = vec![0.0f32; ARENA_LEN];
-        let l = Learner::new(&blob, &mut arena).unwrap();
+        let l = frame::load(&blob, &mut arena).unwrap();
         assert_eq!(
             blob.param_count(),
             4353,

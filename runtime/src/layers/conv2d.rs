@@ -31,7 +31,7 @@ impl Geometry {
     }
     /// Range of output positions `o` along an axis of input size `n` for kernel offset `k`
     /// such that the input index `o*stride + k - padding` lies in `0..n`.
-    fn valid(&self, n: usize, on: usize, k: usize) -> (usize, usize) {
+    pub(super) fn valid(&self, n: usize, on: usize, k: usize) -> (usize, usize) {
         let (s, p) = (self.win.stride, self.win.padding);
         // o*s + k >= p  and  o*s + k - p < n
         let lo = if k >= p { 0 } else { (p - k).div_ceil(s) };
@@ -45,7 +45,13 @@ impl Geometry {
 }
 
 /// Forward for `n` samples: `x` is `n × cin×h×w`, `y` is `n × cout×oh×ow`.
+/// With the `gemm` feature (host), large convolutions go through im2col and a tuned matrix
+/// product instead (`conv_gemm`).
 pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
+    #[cfg(feature = "gemm")]
+    if super::conv_gemm::worthwhile(g) {
+        return super::conv_gemm::forward(g, wt, bias, x, y, n);
+    }
     let k = g.win.kernel;
     let (s, p) = (g.win.stride, g.win.padding);
     for (xs, ys) in x
@@ -78,7 +84,7 @@ pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32],
 }
 
 /// Backward for `n` samples given `gy = dL/dy`: writes weight and bias gradients when given,
-/// and `gx = dL/dx` when given.
+/// and `gx = dL/dx` when given (`gemm` feature: see [`forward`]).
 pub fn backward(
     g: &Geometry,
     wt: &[f32],
@@ -88,6 +94,10 @@ pub fn backward(
     gx: Option<&mut [f32]>,
     n: usize,
 ) {
+    #[cfg(feature = "gemm")]
+    if super::conv_gemm::worthwhile(g) {
+        return super::conv_gemm::backward(g, wt, x, gy, params_grad, gx, n);
+    }
     let k = g.win.kernel;
     let (s, p) = (g.win.stride, g.win.padding);
     let plane = g.oh * g.ow;
@@ -145,6 +155,89 @@ pub fn backward(
                                 for ox in ox0..ox1 {
                                     gxrow[ox * s + kx - p] += wv * grow[ox];
                                 }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The direct [`forward`] with weight `i` and bias `co` read through `wt(i)` and `bias(co)`:
+/// a frozen layer's tensors decoded in place from the blob (flash), each weight once per
+/// sample and output channel. Without the `gemm` feature the same arithmetic as [`forward`].
+pub fn forward_from(
+    g: &Geometry,
+    wt: impl Fn(usize) -> f32,
+    bias: impl Fn(usize) -> f32,
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    let k = g.win.kernel;
+    let (s, p) = (g.win.stride, g.win.padding);
+    for (xs, ys) in x
+        .chunks_exact(g.in_len())
+        .zip(y.chunks_exact_mut(g.out_len()))
+        .take(n)
+    {
+        for (co, yc) in ys.chunks_exact_mut(g.oh * g.ow).enumerate() {
+            yc.fill(bias(co));
+            for ci in 0..g.cin {
+                let xc = &xs[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                for ky in 0..k {
+                    let (oy0, oy1) = g.valid(g.h, g.oh, ky);
+                    for kx in 0..k {
+                        let wv = wt(((co * g.cin + ci) * k + ky) * k + kx);
+                        let (ox0, ox1) = g.valid(g.w, g.ow, kx);
+                        for oy in oy0..oy1 {
+                            let iy = oy * s + ky - p;
+                            let yrow = &mut yc[oy * g.ow..(oy + 1) * g.ow];
+                            let xrow = &xc[iy * g.w..(iy + 1) * g.w];
+                            for ox in ox0..ox1 {
+                                yrow[ox] += wv * xrow[ox * s + kx - p];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The direct input gradient of [`backward`] (`gx = dL/dx`, written) with weight `i` read
+/// through `wt(i)`: a frozen layer in flash behind an adapting one.
+pub fn input_grad_from(
+    g: &Geometry,
+    wt: impl Fn(usize) -> f32,
+    gy: &[f32],
+    gx: &mut [f32],
+    n: usize,
+) {
+    let k = g.win.kernel;
+    let (s, p) = (g.win.stride, g.win.padding);
+    let plane = g.oh * g.ow;
+    for (gxs, gs) in gx
+        .chunks_exact_mut(g.in_len())
+        .zip(gy.chunks_exact(g.out_len()))
+        .take(n)
+    {
+        gxs.fill(0.0);
+        for (co, gc) in gs.chunks_exact(plane).enumerate() {
+            for ci in 0..g.cin {
+                let gxc = &mut gxs[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                for ky in 0..k {
+                    let (oy0, oy1) = g.valid(g.h, g.oh, ky);
+                    for kx in 0..k {
+                        let wv = wt(((co * g.cin + ci) * k + ky) * k + kx);
+                        let (ox0, ox1) = g.valid(g.w, g.ow, kx);
+                        for oy in oy0..oy1 {
+                            let iy = oy * s + ky - p;
+                            let grow = &gc[oy * g.ow..(oy + 1) * g.ow];
+                            let gxrow = &mut gxc[iy * g.w..(iy + 1) * g.w];
+                            for ox in ox0..ox1 {
+                                gxrow[ox * s + kx - p] += wv * grow[ox];
                             }
                         }
                     }

@@ -1,6 +1,65 @@
 //! Dense (fully connected) layer: `y[b] = W x[b] + bias`, W `[outputs, inputs]` row-major.
 
+use crate::blob::Stored;
+
+/// Where a dense kernel reads weights (or biases) from: `f32` values in the arena, or a tensor
+/// as stored in the blob ([`Stored`], decoded as it is read).
+pub trait Weights {
+    /// Value `i` (row-major index); `i` within bounds.
+    fn at(&self, i: usize) -> f32;
+    /// The `N` values from `start`; `None` past the end.
+    fn chunk<const N: usize>(&self, start: usize) -> Option<[f32; N]>;
+}
+
+impl Weights for [f32] {
+    #[inline(always)]
+    fn at(&self, i: usize) -> f32 {
+        self.get(i).copied().unwrap_or(0.0)
+    }
+    #[inline(always)]
+    fn chunk<const N: usize>(&self, start: usize) -> Option<[f32; N]> {
+        let s = self.get(start..start.checked_add(N)?)?;
+        let mut v = [0.0; N];
+        v.copy_from_slice(s);
+        Some(v)
+    }
+}
+
+impl Weights for Stored<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> f32 {
+        if i < self.len() {
+            self.get(i)
+        } else {
+            0.0
+        }
+    }
+    #[inline(always)]
+    fn chunk<const N: usize>(&self, start: usize) -> Option<[f32; N]> {
+        if start.checked_add(N)? > self.len() {
+            return None;
+        }
+        let mut v = [0.0; N];
+        for (k, o) in v.iter_mut().enumerate() {
+            *o = self.get(start + k);
+        }
+        Some(v)
+    }
+}
+
+/// Outputs the forward kernel computes together (weights loaded once for all samples).
+const FWD_OUTPUTS: usize = 4;
+/// Samples the forward kernel computes together (each input value loaded once for all
+/// outputs of the block).
+const FWD_SAMPLES: usize = 5;
+
 /// Forward for `n` samples: `x` is `n × inputs`, `y` is `n × outputs`.
+///
+/// `y[b, o] = bias[o] + s` with `s` the sum of `w[o, i] · x[b, i]` over `i` in order, from 0.
+/// Blocks of outputs × samples keep their sums in registers while the weights of the block
+/// stream once per batch: on a Cortex-M4F each multiply-accumulate costs about one load and
+/// one `vmla` instead of two loads.
+#[inline(never)] // one call per layer; keeps the kernel's registers to itself
 pub fn forward(
     inputs: usize,
     outputs: usize,
@@ -10,13 +69,103 @@ pub fn forward(
     y: &mut [f32],
     n: usize,
 ) {
+    let mut b0 = 0;
+    while b0 + FWD_SAMPLES <= n {
+        forward_rows::<FWD_SAMPLES>(inputs, outputs, w, bias, x, y, b0);
+        b0 += FWD_SAMPLES;
+    }
+    while b0 < n {
+        forward_rows::<1>(inputs, outputs, w, bias, x, y, b0);
+        b0 += 1;
+    }
+}
+
+/// Forward of samples `b0..b0 + S`, all outputs.
+#[inline(always)]
+fn forward_rows<const S: usize>(
+    inputs: usize,
+    outputs: usize,
+    w: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    b0: usize,
+) {
+    let mut o0 = 0;
+    while o0 + FWD_OUTPUTS <= outputs {
+        forward_block::<FWD_OUTPUTS, S>(inputs, outputs, w, bias, x, y, o0, b0);
+        o0 += FWD_OUTPUTS;
+    }
+    while o0 < outputs {
+        forward_block::<1, S>(inputs, outputs, w, bias, x, y, o0, b0);
+        o0 += 1;
+    }
+}
+
+/// Outputs `o0..o0 + O` of samples `b0..b0 + S`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_block<const O: usize, const S: usize>(
+    inputs: usize,
+    outputs: usize,
+    w: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    o0: usize,
+    b0: usize,
+) {
+    let mut wr: [&[f32]; O] = [&[]; O];
+    for (o, r) in wr.iter_mut().enumerate() {
+        *r = &w[(o0 + o) * inputs..][..inputs];
+    }
+    let mut xr: [&[f32]; S] = [&[]; S];
+    for (s, r) in xr.iter_mut().enumerate() {
+        *r = &x[(b0 + s) * inputs..][..inputs];
+    }
+    let mut acc = [[0.0f32; O]; S];
+    for i in 0..inputs {
+        let mut wv = [0.0f32; O];
+        for o in 0..O {
+            wv[o] = wr[o][i];
+        }
+        for s in 0..S {
+            let xv = xr[s][i];
+            for o in 0..O {
+                acc[s][o] += wv[o] * xv;
+            }
+        }
+    }
+    for (s, a) in acc.iter().enumerate() {
+        let yr = &mut y[(b0 + s) * outputs + o0..][..O];
+        for o in 0..O {
+            yr[o] = bias[o0 + o] + a[o];
+        }
+    }
+}
+
+/// [`forward`] with the weights and biases read from any [`Weights`] (a frozen layer's
+/// tensors in flash, decoded as they are read); the same sums in the same order, bit for bit.
+pub fn forward_from<W: Weights + ?Sized, B: Weights + ?Sized>(
+    inputs: usize,
+    outputs: usize,
+    w: &W,
+    bias: &B,
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
     for (xr, yr) in x
         .chunks_exact(inputs)
         .zip(y.chunks_exact_mut(outputs))
         .take(n)
     {
-        for ((yo, wr), &bo) in yr.iter_mut().zip(w.chunks_exact(inputs)).zip(bias) {
-            *yo = bo + dot(wr, xr);
+        for (o, yo) in yr.iter_mut().enumerate() {
+            let mut acc = 0.0f32;
+            for (i, &xv) in xr.iter().enumerate() {
+                acc += w.at(o * inputs + i) * xv;
+            }
+            *yo = bias.at(o) + acc;
         }
     }
 }
@@ -35,61 +184,10 @@ pub fn backward(
     n: usize,
 ) {
     if let Some((dw, db)) = params_grad {
-        dw.fill(0.0);
-        db.fill(0.0);
-        // Two samples per pass over dW: half the loads and stores of the gradient rows.
-        let mut rows = x.chunks_exact(inputs).zip(g.chunks_exact(outputs)).take(n);
-        loop {
-            match (rows.next(), rows.next()) {
-                (Some((x0, g0)), Some((x1, g1))) => {
-                    for (((dwr, dbo), &a0), &a1) in dw
-                        .chunks_exact_mut(inputs)
-                        .zip(db.iter_mut())
-                        .zip(g0)
-                        .zip(g1)
-                    {
-                        *dbo += a0 + a1;
-                        for ((d, &u), &v) in dwr.iter_mut().zip(x0).zip(x1) {
-                            *d += a0 * u + a1 * v;
-                        }
-                    }
-                }
-                (Some((x0, g0)), None) => {
-                    for ((dwr, dbo), &a0) in dw.chunks_exact_mut(inputs).zip(db.iter_mut()).zip(g0)
-                    {
-                        *dbo += a0;
-                        axpy(a0, x0, dwr);
-                    }
-                    break;
-                }
-                _ => break,
-            }
-        }
+        weight_grad(inputs, outputs, x, g, dw, db, n);
     }
     if let Some(gx) = gx {
-        for (gxr, gr) in gx
-            .chunks_exact_mut(inputs)
-            .zip(g.chunks_exact(outputs))
-            .take(n)
-        {
-            gxr.fill(0.0);
-            // Two weight rows per pass over the input gradient.
-            let mut wrows = w.chunks_exact(inputs).zip(gr);
-            loop {
-                match (wrows.next(), wrows.next()) {
-                    (Some((w0, &a0)), Some((w1, &a1))) => {
-                        for ((d, &u), &v) in gxr.iter_mut().zip(w0).zip(w1) {
-                            *d += a0 * u + a1 * v;
-                        }
-                    }
-                    (Some((w0, &a0)), None) => {
-                        axpy(a0, w0, gxr);
-                        break;
-                    }
-                    _ => break,
-                }
-            }
-        }
+        input_grad(inputs, outputs, w, g, gx, n);
     }
 }
 
@@ -121,4 +219,286 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;
     }
+}
+
+/// Output rows the weight-gradient kernels handle together (coefficients shared by a chunk).
+const ROWS: usize = 4;
+/// Inputs per chunk of the blocked kernels.
+const CHUNK: usize = 4;
+/// Samples the input-gradient kernel handles together (weights loaded once for all of them).
+const SAMPLES: usize = 5;
+
+/// `acc[r][k] = Σ_b g[b, o0 + r] · x[b, i0 + k]`, summed over the `n` samples in order. Every
+/// weight-gradient value of the runtime comes from here, whatever the blocking, so the buffered
+/// gradient and the fused update see the same sums bit for bit.
+#[inline(always)]
+fn weight_sums<const RB: usize, const CB: usize>(
+    inputs: usize,
+    outputs: usize,
+    x: &[f32],
+    g: &[f32],
+    n: usize,
+    o0: usize,
+    i0: usize,
+) -> [[f32; CB]; RB] {
+    let mut acc = [[0.0f32; CB]; RB];
+    for (xr, gr) in x.chunks_exact(inputs).zip(g.chunks_exact(outputs)).take(n) {
+        let (Some(xs), Some(gs)) = (xr.get(i0..i0 + CB), gr.get(o0..o0 + RB)) else {
+            break;
+        };
+        for r in 0..RB {
+            for k in 0..CB {
+                acc[r][k] += gs[r] * xs[k];
+            }
+        }
+    }
+    acc
+}
+
+/// Hands every weight-gradient sum to `sink(o, i0, sums)` (sums of row `o`, inputs
+/// `i0..i0 + sums.len()`), block by block; stops and returns false when `sink` does.
+#[inline(always)]
+fn for_weight_sums(
+    inputs: usize,
+    outputs: usize,
+    x: &[f32],
+    g: &[f32],
+    n: usize,
+    mut sink: impl FnMut(usize, usize, &[f32]) -> bool,
+) -> bool {
+    let full_rows = outputs - outputs % ROWS;
+    let full_cols = inputs - inputs % CHUNK;
+    let mut o0 = 0;
+    while o0 < full_rows {
+        let mut i0 = 0;
+        while i0 < full_cols {
+            let acc = weight_sums::<ROWS, CHUNK>(inputs, outputs, x, g, n, o0, i0);
+            for (r, a) in acc.iter().enumerate() {
+                if !sink(o0 + r, i0, a) {
+                    return false;
+                }
+            }
+            i0 += CHUNK;
+        }
+        while i0 < inputs {
+            let acc = weight_sums::<ROWS, 1>(inputs, outputs, x, g, n, o0, i0);
+            for (r, a) in acc.iter().enumerate() {
+                if !sink(o0 + r, i0, a) {
+                    return false;
+                }
+            }
+            i0 += 1;
+        }
+        o0 += ROWS;
+    }
+    while o0 < outputs {
+        let mut i0 = 0;
+        while i0 < full_cols {
+            let [a] = weight_sums::<1, CHUNK>(inputs, outputs, x, g, n, o0, i0);
+            if !sink(o0, i0, &a) {
+                return false;
+            }
+            i0 += CHUNK;
+        }
+        while i0 < inputs {
+            let [a] = weight_sums::<1, 1>(inputs, outputs, x, g, n, o0, i0);
+            if !sink(o0, i0, &a) {
+                return false;
+            }
+            i0 += 1;
+        }
+        o0 += 1;
+    }
+    true
+}
+
+/// `db[o] = Σ_b g[b, o]`, summed over the `n` samples in order.
+fn bias_sums(outputs: usize, g: &[f32], n: usize, db: &mut [f32]) {
+    db.fill(0.0);
+    for gr in g.chunks_exact(outputs).take(n) {
+        for (d, &v) in db.iter_mut().zip(gr) {
+            *d += v;
+        }
+    }
+}
+
+/// Weight and bias gradients of `n` samples (written, not accumulated).
+fn weight_grad(
+    inputs: usize,
+    outputs: usize,
+    x: &[f32],
+    g: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    n: usize,
+) {
+    for_weight_sums(inputs, outputs, x, g, n, |o, i0, sums| {
+        if let Some(d) = dw.get_mut(o * inputs + i0..o * inputs + i0 + sums.len()) {
+            d.copy_from_slice(sums);
+        }
+        true
+    });
+    bias_sums(outputs, g, n, db);
+}
+
+/// `gx[b, i] = Σ_o g[b, o] · w[o, i]` for the `n` samples (written, not accumulated): sums
+/// over the outputs in order, from 0, blocks of samples × inputs held in registers.
+#[inline(never)] // one call per layer; keeps the kernel's registers to itself
+pub fn input_grad(inputs: usize, outputs: usize, w: &[f32], g: &[f32], gx: &mut [f32], n: usize) {
+    let full_cols = inputs - inputs % CHUNK;
+    let mut b0 = 0;
+    while b0 < n {
+        let mut i0 = 0;
+        if b0 + SAMPLES <= n {
+            while i0 < full_cols {
+                input_block::<SAMPLES, CHUNK>(inputs, outputs, w, g, gx, b0, i0);
+                i0 += CHUNK;
+            }
+            while i0 < inputs {
+                input_block::<SAMPLES, 1>(inputs, outputs, w, g, gx, b0, i0);
+                i0 += 1;
+            }
+            b0 += SAMPLES;
+        } else {
+            while i0 < full_cols {
+                input_block::<1, CHUNK>(inputs, outputs, w, g, gx, b0, i0);
+                i0 += CHUNK;
+            }
+            while i0 < inputs {
+                input_block::<1, 1>(inputs, outputs, w, g, gx, b0, i0);
+                i0 += 1;
+            }
+            b0 += 1;
+        }
+    }
+}
+
+/// `gx` of samples `b0..b0 + S`, inputs `i0..i0 + C`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+// `o` indexes the S output-gradient rows at once (one coefficient per sample per output).
+#[allow(clippy::needless_range_loop)]
+fn input_block<const S: usize, const C: usize>(
+    inputs: usize,
+    outputs: usize,
+    w: &[f32],
+    g: &[f32],
+    gx: &mut [f32],
+    b0: usize,
+    i0: usize,
+) {
+    let mut gr: [&[f32]; S] = [&[]; S];
+    for (s, r) in gr.iter_mut().enumerate() {
+        *r = &g[(b0 + s) * outputs..][..outputs];
+    }
+    let mut acc = [[0.0f32; C]; S];
+    // Row `o` of `w`, columns `i0..i0 + C`, at `off`.
+    let mut off = i0;
+    for o in 0..outputs {
+        let wv = &w[off..off + C];
+        off += inputs;
+        for s in 0..S {
+            let c = gr[s][o];
+            for k in 0..C {
+                acc[s][k] += c * wv[k];
+            }
+        }
+    }
+    for (s, a) in acc.iter().enumerate() {
+        gx[(b0 + s) * inputs + i0..][..C].copy_from_slice(a);
+    }
+}
+
+/// [`input_grad`] with the weights read from any [`Weights`] (a frozen layer's tensor in
+/// flash, decoded as it is read); the same sums in the same order, bit for bit.
+pub fn input_grad_from<W: Weights + ?Sized>(
+    inputs: usize,
+    outputs: usize,
+    w: &W,
+    g: &[f32],
+    gx: &mut [f32],
+    n: usize,
+) {
+    for (gxr, gr) in gx
+        .chunks_exact_mut(inputs)
+        .zip(g.chunks_exact(outputs))
+        .take(n)
+    {
+        for (i, d) in gxr.iter_mut().enumerate() {
+            let mut acc = 0.0f32;
+            for (o, &c) in gr.iter().enumerate() {
+                acc += c * w.at(o * inputs + i);
+            }
+            *d = acc;
+        }
+    }
+}
+
+/// Backward and SGD update in one pass, for `n` samples given `g = dL/dy` (`n × outputs`):
+/// first `gx = dL/dx` (when given) from the weights as they are, then `w -= lr_w · dL/dW` and
+/// `bias -= lr_b · dL/db`, each gradient value used as soon as it is summed (no gradient
+/// buffer). The new values equal, bit for bit, those of [`backward`] followed by `p -= lr · g`.
+///
+/// New values are checked a block (a few weights) at a time before the block is written: at
+/// the first block holding a non-finite value it returns `false`, with the blocks before it
+/// updated (all finite) and the rest of `w` and all of `bias` unchanged.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)] // one call per layer; keeps the kernel's registers to itself
+pub fn backward_sgd(
+    inputs: usize,
+    outputs: usize,
+    w: &mut [f32],
+    bias: &mut [f32],
+    x: &[f32],
+    g: &[f32],
+    gx: Option<&mut [f32]>,
+    n: usize,
+    lr_w: f32,
+    lr_b: f32,
+) -> bool {
+    if let Some(gx) = gx {
+        input_grad(inputs, outputs, w, g, gx, n);
+    }
+    let ok = for_weight_sums(inputs, outputs, x, g, n, |o, i0, sums| {
+        let Some(p) = w.get_mut(o * inputs + i0..o * inputs + i0 + sums.len()) else {
+            return true;
+        };
+        // `z` stays 0 while every new value is finite and becomes NaN otherwise: one
+        // multiply-accumulate per value instead of a compare and branch.
+        let mut new = [0.0f32; CHUNK];
+        let mut z = 0.0f32;
+        for ((q, &p), &s) in new.iter_mut().zip(p.iter()).zip(sums) {
+            *q = p - lr_w * s;
+            z += *q * 0.0;
+        }
+        if z != 0.0 {
+            return false;
+        }
+        p.copy_from_slice(&new[..p.len()]);
+        true
+    });
+    if !ok {
+        return false;
+    }
+    // The bias, four outputs at a time: sums over the samples in order (as `bias_sums`),
+    // then each checked before it is written.
+    let mut o0 = 0;
+    while o0 < outputs.min(bias.len()) {
+        let m = (outputs.min(bias.len()) - o0).min(4);
+        let mut acc = [0.0f32; 4];
+        for gr in g.chunks_exact(outputs).take(n) {
+            for (a, &v) in acc.iter_mut().zip(&gr[o0..o0 + m]) {
+                *a += v;
+            }
+        }
+        for (b, &a) in bias[o0..o0 + m].iter_mut().zip(&acc) {
+            let new = *b - lr_b * a;
+            if !new.is_finite() {
+                return false;
+            }
+            *b = new;
+        }
+        o0 += m;
+    }
+    true
 }

@@ -4,6 +4,8 @@
 
 pub mod act;
 pub mod conv2d;
+#[cfg(feature = "gemm")]
+mod conv_gemm;
 pub mod dense;
 pub mod maxpool;
 pub mod norm;

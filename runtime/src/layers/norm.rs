@@ -184,3 +184,28 @@ pub fn accumulate(
         m2[ch] += m2b + delta * delta * na * nb / total;
     }
 }
+
+/// [`forward_stored`] writing over its input (`xy` is `n × c×s`): the same arithmetic, for
+/// frozen layers whose input is not needed afterwards (the device layout's shared buffers).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_stored_in_place(
+    c: usize,
+    s: usize,
+    eps: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    xy: &mut [f32],
+    n: usize,
+) {
+    for b in 0..n {
+        for ch in 0..c {
+            let inv = 1.0 / libm::sqrtf(var[ch] + eps);
+            let (scale, shift) = (gamma[ch] * inv, beta[ch] - gamma[ch] * inv * mean[ch]);
+            for v in &mut xy[(b * c + ch) * s..(b * c + ch + 1) * s] {
+                *v = *v * scale + shift;
+            }
+        }
+    }
+}

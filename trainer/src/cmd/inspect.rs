@@ -1,9 +1,11 @@
 //! `anole inspect`: what a blob holds and what it costs on a device: architecture, parameters,
-//! dtypes, flash bytes, and the arena (f32) needed to adapt or predict.
+//! dtypes, flash bytes, and the arena (f32) needed to adapt or predict, in the host layout and
+//! in the device layout (`anole::Mode::Device`: SGD fused into the backward pass, frozen layers
+//! read from flash).
 
 use crate::export::onnx::{loss_name, optimizer_name};
 use crate::model;
-use anole::{Blob, Plan, Shape};
+use anole::{Blob, Mode, Plan, Shape};
 use anyhow::{anyhow, Result};
 use serde_json::json;
 use std::path::PathBuf;
@@ -71,6 +73,16 @@ pub fn run(a: Args) -> Result<()> {
         batch: 1,
         plan: Plan::new(&blob, 1, 0).map_err(err)?,
     });
+    arenas.push(Arena {
+        what: "adapt on a device (Mode::Device)",
+        batch: s.batch as usize,
+        plan: Plan::with_mode(&blob, s.batch as usize, s.trainable, Mode::Device).map_err(err)?,
+    });
+    arenas.push(Arena {
+        what: "predict on a device (Mode::Device)",
+        batch: 1,
+        plan: Plan::with_mode(&blob, 1, 0, Mode::Device).map_err(err)?,
+    });
 
     let mut dtypes: Vec<&str> = blob.dtypes.iter().map(|d| d.name()).collect();
     dtypes.dedup();
@@ -130,7 +142,7 @@ pub fn run(a: Args) -> Result<()> {
                 "algorithm": p.algorithm, "task": p.task, "seed": p.seed, "meta_iterations": p.meta_iterations,
             },
             "arena": arenas.iter().map(|r| json!({
-                "for": r.what, "batch": r.batch, "f32": r.plan.arena_len(), "bytes": 4 * r.plan.arena_len(),
+                "for": r.what, "mode": format!("{:?}", r.plan.mode).to_lowercase(), "batch": r.batch, "f32": r.plan.arena_len(), "bytes": 4 * r.plan.arena_len(),
                 "params": r.plan.params_len, "grads": r.plan.grads_len, "optimizer": r.plan.opt_len,
                 "activations": r.plan.acts_len, "targets": r.plan.targets_len,
                 "scratch": r.plan.gscratch_len + r.plan.norm_len,

@@ -2,9 +2,11 @@
 //! DIR/init.onnx, DIR/card.json (the reproducing command, hyper-parameters, training budget,
 //! metrics, sha256 of every artifact; for Omniglot the held-out characters) and a learning-curve
 //! plot; checkpoints go to DIR/checkpoint/ and `--resume` continues from there. Prints the
-//! training throughput.
+//! training throughput. With `--sign KEY`, each blob also gets a signed envelope next to it
+//! (DIR/init.signed, DIR/init.f16.signed), exactly as `anole sign` writes it.
 
 use crate::checkpoint;
+use crate::cmd::sign::{self as signing, read_signing_key, sign_blob};
 use crate::data::omniglot::{Omniglot, Split};
 use crate::eval::{self, EvalConfig, EvalReport};
 use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, NormMode};
@@ -133,6 +135,11 @@ pub struct Args {
     /// split a long run into sessions).
     #[arg(long)]
     pub stop_after: Option<u64>,
+    /// Also sign the exported blobs with this ed25519 secret key (from `anole keygen`), as
+    /// `anole sign` does: init.postcard → init.signed, init.f16.postcard → init.f16.signed.
+    /// The key is read before training starts.
+    #[arg(long, value_name = "KEY_FILE")]
+    pub sign: Option<PathBuf>,
 }
 
 impl Args {
@@ -198,7 +205,12 @@ impl Args {
 
     /// The command line that reproduces this run, every hyper-parameter spelled out.
     pub fn command(&self, cfg: &Config) -> String {
-        self.command_with_out(cfg, &self.out)
+        let mut s = self.command_with_out(cfg, &self.out);
+        // Not part of the run's identity (checkpoints): signing does not change the blobs.
+        if let Some(key) = &self.sign {
+            s.push_str(&format!(" --sign {}", key.display()));
+        }
+        s
     }
 
     fn command_with_out(&self, cfg: &Config, out: &Path) -> String {
@@ -395,11 +407,78 @@ fn progress_message(curve: &[IterLoss]) -> String {
     }
 }
 
+/// The name of the signed envelope of the blob `name`: `init.postcard` → `init.signed`,
+/// `init.f16.postcard` → `init.f16.signed` (the names `anole sign` is shown with).
+fn signed_name(name: &str) -> String {
+    format!("{}.signed", name.strip_suffix(".postcard").unwrap_or(name))
+}
+
+/// The signing key of `--sign`, read (and checked) before any training.
+struct Signer {
+    key: ed25519_dalek::SigningKey,
+    path: PathBuf,
+}
+
+impl Signer {
+    fn read(path: &Path) -> Result<Signer> {
+        let key = read_signing_key(path).map_err(|e| anyhow!("--sign: {e:#}"))?;
+        Ok(Signer {
+            key,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Signs every blob of `artifacts` and writes each envelope next to its blob.
+    fn sign_all(&self, out: &Path, artifacts: &[(&str, Vec<u8>)]) -> Result<Vec<Signed>> {
+        let mut signed = Vec::with_capacity(artifacts.len());
+        for (name, blob) in artifacts {
+            let bytes = sign_blob(blob, &self.key).map_err(|e| anyhow!("signing {name}: {e:#}"))?;
+            let file = signed_name(name);
+            write(&out.join(&file), &bytes)?;
+            signed.push(Signed {
+                file,
+                blob: name.to_string(),
+                bytes,
+            });
+        }
+        Ok(signed)
+    }
+
+    /// What card.json records about the signature.
+    fn card(&self, signed: &[Signed]) -> serde_json::Value {
+        let public = self.key.verifying_key().to_bytes();
+        let envelopes: serde_json::Map<String, serde_json::Value> = signed
+            .iter()
+            .map(|s| (s.file.clone(), json!(s.blob)))
+            .collect();
+        json!({
+            "algorithm": "ed25519",
+            "format": "anole signed envelope version 1 (anole::sign), as written by anole sign",
+            "public_key": signing::hex(&public),
+            "key_id": signing::hex(&anole::sign::key_id(&public)),
+            "secret_key_file": self.path.display().to_string(),
+            "envelopes": envelopes,
+            "check": signed.first().map(|s| format!("anole verify --pubkey {}.pub --in {}", self.path.display(), s.file)),
+        })
+    }
+}
+
+/// A signed envelope written by `--sign`.
+struct Signed {
+    /// Its file name in the output folder.
+    file: String,
+    /// The blob it wraps.
+    blob: String,
+    bytes: Vec<u8>,
+}
+
 /// Run `anole train`.
 pub fn run(args: Args) -> Result<()> {
     args.check_flags()?;
     let cfg = args.config()?;
     cfg.validate()?;
+    // A bad key must fail now, not after hours of training.
+    let signer = args.sign.as_deref().map(Signer::read).transpose()?;
     let fam = family(&args)?;
     let family = fam.family.as_ref();
     std::fs::create_dir_all(&args.out)
@@ -496,7 +575,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         0.0
     };
-    let run = Run {
+    let mut run = Run {
         args: &args,
         cfg: &cfg,
         fam: &fam,
@@ -511,6 +590,8 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             cfg.algo.as_str()
         },
+        signed: Vec::new(),
+        signature: None,
     };
     let params = run.stored_statistics(&trained.params)?;
     let dtype = args.dtype.dtype();
@@ -532,6 +613,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     for (name, bytes) in &artifacts {
         write(&args.out.join(name), bytes)?;
+    }
+    if let Some(signer) = &signer {
+        let signed = signer.sign_all(&args.out, &artifacts)?;
+        run.signature = Some(signer.card(&signed));
+        run.signed = signed;
     }
     match args.task {
         TaskName::Sine => run.finish_sine(artifacts, start_time),
@@ -569,6 +655,10 @@ struct Run<'a> {
     adapt_steps: u32,
     adapt_batch: usize,
     algorithm: &'static str,
+    /// `--sign`: the signed envelopes written.
+    signed: Vec<Signed>,
+    /// `--sign`: the card's `signature` entry.
+    signature: Option<serde_json::Value>,
 }
 
 /// Episodes of the f16 copy's check in an Omniglot card.
@@ -652,6 +742,12 @@ impl Run<'_> {
                 json!({ "bytes": bytes.len(), "sha256": sha256_hex(bytes) }),
             );
         }
+        for s in &self.signed {
+            files.insert(
+                s.file.clone(),
+                json!({ "bytes": s.bytes.len(), "sha256": sha256_hex(&s.bytes) }),
+            );
+        }
         for name in extra {
             let bytes = std::fs::read(self.args.out.join(name))
                 .with_context(|| format!("{name}: cannot read back"))?;
@@ -683,6 +779,15 @@ impl Run<'_> {
                 sha256_hex(bytes)
             );
         }
+        for s in &self.signed {
+            println!(
+                "  {:<20} {:>8} bytes  sha256 {}  (signed {})",
+                s.file,
+                s.bytes.len(),
+                sha256_hex(&s.bytes),
+                s.blob
+            );
+        }
         println!("  {extra}");
     }
 
@@ -696,8 +801,12 @@ impl Run<'_> {
     }
 
     fn write_card(&self, card: &serde_json::Value) -> Result<()> {
+        let mut card = card.clone();
+        if let (Some(sig), Some(obj)) = (&self.signature, card.as_object_mut()) {
+            obj.insert("signature".into(), sig.clone());
+        }
         let text =
-            serde_json::to_string_pretty(card).map_err(|e| anyhow!("card.json: {e}"))? + "\n";
+            serde_json::to_string_pretty(&card).map_err(|e| anyhow!("card.json: {e}"))? + "\n";
         write(&self.args.out.join("card.json"), text.as_bytes())
     }
 

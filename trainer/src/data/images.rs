@@ -28,6 +28,9 @@ pub const SIDE: usize = 28;
 pub const PIXELS: usize = SIDE * SIDE;
 /// Side of the original Omniglot drawings; larger images are first area-averaged to this size.
 pub const NATIVE_SIDE: usize = 105;
+/// Largest image read, in pixels (8192 × 8192): a PNG header can announce up to 2³¹ × 2³¹
+/// pixels in a few bytes, and the decoder allocates the announced size before reading any data.
+pub const MAX_PIXELS: usize = 1 << 26;
 
 /// One preprocessed image: 28×28 grey levels, row-major, 0 = black ink, 255 = white paper.
 pub type Pixels = [u8; PIXELS];
@@ -128,6 +131,10 @@ impl Raster {
         decoder.set_transformations(png::Transformations::IDENTITY);
         let mut reader = decoder.read_info().map_err(bad)?;
         let info = reader.info();
+        let (w, h) = (info.width as usize, info.height as usize);
+        if w.saturating_mul(h) > MAX_PIXELS {
+            bail!("image of {w}×{h} pixels is too large (at most {MAX_PIXELS} pixels)");
+        }
         let packed_grey = info.color_type == png::ColorType::Grayscale
             && info.trns.is_none()
             && info.bit_depth != png::BitDepth::Sixteen;

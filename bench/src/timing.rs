@@ -1,0 +1,59 @@
+//! Wall-clock timing: the median time of one call over many repetitions (std::time::Instant).
+
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+/// Median seconds per call of `f`: one warm-up call, then samples of enough calls to last about
+/// 5 ms each, as many samples as fit in `budget` (at least 7, at most 101).
+pub fn median_secs(budget: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let t0 = Instant::now();
+    f()?;
+    let once = t0.elapsed().as_secs_f64().max(1e-9);
+    let per_sample = ((0.005 / once).ceil() as usize).max(1);
+    let samples = ((budget.as_secs_f64() / (once * per_sample as f64)) as usize).clamp(7, 101);
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..per_sample {
+            f()?;
+        }
+        times.push(t.elapsed().as_secs_f64() / per_sample as f64);
+    }
+    Ok(median(&mut times))
+}
+
+/// Median of `v` (sorted in place); NaN when empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn times_a_sleep() {
+        let t = median_secs(Duration::from_millis(50), || {
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(())
+        })
+        .unwrap();
+        assert!((0.0019..0.05).contains(&t), "{t}");
+    }
+}
