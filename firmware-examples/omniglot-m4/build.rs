@@ -71,8 +71,9 @@ fn run() -> Result<(), String> {
     if blob.loss != anole::LossKind::CrossEntropy || blob.input_len() != episode::PIXELS {
         return Err(format!("{m}: the firmware needs a 28×28 classifier"));
     }
-    let body = split::body(&blob).map_err(|e| format!("{m}: {e}"))?;
-    let head = split::head(&blob).map_err(|e| format!("{m}: {e}"))?;
+    let (mut body, mut head) = (anole::Blob::empty(), anole::Blob::empty());
+    split::body_into(&blob, &mut body).map_err(|e| format!("{m}: {e}"))?;
+    split::head_into(&blob, &mut head).map_err(|e| format!("{m}: {e}"))?;
 
     let e = ep_path.display();
     let ep_bytes = fs::read(&ep_path).map_err(|err| {
@@ -122,9 +123,18 @@ fn run() -> Result<(), String> {
          /// Values per feature vector (the head's input).\n\
          pub const MAX_FEATURES: usize = {features};\n\
          /// Classes of the model.\n\
-         pub const MAX_WAYS: usize = {};\n",
+         pub const MAX_WAYS: usize = {};\n\
+         /// f32 of the head's parameters (kept aside between adapting and predicting).\n\
+         pub const HEAD_PARAMS: usize = {};\n\
+         /// f32 of RAM region A: the body's arena, or the head's while it adapts.\n\
+         pub const REGION_A: usize = {};\n\
+         /// f32 of RAM region B: the cached support features, or the adapted head's arena.\n\
+         pub const REGION_B: usize = {};\n",
         support * features,
-        blob.output_len()
+        blob.output_len(),
+        head.param_count(),
+        body_arena.max(head_arena),
+        (support * features).max(head_arena),
     );
     write("sizes.rs", sizes.as_bytes())
 }

@@ -358,6 +358,18 @@ impl<'a> Blob<'a> {
         Ok(blob)
     }
 
+    /// Validate `self.wire` as edited in place and fill in the typed layers, shapes, dtypes,
+    /// loss and optimizer, as [`Blob::validate`] does without moving a second copy of the blob
+    /// through the stack (a device assembling a sub-model of a blob in flash, for example).
+    /// On error the blob is left empty.
+    pub fn validate_in_place(&mut self) -> Result<()> {
+        let r = self.check();
+        if r.is_err() {
+            self.clear();
+        }
+        r
+    }
+
     /// Validate `self.wire` and fill in the typed layers, shapes, dtypes, loss and optimizer.
     fn check(&mut self) -> Result<()> {
         self.layers.clear();

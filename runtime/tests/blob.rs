@@ -678,3 +678,24 @@ fn every_truncation_and_byte_flip_is_refused() {
         3 * good.len()
     );
 }
+
+#[test]
+fn a_blob_edited_in_place_is_validated_again() {
+    let bytes = sine().encode();
+    let whole = Blob::parse(&bytes).unwrap();
+    // The first two layers as a model of their own, assembled in place.
+    let mut part = whole.clone();
+    part.wire.layers.truncate(2);
+    part.wire.tensors.truncate(2);
+    part.wire.adapt.trainable = 0b1;
+    part.wire.adapt.lr_scale.clear();
+    part.validate_in_place().unwrap();
+    assert_eq!(part.layers.len(), 2);
+    assert_eq!(part.output_len(), 64);
+    assert_eq!(part.param_count(), 128);
+    // A tensor list that no longer matches the layers is refused and leaves the blob empty.
+    let mut bad = whole.clone();
+    bad.wire.tensors.truncate(1);
+    assert!(bad.validate_in_place().is_err());
+    assert!(bad.layers.is_empty() && bad.wire.layers.is_empty());
+}

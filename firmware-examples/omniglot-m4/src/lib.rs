@@ -177,10 +177,6 @@ mod frame {
     use anole::{Blob, Learner, Mode, Options, Result, Samples};
 
     #[inline(never)]
-    pub fn parse(bytes: &[u8]) -> Result<Blob<'_>> {
-        Blob::parse(bytes)
-    }
-    #[inline(never)]
     pub fn load<'b, 'a>(
         blob: &'b Blob<'b>,
         arena: &'a mut [f32],
@@ -213,47 +209,76 @@ pub fn body_options() -> Options {
     }
 }
 
-/// Parse `bytes` and split the model into frozen body and head; the parsed whole is dropped
-/// when this frame returns (both parts borrow only the bytes), so it takes no stack later.
-#[inline(never)]
-pub fn split_model(bytes: &[u8]) -> Result<(Blob<'_>, Blob<'_>), AppError> {
-    let parsed = frame::parse(bytes);
-    let blob = match &parsed {
-        Ok(b) => b,
-        Err(e) => return Err(AppError::Blob(*e)),
-    };
-    let body = split::body(blob).map_err(AppError::Split)?;
-    let head = split::head(blob).map_err(AppError::Split)?;
-    Ok((body, head))
+/// The model's two parts, each a [`Blob`] borrowing the embedded bytes. A board keeps them in a
+/// static (two parsed blobs are a few KB that would otherwise sit on the stack).
+pub struct Parts<'a> {
+    /// The frozen body.
+    pub body: Blob<'a>,
+    /// The head.
+    pub head: Blob<'a>,
 }
 
-/// Run on the embedded [`BLOB`] and [`EPISODE`] with arenas of at least [`BODY_ARENA`],
-/// [`HEAD_ARENA`] and [`SUPPORT_FEATURES`] f32.
+impl Parts<'_> {
+    /// Two empty blobs, filled by [`split_model`].
+    pub const fn new() -> Self {
+        Parts {
+            body: Blob::empty(),
+            head: Blob::empty(),
+        }
+    }
+}
+
+impl Default for Parts<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Parse `bytes` and split the model into frozen body and head, written into `parts` in place;
+/// the parsed whole lives in this frame only and is gone when it returns.
+#[inline(never)]
+pub fn split_model<'a>(bytes: &'a [u8], parts: &mut Parts<'a>) -> Result<(), AppError> {
+    let mut whole = Blob::empty();
+    whole.parse_in_place(bytes).map_err(AppError::Blob)?;
+    split::body_into(&whole, &mut parts.body).map_err(AppError::Split)?;
+    split::head_into(&whole, &mut parts.head).map_err(AppError::Split)
+}
+
+/// Run on the embedded [`BLOB`] and [`EPISODE`] with `parts` to split the model into and
+/// three RAM regions of at least [`REGION_A`], [`REGION_B`] and [`HEAD_PARAMS`] f32. Region A
+/// holds the body's arena, then the head's while it adapts, then the body's again; region B
+/// the cached support features, then the adapted head's arena; the third region keeps the
+/// adapted head's parameters in between. So RAM is the largest of what is live at once, not
+/// the sum of the three arenas.
 pub fn run(
-    body_arena: &mut [f32],
-    head_arena: &mut [f32],
-    features: &mut [f32],
+    parts: &mut Parts<'static>,
+    region_a: &mut [f32],
+    region_b: &mut [f32],
+    saved_head: &mut [f32],
     clock: &mut impl Clock,
 ) -> Result<Report, AppError> {
     let episode = Episode::parse(EPISODE).map_err(AppError::Episode)?;
-    let parts = split_model(BLOB);
-    let (body, head) = match &parts {
-        Ok((body, head)) => (body, head),
-        Err(e) => return Err(*e),
-    };
+    split_model(BLOB, parts)?;
     adapt_and_classify(
-        body, head, &episode, body_arena, head_arena, features, clock,
+        &parts.body,
+        &parts.head,
+        &episode,
+        region_a,
+        region_b,
+        saved_head,
+        clock,
     )
 }
 
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn adapt_and_classify(
     body: &Blob<'_>,
     head: &Blob<'_>,
     episode: &Episode<'_>,
-    body_arena: &mut [f32],
-    head_arena: &mut [f32],
-    features: &mut [f32],
+    region_a: &mut [f32],
+    region_b: &mut [f32],
+    saved_head: &mut [f32],
     clock: &mut impl Clock,
 ) -> Result<Report, AppError> {
     let f = body.output_len();
@@ -263,60 +288,65 @@ fn adapt_and_classify(
             "the episode's images or classes do not fit the model",
         ));
     }
-    if features.len() < ns * f || ns > MAX_SUPPORT {
+    if region_b.len() < ns * f || ns > MAX_SUPPORT {
         return Err(AppError::Mismatch(
             "the support features do not fit their buffer",
         ));
     }
+    let hp = head.param_count();
+    if saved_head.len() < hp {
+        return Err(AppError::Mismatch(
+            "the head's parameters do not fit their buffer",
+        ));
+    }
     let mut x = [0.0f32; PIXELS];
 
-    // 1. The frozen body: features of every support image, once.
-    let mut loaded = frame::load(body, body_arena, body_options());
-    let body_learner = match &mut loaded {
-        Ok(l) => l,
-        Err(error) => {
-            return Err(AppError::Runtime {
-                doing: "loading the body",
-                error: *error,
-            })
+    // 1. The frozen body (region A): features of every support image, once (region B).
+    let (body_arena, feature_cost) = {
+        let mut loaded = frame::load(body, region_a, body_options());
+        let body_learner = rt("loading the body", loaded.as_mut().map_err(|e| *e))?;
+        let t0 = clock.now();
+        for (i, out) in region_b[..ns * f].chunks_exact_mut(f).enumerate() {
+            episode.support_input(i, &mut x);
+            rt("support features", frame::predict(body_learner, &x, out))?;
         }
+        (body_learner.plan().arena_len(), clock.now() - t0)
     };
-    let t0 = clock.now();
-    for (i, out) in features[..ns * f].chunks_exact_mut(f).enumerate() {
-        episode.support_input(i, &mut x);
-        rt("support features", frame::predict(body_learner, &x, out))?;
-    }
-    let feature_cost = clock.now() - t0;
 
-    // 2. The head adapts on the cached features.
+    // 2. The head adapts (region A, free again) on the cached features (region B); its
+    // adapted parameters are kept aside.
     let opts = Options::from_blob(head);
-    let mut hloaded = frame::load(head, head_arena, opts);
-    let head_learner = match &mut hloaded {
-        Ok(l) => l,
-        Err(error) => {
-            return Err(AppError::Runtime {
-                doing: "loading the head",
-                error: *error,
-            })
+    let (head_arena, adapted, adapt_cost) = {
+        let mut hloaded = frame::load(head, region_a, opts);
+        let head_learner = rt("loading the head", hloaded.as_mut().map_err(|e| *e))?;
+        let mut labels = [0.0f32; MAX_SUPPORT];
+        for (l, &s) in labels.iter_mut().zip(episode.support_labels) {
+            *l = f32::from(s);
         }
+        let support = rt(
+            "support set",
+            SliceSamples::new(&region_b[..ns * f], &labels[..ns], f, 1),
+        )?;
+        let t0 = clock.now();
+        let adapted = rt(
+            "adapting the head",
+            frame::adapt(head_learner, &support, head.settings().steps),
+        )?;
+        let cost = clock.now() - t0;
+        saved_head[..hp].copy_from_slice(head_learner.params());
+        (head_learner.plan().arena_len(), adapted, cost)
     };
-    let mut labels = [0.0f32; MAX_SUPPORT];
-    for (l, &s) in labels.iter_mut().zip(episode.support_labels) {
-        *l = f32::from(s);
-    }
-    let support = rt(
-        "support set",
-        SliceSamples::new(&features[..ns * f], &labels[..ns], f, 1),
-    )?;
-    let steps = head.settings().steps;
-    let t0 = clock.now();
-    let adapted = rt(
-        "adapting the head",
-        frame::adapt(head_learner, &support, steps),
-    )?;
-    let adapt_cost = clock.now() - t0;
 
-    // 3. Each query on its own: body, then the adapted head.
+    // 3. Each query on its own: the body (region A), then the adapted head (region B: the
+    // support features are no longer needed).
+    let mut loaded = frame::load(body, region_a, body_options());
+    let body_learner = rt("loading the body", loaded.as_mut().map_err(|e| *e))?;
+    let mut hloaded = frame::load(head, region_b, opts);
+    let head_learner = rt("loading the head", hloaded.as_mut().map_err(|e| *e))?;
+    rt(
+        "restoring the adapted head",
+        head_learner.set_params(&saved_head[..hp]),
+    )?;
     let (mut correct, mut host_agree, mut predict_cost) = (0, 0, 0);
     let mut feat = [0.0f32; MAX_FEATURES];
     let mut logits = [0.0f32; MAX_WAYS];
@@ -339,8 +369,8 @@ fn adapt_and_classify(
         meta_iterations: head.provenance().meta_iterations,
         params: body.param_count() + head.param_count(),
         head_params: head.param_count(),
-        body_arena: body_learner.plan().arena_len(),
-        head_arena: head_learner.plan().arena_len(),
+        body_arena,
+        head_arena,
         features: f,
         ways: episode.ways,
         shots: episode.shots,
@@ -379,11 +409,12 @@ mod tests {
     #[test]
     fn the_episode_is_classified_above_chance_as_the_trainer_does() {
         let (mut b, mut h, mut f) = (
-            vec![0.0; BODY_ARENA],
-            vec![0.0; HEAD_ARENA],
-            vec![0.0; SUPPORT_FEATURES],
+            vec![0.0; REGION_A],
+            vec![0.0; REGION_B],
+            vec![0.0; HEAD_PARAMS],
         );
-        let r = run(&mut b, &mut h, &mut f, &mut Calls(0)).unwrap();
+        let mut parts = Parts::new();
+        let r = run(&mut parts, &mut b, &mut h, &mut f, &mut Calls(0)).unwrap();
         assert!(r.above_chance(), "{r}");
         assert_eq!(r.host_agree, r.queries, "{r}");
         assert_eq!((r.ways, r.shots, r.queries), (5, 5, 75));
@@ -394,7 +425,9 @@ mod tests {
     #[test]
     fn the_split_keeps_every_tensor_and_only_the_head_adapts() {
         let blob = Blob::parse(BLOB).unwrap();
-        let (body, head) = split_model(BLOB).unwrap();
+        let mut parts = Parts::new();
+        split_model(BLOB, &mut parts).unwrap();
+        let (body, head) = (&parts.body, &parts.head);
         assert_eq!(body.param_count() + head.param_count(), blob.param_count());
         assert_eq!(body.output_len(), head.input_len());
         assert_eq!(head.output_len(), blob.output_len());
@@ -411,12 +444,12 @@ mod tests {
     #[test]
     fn a_small_arena_is_refused() {
         let (mut b, mut h, mut f) = (
-            vec![0.0; BODY_ARENA],
             vec![0.0; HEAD_ARENA - 1],
-            vec![0.0; SUPPORT_FEATURES],
+            vec![0.0; REGION_B],
+            vec![0.0; HEAD_PARAMS],
         );
         assert!(matches!(
-            run(&mut b, &mut h, &mut f, &mut Calls(0)),
+            run(&mut Parts::new(), &mut b, &mut h, &mut f, &mut Calls(0)),
             Err(AppError::Runtime {
                 error: anole::Error::ArenaTooSmall { .. },
                 ..

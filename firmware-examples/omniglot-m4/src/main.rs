@@ -14,7 +14,7 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod board {
-    use anole_omniglot_m4::{BODY_ARENA, HEAD_ARENA, SUPPORT_FEATURES};
+    use anole_omniglot_m4::{Parts, HEAD_PARAMS, REGION_A, REGION_B};
     use app_sine::cortex_m_probe::{on_systick, stack_usage, SysTickClock};
     use app_sine::Clock;
     use cortex_m_rt::{entry, exception, ExceptionFrame};
@@ -68,19 +68,22 @@ mod board {
     #[entry]
     fn main() -> ! {
         // cortex-m-rt turns these into `&'static mut` that only `main` can reach.
-        static mut BODY: [f32; BODY_ARENA] = [0.0; BODY_ARENA];
-        static mut HEAD: [f32; HEAD_ARENA] = [0.0; HEAD_ARENA];
-        static mut FEATURES: [f32; SUPPORT_FEATURES] = [0.0; SUPPORT_FEATURES];
+        static mut REGION_A_RAM: [f32; REGION_A] = [0.0; REGION_A];
+        static mut REGION_B_RAM: [f32; REGION_B] = [0.0; REGION_B];
+        static mut SAVED_HEAD: [f32; HEAD_PARAMS] = [0.0; HEAD_PARAMS];
+        static mut PARTS: Parts<'static> = Parts::new();
 
         let Some(cp) = cortex_m::Peripherals::take() else {
             fail(format_args!("core peripherals already taken"));
         };
         let mut clock = Instructions(SysTickClock::start(cp.SYST, 1, "ticks"));
         hprintln!("anole Omniglot on {}", MACHINE);
-        let report = match anole_omniglot_m4::run(BODY, HEAD, FEATURES, &mut clock) {
-            Ok(r) => r,
-            Err(e) => fail(format_args!("{e}")),
-        };
+        let report =
+            match anole_omniglot_m4::run(PARTS, REGION_A_RAM, REGION_B_RAM, SAVED_HEAD, &mut clock)
+            {
+                Ok(r) => r,
+                Err(e) => fail(format_args!("{e}")),
+            };
         hprintln!("{}", report);
         let stack = stack_usage();
         let (ram, flash) = static_sizes();

@@ -8,7 +8,7 @@
 //! whole model with only the head trainable, as the trainer's `anole eval --adapt head`
 //! (`HeadSplit` there, which writes the same two blobs as f32 files on the workstation).
 
-use anole::blob::{AdaptSettings, RawLayer, RawTensor, Wire, MAX_INPUT_RANK, MAX_LAYERS};
+use anole::blob::MAX_INPUT_RANK;
 use anole::{Blob, Error, LossKind, Shape};
 use heapless::Vec as HVec;
 
@@ -54,92 +54,91 @@ pub fn head_layer(blob: &Blob<'_>) -> Result<usize, SplitError> {
     Ok(h)
 }
 
-fn dims(s: Shape) -> HVec<u32, MAX_INPUT_RANK> {
-    let mut v = HVec::new();
+fn dims(s: Shape, out: &mut HVec<u32, MAX_INPUT_RANK>) {
+    out.clear();
     // Both arms push at most MAX_INPUT_RANK (3) values: the pushes cannot fail.
     match s {
         Shape::Flat(n) => {
-            let _ = v.push(n as u32);
+            let _ = out.push(n as u32);
         }
         Shape::Chw(c, h, w) => {
             for d in [c, h, w] {
-                let _ = v.push(d as u32);
+                let _ = out.push(d as u32);
             }
         }
     }
-    v
 }
 
-fn layers(raw: &[RawLayer]) -> HVec<RawLayer, MAX_LAYERS> {
-    raw.iter().cloned().collect()
+/// Makes `out.wire` a copy of `src`'s header and provenance, with `src`'s layers `layers` and
+/// tensors `tensors` (borrowed), edited in place: no second blob goes through the stack.
+fn assemble<'a>(
+    src: &Blob<'a>,
+    out: &mut Blob<'a>,
+    layers: core::ops::Range<usize>,
+    tensors: core::ops::Range<usize>,
+) {
+    let (w, o) = (&src.wire, &mut out.wire);
+    o.magic = w.magic;
+    o.version = w.version;
+    o.layers.clear();
+    // At most as many layers and tensors as the source holds: the pushes cannot fail.
+    for l in &w.layers[layers] {
+        let _ = o.layers.push(l.clone());
+    }
+    o.tensors.clear();
+    for t in &w.tensors[tensors] {
+        let _ = o.tensors.push(*t);
+    }
+    o.provenance = w.provenance;
 }
 
-fn tensors<'a>(raw: &[RawTensor<'a>]) -> HVec<RawTensor<'a>, { anole::blob::MAX_TENSORS }> {
-    raw.iter().copied().collect()
-}
-
-/// The frozen body of `blob`: its input, layers `..head`, their tensors (borrowed); nothing
-/// adapts, one sample per pass.
+/// Writes the frozen body of `blob` into `out`: its input, layers `..head`, their tensors
+/// (borrowed); nothing adapts, one sample per pass.
 #[inline(never)]
-pub fn body<'a>(blob: &Blob<'a>) -> Result<Blob<'a>, SplitError> {
+pub fn body_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<(), SplitError> {
     let h = head_layer(blob)?;
-    let w = &blob.wire;
     let t: usize = blob.layers[..h].iter().map(|l| l.tensor_count()).sum();
-    let wire = Wire {
-        magic: w.magic,
-        version: w.version,
-        input_shape: w.input_shape.clone(),
-        layers: layers(&w.layers[..h]),
-        tensors: tensors(&w.tensors[..t]),
-        adapt: AdaptSettings {
-            loss: LossKind::Mse as u8,
-            optimizer: w.adapt.optimizer,
-            lr: 0.0,
-            steps: 0,
-            batch: 1,
-            trainable: 0,
-            lr_scale: HVec::new(),
-        },
-        provenance: w.provenance,
-    };
-    Blob::validate(wire).map_err(|error| SplitError::Part {
+    assemble(blob, out, 0..h, 0..t);
+    let (w, a) = (&blob.wire, &mut out.wire.adapt);
+    out.wire.input_shape.clone_from(&w.input_shape);
+    a.loss = LossKind::Mse as u8;
+    a.optimizer = w.adapt.optimizer;
+    a.lr = 0.0;
+    a.steps = 0;
+    a.batch = 1;
+    a.trainable = 0;
+    a.lr_scale.clear();
+    out.validate_in_place().map_err(|error| SplitError::Part {
         part: "body",
         error,
     })
 }
 
-/// The head of `blob`: input = the body's output (the features), layers `head..`, their
-/// tensors (borrowed); the source's loss, optimizer, learning rate, steps, batch and learning
-/// rate scales, every layer adapting.
+/// Writes the head of `blob` into `out`: input = the body's output (the features), layers
+/// `head..`, their tensors (borrowed); the source's loss, optimizer, learning rate, steps,
+/// batch and learning rate scales, every layer adapting.
 #[inline(never)]
-pub fn head<'a>(blob: &Blob<'a>) -> Result<Blob<'a>, SplitError> {
+pub fn head_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<(), SplitError> {
     let h = head_layer(blob)?;
-    let w = &blob.wire;
     let n = blob.layers.len();
     let t: usize = blob.layers[..h].iter().map(|l| l.tensor_count()).sum();
-    let lr_scale = if w.adapt.lr_scale.is_empty() {
-        HVec::new()
-    } else {
-        w.adapt.lr_scale[t..].iter().copied().collect()
-    };
-    let wire = Wire {
-        magic: w.magic,
-        version: w.version,
-        input_shape: dims(blob.shapes[h]),
-        layers: layers(&w.layers[h..]),
-        tensors: tensors(&w.tensors[t..]),
-        adapt: AdaptSettings {
-            loss: w.adapt.loss,
-            optimizer: w.adapt.optimizer,
-            lr: w.adapt.lr,
-            steps: w.adapt.steps,
-            batch: w.adapt.batch,
-            trainable: (1u32 << (n - h)) - 1,
-            lr_scale,
-        },
-        provenance: w.provenance,
-    };
-    Blob::validate(wire).map_err(|error| SplitError::Part {
+    assemble(blob, out, h..n, t..blob.wire.tensors.len());
+    dims(blob.shapes[h], &mut out.wire.input_shape);
+    let (w, a) = (&blob.wire.adapt, &mut out.wire.adapt);
+    a.loss = w.loss;
+    a.optimizer = w.optimizer;
+    a.lr = w.lr;
+    a.steps = w.steps;
+    a.batch = w.batch;
+    a.trainable = (1u32 << (n - h)) - 1;
+    a.lr_scale.clear();
+    if !w.lr_scale.is_empty() {
+        // A tail of the source's scales: never more than it holds.
+        for &x in &w.lr_scale[t..] {
+            let _ = a.lr_scale.push(x);
+        }
+    }
+    out.validate_in_place().map_err(|error| SplitError::Part {
         part: "head",
         error,
     })
