@@ -52,35 +52,7 @@ pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32],
     if super::conv_gemm::worthwhile(g) {
         return super::conv_gemm::forward(g, wt, bias, x, y, n);
     }
-    let k = g.win.kernel;
-    let (s, p) = (g.win.stride, g.win.padding);
-    for (xs, ys) in x
-        .chunks_exact(g.in_len())
-        .zip(y.chunks_exact_mut(g.out_len()))
-        .take(n)
-    {
-        for (co, yc) in ys.chunks_exact_mut(g.oh * g.ow).enumerate() {
-            yc.fill(bias[co]);
-            for ci in 0..g.cin {
-                let xc = &xs[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                for ky in 0..k {
-                    let (oy0, oy1) = g.valid(g.h, g.oh, ky);
-                    for kx in 0..k {
-                        let wv = wt[((co * g.cin + ci) * k + ky) * k + kx];
-                        let (ox0, ox1) = g.valid(g.w, g.ow, kx);
-                        for oy in oy0..oy1 {
-                            let iy = oy * s + ky - p;
-                            let yrow = &mut yc[oy * g.ow..(oy + 1) * g.ow];
-                            let xrow = &xc[iy * g.w..(iy + 1) * g.w];
-                            for ox in ox0..ox1 {
-                                yrow[ox] += wv * xrow[ox * s + kx - p];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    forward_from(g, |i| wt[i], |co| bias[co], x, y, n);
 }
 
 /// Backward for `n` samples given `gy = dL/dy`: writes weight and bias gradients when given,
@@ -134,39 +106,13 @@ pub fn backward(
         }
     }
     if let Some(gx) = gx {
-        for (gxs, gs) in gx
-            .chunks_exact_mut(g.in_len())
-            .zip(gy.chunks_exact(g.out_len()))
-            .take(n)
-        {
-            gxs.fill(0.0);
-            for (co, gc) in gs.chunks_exact(plane).enumerate() {
-                for ci in 0..g.cin {
-                    let gxc = &mut gxs[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                    for ky in 0..k {
-                        let (oy0, oy1) = g.valid(g.h, g.oh, ky);
-                        for kx in 0..k {
-                            let wv = wt[((co * g.cin + ci) * k + ky) * k + kx];
-                            let (ox0, ox1) = g.valid(g.w, g.ow, kx);
-                            for oy in oy0..oy1 {
-                                let iy = oy * s + ky - p;
-                                let grow = &gc[oy * g.ow..(oy + 1) * g.ow];
-                                let gxrow = &mut gxc[iy * g.w..(iy + 1) * g.w];
-                                for ox in ox0..ox1 {
-                                    gxrow[ox * s + kx - p] += wv * grow[ox];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        input_grad_from(g, |i| wt[i], gy, gx, n);
     }
 }
 
 /// The direct [`forward`] with weight `i` and bias `co` read through `wt(i)` and `bias(co)`:
 /// a frozen layer's tensors decoded in place from the blob (flash), each weight once per
-/// sample and output channel. Without the `gemm` feature the same arithmetic as [`forward`].
+/// sample and output channel. [`forward`]'s direct path (every device build) is this kernel.
 pub fn forward_from(
     g: &Geometry,
     wt: impl Fn(usize) -> f32,
@@ -207,7 +153,8 @@ pub fn forward_from(
 }
 
 /// The direct input gradient of [`backward`] (`gx = dL/dx`, written) with weight `i` read
-/// through `wt(i)`: a frozen layer in flash behind an adapting one.
+/// through `wt(i)`: a frozen layer in flash behind an adapting one, and [`backward`]'s own
+/// direct path.
 pub fn input_grad_from(
     g: &Geometry,
     wt: impl Fn(usize) -> f32,

@@ -61,14 +61,26 @@ pub fn forward_stored(
 ) {
     for b in 0..n {
         for ch in 0..c {
-            let inv = 1.0 / libm::sqrtf(var[ch] + eps);
-            let (scale, shift) = (gamma[ch] * inv, beta[ch] - gamma[ch] * inv * mean[ch]);
+            let (scale, shift) = stored_affine(eps, gamma, beta, mean, var, ch);
             let r = (b * c + ch) * s..(b * c + ch + 1) * s;
             for (yv, xv) in y[r.clone()].iter_mut().zip(&x[r]) {
                 *yv = xv * scale + shift;
             }
         }
     }
+}
+
+/// Channel `ch`'s normalisation with stored statistics as `x · scale + shift`.
+fn stored_affine(
+    eps: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    ch: usize,
+) -> (f32, f32) {
+    let inv = 1.0 / libm::sqrtf(var[ch] + eps);
+    (gamma[ch] * inv, beta[ch] - gamma[ch] * inv * mean[ch])
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -201,8 +213,7 @@ pub fn forward_stored_in_place(
 ) {
     for b in 0..n {
         for ch in 0..c {
-            let inv = 1.0 / libm::sqrtf(var[ch] + eps);
-            let (scale, shift) = (gamma[ch] * inv, beta[ch] - gamma[ch] * inv * mean[ch]);
+            let (scale, shift) = stored_affine(eps, gamma, beta, mean, var, ch);
             for v in &mut xy[(b * c + ch) * s..(b * c + ch + 1) * s] {
                 *v = *v * scale + shift;
             }
