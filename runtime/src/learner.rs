@@ -588,20 +588,12 @@ impl<'b, 'a> Learner<'b, 'a> {
         let scales = &self.blob.settings().lr_scale;
         let bias2 = 1.0 - libm::powf(ADAM_BETA2, step as f32);
         let r = split(&self.plan, self.arena);
+        // Every new value is checked before any is written, so a failed step loses nothing.
         let finite = trained_tensors(&self.plan, self.blob, scales, lr).all(|t| {
             let (p, g) = (&r.params[t.params..][..t.len], &r.grads[t.grads..][..t.len]);
             match optimizer {
-                Optimizer::Sgd => p
-                    .iter()
-                    .zip(g)
-                    .fold(true, |ok, (&p, &g)| ok & (p - t.lr * g).is_finite()),
-                Optimizer::AdamB1Zero => p
-                    .iter()
-                    .zip(g)
-                    .zip(&r.opt[t.grads..][..t.len])
-                    .fold(true, |ok, ((&p, &g), &v)| {
-                        ok & adam(p, g, v, t.lr, bias2).0.is_finite()
-                    }),
+                Optimizer::Sgd => sgd_finite(p, g, t.lr),
+                Optimizer::AdamB1Zero => adam_finite(p, g, &r.opt[t.grads..][..t.len], t.lr, bias2),
             }
         });
         if !finite {
@@ -611,15 +603,9 @@ impl<'b, 'a> Learner<'b, 'a> {
             let p = &mut r.params[t.params..][..t.len];
             let g = &r.grads[t.grads..][..t.len];
             match optimizer {
-                Optimizer::Sgd => {
-                    for (p, &g) in p.iter_mut().zip(g) {
-                        *p -= t.lr * g;
-                    }
-                }
+                Optimizer::Sgd => sgd_apply(p, g, t.lr),
                 Optimizer::AdamB1Zero => {
-                    for ((p, &g), v) in p.iter_mut().zip(g).zip(&mut r.opt[t.grads..][..t.len]) {
-                        (*p, *v) = adam(*p, g, *v, t.lr, bias2);
-                    }
+                    adam_apply(p, g, &mut r.opt[t.grads..][..t.len], t.lr, bias2)
                 }
             }
         }
@@ -1010,10 +996,92 @@ fn node_tensors<'p>(
 }
 
 /// Adam with beta1 = 0: new parameter and second-moment estimate.
-#[inline]
+#[inline(always)]
 fn adam(p: f32, g: f32, v: f32, lr: f32, bias2: f32) -> (f32, f32) {
     let v = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * g * g;
-    (p - lr * g / (libm::sqrtf(v / bias2) + ADAM_EPS), v)
+    (p - lr * g / (sqrt(v / bias2) + ADAM_EPS), v)
+}
+
+/// Square root, correctly rounded either way: the instruction on hosts (so loops over it
+/// vectorize), `libm` on devices.
+#[inline(always)]
+fn sqrt(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    return x.sqrt();
+    #[cfg(not(feature = "std"))]
+    return libm::sqrtf(x);
+}
+
+/// Lanes of the finiteness checks: each lane's `z` stays 0 while every value it sees is
+/// finite and becomes NaN otherwise (a multiply-add per value, no branch), so the check
+/// vectorizes.
+const CHECK_LANES: usize = 8;
+
+/// True when `f(p, g, v)` is finite for every element of the three slices (the shortest
+/// length; pass `g` again as `v` when there is no third).
+#[inline(always)]
+fn all_finite(p: &[f32], g: &[f32], v: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> bool {
+    const L: usize = CHECK_LANES;
+    let mut z = [0.0f32; L];
+    let (mut pc, mut gc, mut vc) = (p.chunks_exact(L), g.chunks_exact(L), v.chunks_exact(L));
+    for ((pc, gc), vc) in (&mut pc).zip(&mut gc).zip(&mut vc) {
+        for k in 0..L {
+            z[k] += f(pc[k], gc[k], vc[k]) * 0.0;
+        }
+    }
+    for ((&p, &g), &v) in pc
+        .remainder()
+        .iter()
+        .zip(gc.remainder())
+        .zip(vc.remainder())
+    {
+        z[0] += f(p, g, v) * 0.0;
+    }
+    z.iter().all(|&v| v == 0.0)
+}
+
+crate::simd::host_simd! {
+    /// Whether every parameter SGD would write (`p - lr·g`) is finite.
+    fn sgd_finite(p: &[f32], g: &[f32], lr: f32) -> bool => sgd_finite_kernel
+}
+
+#[inline(always)]
+fn sgd_finite_kernel(p: &[f32], g: &[f32], lr: f32) -> bool {
+    all_finite(p, g, g, |p, g, _| p - lr * g)
+}
+
+crate::simd::host_simd! {
+    /// `p -= lr·g`.
+    fn sgd_apply(p: &mut [f32], g: &[f32], lr: f32) => sgd_apply_kernel
+}
+
+#[inline(always)]
+fn sgd_apply_kernel(p: &mut [f32], g: &[f32], lr: f32) {
+    for (p, &g) in p.iter_mut().zip(g) {
+        *p -= lr * g;
+    }
+}
+
+crate::simd::host_simd! {
+    /// Whether every parameter Adam would write is finite.
+    fn adam_finite(p: &[f32], g: &[f32], v: &[f32], lr: f32, bias2: f32) -> bool => adam_finite_kernel
+}
+
+#[inline(always)]
+fn adam_finite_kernel(p: &[f32], g: &[f32], v: &[f32], lr: f32, bias2: f32) -> bool {
+    all_finite(p, g, v, |p, g, v| adam(p, g, v, lr, bias2).0)
+}
+
+crate::simd::host_simd! {
+    /// One Adam (β1 = 0) step over a tensor: parameters `p` and second moments `v`.
+    fn adam_apply(p: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, bias2: f32) => adam_apply_kernel
+}
+
+#[inline(always)]
+fn adam_apply_kernel(p: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, bias2: f32) {
+    for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {
+        (*p, *v) = adam(*p, g, *v, lr, bias2);
+    }
 }
 
 /// The arena's regions, as laid out by `plan`.

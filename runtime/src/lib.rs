@@ -27,7 +27,11 @@
 //! (`let mut blob = Blob::empty(); blob.parse_in_place(BLOB)?`). See [`plan::Mode`].
 #![no_std]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// The one `unsafe` is in `simd::host_simd` (host builds only), with its proof of soundness.
+#![deny(unsafe_code)]
+
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod blob;
 pub mod buffer;
@@ -40,6 +44,7 @@ pub mod persist;
 pub mod plan;
 #[cfg(feature = "sign")]
 pub mod sign;
+mod simd;
 
 pub use blob::{Blob, DType, LossKind, Optimizer};
 pub use buffer::{SampleBuffer, Samples, SliceSamples};

@@ -10,8 +10,13 @@ pub fn relu(x: &mut [f32]) {
     }
 }
 
-/// `x = tanh(x)`, element by element with [`tanh`].
-pub fn tanh_in_place(x: &mut [f32]) {
+crate::simd::host_simd! {
+    /// `x = tanh(x)`, element by element with [`tanh`].
+    pub fn tanh_in_place(x: &mut [f32]) => tanh_slice
+}
+
+#[inline(always)]
+fn tanh_slice(x: &mut [f32]) {
     for v in x {
         *v = tanh(*v);
     }
@@ -58,6 +63,17 @@ pub fn tanh(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    /// The dispatched slice kernel (AVX2 on x86-64 hosts that have it) gives the scalar bits.
+    #[test]
+    fn tanh_in_place_matches_scalar_bit_for_bit() {
+        let xs: [f32; 203] = core::array::from_fn(|i| (i as f32 - 101.0) * 0.173);
+        let mut ys = xs;
+        super::tanh_in_place(&mut ys);
+        for (x, y) in xs.iter().zip(&ys) {
+            assert_eq!(y.to_bits(), super::tanh(*x).to_bits(), "{x}");
+        }
+    }
+
     #[test]
     fn tanh_matches_f64() {
         let mut worst_abs = 0.0f64;

@@ -10,7 +10,8 @@ extern crate std;
 use super::conv2d::Geometry;
 use core::cell::RefCell;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use std::vec;
 use std::vec::Vec;
 
 std::thread_local! {
@@ -42,41 +43,65 @@ fn rows(g: &Geometry) -> usize {
     g.cin * g.win.kernel * g.win.kernel
 }
 
+/// A sample's channel plane with its padding made explicit: the input copied into a zeroed
+/// `ph × pw` plane at offset (padding, padding), so every window reads inside it.
+struct Padded {
+    ph: usize,
+    pw: usize,
+    /// Offset in the padded plane of the window origin of each output position (row-major).
+    origin: Vec<usize>,
+}
+
+impl Padded {
+    fn new(g: &Geometry) -> Padded {
+        let (k, st) = (g.win.kernel, g.win.stride);
+        // Rows (columns) 0..(o-1)·stride + kernel of the padded plane are read; the input
+        // itself ends at padding + h (w).
+        let ph = ((g.oh - 1) * st + k).max(g.win.padding + g.h);
+        let pw = ((g.ow - 1) * st + k).max(g.win.padding + g.w);
+        let mut origin = Vec::with_capacity(g.oh * g.ow);
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                origin.push(oy * st * pw + ox * st);
+            }
+        }
+        Padded { ph, pw, origin }
+    }
+    fn len(&self) -> usize {
+        self.ph * self.pw
+    }
+}
+
 /// Fills `cols` (`rows × n·P`, row-major, P = oh·ow) with the input patches of `n` samples:
 /// column `s·P + oy·ow + ox` holds the window under output position (oy, ox) of sample `s`,
 /// zero where it overlaps the padding.
-fn im2col(g: &Geometry, x: &[f32], n: usize, cols: &mut [f32]) {
+fn im2col(
+    g: &Geometry,
+    pad: &Padded,
+    plane_buf: &mut [f32],
+    x: &[f32],
+    n: usize,
+    cols: &mut [f32],
+) {
     let k = g.win.kernel;
-    let (st, p) = (g.win.stride, g.win.padding);
+    let p = g.win.padding;
     let plane = g.oh * g.ow;
-    let in_len = g.cin * g.h * g.w;
+    let hw = g.h * g.w;
     let width = n * plane;
-    for ci in 0..g.cin {
-        for ky in 0..k {
-            let (oy0, oy1) = g.valid(g.h, g.oh, ky);
-            for kx in 0..k {
-                let (ox0, ox1) = g.valid(g.w, g.ow, kx);
-                let r = (ci * k + ky) * k + kx;
-                let row = &mut cols[r * width..(r + 1) * width];
-                for (s, dst) in row.chunks_exact_mut(plane).enumerate() {
-                    if ox0 == ox1 {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let xc = &x[s * in_len + ci * g.h * g.w..][..g.h * g.w];
-                    dst[..oy0 * g.ow].fill(0.0);
-                    dst[oy1 * g.ow..].fill(0.0);
-                    for oy in oy0..oy1 {
-                        let iy = oy * st + ky - p;
-                        let drow = &mut dst[oy * g.ow..(oy + 1) * g.ow];
-                        drow[..ox0].fill(0.0);
-                        drow[ox1..].fill(0.0);
-                        let xs = xc[iy * g.w + ox0 * st + kx - p..(iy + 1) * g.w]
-                            .iter()
-                            .step_by(st);
-                        for (d, &v) in drow[ox0..ox1].iter_mut().zip(xs) {
-                            *d = v;
-                        }
+    plane_buf.fill(0.0);
+    for (s, xs) in x.chunks_exact(g.cin * hw).take(n).enumerate() {
+        for (ci, xc) in xs.chunks_exact(hw).enumerate() {
+            // The padding border stays zero: only the interior is rewritten.
+            for (iy, row) in xc.chunks_exact(g.w).enumerate() {
+                plane_buf[(iy + p) * pad.pw + p..][..g.w].copy_from_slice(row);
+            }
+            for ky in 0..k {
+                for kx in 0..k {
+                    let r = (ci * k + ky) * k + kx;
+                    let src = &plane_buf[ky * pad.pw + kx..];
+                    let dst = &mut cols[r * width + s * plane..][..plane];
+                    for (d, &o) in dst.iter_mut().zip(&pad.origin) {
+                        *d = src[o];
                     }
                 }
             }
@@ -84,40 +109,103 @@ fn im2col(g: &Geometry, x: &[f32], n: usize, cols: &mut [f32]) {
     }
 }
 
-/// Adds the patch-matrix gradient `cols` back onto the input gradient `gx` (the transpose of
-/// [`im2col`]).
-fn col2im(g: &Geometry, cols: &[f32], n: usize, gx: &mut [f32]) {
+/// Writes into the input gradient `gx` the patch-matrix gradient `cols` summed back onto the
+/// input positions (the transpose of [`im2col`]); contributions to one position are added in
+/// kernel order (row, then column), from 0.
+fn col2im(
+    g: &Geometry,
+    pad: &Padded,
+    plane_buf: &mut [f32],
+    cols: &[f32],
+    n: usize,
+    gx: &mut [f32],
+) {
     let k = g.win.kernel;
-    let (st, p) = (g.win.stride, g.win.padding);
+    let p = g.win.padding;
     let plane = g.oh * g.ow;
-    let in_len = g.cin * g.h * g.w;
+    let hw = g.h * g.w;
     let width = n * plane;
-    gx[..n * in_len].fill(0.0);
-    for ci in 0..g.cin {
-        for ky in 0..k {
-            let (oy0, oy1) = g.valid(g.h, g.oh, ky);
-            for kx in 0..k {
-                let (ox0, ox1) = g.valid(g.w, g.ow, kx);
-                let r = (ci * k + ky) * k + kx;
-                let row = &cols[r * width..(r + 1) * width];
-                for (s, src) in row.chunks_exact(plane).enumerate() {
-                    if ox0 == ox1 {
-                        continue;
-                    }
-                    let gc = &mut gx[s * in_len + ci * g.h * g.w..][..g.h * g.w];
-                    for oy in oy0..oy1 {
-                        let iy = oy * st + ky - p;
-                        let grow = gc[iy * g.w + ox0 * st + kx - p..(iy + 1) * g.w]
-                            .iter_mut()
-                            .step_by(st);
-                        for (d, &v) in grow.zip(&src[oy * g.ow + ox0..oy * g.ow + ox1]) {
-                            *d += v;
-                        }
+    for (s, gs) in gx.chunks_exact_mut(g.cin * hw).take(n).enumerate() {
+        for (ci, gc) in gs.chunks_exact_mut(hw).enumerate() {
+            plane_buf.fill(0.0);
+            for ky in 0..k {
+                for kx in 0..k {
+                    let r = (ci * k + ky) * k + kx;
+                    let src = &cols[r * width + s * plane..][..plane];
+                    let dst = &mut plane_buf[ky * pad.pw + kx..];
+                    for (&v, &o) in src.iter().zip(&pad.origin) {
+                        dst[o] += v;
                     }
                 }
             }
+            for (iy, row) in gc.chunks_exact_mut(g.w).enumerate() {
+                row.copy_from_slice(&plane_buf[(iy + p) * pad.pw + p..][..g.w]);
+            }
         }
     }
+}
+
+/// Convolutions with at least this many input channels run as one matrix product per kernel
+/// offset over a `cin × n·P` gather that stays in cache, instead of one product over the whole
+/// (`kernel²` times larger) im2col matrix, whose writes and reads go to memory.
+const PER_OFFSET_MIN_CIN: usize = 8;
+
+/// Copies each of the `n × cin` input planes into its zero-padded plane in `planes`.
+fn pad_planes(g: &Geometry, pad: &Padded, x: &[f32], n: usize, planes: &mut [f32]) {
+    let p = g.win.padding;
+    planes.fill(0.0);
+    for (xc, pc) in x
+        .chunks_exact(g.h * g.w)
+        .take(n * g.cin)
+        .zip(planes.chunks_exact_mut(pad.len()))
+    {
+        for (iy, row) in xc.chunks_exact(g.w).enumerate() {
+            pc[(iy + p) * pad.pw + p..][..g.w].copy_from_slice(row);
+        }
+    }
+}
+
+/// `xk` (`cin × n·P`): for kernel offset `off` (= ky·pw + kx in the padded plane), the input
+/// value under each output position, for every channel and sample.
+fn gather(g: &Geometry, pad: &Padded, planes: &[f32], n: usize, off: usize, xk: &mut [f32]) {
+    let plane = g.oh * g.ow;
+    let width = n * plane;
+    for (i, pc) in planes.chunks_exact(pad.len()).take(n * g.cin).enumerate() {
+        let (s, ci) = (i / g.cin, i % g.cin);
+        let src = &pc[off..];
+        let dst = &mut xk[ci * width + s * plane..][..plane];
+        for (d, &o) in dst.iter_mut().zip(&pad.origin) {
+            *d = src[o];
+        }
+    }
+}
+
+/// The transpose of [`gather`]: adds `xk` onto the padded planes at kernel offset `off`.
+fn scatter_add(g: &Geometry, pad: &Padded, xk: &[f32], n: usize, off: usize, planes: &mut [f32]) {
+    let plane = g.oh * g.ow;
+    let width = n * plane;
+    for (i, pc) in planes
+        .chunks_exact_mut(pad.len())
+        .take(n * g.cin)
+        .enumerate()
+    {
+        let (s, ci) = (i / g.cin, i % g.cin);
+        let dst = &mut pc[off..];
+        let src = &xk[ci * width + s * plane..][..plane];
+        for (&v, &o) in src.iter().zip(&pad.origin) {
+            dst[o] += v;
+        }
+    }
+}
+
+/// The `cout × cin` weights of kernel offset (ky, kx), viewed in place in `[cout, cin, k, k]`.
+fn offset_weights<'w>(g: &Geometry, wt: &'w [f32], ky: usize, kx: usize) -> ArrayView2<'w, f32> {
+    let k = g.win.kernel;
+    ArrayView2::from_shape(
+        (g.cout, g.cin).strides((g.cin * k * k, k * k)),
+        &wt[ky * k + kx..],
+    )
+    .expect("weights sized for their shape")
 }
 
 /// Views `data` as a row-major `r × c` matrix. The callers pass slices they sized exactly,
@@ -130,14 +218,35 @@ fn view_mut(data: &mut [f32], r: usize, c: usize) -> ArrayViewMut2<'_, f32> {
     ArrayViewMut2::from_shape((r, c), &mut data[..r * c]).expect("slice sized for its matrix shape")
 }
 
-/// Forward for `n` samples, same contract as [`super::conv2d::forward`].
+/// Forward for `n` samples, same contract as [`super::conv2d::forward`]. The batch is split
+/// in two halves handed to `rayon::join`, so a thread left idle by the meta-batch (5 tasks on
+/// 2 threads) takes one; the split is fixed, so results do not depend on the thread count.
 pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
+    let (in_len, out_len) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    if n < 2 {
+        return forward_part(g, wt, bias, x, y, n);
+    }
+    let h = n / 2;
+    let (x0, x1) = x[..n * in_len].split_at(h * in_len);
+    let (y0, y1) = y[..n * out_len].split_at_mut(h * out_len);
+    rayon::join(
+        || forward_part(g, wt, bias, x0, y0, h),
+        || forward_part(g, wt, bias, x1, y1, n - h),
+    );
+}
+
+fn forward_part(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
+    if g.cin >= PER_OFFSET_MIN_CIN {
+        return forward_offsets(g, wt, bias, x, y, n);
+    }
     let kk = rows(g);
     let plane = g.oh * g.ow;
     let width = n * plane;
-    with_scratch(kk * width + g.cout * width, |scratch| {
-        let (cols, out) = scratch.split_at_mut(kk * width);
-        im2col(g, x, n, cols);
+    let pad = Padded::new(g);
+    with_scratch(kk * width + g.cout * width + pad.len(), |scratch| {
+        let (cols, rest) = scratch.split_at_mut(kk * width);
+        let (out, plane_buf) = rest.split_at_mut(g.cout * width);
+        im2col(g, &pad, plane_buf, x, n, cols);
         general_mat_mul(
             1.0,
             &view(wt, g.cout, kk),
@@ -145,6 +254,33 @@ pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32],
             0.0,
             &mut view_mut(out, g.cout, width),
         );
+        scatter(g, bias, out, y, n);
+    });
+}
+
+/// [`forward_part`] as one product per kernel offset, summed into the output in kernel order.
+fn forward_offsets(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
+    let k = g.win.kernel;
+    let width = n * g.oh * g.ow;
+    let pad = Padded::new(g);
+    let planes_len = n * g.cin * pad.len();
+    with_scratch(planes_len + g.cin * width + g.cout * width, |scratch| {
+        let (planes, rest) = scratch.split_at_mut(planes_len);
+        let (xk, out) = rest.split_at_mut(g.cin * width);
+        pad_planes(g, &pad, x, n, planes);
+        for ky in 0..k {
+            for kx in 0..k {
+                gather(g, &pad, planes, n, ky * pad.pw + kx, xk);
+                let beta = if ky == 0 && kx == 0 { 0.0 } else { 1.0 };
+                general_mat_mul(
+                    1.0,
+                    &offset_weights(g, wt, ky, kx),
+                    &view(xk, g.cin, width),
+                    beta,
+                    &mut view_mut(out, g.cout, width),
+                );
+            }
+        }
         scatter(g, bias, out, y, n);
     });
 }
@@ -164,7 +300,27 @@ fn scatter(g: &Geometry, bias: &[f32], out: &[f32], y: &mut [f32], n: usize) {
     }
 }
 
-/// Backward for `n` samples, same contract as [`super::conv2d::backward`].
+/// The output gradient `gy` (`n × cout×oh×ow`) as a `cout × n·P` matrix in `gyc`.
+fn output_grad_matrix(g: &Geometry, gy: &[f32], n: usize, gyc: &mut [f32]) {
+    let plane = g.oh * g.ow;
+    let width = n * plane;
+    for (s, gs) in gy.chunks_exact(g.cout * plane).take(n).enumerate() {
+        for (co, gc) in gs.chunks_exact(plane).enumerate() {
+            gyc[co * width + s * plane..][..plane].copy_from_slice(gc);
+        }
+    }
+}
+
+/// Bias gradient: each row of the `cout × width` output-gradient matrix summed.
+fn bias_grad(g: &Geometry, gyc: &[f32], width: usize, db: &mut [f32]) {
+    for (co, d) in db.iter_mut().enumerate().take(g.cout) {
+        *d = gyc[co * width..(co + 1) * width].iter().sum();
+    }
+}
+
+/// Backward for `n` samples, same contract as [`super::conv2d::backward`]. Split in two
+/// halves of the batch like [`forward`]; the weight and bias gradients are the first half's
+/// plus the second's.
 pub fn backward(
     g: &Geometry,
     wt: &[f32],
@@ -174,21 +330,66 @@ pub fn backward(
     gx: Option<&mut [f32]>,
     n: usize,
 ) {
+    let (in_len, out_len) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    if n < 2 {
+        return backward_part(g, wt, x, gy, params_grad, gx, n);
+    }
+    let h = n / 2;
+    let (x0, x1) = x[..n * in_len].split_at(h * in_len);
+    let (gy0, gy1) = gy[..n * out_len].split_at(h * out_len);
+    let (gx0, gx1) = match gx {
+        Some(gx) => {
+            let (a, b) = gx[..n * in_len].split_at_mut(h * in_len);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+    match params_grad {
+        Some((dw, db)) => {
+            let (mut dw1, mut db1) = (vec![0.0; dw.len()], vec![0.0; db.len()]);
+            rayon::join(
+                || backward_part(g, wt, x0, gy0, Some((&mut *dw, &mut *db)), gx0, h),
+                || backward_part(g, wt, x1, gy1, Some((&mut dw1, &mut db1)), gx1, n - h),
+            );
+            for (d, e) in dw.iter_mut().zip(&dw1) {
+                *d += e;
+            }
+            for (d, e) in db.iter_mut().zip(&db1) {
+                *d += e;
+            }
+        }
+        None => {
+            rayon::join(
+                || backward_part(g, wt, x0, gy0, None, gx0, h),
+                || backward_part(g, wt, x1, gy1, None, gx1, n - h),
+            );
+        }
+    }
+}
+
+fn backward_part(
+    g: &Geometry,
+    wt: &[f32],
+    x: &[f32],
+    gy: &[f32],
+    params_grad: Option<(&mut [f32], &mut [f32])>,
+    gx: Option<&mut [f32]>,
+    n: usize,
+) {
+    if g.cin >= PER_OFFSET_MIN_CIN {
+        return backward_offsets(g, wt, x, gy, params_grad, gx, n);
+    }
     let kk = rows(g);
     let plane = g.oh * g.ow;
     let width = n * plane;
-    let out_len = g.cout * plane;
-    with_scratch(kk * width + g.cout * width, |scratch| {
-        let (cols, gyc) = scratch.split_at_mut(kk * width);
-        // The output gradient as a `cout × n·P` matrix.
-        for (s, gs) in gy.chunks_exact(out_len).take(n).enumerate() {
-            for (co, gc) in gs.chunks_exact(plane).enumerate() {
-                gyc[co * width + s * plane..][..plane].copy_from_slice(gc);
-            }
-        }
+    let pad = Padded::new(g);
+    with_scratch(kk * width + g.cout * width + pad.len(), |scratch| {
+        let (cols, rest) = scratch.split_at_mut(kk * width);
+        let (gyc, plane_buf) = rest.split_at_mut(g.cout * width);
+        output_grad_matrix(g, gy, n, gyc);
         let gyv = view(gyc, g.cout, width);
         if let Some((dw, db)) = params_grad {
-            im2col(g, x, n, cols);
+            im2col(g, &pad, plane_buf, x, n, cols);
             general_mat_mul(
                 1.0,
                 &gyv,
@@ -196,9 +397,7 @@ pub fn backward(
                 0.0,
                 &mut view_mut(dw, g.cout, kk),
             );
-            for (co, d) in db.iter_mut().enumerate().take(g.cout) {
-                *d = gyc[co * width..(co + 1) * width].iter().sum();
-            }
+            bias_grad(g, gyc, width, db);
         }
         if let Some(gx) = gx {
             general_mat_mul(
@@ -208,7 +407,72 @@ pub fn backward(
                 0.0,
                 &mut view_mut(cols, kk, width),
             );
-            col2im(g, cols, n, gx);
+            col2im(g, &pad, plane_buf, cols, n, gx);
+        }
+    });
+}
+
+/// [`backward_part`] as one product per kernel offset: the weight gradient of each offset
+/// written in place in `[cout, cin, k, k]`, the input gradient summed onto padded planes in
+/// kernel order.
+fn backward_offsets(
+    g: &Geometry,
+    wt: &[f32],
+    x: &[f32],
+    gy: &[f32],
+    params_grad: Option<(&mut [f32], &mut [f32])>,
+    gx: Option<&mut [f32]>,
+    n: usize,
+) {
+    let k = g.win.kernel;
+    let plane = g.oh * g.ow;
+    let width = n * plane;
+    let pad = Padded::new(g);
+    let planes_len = n * g.cin * pad.len();
+    with_scratch(planes_len + g.cin * width + g.cout * width, |scratch| {
+        let (planes, rest) = scratch.split_at_mut(planes_len);
+        let (xk, gyc) = rest.split_at_mut(g.cin * width);
+        output_grad_matrix(g, gy, n, gyc);
+        let gyv = view(gyc, g.cout, width);
+        if let Some((dw, db)) = params_grad {
+            pad_planes(g, &pad, x, n, planes);
+            for ky in 0..k {
+                for kx in 0..k {
+                    gather(g, &pad, planes, n, ky * pad.pw + kx, xk);
+                    let mut dwk = ArrayViewMut2::from_shape(
+                        (g.cout, g.cin).strides((g.cin * k * k, k * k)),
+                        &mut dw[ky * k + kx..],
+                    )
+                    .expect("weight gradient sized for its shape");
+                    general_mat_mul(1.0, &gyv, &view(xk, g.cin, width).t(), 0.0, &mut dwk);
+                }
+            }
+            bias_grad(g, gyc, width, db);
+        }
+        if let Some(gx) = gx {
+            planes.fill(0.0);
+            for ky in 0..k {
+                for kx in 0..k {
+                    general_mat_mul(
+                        1.0,
+                        &offset_weights(g, wt, ky, kx).t(),
+                        &gyv,
+                        0.0,
+                        &mut view_mut(xk, g.cin, width),
+                    );
+                    scatter_add(g, &pad, xk, n, ky * pad.pw + kx, planes);
+                }
+            }
+            let p = g.win.padding;
+            for (gc, pc) in gx
+                .chunks_exact_mut(g.h * g.w)
+                .take(n * g.cin)
+                .zip(planes.chunks_exact(pad.len()))
+            {
+                for (iy, row) in gc.chunks_exact_mut(g.w).enumerate() {
+                    row.copy_from_slice(&pc[(iy + p) * pad.pw + p..][..g.w]);
+                }
+            }
         }
     });
 }
@@ -240,6 +504,10 @@ mod tests {
             (4, 6, 3, 2, 2, 0, 1),
             (2, 5, 3, 5, 1, 2, 2),
             (1, 2, 2, 5, 1, 3, 2),
+            (64, 14, 64, 3, 2, 1, 5),
+            (8, 5, 3, 3, 1, 1, 3),
+            (9, 6, 4, 2, 2, 0, 1),
+            (8, 3, 2, 5, 1, 3, 2),
         ] {
             let win = Window {
                 kernel,

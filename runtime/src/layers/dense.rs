@@ -47,20 +47,36 @@ impl Weights for Stored<'_> {
     }
 }
 
-/// Outputs the forward kernel computes together (weights loaded once for all samples).
+/// Outputs the forward kernel computes together (weights loaded once for all samples): one
+/// vector register of sums per sample (4 lanes; 8 on x86-64, one AVX register, two SSE ones).
+#[cfg(not(target_arch = "x86_64"))]
 const FWD_OUTPUTS: usize = 4;
+#[cfg(target_arch = "x86_64")]
+const FWD_OUTPUTS: usize = 8;
 /// Samples the forward kernel computes together (each input value loaded once for all
 /// outputs of the block).
 const FWD_SAMPLES: usize = 5;
 
-/// Forward for `n` samples: `x` is `n × inputs`, `y` is `n × outputs`.
-///
-/// `y[b, o] = bias[o] + s` with `s` the sum of `w[o, i] · x[b, i]` over `i` in order, from 0.
-/// Blocks of outputs × samples keep their sums in registers while the weights of the block
-/// stream once per batch: on a Cortex-M4F each multiply-accumulate costs about one load and
-/// one `vmla` instead of two loads.
-#[inline(never)] // one call per layer; keeps the kernel's registers to itself
-pub fn forward(
+crate::simd::host_simd! {
+    /// Forward for `n` samples: `x` is `n × inputs`, `y` is `n × outputs`.
+    ///
+    /// `y[b, o] = bias[o] + s` with `s` the sum of `w[o, i] · x[b, i]` over `i` in order, from 0.
+    /// Blocks of outputs × samples keep their sums in registers while the weights of the block
+    /// stream once per batch: on a Cortex-M4F each multiply-accumulate costs about one load and
+    /// one `vmla` instead of two loads.
+    pub fn forward(
+        inputs: usize,
+        outputs: usize,
+        w: &[f32],
+        bias: &[f32],
+        x: &[f32],
+        y: &mut [f32],
+        n: usize,
+    ) => forward_kernel
+}
+
+#[inline(always)]
+fn forward_kernel(
     inputs: usize,
     outputs: usize,
     w: &[f32],
@@ -70,6 +86,13 @@ pub fn forward(
     n: usize,
 ) {
     let mut b0 = 0;
+    // x86-64 gathers each weight vector from `FWD_OUTPUTS` rows: twice the samples per block
+    // halves that cost (10 sums registers of the 16).
+    #[cfg(target_arch = "x86_64")]
+    while b0 + 2 * FWD_SAMPLES <= n {
+        forward_rows::<{ 2 * FWD_SAMPLES }>(inputs, outputs, w, bias, x, y, b0);
+        b0 += 2 * FWD_SAMPLES;
+    }
     while b0 + FWD_SAMPLES <= n {
         forward_rows::<FWD_SAMPLES>(inputs, outputs, w, bias, x, y, b0);
         b0 += FWD_SAMPLES;
@@ -223,8 +246,11 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 
 /// Output rows the weight-gradient kernels handle together (coefficients shared by a chunk).
 const ROWS: usize = 4;
-/// Inputs per chunk of the blocked kernels.
+/// Inputs per chunk of the blocked kernels (vector width as for `FWD_OUTPUTS`).
+#[cfg(not(target_arch = "x86_64"))]
 const CHUNK: usize = 4;
+#[cfg(target_arch = "x86_64")]
+const CHUNK: usize = 8;
 /// Samples the input-gradient kernel handles together (weights loaded once for all of them).
 const SAMPLES: usize = 5;
 
@@ -322,8 +348,21 @@ fn bias_sums(outputs: usize, g: &[f32], n: usize, db: &mut [f32]) {
     }
 }
 
-/// Weight and bias gradients of `n` samples (written, not accumulated).
-fn weight_grad(
+crate::simd::host_simd! {
+    /// Weight and bias gradients of `n` samples (written, not accumulated).
+    fn weight_grad(
+        inputs: usize,
+        outputs: usize,
+        x: &[f32],
+        g: &[f32],
+        dw: &mut [f32],
+        db: &mut [f32],
+        n: usize,
+    ) => weight_grad_kernel
+}
+
+#[inline(always)]
+fn weight_grad_kernel(
     inputs: usize,
     outputs: usize,
     x: &[f32],
@@ -341,10 +380,28 @@ fn weight_grad(
     bias_sums(outputs, g, n, db);
 }
 
-/// `gx[b, i] = Σ_o g[b, o] · w[o, i]` for the `n` samples (written, not accumulated): sums
-/// over the outputs in order, from 0, blocks of samples × inputs held in registers.
-#[inline(never)] // one call per layer; keeps the kernel's registers to itself
-pub fn input_grad(inputs: usize, outputs: usize, w: &[f32], g: &[f32], gx: &mut [f32], n: usize) {
+crate::simd::host_simd! {
+    /// `gx[b, i] = Σ_o g[b, o] · w[o, i]` for the `n` samples (written, not accumulated): sums
+    /// over the outputs in order, from 0, blocks of samples × inputs held in registers.
+    pub fn input_grad(
+        inputs: usize,
+        outputs: usize,
+        w: &[f32],
+        g: &[f32],
+        gx: &mut [f32],
+        n: usize,
+    ) => input_grad_kernel
+}
+
+#[inline(always)]
+fn input_grad_kernel(
+    inputs: usize,
+    outputs: usize,
+    w: &[f32],
+    g: &[f32],
+    gx: &mut [f32],
+    n: usize,
+) {
     let full_cols = inputs - inputs % CHUNK;
     let mut b0 = 0;
     while b0 < n {
@@ -501,4 +558,62 @@ pub fn backward_sgd(
         o0 += m;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn values(seed: u32, len: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// The dispatched kernels (the AVX2 copy on x86-64 hosts that have it) and the kernels as
+    /// built for the baseline give the same bits: wider registers, same sums in the same order.
+    /// Also the sums themselves: in input order from 0, as the doc comments promise.
+    #[test]
+    fn dispatched_kernels_match_baseline_bit_for_bit() {
+        for &(inputs, outputs, n) in &[
+            (1, 64, 10),
+            (64, 64, 10),
+            (64, 1, 25),
+            (7, 13, 3),
+            (256, 5, 11),
+        ] {
+            let w = values(1, inputs * outputs);
+            let b = values(2, outputs);
+            let x = values(3, n * inputs);
+            let g = values(4, n * outputs);
+            let (mut y0, mut y1) = (vec![0.0; n * outputs], vec![1.0; n * outputs]);
+            super::forward(inputs, outputs, &w, &b, &x, &mut y0, n);
+            super::forward_kernel(inputs, outputs, &w, &b, &x, &mut y1, n);
+            assert_eq!(y0, y1);
+            for s in 0..n {
+                for o in 0..outputs {
+                    let mut acc = 0.0f32;
+                    for i in 0..inputs {
+                        acc += w[o * inputs + i] * x[s * inputs + i];
+                    }
+                    assert_eq!(y0[s * outputs + o], b[o] + acc);
+                }
+            }
+            let (mut gx0, mut gx1) = (vec![0.0; n * inputs], vec![1.0; n * inputs]);
+            super::input_grad(inputs, outputs, &w, &g, &mut gx0, n);
+            super::input_grad_kernel(inputs, outputs, &w, &g, &mut gx1, n);
+            assert_eq!(gx0, gx1);
+            let (mut dw0, mut db0) = (vec![0.0; w.len()], vec![0.0; outputs]);
+            let (mut dw1, mut db1) = (vec![1.0; w.len()], vec![1.0; outputs]);
+            super::weight_grad(inputs, outputs, &x, &g, &mut dw0, &mut db0, n);
+            super::weight_grad_kernel(inputs, outputs, &x, &g, &mut dw1, &mut db1, n);
+            assert_eq!((dw0, db0), (dw1, db1));
+        }
+    }
 }
