@@ -1,7 +1,9 @@
-//! Engine benchmarks: one adaptation step of the sine MLP (1→64→64→1, tanh, batch 10), one
+//! Engine benchmarks: one adaptation step of the sine MLP (1→64→64→1, tanh, batch 10) and its
+//! forward pass at batch 25, one
 //! forward pass of the Omniglot CNN (4 × conv 3×3/64/stride 2 + norm + ReLU, dense 256→5) at
 //! batch 1 and 25, and one all-layer adaptation step of that CNN at batch 25. Short sample
-//! times keep `cargo bench -p anole` under a minute.
+//! times keep `cargo bench -p anole --features std` under a minute (without `std` the host
+//! kernels are the baseline build's, without their AVX2 copies).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,6 +35,22 @@ fn sine_step(c: &mut Criterion) {
     let y: Vec<f32> = x.iter().map(|v| 2.0 * (v + 0.5).sin()).collect();
     c.bench_function("sine_mlp/adapt_step_batch10", |b| {
         b.iter(|| l.step(black_box(&x), black_box(&y), 1e-3).expect("step"))
+    });
+    let mut arena = vec![0.0f32; blob.arena_len(25).expect("plan")];
+    let mut l = Learner::with_options(
+        &blob,
+        &mut arena,
+        Options {
+            batch: 25,
+            trainable: 0,
+            lr: 0.0,
+        },
+    )
+    .expect("learner");
+    let x: Vec<f32> = (0..25).map(|i| -5.0 + 0.4 * i as f32).collect();
+    let mut out = vec![0.0f32; 25];
+    c.bench_function("sine_mlp/forward_batch25", |b| {
+        b.iter(|| l.predict(black_box(&x), &mut out).expect("predict"))
     });
 }
 

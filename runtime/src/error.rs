@@ -100,6 +100,11 @@ pub enum Error {
     BadSignature,
     /// The trusted public key is not a valid ed25519 public key.
     BadPublicKey,
+    /// Prototype initialization was asked of a model that does not start with a dense layer
+    /// (held in the arena) giving one output per class under a cross-entropy loss: a head.
+    NotAHead,
+    /// Prototype initialization needs at least one sample of every class; `class` has none.
+    MissingClass { class: usize },
 }
 
 impl fmt::Display for Error {
@@ -210,6 +215,15 @@ impl fmt::Display for Error {
                 "signature does not verify with the trusted key: altered after signing, or signed by another key"
             ),
             BadPublicKey => write!(f, "the trusted public key is not a valid ed25519 key"),
+            NotAHead => write!(
+                f,
+                "prototypes initialize a classifier head: the model must start with a dense layer \
+                 with one output per class and a cross-entropy loss"
+            ),
+            MissingClass { class } => write!(
+                f,
+                "class {class} has no sample: prototypes need at least one of every class"
+            ),
         }
     }
 }

@@ -237,6 +237,8 @@ fn variant(e: &Error) -> &'static str {
         Error::UnsupportedChain { .. } => "UnsupportedChain",
         Error::TooLarge { .. } => "TooLarge",
         Error::ArchitectureMismatch => "ArchitectureMismatch",
+        Error::NotAHead => "NotAHead",
+        Error::MissingClass { .. } => "MissingClass",
         // Signed envelopes (feature `sign`) are tested with that feature.
         Error::Unsigned { .. }
         | Error::EnvelopeVersion { .. }

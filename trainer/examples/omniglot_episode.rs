@@ -33,7 +33,7 @@
 use anole::{Blob, LossKind};
 use anole_trainer::cmd::eval::read_held_out;
 use anole_trainer::data::omniglot::{Omniglot, Split};
-use anole_trainer::fewshot::{self, AdaptMode, FewShotConfig, HeadSplit, NormMode};
+use anole_trainer::fewshot::{self, AdaptMode, FewShotConfig, HeadInit, HeadSplit, NormMode};
 use anole_trainer::model;
 use anole_trainer::tasks::omniglot::OmniglotTasks;
 use anole_trainer::tasks::{rng, Stream, TaskFamily};
@@ -146,8 +146,9 @@ fn run(args: &Args) -> Result<()> {
         "internal: the episode differs from anole eval's episode 0"
     );
 
-    // The host's head-only predictions: the frozen body's features, then the head adapted on
-    // the support features for the blob's steps, exactly as `anole eval --adapt head` does.
+    // The host's head-only predictions: the frozen body's features, then the head started from
+    // the class prototypes and adapted on the support features for the blob's steps, exactly
+    // as `anole eval --adapt head` does.
     let split = HeadSplit::new(&blob)?;
     let body = split
         .body
@@ -165,6 +166,9 @@ fn run(args: &Args) -> Result<()> {
     let samples = anole::SliceSamples::new(&sf, &episode.support_labels, split.features, 1)
         .map_err(|e| anyhow!("{e}"))?;
     let steps = blob.settings().steps;
+    learner
+        .init_prototypes(&samples)
+        .map_err(|e| anyhow!("prototype head: {e}"))?;
     learner
         .adapt(&samples, steps)
         .map_err(|e| anyhow!("adapting the head: {e}"))?;
@@ -192,6 +196,7 @@ fn run(args: &Args) -> Result<()> {
         seed: args.seed,
         norm: NormMode::Device,
         adapt: AdaptMode::Head,
+        head_init: HeadInit::Prototypes,
     };
     let report = fewshot::evaluate(&blob, &fam, &cfg, &indicatif::ProgressBar::hidden())?;
     let eval_acc = report

@@ -49,6 +49,19 @@ pub enum AdaptMode {
     Both,
 }
 
+/// How the head starts head-only adaptation.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadInit {
+    /// From the support set: each class's weights twice the mean of its support features
+    /// (its prototype μ), its bias −‖μ‖², so the head starts as the nearest-prototype
+    /// classifier (squared Euclidean distance); then the steps fine-tune it.
+    #[default]
+    Prototypes,
+    /// The meta-learned head, as stored in the blob.
+    Meta,
+}
+
 /// What to evaluate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FewShotConfig {
@@ -70,6 +83,8 @@ pub struct FewShotConfig {
     pub norm: NormMode,
     /// Adapting layers.
     pub adapt: AdaptMode,
+    /// Where head-only adaptation starts.
+    pub head_init: HeadInit,
 }
 
 /// One measured setting.
@@ -104,6 +119,8 @@ pub struct FewShotReport {
     pub lr: f64,
     /// Seed of the episodes.
     pub seed: u64,
+    /// Where head-only adaptation started.
+    pub head_init: HeadInit,
     /// One row per (adaptation, normalisation) measured.
     pub rows: Vec<Row>,
 }
@@ -122,13 +139,13 @@ impl FewShotReport {
         let mut s = String::new();
         for r in &self.rows {
             s.push_str(&format!(
-                "{:>5}  {:>5}  {:<10}  {:<12}  {:>17}\n",
+                "{:>5}  {:>5}  {:<18}  {:<12}  {:>17}\n",
                 self.ways,
                 self.shots,
-                if r.adaptation == "all" {
-                    "all layers"
-                } else {
-                    "head only"
+                match (r.adaptation, self.head_init) {
+                    ("all", _) => "all layers",
+                    (_, HeadInit::Prototypes) => "head, prototypes",
+                    (_, HeadInit::Meta) => "head, meta init",
                 },
                 r.normalisation,
                 format!(
@@ -144,7 +161,7 @@ impl FewShotReport {
     /// The header line of [`FewShotReport::table_rows`].
     pub fn table_header() -> String {
         format!(
-            "{:>5}  {:>5}  {:<10}  {:<12}  {:>17}\n",
+            "{:>5}  {:>5}  {:<18}  {:<12}  {:>17}\n",
             "ways", "shots", "adapting", "norm", "accuracy (±95%)"
         )
     }
@@ -467,6 +484,10 @@ pub fn evaluate(
                     let s =
                         SliceSamples::new(sf, episode.support.target_slice(), hb.input_len(), 1)
                             .map_err(|e| anyhow!("features: {e}"))?;
+                    if cfg.head_init == HeadInit::Prototypes {
+                        l.init_prototypes(&s)
+                            .map_err(|e| anyhow!("prototype head: {e}"))?;
+                    }
                     l.adapt(&s, cfg.steps)
                         .map_err(|e| anyhow!("adapting the head {} steps: {e}", cfg.steps))?;
                     scratch.outputs.resize(qy.len() * ways, 0.0);
@@ -497,6 +518,7 @@ pub fn evaluate(
         batch: opts.batch,
         lr: crate::eval::decimal(opts.lr),
         seed: cfg.seed,
+        head_init: cfg.head_init,
         rows: rows
             .iter()
             .zip(&values)
@@ -617,6 +639,7 @@ mod tests {
             seed: 4,
             norm: NormMode::Both,
             adapt: AdaptMode::Both,
+            head_init: HeadInit::Meta,
         };
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -670,6 +693,6 @@ mod tests {
                 sums[k] / 6.0
             );
         }
-        assert!(r.table_rows().contains("head only"));
+        assert!(r.table_rows().contains("head, meta init"));
     }
 }

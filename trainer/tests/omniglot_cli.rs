@@ -73,7 +73,7 @@ fn short_training_beats_chance_and_random_init() {
     let t = std::time::Instant::now();
     let printed = ok(&anole(&args));
     eprintln!("300 meta-iterations + evaluation: {:.1?}", t.elapsed());
-    assert!(printed.contains("head only"), "{printed}");
+    assert!(printed.contains("head, prototypes"), "{printed}");
     let mut args = vec!["train", "omniglot", "--out", s(&random), "--iters", "0"];
     args.extend_from_slice(&common);
     ok(&anole(&args));
@@ -185,7 +185,7 @@ fn short_training_beats_chance_and_random_init() {
         "head",
     ]));
     assert!(
-        table.contains("head only") && !table.contains("all layers"),
+        table.contains("head, prototypes") && !table.contains("all layers"),
         "{table}"
     );
 }
@@ -351,6 +351,46 @@ fn image_folders_adapt_and_predict() {
         assert!(sup.classes.contains(&row[1]));
     }
     assert_eq!(std::fs::read(&adapted).unwrap(), l.export_vec());
+
+    // Head-only with all 5 classes present, 1 shot, no steps: the head starts from the class
+    // prototypes, so each support image is classified as its own class (its features are its
+    // class's prototype); `--head-init meta` keeps the model's head, and prototypes are refused
+    // where they do not apply.
+    let (five, _) = image_folders(&tmp.path().join("five"), 5, 1, 0);
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&five)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    classes.sort();
+    let head = |init: &str, adapt: &str| {
+        let mut args = vec!["adapt", "--model", s(&model), "--support", s(&five)];
+        args.extend([
+            "--adapt",
+            adapt,
+            "--steps",
+            "0",
+            "--head-init",
+            init,
+            "--query",
+        ]);
+        args.extend(classes.iter().map(|c| s(c)));
+        anole(args)
+    };
+    let proto = lines(&ok(&head("prototypes", "head")));
+    assert_eq!(proto.len(), 1 + 5);
+    for row in &proto[1..] {
+        let class = Path::new(&row[0]).parent().unwrap().file_name().unwrap();
+        assert_eq!(row[1], class.to_str().unwrap(), "{row:?}");
+    }
+    let meta = lines(&ok(&head("meta", "head")));
+    assert_ne!(
+        meta, proto,
+        "a random head does not classify its support set perfectly"
+    );
+    fails(
+        &head("prototypes", "all"),
+        &["--head-init prototypes", "--adapt head"],
+    );
 
     // `predict` with the adapted model: the same classes; query files in the order given.
     let files: Vec<PathBuf> = q.files.iter().rev().cloned().collect();

@@ -1,8 +1,8 @@
 //! Omniglot 5-way 5-shot on a microcontroller, written once for the board and the host tests:
 //! the f16 meta-learned initialization stays in flash, the frozen body turns each support image
-//! into features once, the head adapts on the cached features for the blob's recommended steps,
-//! then every query image is classified (body + adapted head) and compared with its label and
-//! with the host's prediction. Heap-free and `no_std`; the board supplies the clock and the
+//! into features once, the head starts from their class prototypes and adapts on the cached
+//! features for the blob's recommended steps, then every query image is classified (body +
+//! adapted head) and compared with its label and with the host's prediction. Heap-free and `no_std`; the board supplies the clock and the
 //! three RAM regions sized by the build script.
 #![no_std]
 #![deny(unsafe_code)]
@@ -151,7 +151,7 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "adapt: head only, {} steps at batch {} lr {}, support loss {} -> {}",
+            "adapt: head only, from class prototypes, {} steps at batch {} lr {}, support loss {} -> {}",
             self.steps, self.batch, self.lr, self.support_first, self.support_last
         )?;
         writeln!(f, "correct={}", self.correct)?;
@@ -193,6 +193,10 @@ mod frame {
         steps: u32,
     ) -> Result<anole::AdaptReport> {
         learner.adapt(samples, steps)
+    }
+    #[inline(never)]
+    pub fn init_prototypes(learner: &mut Learner<'_, '_>, samples: &dyn Samples) -> Result<()> {
+        learner.init_prototypes(samples)
     }
     #[inline(never)]
     pub fn predict(learner: &mut Learner<'_, '_>, x: &[f32], y: &mut [f32]) -> Result<()> {
@@ -326,6 +330,11 @@ fn adapt_and_classify(
         let support = rt(
             "support set",
             SliceSamples::new(&region_b[..ns * f], &labels[..ns], f, 1),
+        )?;
+        // The head starts as the nearest-prototype classifier of the support features.
+        rt(
+            "prototype head",
+            frame::init_prototypes(head_learner, &support),
         )?;
         let t0 = clock.now();
         let adapted = rt(

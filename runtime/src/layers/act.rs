@@ -1,12 +1,16 @@
 //! In-place activations. Their backward pass is [`super::Post::deliver`], which needs only
 //! the activation's output, so no pre-activation copy is kept.
 
-/// `x = max(x, 0)`.
-pub fn relu(x: &mut [f32]) {
+crate::simd::host_simd! {
+    /// `x = max(x, 0)` (NaN and -0 unchanged).
+    pub fn relu(x: &mut [f32]) => relu_slice
+}
+
+#[inline(always)]
+fn relu_slice(x: &mut [f32]) {
     for v in x {
-        if *v < 0.0 {
-            *v = 0.0;
-        }
+        // A select and an unconditional store, so the loop vectorizes.
+        *v = if *v < 0.0 { 0.0 } else { *v };
     }
 }
 
@@ -36,12 +40,18 @@ pub fn tanh(x: f32) -> f32 {
     const LOG2E: f32 = core::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75; // ln 2 split so k·LN2_HI is exact for k < 2^8
     const LN2_LO: f32 = 1.428_606_8e-6;
+    const TWO23: f32 = 8_388_608.0;
     let sign = x.to_bits() & 0x8000_0000;
     let ax = f32::from_bits(x.to_bits() & 0x7fff_ffff);
     // Large: 1 - 2 / (e^{2|x|} + 1).
-    let a = (2.0 * ax).min(40.0);
-    let k = (a * LOG2E + 0.5) as i32; // a >= 0: truncation is floor
-    let kf = k as f32;
+    // `a` is 40 for NaN too, as with `min`; written as a compare so it maps to one `minps`.
+    let a = if 2.0 * ax < 40.0 { 2.0 * ax } else { 40.0 };
+    // k = floor(a·log2 e + 0.5), with t in [0.5, 58.3]. Computed without a float-to-int
+    // conversion (Rust's saturating `as` does not vectorize): t rounded to the nearest integer
+    // by adding and removing 2^23, less one where that rounded up.
+    let t = a * LOG2E + 0.5;
+    let near = (t + TWO23) - TWO23;
+    let kf = if near > t { near - 1.0 } else { near };
     let r = (a - kf * LN2_HI) - kf * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -49,7 +59,8 @@ pub fn tanh(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let e = p * f32::from_bits(((k + 127) as u32) << 23);
+    // 2^k from its exponent bits: kf + 127 + 2^23 holds kf + 127 in its mantissa bits.
+    let e = p * f32::from_bits(((kf + (127.0 + TWO23)).to_bits() & 0x007f_ffff) << 23);
     let large = 1.0 - 2.0 / (e + 1.0);
     // Small: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835.
     let x2 = ax * ax;
@@ -63,6 +74,30 @@ pub fn tanh(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    /// The previous formulation of the large branch's `k` (a float-to-int conversion): the
+    /// conversion-free one must give the same `k`, so `tanh` is unchanged bit for bit.
+    #[test]
+    fn floor_without_conversion_matches_truncation() {
+        const LOG2E: f32 = core::f32::consts::LOG2_E;
+        const TWO23: f32 = 8_388_608.0;
+        // Every float a in [0, 40] whose bit pattern is a multiple of 7, plus 40 itself.
+        let mut bits = 0u32;
+        while bits <= 40.0f32.to_bits() {
+            let a = f32::from_bits(bits);
+            let t = a * LOG2E + 0.5;
+            let near = (t + TWO23) - TWO23;
+            let kf = if near > t { near - 1.0 } else { near };
+            assert_eq!(kf, (t as i32) as f32, "a = {a}");
+            let e = f32::from_bits(((kf + (127.0 + TWO23)).to_bits() & 0x007f_ffff) << 23);
+            assert_eq!(e.to_bits(), ((t as i32 + 127) as u32) << 23, "a = {a}");
+            bits += if bits + 7 > 40.0f32.to_bits() && bits < 40.0f32.to_bits() {
+                40.0f32.to_bits() - bits
+            } else {
+                7
+            };
+        }
+    }
+
     /// The dispatched slice kernel (AVX2 on x86-64 hosts that have it) gives the scalar bits.
     #[test]
     fn tanh_in_place_matches_scalar_bit_for_bit() {

@@ -58,7 +58,9 @@ impl Padded {
         // Rows (columns) 0..(o-1)·stride + kernel of the padded plane are read; the input
         // itself ends at padding + h (w).
         let ph = ((g.oh - 1) * st + k).max(g.win.padding + g.h);
-        let pw = ((g.ow - 1) * st + k).max(g.win.padding + g.w);
+        // Plus stride − 1 zero columns, so the window row of any offset spans `ow · stride`
+        // values inside the plane (the row copies below step through such a span).
+        let pw = ((g.ow - 1) * st + k).max(g.win.padding + g.w) + st - 1;
         let mut origin = Vec::with_capacity(g.oh * g.ow);
         for oy in 0..g.oh {
             for ox in 0..g.ow {
@@ -147,7 +149,9 @@ fn col2im(
 
 /// Convolutions with at least this many input channels run as one matrix product per kernel
 /// offset over a `cin × n·P` gather that stays in cache, instead of one product over the whole
-/// (`kernel²` times larger) im2col matrix, whose writes and reads go to memory.
+/// (`kernel²` times larger) im2col matrix, whose writes and reads go to memory. A forward pass
+/// of a single sample keeps the one product: its im2col matrix is small, and nine products as
+/// small cost more in packing than they save.
 const PER_OFFSET_MIN_CIN: usize = 8;
 
 /// Copies each of the `n × cin` input planes into its zero-padded plane in `planes`.
@@ -165,24 +169,59 @@ fn pad_planes(g: &Geometry, pad: &Padded, x: &[f32], n: usize, planes: &mut [f32
     }
 }
 
+/// Row `oy` of the window of kernel offset `off` in a padded plane: `ow · stride` values from
+/// which every stride-th is read (inside the plane: see `Padded::new`).
+#[inline(always)]
+fn window_row(
+    pad: &Padded,
+    st: usize,
+    ow: usize,
+    off: usize,
+    oy: usize,
+) -> core::ops::Range<usize> {
+    let start = off + oy * st * pad.pw;
+    start..start + ow * st
+}
+
 /// `xk` (`cin × n·P`): for kernel offset `off` (= ky·pw + kx in the padded plane), the input
-/// value under each output position, for every channel and sample.
+/// value under each output position, for every channel and sample. Strides 1 and 2 (all of
+/// the paper's CNN) copy each window row with a fixed step, others go through `Padded::origin`.
 fn gather(g: &Geometry, pad: &Padded, planes: &[f32], n: usize, off: usize, xk: &mut [f32]) {
-    let plane = g.oh * g.ow;
+    let (ow, st) = (g.ow, g.win.stride);
+    let plane = g.oh * ow;
     let width = n * plane;
     for (i, pc) in planes.chunks_exact(pad.len()).take(n * g.cin).enumerate() {
         let (s, ci) = (i / g.cin, i % g.cin);
-        let src = &pc[off..];
         let dst = &mut xk[ci * width + s * plane..][..plane];
-        for (d, &o) in dst.iter_mut().zip(&pad.origin) {
-            *d = src[o];
+        match st {
+            1 | 2 => {
+                for (oy, drow) in dst.chunks_exact_mut(ow).enumerate() {
+                    let src = &pc[window_row(pad, st, ow, off, oy)];
+                    if st == 1 {
+                        for (d, &v) in drow.iter_mut().zip(src) {
+                            *d = v;
+                        }
+                    } else {
+                        for (d, pair) in drow.iter_mut().zip(src.chunks_exact(2)) {
+                            *d = pair[0];
+                        }
+                    }
+                }
+            }
+            _ => {
+                let src = &pc[off..];
+                for (d, &o) in dst.iter_mut().zip(&pad.origin) {
+                    *d = src[o];
+                }
+            }
         }
     }
 }
 
 /// The transpose of [`gather`]: adds `xk` onto the padded planes at kernel offset `off`.
 fn scatter_add(g: &Geometry, pad: &Padded, xk: &[f32], n: usize, off: usize, planes: &mut [f32]) {
-    let plane = g.oh * g.ow;
+    let (ow, st) = (g.ow, g.win.stride);
+    let plane = g.oh * ow;
     let width = n * plane;
     for (i, pc) in planes
         .chunks_exact_mut(pad.len())
@@ -190,10 +229,28 @@ fn scatter_add(g: &Geometry, pad: &Padded, xk: &[f32], n: usize, off: usize, pla
         .enumerate()
     {
         let (s, ci) = (i / g.cin, i % g.cin);
-        let dst = &mut pc[off..];
         let src = &xk[ci * width + s * plane..][..plane];
-        for (&v, &o) in src.iter().zip(&pad.origin) {
-            dst[o] += v;
+        match st {
+            1 | 2 => {
+                for (oy, srow) in src.chunks_exact(ow).enumerate() {
+                    let dst = &mut pc[window_row(pad, st, ow, off, oy)];
+                    if st == 1 {
+                        for (d, &v) in dst.iter_mut().zip(srow) {
+                            *d += v;
+                        }
+                    } else {
+                        for (pair, &v) in dst.chunks_exact_mut(2).zip(srow) {
+                            pair[0] += v;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let dst = &mut pc[off..];
+                for (&v, &o) in src.iter().zip(&pad.origin) {
+                    dst[o] += v;
+                }
+            }
         }
     }
 }
@@ -236,7 +293,7 @@ pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32],
 }
 
 fn forward_part(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
-    if g.cin >= PER_OFFSET_MIN_CIN {
+    if g.cin >= PER_OFFSET_MIN_CIN && n >= 2 {
         return forward_offsets(g, wt, bias, x, y, n);
     }
     let kk = rows(g);
@@ -508,6 +565,8 @@ mod tests {
             (8, 5, 3, 3, 1, 1, 3),
             (9, 6, 4, 2, 2, 0, 1),
             (8, 3, 2, 5, 1, 3, 2),
+            (8, 10, 3, 4, 3, 2, 2),
+            (8, 11, 2, 3, 2, 0, 2),
         ] {
             let win = Window {
                 kernel,

@@ -85,6 +85,10 @@ fn forward_kernel(
     y: &mut [f32],
     n: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if n > 2 * FWD_SAMPLES && inputs <= TRANSPOSED_MAX_INPUTS && outputs >= FWD_OUTPUTS {
+        return forward_transposed(inputs, outputs, w, bias, x, y, n);
+    }
     let mut b0 = 0;
     // x86-64 gathers each weight vector from `FWD_OUTPUTS` rows: twice the samples per block
     // halves that cost (10 sums registers of the 16).
@@ -100,6 +104,95 @@ fn forward_kernel(
     while b0 < n {
         forward_rows::<1>(inputs, outputs, w, bias, x, y, b0);
         b0 += 1;
+    }
+}
+
+/// Most inputs of a layer whose weights the x86-64 forward transposes block by block (on the
+/// stack: `FWD_OUTPUTS × TRANSPOSED_MAX_INPUTS` values, 8 KB).
+#[cfg(target_arch = "x86_64")]
+const TRANSPOSED_MAX_INPUTS: usize = 256;
+
+/// x86-64 forward for batches of more than one 10-sample block: each block of `FWD_OUTPUTS` weight rows is transposed once
+/// into `[inputs][FWD_OUTPUTS]`, so the kernel loads each input's weights as one vector
+/// instead of gathering them from the rows, for all samples. Same sums in the same order as
+/// [`forward_block`], bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn forward_transposed(
+    inputs: usize,
+    outputs: usize,
+    w: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    let mut wt = [[0.0f32; FWD_OUTPUTS]; TRANSPOSED_MAX_INPUTS];
+    let wt = &mut wt[..inputs];
+    let mut o0 = 0;
+    while o0 + FWD_OUTPUTS <= outputs {
+        for (o, row) in w[o0 * inputs..][..FWD_OUTPUTS * inputs]
+            .chunks_exact(inputs)
+            .enumerate()
+        {
+            for (t, &v) in wt.iter_mut().zip(row) {
+                t[o] = v;
+            }
+        }
+        let mut b0 = 0;
+        while b0 + 2 * FWD_SAMPLES <= n {
+            transposed_block::<{ 2 * FWD_SAMPLES }>(inputs, outputs, wt, bias, x, y, o0, b0);
+            b0 += 2 * FWD_SAMPLES;
+        }
+        while b0 + FWD_SAMPLES <= n {
+            transposed_block::<FWD_SAMPLES>(inputs, outputs, wt, bias, x, y, o0, b0);
+            b0 += FWD_SAMPLES;
+        }
+        while b0 < n {
+            transposed_block::<1>(inputs, outputs, wt, bias, x, y, o0, b0);
+            b0 += 1;
+        }
+        o0 += FWD_OUTPUTS;
+    }
+    for o in o0..outputs {
+        for b in 0..n {
+            forward_block::<1, 1>(inputs, outputs, w, bias, x, y, o, b);
+        }
+    }
+}
+
+/// Outputs `o0..o0 + FWD_OUTPUTS` of samples `b0..b0 + S` from transposed weights `wt`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn transposed_block<const S: usize>(
+    inputs: usize,
+    outputs: usize,
+    wt: &[[f32; FWD_OUTPUTS]],
+    bias: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    o0: usize,
+    b0: usize,
+) {
+    let mut xr: [&[f32]; S] = [&[]; S];
+    for (s, r) in xr.iter_mut().enumerate() {
+        *r = &x[(b0 + s) * inputs..][..inputs];
+    }
+    let mut acc = [[0.0f32; FWD_OUTPUTS]; S];
+    for (i, wv) in wt.iter().enumerate() {
+        for s in 0..S {
+            let xv = xr[s][i];
+            for o in 0..FWD_OUTPUTS {
+                acc[s][o] += wv[o] * xv;
+            }
+        }
+    }
+    for (s, a) in acc.iter().enumerate() {
+        let yr = &mut y[(b0 + s) * outputs + o0..][..FWD_OUTPUTS];
+        for o in 0..FWD_OUTPUTS {
+            yr[o] = bias[o0 + o] + a[o];
+        }
     }
 }
 

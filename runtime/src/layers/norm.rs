@@ -9,10 +9,64 @@
 //!
 //! Tensors: `gamma[C]`, `beta[C]`, `mean[C]`, `var[C]`. Statistics are biased (divide by N).
 
-/// Forward with batch statistics; saves `mean` and `1/sqrt(var+eps)` per channel in `save`
-/// (`2 × C`) for the backward pass.
+/// Lanes of the per-channel sums: each sum over a sample's positions is kept as 8 partial sums
+/// added in a fixed order, so the result is the same on every target and the loop vectorizes
+/// on the host (a single running sum is one long chain of dependent additions).
+const LANES: usize = 8;
+
+/// `Σ f(a[i], b[i])` over the common length, in [`LANES`] partial sums.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..LANES {
+            acc[k] += f(x[k], y[k]);
+        }
+    }
+    let mut sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+        sum += f(x, y);
+    }
+    sum
+}
+
+/// Channel `ch`'s sum over the `n` samples and, about the mean `sum / count`, its sum of
+/// squared deviations.
+#[inline(always)]
+fn sums(c: usize, s: usize, x: &[f32], n: usize, ch: usize, count: f32) -> (f32, f32) {
+    let plane = |b: usize| &x[(b * c + ch) * s..(b * c + ch + 1) * s];
+    let mut sum = 0.0f32;
+    for b in 0..n {
+        sum += lane_sum(plane(b), plane(b), |v, _| v);
+    }
+    let mean = sum / count;
+    let mut sq = 0.0f32;
+    for b in 0..n {
+        sq += lane_sum(plane(b), plane(b), |v, _| (v - mean) * (v - mean));
+    }
+    (sum, sq)
+}
+
+crate::simd::host_simd! {
+    /// Forward with batch statistics; saves `mean` and `1/sqrt(var+eps)` per channel in `save`
+    /// (`2 × C`) for the backward pass.
+    pub fn forward_batch(
+        c: usize,
+        s: usize,
+        eps: f32,
+        gamma: &[f32],
+        beta: &[f32],
+        x: &[f32],
+        y: &mut [f32],
+        n: usize,
+        save: &mut [f32],
+    ) => forward_batch_kernel
+}
+
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn forward_batch(
+fn forward_batch_kernel(
     c: usize,
     s: usize,
     eps: f32,
@@ -26,28 +80,33 @@ pub fn forward_batch(
     let (means, invs) = save.split_at_mut(c);
     let count = (n * s) as f32;
     for ch in 0..c {
-        let mut sum = 0.0f32;
-        for b in 0..n {
-            sum += x[(b * c + ch) * s..(b * c + ch + 1) * s]
-                .iter()
-                .sum::<f32>();
-        }
+        let (sum, sq) = sums(c, s, x, n, ch, count);
         let mean = sum / count;
-        let mut sq = 0.0f32;
-        for b in 0..n {
-            for v in &x[(b * c + ch) * s..(b * c + ch + 1) * s] {
-                sq += (v - mean) * (v - mean);
-            }
-        }
         means[ch] = mean;
         invs[ch] = 1.0 / libm::sqrtf(sq / count + eps);
     }
     apply(c, s, gamma, beta, means, invs, x, y, n);
 }
 
-/// Forward with stored statistics.
+crate::simd::host_simd! {
+    /// Forward with stored statistics.
+    pub fn forward_stored(
+        c: usize,
+        s: usize,
+        eps: f32,
+        gamma: &[f32],
+        beta: &[f32],
+        mean: &[f32],
+        var: &[f32],
+        x: &[f32],
+        y: &mut [f32],
+        n: usize,
+    ) => forward_stored_kernel
+}
+
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn forward_stored(
+fn forward_stored_kernel(
     c: usize,
     s: usize,
     eps: f32,
@@ -83,6 +142,7 @@ fn stored_affine(
     (gamma[ch] * inv, beta[ch] - gamma[ch] * inv * mean[ch])
 }
 
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn apply(
     c: usize,
@@ -105,11 +165,28 @@ fn apply(
     }
 }
 
-/// Backward. `stats` is `(mean, inv_std)` per channel: the saved batch statistics when
-/// `batch` is true (the gradient then flows through them), else the stored ones.
-/// Writes `dgamma`, `dbeta` when given and `gx` when given.
+crate::simd::host_simd! {
+    /// Backward. `stats` is `(mean, inv_std)` per channel: the saved batch statistics when
+    /// `batch` is true (the gradient then flows through them), else the stored ones.
+    /// Writes `dgamma`, `dbeta` when given and `gx` when given.
+    pub fn backward(
+        c: usize,
+        s: usize,
+        batch: bool,
+        gamma: &[f32],
+        mean: &[f32],
+        inv: &[f32],
+        x: &[f32],
+        g: &[f32],
+        params_grad: Option<(&mut [f32], &mut [f32])>,
+        gx: Option<&mut [f32]>,
+        n: usize,
+    ) => backward_kernel
+}
+
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
+fn backward_kernel(
     c: usize,
     s: usize,
     batch: bool,
@@ -130,10 +207,8 @@ pub fn backward(
         let (mut sg, mut sgx) = (0.0f32, 0.0f32);
         for b in 0..n {
             let r = (b * c + ch) * s..(b * c + ch + 1) * s;
-            for (gv, xv) in g[r.clone()].iter().zip(&x[r]) {
-                sg += gv;
-                sgx += gv * (xv - m) * iv;
-            }
+            sg += lane_sum(&g[r.clone()], &g[r.clone()], |gv, _| gv);
+            sgx += lane_sum(&g[r.clone()], &x[r], |gv, xv| gv * (xv - m) * iv);
         }
         if let Some((dgamma, dbeta)) = pg.as_mut() {
             dgamma[ch] = sgx;
@@ -177,19 +252,8 @@ pub fn accumulate(
     let nb = (n * s) as f32;
     let na = (count * s) as f32;
     for ch in 0..c {
-        let mut sum = 0.0f32;
-        for b in 0..n {
-            sum += x[(b * c + ch) * s..(b * c + ch + 1) * s]
-                .iter()
-                .sum::<f32>();
-        }
+        let (sum, m2b) = sums(c, s, x, n, ch, nb);
         let mb = sum / nb;
-        let mut m2b = 0.0f32;
-        for b in 0..n {
-            for v in &x[(b * c + ch) * s..(b * c + ch + 1) * s] {
-                m2b += (v - mb) * (v - mb);
-            }
-        }
         let delta = mb - mean[ch];
         let total = na + nb;
         mean[ch] += delta * nb / total;

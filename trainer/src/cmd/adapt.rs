@@ -8,6 +8,7 @@ use crate::csvio::{self, OutputFormat};
 use crate::data::images::{self, PIXELS, SIDE};
 use crate::export::import::AdaptArg;
 use crate::export::onnx::onnx_bytes;
+use crate::fewshot::{self, HeadInit, HeadSplit};
 use crate::model::{self, Arch};
 use anole::{Blob, Learner, LossKind, Options, Plan, SliceSamples};
 use anyhow::{anyhow, bail, Result};
@@ -38,6 +39,11 @@ pub struct Args {
     /// Layers that adapt: all, or only the last layer with parameters (default: the blob's).
     #[arg(long, value_enum)]
     pub adapt: Option<AdaptArg>,
+    /// Head-only adaptation of a classifier: start the head from the support set's class
+    /// prototypes (the nearest-prototype classifier, then fine-tuned; the default) or from the
+    /// blob's head (`meta`).
+    #[arg(long, value_enum)]
+    pub head_init: Option<HeadInit>,
     /// Write the adapted blob here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -142,6 +148,46 @@ pub fn run(a: Args) -> Result<()> {
         blob.target_len(),
     )
     .map_err(support_err)?;
+    let arch = Arch::of(&blob);
+    let head_only = opts.trainable == arch.head_only();
+    let classifier = blob.loss == LossKind::CrossEntropy;
+    // Prototypes need a support sample of every class the head outputs.
+    let every_class = (0..blob.output_len()).all(|c| support_targets.contains(&(c as f32)));
+    match a.head_init {
+        Some(HeadInit::Prototypes) if !(head_only && classifier) => bail!(
+            "--head-init prototypes needs head-only adaptation (--adapt head) of a classifier"
+        ),
+        Some(HeadInit::Meta) if !head_only => {
+            bail!("--head-init needs head-only adaptation (--adapt head)")
+        }
+        None if head_only && classifier && !every_class => eprintln!(
+            "the head starts from the model's weights: its {} classes do not all have support samples",
+            blob.output_len()
+        ),
+        Some(HeadInit::Prototypes) | None if head_only && classifier => {
+            let split = HeadSplit::new(&blob).map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
+            let mut features = Vec::new();
+            match &split.body {
+                Some(b) => {
+                    let body = model::parse(b)?;
+                    fewshot::features(&body, &mut Vec::new(), support_inputs, &mut features)?;
+                }
+                None => features.extend_from_slice(support_inputs),
+            }
+            let hb = model::parse(&split.head)?;
+            let hopts = Options::from_blob(&hb);
+            let mut harena = vec![0.0f32; hb.arena_len(hopts.batch).map_err(model_err)?];
+            let mut head = Learner::with_options(&hb, &mut harena, hopts).map_err(model_err)?;
+            let fs = SliceSamples::new(&features, support_targets, split.features, 1)
+                .map_err(support_err)?;
+            head.init_prototypes(&fs).map_err(support_err)?;
+            let mut p = learner.params().to_vec();
+            let at = p.len() - head.params().len();
+            p[at..].copy_from_slice(head.params());
+            learner.set_params(&p).map_err(model_err)?;
+        }
+        _ => {}
+    }
     let before = learner.loss(&samples).map_err(support_err)?;
     learner.adapt(&samples, steps).map_err(|e| {
         anyhow!(

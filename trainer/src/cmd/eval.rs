@@ -6,7 +6,7 @@
 
 use crate::data::omniglot::{Omniglot, Split};
 use crate::eval::{self, EvalConfig};
-use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, NormMode};
+use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
 use crate::model::Arch;
 use crate::tasks::{self, OmniglotTasks, TaskName};
 use crate::{model, progress};
@@ -79,6 +79,10 @@ pub struct Args {
     /// Omniglot: adapt all layers, only the head (body frozen, features cached), or both.
     #[arg(long, value_enum, default_value_t = AdaptMode::Both)]
     pub adapt: AdaptMode,
+    /// Omniglot, head-only adaptation: start from the support set's class prototypes (the
+    /// nearest-prototype classifier, then fine-tuned) or from the meta-learned head.
+    #[arg(long, value_enum, default_value_t = HeadInit::Prototypes)]
+    pub head_init: HeadInit,
 }
 
 /// The blob file `model` names: the file itself, or `init.postcard` inside a directory.
@@ -304,6 +308,7 @@ fn run_omniglot(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
             seed: args.seed,
             norm: args.norm,
             adapt: args.adapt,
+            head_init: args.head_init,
         };
         let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
         let report = fewshot::evaluate(blob, &family, &cfg, &bar)

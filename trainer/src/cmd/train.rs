@@ -9,7 +9,7 @@ use crate::checkpoint;
 use crate::cmd::sign::{self as signing, read_signing_key, sign_blob};
 use crate::data::omniglot::{Omniglot, Split};
 use crate::eval::{self, EvalConfig, EvalReport};
-use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, NormMode};
+use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
 use crate::meta::{self, Algo, Config, InnerOpt, IterLoss, RunState};
 use crate::model::{self, Arch, BlobMeta};
 use crate::tasks::{self, OmniglotTasks, Stream, TaskFamily, TaskName};
@@ -928,6 +928,7 @@ impl Run<'_> {
                     } else {
                         AdaptMode::All
                     },
+                    head_init: HeadInit::Prototypes,
                 };
                 let bar = progress::bar(fcfg.episodes as u64, &format!("{k}-shot"));
                 let report = fewshot::evaluate(&blob, family, &fcfg, &bar)
