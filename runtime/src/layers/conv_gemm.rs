@@ -48,8 +48,6 @@ fn rows(g: &Geometry) -> usize {
 struct Padded {
     ph: usize,
     pw: usize,
-    /// Offset in the padded plane of the window origin of each output position (row-major).
-    origin: Vec<usize>,
 }
 
 impl Padded {
@@ -61,13 +59,7 @@ impl Padded {
         // Plus stride − 1 zero columns, so the window row of any offset spans `ow · stride`
         // values inside the plane (the row copies below step through such a span).
         let pw = ((g.ow - 1) * st + k).max(g.win.padding + g.w) + st - 1;
-        let mut origin = Vec::with_capacity(g.oh * g.ow);
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                origin.push(oy * st * pw + ox * st);
-            }
-        }
-        Padded { ph, pw, origin }
+        Padded { ph, pw }
     }
     fn len(&self) -> usize {
         self.ph * self.pw
@@ -75,76 +67,39 @@ impl Padded {
 }
 
 /// Fills `cols` (`rows × n·P`, row-major, P = oh·ow) with the input patches of `n` samples:
-/// column `s·P + oy·ow + ox` holds the window under output position (oy, ox) of sample `s`,
-/// zero where it overlaps the padding.
-fn im2col(
-    g: &Geometry,
-    pad: &Padded,
-    plane_buf: &mut [f32],
-    x: &[f32],
-    n: usize,
-    cols: &mut [f32],
-) {
+/// column `s·P + oy·ow + ox` of row (ci, ky, kx) holds the input under kernel offset (ky, kx)
+/// of output position (oy, ox) of sample `s`, zero where it overlaps the padding. `planes`
+/// holds the padded input planes.
+fn im2col(g: &Geometry, pad: &Padded, planes: &mut [f32], x: &[f32], n: usize, cols: &mut [f32]) {
     let k = g.win.kernel;
-    let p = g.win.padding;
-    let plane = g.oh * g.ow;
-    let hw = g.h * g.w;
-    let width = n * plane;
-    plane_buf.fill(0.0);
-    for (s, xs) in x.chunks_exact(g.cin * hw).take(n).enumerate() {
-        for (ci, xc) in xs.chunks_exact(hw).enumerate() {
-            // The padding border stays zero: only the interior is rewritten.
-            for (iy, row) in xc.chunks_exact(g.w).enumerate() {
-                plane_buf[(iy + p) * pad.pw + p..][..g.w].copy_from_slice(row);
-            }
-            for ky in 0..k {
-                for kx in 0..k {
-                    let r = (ci * k + ky) * k + kx;
-                    let src = &plane_buf[ky * pad.pw + kx..];
-                    let dst = &mut cols[r * width + s * plane..][..plane];
-                    for (d, &o) in dst.iter_mut().zip(&pad.origin) {
-                        *d = src[o];
-                    }
-                }
-            }
+    pad_planes(g, pad, x, n, planes);
+    for ky in 0..k {
+        for kx in 0..k {
+            let rows = Rows {
+                first: ky * k + kx,
+                step: k * k,
+            };
+            gather(g, pad, planes, n, ky * pad.pw + kx, rows, cols);
         }
     }
 }
 
 /// Writes into the input gradient `gx` the patch-matrix gradient `cols` summed back onto the
 /// input positions (the transpose of [`im2col`]); contributions to one position are added in
-/// kernel order (row, then column), from 0.
-fn col2im(
-    g: &Geometry,
-    pad: &Padded,
-    plane_buf: &mut [f32],
-    cols: &[f32],
-    n: usize,
-    gx: &mut [f32],
-) {
+/// kernel order (row, then column), from 0. `planes` is scratch for the padded planes.
+fn col2im(g: &Geometry, pad: &Padded, planes: &mut [f32], cols: &[f32], n: usize, gx: &mut [f32]) {
     let k = g.win.kernel;
-    let p = g.win.padding;
-    let plane = g.oh * g.ow;
-    let hw = g.h * g.w;
-    let width = n * plane;
-    for (s, gs) in gx.chunks_exact_mut(g.cin * hw).take(n).enumerate() {
-        for (ci, gc) in gs.chunks_exact_mut(hw).enumerate() {
-            plane_buf.fill(0.0);
-            for ky in 0..k {
-                for kx in 0..k {
-                    let r = (ci * k + ky) * k + kx;
-                    let src = &cols[r * width + s * plane..][..plane];
-                    let dst = &mut plane_buf[ky * pad.pw + kx..];
-                    for (&v, &o) in src.iter().zip(&pad.origin) {
-                        dst[o] += v;
-                    }
-                }
-            }
-            for (iy, row) in gc.chunks_exact_mut(g.w).enumerate() {
-                row.copy_from_slice(&plane_buf[(iy + p) * pad.pw + p..][..g.w]);
-            }
+    planes.fill(0.0);
+    for ky in 0..k {
+        for kx in 0..k {
+            let rows = Rows {
+                first: ky * k + kx,
+                step: k * k,
+            };
+            scatter_add(g, pad, cols, n, ky * pad.pw + kx, rows, planes);
         }
     }
+    unpad_planes(g, pad, planes, n, gx);
 }
 
 /// Convolutions with at least this many input channels run as one matrix product per kernel
@@ -169,6 +124,31 @@ fn pad_planes(g: &Geometry, pad: &Padded, x: &[f32], n: usize, planes: &mut [f32
     }
 }
 
+/// The interior of each padded plane (the input positions) copied back into `gx`.
+fn unpad_planes(g: &Geometry, pad: &Padded, planes: &[f32], n: usize, gx: &mut [f32]) {
+    let p = g.win.padding;
+    for (gc, pc) in gx
+        .chunks_exact_mut(g.h * g.w)
+        .take(n * g.cin)
+        .zip(planes.chunks_exact(pad.len()))
+    {
+        for (iy, row) in gc.chunks_exact_mut(g.w).enumerate() {
+            row.copy_from_slice(&pc[(iy + p) * pad.pw + p..][..g.w]);
+        }
+    }
+}
+
+/// The per-offset matrix `cin × n·P`: channel `ci` in row `ci`.
+const PER_OFFSET: Rows = Rows { first: 0, step: 1 };
+
+/// Which matrix row holds input channel `ci`: `first + ci · step` (the per-offset matrix: 0 and
+/// 1; the im2col matrix: the offset's index and `kernel²`).
+#[derive(Clone, Copy)]
+struct Rows {
+    first: usize,
+    step: usize,
+}
+
 /// Row `oy` of the window of kernel offset `off` in a padded plane: `ow · stride` values from
 /// which every stride-th is read (inside the plane: see `Padded::new`).
 #[inline(always)]
@@ -183,43 +163,48 @@ fn window_row(
     start..start + ow * st
 }
 
-/// `xk` (`cin × n·P`): for kernel offset `off` (= ky·pw + kx in the padded plane), the input
-/// value under each output position, for every channel and sample. Strides 1 and 2 (all of
-/// the paper's CNN) copy each window row with a fixed step, others go through `Padded::origin`.
-fn gather(g: &Geometry, pad: &Padded, planes: &[f32], n: usize, off: usize, xk: &mut [f32]) {
+/// For kernel offset `off` (= ky·pw + kx in the padded plane), the input value under each
+/// output position, for every channel and sample, into row `rows` of channel `ci` of `m`
+/// (`… × n·P`), columns `s·P ..`.
+fn gather(
+    g: &Geometry,
+    pad: &Padded,
+    planes: &[f32],
+    n: usize,
+    off: usize,
+    rows: Rows,
+    m: &mut [f32],
+) {
     let (ow, st) = (g.ow, g.win.stride);
     let plane = g.oh * ow;
     let width = n * plane;
     for (i, pc) in planes.chunks_exact(pad.len()).take(n * g.cin).enumerate() {
         let (s, ci) = (i / g.cin, i % g.cin);
-        let dst = &mut xk[ci * width + s * plane..][..plane];
-        match st {
-            1 | 2 => {
-                for (oy, drow) in dst.chunks_exact_mut(ow).enumerate() {
-                    let src = &pc[window_row(pad, st, ow, off, oy)];
-                    if st == 1 {
-                        for (d, &v) in drow.iter_mut().zip(src) {
-                            *d = v;
-                        }
-                    } else {
-                        for (d, pair) in drow.iter_mut().zip(src.chunks_exact(2)) {
-                            *d = pair[0];
-                        }
-                    }
-                }
-            }
-            _ => {
-                let src = &pc[off..];
-                for (d, &o) in dst.iter_mut().zip(&pad.origin) {
-                    *d = src[o];
+        let dst = &mut m[(rows.first + ci * rows.step) * width + s * plane..][..plane];
+        for (oy, drow) in dst.chunks_exact_mut(ow).enumerate() {
+            let src = &pc[window_row(pad, st, ow, off, oy)];
+            if st == 1 {
+                drow.copy_from_slice(src);
+            } else {
+                for (d, step) in drow.iter_mut().zip(src.chunks_exact(st)) {
+                    *d = step[0];
                 }
             }
         }
     }
 }
 
-/// The transpose of [`gather`]: adds `xk` onto the padded planes at kernel offset `off`.
-fn scatter_add(g: &Geometry, pad: &Padded, xk: &[f32], n: usize, off: usize, planes: &mut [f32]) {
+/// The transpose of [`gather`]: adds rows `rows` of `m` onto the padded planes at kernel
+/// offset `off`.
+fn scatter_add(
+    g: &Geometry,
+    pad: &Padded,
+    m: &[f32],
+    n: usize,
+    off: usize,
+    rows: Rows,
+    planes: &mut [f32],
+) {
     let (ow, st) = (g.ow, g.win.stride);
     let plane = g.oh * ow;
     let width = n * plane;
@@ -229,27 +214,11 @@ fn scatter_add(g: &Geometry, pad: &Padded, xk: &[f32], n: usize, off: usize, pla
         .enumerate()
     {
         let (s, ci) = (i / g.cin, i % g.cin);
-        let src = &xk[ci * width + s * plane..][..plane];
-        match st {
-            1 | 2 => {
-                for (oy, srow) in src.chunks_exact(ow).enumerate() {
-                    let dst = &mut pc[window_row(pad, st, ow, off, oy)];
-                    if st == 1 {
-                        for (d, &v) in dst.iter_mut().zip(srow) {
-                            *d += v;
-                        }
-                    } else {
-                        for (pair, &v) in dst.chunks_exact_mut(2).zip(srow) {
-                            pair[0] += v;
-                        }
-                    }
-                }
-            }
-            _ => {
-                let dst = &mut pc[off..];
-                for (&v, &o) in src.iter().zip(&pad.origin) {
-                    dst[o] += v;
-                }
+        let src = &m[(rows.first + ci * rows.step) * width + s * plane..][..plane];
+        for (oy, srow) in src.chunks_exact(ow).enumerate() {
+            let dst = &mut pc[window_row(pad, st, ow, off, oy)];
+            for (step, &v) in dst.chunks_exact_mut(st).zip(srow) {
+                step[0] += v;
             }
         }
     }
@@ -300,19 +269,22 @@ fn forward_part(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]
     let plane = g.oh * g.ow;
     let width = n * plane;
     let pad = Padded::new(g);
-    with_scratch(kk * width + g.cout * width + pad.len(), |scratch| {
-        let (cols, rest) = scratch.split_at_mut(kk * width);
-        let (out, plane_buf) = rest.split_at_mut(g.cout * width);
-        im2col(g, &pad, plane_buf, x, n, cols);
-        general_mat_mul(
-            1.0,
-            &view(wt, g.cout, kk),
-            &view(cols, kk, width),
-            0.0,
-            &mut view_mut(out, g.cout, width),
-        );
-        scatter(g, bias, out, y, n);
-    });
+    with_scratch(
+        kk * width + g.cout * width + n * g.cin * pad.len(),
+        |scratch| {
+            let (cols, rest) = scratch.split_at_mut(kk * width);
+            let (out, planes) = rest.split_at_mut(g.cout * width);
+            im2col(g, &pad, planes, x, n, cols);
+            general_mat_mul(
+                1.0,
+                &view(wt, g.cout, kk),
+                &view(cols, kk, width),
+                0.0,
+                &mut view_mut(out, g.cout, width),
+            );
+            scatter(g, bias, out, y, n);
+        },
+    );
 }
 
 /// [`forward_part`] as one product per kernel offset, summed into the output in kernel order.
@@ -327,7 +299,7 @@ fn forward_offsets(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f
         pad_planes(g, &pad, x, n, planes);
         for ky in 0..k {
             for kx in 0..k {
-                gather(g, &pad, planes, n, ky * pad.pw + kx, xk);
+                gather(g, &pad, planes, n, ky * pad.pw + kx, PER_OFFSET, xk);
                 let beta = if ky == 0 && kx == 0 { 0.0 } else { 1.0 };
                 general_mat_mul(
                     1.0,
@@ -440,33 +412,36 @@ fn backward_part(
     let plane = g.oh * g.ow;
     let width = n * plane;
     let pad = Padded::new(g);
-    with_scratch(kk * width + g.cout * width + pad.len(), |scratch| {
-        let (cols, rest) = scratch.split_at_mut(kk * width);
-        let (gyc, plane_buf) = rest.split_at_mut(g.cout * width);
-        output_grad_matrix(g, gy, n, gyc);
-        let gyv = view(gyc, g.cout, width);
-        if let Some((dw, db)) = params_grad {
-            im2col(g, &pad, plane_buf, x, n, cols);
-            general_mat_mul(
-                1.0,
-                &gyv,
-                &view(cols, kk, width).t(),
-                0.0,
-                &mut view_mut(dw, g.cout, kk),
-            );
-            bias_grad(g, gyc, width, db);
-        }
-        if let Some(gx) = gx {
-            general_mat_mul(
-                1.0,
-                &view(wt, g.cout, kk).t(),
-                &gyv,
-                0.0,
-                &mut view_mut(cols, kk, width),
-            );
-            col2im(g, &pad, plane_buf, cols, n, gx);
-        }
-    });
+    with_scratch(
+        kk * width + g.cout * width + n * g.cin * pad.len(),
+        |scratch| {
+            let (cols, rest) = scratch.split_at_mut(kk * width);
+            let (gyc, planes) = rest.split_at_mut(g.cout * width);
+            output_grad_matrix(g, gy, n, gyc);
+            let gyv = view(gyc, g.cout, width);
+            if let Some((dw, db)) = params_grad {
+                im2col(g, &pad, planes, x, n, cols);
+                general_mat_mul(
+                    1.0,
+                    &gyv,
+                    &view(cols, kk, width).t(),
+                    0.0,
+                    &mut view_mut(dw, g.cout, kk),
+                );
+                bias_grad(g, gyc, width, db);
+            }
+            if let Some(gx) = gx {
+                general_mat_mul(
+                    1.0,
+                    &view(wt, g.cout, kk).t(),
+                    &gyv,
+                    0.0,
+                    &mut view_mut(cols, kk, width),
+                );
+                col2im(g, &pad, planes, cols, n, gx);
+            }
+        },
+    );
 }
 
 /// [`backward_part`] as one product per kernel offset: the weight gradient of each offset
@@ -495,7 +470,7 @@ fn backward_offsets(
             pad_planes(g, &pad, x, n, planes);
             for ky in 0..k {
                 for kx in 0..k {
-                    gather(g, &pad, planes, n, ky * pad.pw + kx, xk);
+                    gather(g, &pad, planes, n, ky * pad.pw + kx, PER_OFFSET, xk);
                     let mut dwk = ArrayViewMut2::from_shape(
                         (g.cout, g.cin).strides((g.cin * k * k, k * k)),
                         &mut dw[ky * k + kx..],
@@ -517,19 +492,10 @@ fn backward_offsets(
                         0.0,
                         &mut view_mut(xk, g.cin, width),
                     );
-                    scatter_add(g, &pad, xk, n, ky * pad.pw + kx, planes);
+                    scatter_add(g, &pad, xk, n, ky * pad.pw + kx, PER_OFFSET, planes);
                 }
             }
-            let p = g.win.padding;
-            for (gc, pc) in gx
-                .chunks_exact_mut(g.h * g.w)
-                .take(n * g.cin)
-                .zip(planes.chunks_exact(pad.len()))
-            {
-                for (iy, row) in gc.chunks_exact_mut(g.w).enumerate() {
-                    row.copy_from_slice(&pc[(iy + p) * pad.pw + p..][..g.w]);
-                }
-            }
+            unpad_planes(g, &pad, planes, n, gx);
         }
     });
 }
