@@ -27,7 +27,8 @@
 //! (`let mut blob = Blob::empty(); blob.parse_in_place(BLOB)?`). See [`plan::Mode`].
 #![no_std]
 #![deny(missing_docs)]
-// The one `unsafe` is in `simd::host_simd` (host builds only), with its proof of soundness.
+// `unsafe` only in `simd::host_simd` (x86-64 host builds) and `layers::vfp` (hard-float
+// bare-metal Arm: FPU assembly kernels), each block with its proof of soundness.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "std")]

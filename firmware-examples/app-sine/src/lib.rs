@@ -17,6 +17,9 @@
 pub mod cortex_m_probe;
 #[cfg(feature = "defmt")]
 pub mod defmt_log;
+mod kernel_check;
+
+pub use kernel_check::kernel_check;
 
 use anole::{Blob, Learner, SampleBuffer, Samples, SliceSamples};
 use core::f32::consts::PI;
@@ -424,6 +427,11 @@ mod tests {
     extern crate std;
     use super::*;
     use std::vec;
+
+    #[test]
+    fn kernel_check_passes_on_the_host() {
+        assert_eq!(kernel_check(), Ok(()));
+    }
 
     struct Steps(u64);
     impl Clock for Steps {

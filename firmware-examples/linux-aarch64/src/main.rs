@@ -266,6 +266,7 @@ impl app_sine::Clock for Nanos {
 }
 
 fn demo() -> Result<bool, String> {
+    app_sine::kernel_check().map_err(|e| format!("kernel check: {e}"))?;
     let mut arena = vec![0.0f32; app_sine::ARENA_LEN];
     let report =
         app_sine::run(&mut arena, &mut Nanos(Instant::now())).map_err(|e| e.to_string())?;

@@ -23,6 +23,10 @@ fn main() -> ! {
     };
     let mut clock = SysTickClock::start(cp.SYST, INSTRUCTIONS_PER_TICK, "instructions");
     hprintln!("anole sine demo on {}", core_name());
+    if let Err(e) = app_sine::kernel_check() {
+        fail(format_args!("kernel check: {e}"));
+    }
+    hprintln!("kernel_check=ok");
     let report = match app_sine::run(ARENA, &mut clock) {
         Ok(r) => r,
         Err(e) => fail(format_args!("{e}")),

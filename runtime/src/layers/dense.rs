@@ -62,8 +62,8 @@ crate::simd::host_simd! {
     ///
     /// `y[b, o] = bias[o] + s` with `s` the sum of `w[o, i] · x[b, i]` over `i` in order, from 0.
     /// Blocks of outputs × samples keep their sums in registers while the weights of the block
-    /// stream once per batch: on a Cortex-M4F each multiply-accumulate costs about one load and
-    /// one `vmla` instead of two loads.
+    /// stream once per batch. On hard-float bare-metal Arm the 4 × 5 blocks run as FPU assembly
+    /// (`vfp::forward_4x5`), the same additions in the same order.
     pub fn forward(
         inputs: usize,
         outputs: usize,
@@ -239,6 +239,18 @@ fn forward_block<const O: usize, const S: usize>(
     for (s, r) in xr.iter_mut().enumerate() {
         *r = &x[(b0 + s) * inputs..][..inputs];
     }
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+    if O == 4 && S == 5 {
+        if let Some(sums) = super::vfp::forward_4x5(inputs, &wr, &xr) {
+            for (s, a) in sums.chunks_exact(O).enumerate() {
+                let yr = &mut y[(b0 + s) * outputs + o0..][..O];
+                for o in 0..O {
+                    yr[o] = bias[o0 + o] + a[o];
+                }
+            }
+            return;
+        }
+    }
     let mut acc = [[0.0f32; O]; S];
     for i in 0..inputs {
         let mut wv = [0.0f32; O];
@@ -361,6 +373,20 @@ fn weight_sums<const RB: usize, const CB: usize>(
     i0: usize,
 ) -> [[f32; CB]; RB] {
     let mut acc = [[0.0f32; CB]; RB];
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+    if RB == 4
+        && CB == 4
+        && n.saturating_mul(inputs) <= x.len()
+        && n.saturating_mul(outputs) <= g.len()
+    {
+        let (gb, xb) = (g.get(o0..).unwrap_or(&[]), x.get(i0..).unwrap_or(&[]));
+        if let Some(sums) = super::vfp::weight_sums_4x4(gb, outputs, xb, inputs, n) {
+            for (r, a) in acc.iter_mut().enumerate() {
+                a.copy_from_slice(&sums[r * CB..][..CB]);
+            }
+            return acc;
+        }
+    }
     for (xr, gr) in x.chunks_exact(inputs).zip(g.chunks_exact(outputs)).take(n) {
         let (Some(xs), Some(gs)) = (xr.get(i0..i0 + CB), gr.get(o0..o0 + RB)) else {
             break;
@@ -375,25 +401,37 @@ fn weight_sums<const RB: usize, const CB: usize>(
 }
 
 /// Hands every weight-gradient sum to `sink(o, i0, sums)` (sums of row `o`, inputs
-/// `i0..i0 + sums.len()`), block by block; stops and returns false when `sink` does.
+/// `i0..i0 + sums.len()`), block by block; stops and returns false when `sink` does. Each full
+/// `ROWS × CHUNK` block is first offered to `block(state, o0, i0)`, which may do the whole block
+/// itself (`Some(ok)`, as if its rows went through `sink` in order) or decline (`None`).
 #[inline(always)]
-fn for_weight_sums(
+#[allow(clippy::too_many_arguments)]
+fn for_weight_sums<T: ?Sized>(
+    state: &mut T,
     inputs: usize,
     outputs: usize,
     x: &[f32],
     g: &[f32],
     n: usize,
-    mut sink: impl FnMut(usize, usize, &[f32]) -> bool,
+    mut band: impl FnMut(&mut T, usize, usize) -> Option<bool>,
+    mut sink: impl FnMut(&mut T, usize, usize, &[f32]) -> bool,
 ) -> bool {
     let full_rows = outputs - outputs % ROWS;
     let full_cols = inputs - inputs % CHUNK;
     let mut o0 = 0;
     while o0 < full_rows {
         let mut i0 = 0;
+        if full_cols > 0 {
+            match band(state, o0, full_cols) {
+                Some(true) => i0 = full_cols,
+                Some(false) => return false,
+                None => {}
+            }
+        }
         while i0 < full_cols {
             let acc = weight_sums::<ROWS, CHUNK>(inputs, outputs, x, g, n, o0, i0);
             for (r, a) in acc.iter().enumerate() {
-                if !sink(o0 + r, i0, a) {
+                if !sink(state, o0 + r, i0, a) {
                     return false;
                 }
             }
@@ -402,7 +440,7 @@ fn for_weight_sums(
         while i0 < inputs {
             let acc = weight_sums::<ROWS, 1>(inputs, outputs, x, g, n, o0, i0);
             for (r, a) in acc.iter().enumerate() {
-                if !sink(o0 + r, i0, a) {
+                if !sink(state, o0 + r, i0, a) {
                     return false;
                 }
             }
@@ -414,14 +452,14 @@ fn for_weight_sums(
         let mut i0 = 0;
         while i0 < full_cols {
             let [a] = weight_sums::<1, CHUNK>(inputs, outputs, x, g, n, o0, i0);
-            if !sink(o0, i0, &a) {
+            if !sink(state, o0, i0, &a) {
                 return false;
             }
             i0 += CHUNK;
         }
         while i0 < inputs {
             let [a] = weight_sums::<1, 1>(inputs, outputs, x, g, n, o0, i0);
-            if !sink(o0, i0, &a) {
+            if !sink(state, o0, i0, &a) {
                 return false;
             }
             i0 += 1;
@@ -464,12 +502,21 @@ fn weight_grad_kernel(
     db: &mut [f32],
     n: usize,
 ) {
-    for_weight_sums(inputs, outputs, x, g, n, |o, i0, sums| {
-        if let Some(d) = dw.get_mut(o * inputs + i0..o * inputs + i0 + sums.len()) {
-            d.copy_from_slice(sums);
-        }
-        true
-    });
+    for_weight_sums(
+        dw,
+        inputs,
+        outputs,
+        x,
+        g,
+        n,
+        |_, _, _| None,
+        |dw, o, i0, sums| {
+            if let Some(d) = dw.get_mut(o * inputs + i0..o * inputs + i0 + sums.len()) {
+                d.copy_from_slice(sums);
+            }
+            true
+        },
+    );
     bias_sums(outputs, g, n, db);
 }
 
@@ -541,6 +588,15 @@ fn input_block<const S: usize, const C: usize>(
     for (s, r) in gr.iter_mut().enumerate() {
         *r = &g[(b0 + s) * outputs..][..outputs];
     }
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+    if S == 5 && C == 4 {
+        if let Some(sums) = super::vfp::input_grad_5x4(outputs, &w[i0..], inputs, &gr) {
+            for (s, a) in sums.chunks_exact(C).enumerate() {
+                gx[(b0 + s) * inputs + i0..][..C].copy_from_slice(a);
+            }
+            return;
+        }
+    }
     let mut acc = [[0.0f32; C]; S];
     // Row `o` of `w`, columns `i0..i0 + C`, at `off`.
     let mut off = i0;
@@ -609,7 +665,23 @@ pub fn backward_sgd(
     if let Some(gx) = gx {
         input_grad(inputs, outputs, w, g, gx, n);
     }
-    let ok = for_weight_sums(inputs, outputs, x, g, n, |o, i0, sums| {
+    // The fused band kernel of hard-float Arm (sums, update and check in registers).
+    #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+    let band = |w: &mut [f32], o0: usize, cols: usize| {
+        // Only where the Rust sums would see all `n` samples (whole rows of `x` and `g`).
+        if ROWS != 4
+            || CHUNK != 4
+            || n.saturating_mul(inputs) > x.len()
+            || n.saturating_mul(outputs) > g.len()
+        {
+            return None;
+        }
+        let p = w.get_mut(o0.checked_mul(inputs)?..)?;
+        super::vfp::sgd_band_4x4(g.get(o0..)?, outputs, x, inputs, n, p, cols / 4, lr_w)
+    };
+    #[cfg(not(all(target_arch = "arm", target_abi = "eabihf", target_os = "none")))]
+    let band = |_: &mut [f32], _: usize, _: usize| None;
+    let ok = for_weight_sums(w, inputs, outputs, x, g, n, band, |w, o, i0, sums| {
         let Some(p) = w.get_mut(o * inputs + i0..o * inputs + i0 + sums.len()) else {
             return true;
         };

@@ -9,6 +9,8 @@ mod conv_gemm;
 pub mod dense;
 pub mod maxpool;
 pub mod norm;
+#[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+mod vfp;
 
 use crate::blob::{RawLayer, MAX_LAYER_ARGS};
 use crate::error::{Error, Result};
