@@ -701,3 +701,15 @@ fn a_blob_edited_in_place_is_validated_again() {
     assert!(bad.validate_in_place().is_err());
     assert!(bad.layers.is_empty() && bad.wire.layers.is_empty());
 }
+
+/// The runtime's own f16 decoding (used for every weight a frozen f16 layer reads from flash)
+/// equals the `half` crate's bit for bit, for every one of the 65,536 bit patterns: zeros,
+/// subnormals, normals, infinities and NaN payloads.
+#[test]
+fn f16_decoding_matches_half_for_every_bit_pattern() {
+    for h in 0..=u16::MAX {
+        let ours = anole::blob::f16_to_f32(h).to_bits();
+        let theirs = half::f16::from_bits(h).to_f32().to_bits();
+        assert_eq!(ours, theirs, "f16 bits {h:#06x}");
+    }
+}
