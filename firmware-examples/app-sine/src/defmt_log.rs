@@ -8,6 +8,11 @@ use crate::{DemoError, Report, HELD_OUT, SUPPORT};
 /// held-out loss and the stack stayed inside RAM.
 pub fn run_logged(board: &str, arena: &mut [f32], clock: &mut SysTickClock) -> bool {
     defmt::info!("anole sine demo on {=str}", board);
+    if let Err(e) = crate::kernel_check() {
+        defmt::error!("kernel check: {=str}", e);
+        return false;
+    }
+    defmt::info!("kernel_check=ok");
     let report = match crate::run(arena, clock) {
         Ok(r) => r,
         Err(e) => {
