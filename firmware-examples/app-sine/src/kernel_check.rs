@@ -77,10 +77,9 @@ pub fn kernel_check() -> Result<(), &'static str> {
 
     let (mut w1, mut b1) = (w, bias);
     let mut gx = [0.0f32; N * INPUTS];
-    let args = (INPUTS, OUTPUTS);
     let ok = dense::backward_sgd(
-        args.0,
-        args.1,
+        INPUTS,
+        OUTPUTS,
         &mut w1,
         &mut b1,
         &x,
@@ -124,7 +123,7 @@ pub fn kernel_check() -> Result<(), &'static str> {
     w1[BAD.0 * INPUTS + BAD.1] = f32::NAN;
     b1 = bias;
     if dense::backward_sgd(
-        args.0, args.1, &mut w1, &mut b1, &x, &g, None, N, lr_w, lr_b,
+        INPUTS, OUTPUTS, &mut w1, &mut b1, &x, &g, None, N, lr_w, lr_b,
     ) {
         return Err("fused SGD update accepted a NaN weight");
     }

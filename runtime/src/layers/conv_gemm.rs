@@ -64,6 +64,12 @@ impl Padded {
     fn len(&self) -> usize {
         self.ph * self.pw
     }
+    /// The kernel offsets in kernel order (row, then column): each one's index `ky·k + kx`
+    /// and where its windows start in a padded plane, `ky·pw + kx`.
+    fn offsets(&self, k: usize) -> impl Iterator<Item = (usize, usize)> {
+        let pw = self.pw;
+        (0..k).flat_map(move |ky| (0..k).map(move |kx| (ky * k + kx, ky * pw + kx)))
+    }
 }
 
 /// Fills `cols` (`rows × n·P`, row-major, P = oh·ow) with the input patches of `n` samples:
@@ -73,14 +79,12 @@ impl Padded {
 fn im2col(g: &Geometry, pad: &Padded, planes: &mut [f32], x: &[f32], n: usize, cols: &mut [f32]) {
     let k = g.win.kernel;
     pad_planes(g, pad, x, n, planes);
-    for ky in 0..k {
-        for kx in 0..k {
-            let rows = Rows {
-                first: ky * k + kx,
-                step: k * k,
-            };
-            gather(g, pad, planes, n, ky * pad.pw + kx, rows, cols);
-        }
+    for (j, origin) in pad.offsets(k) {
+        let rows = Rows {
+            first: j,
+            step: k * k,
+        };
+        gather(g, pad, planes, n, origin, rows, cols);
     }
 }
 
@@ -90,14 +94,12 @@ fn im2col(g: &Geometry, pad: &Padded, planes: &mut [f32], x: &[f32], n: usize, c
 fn col2im(g: &Geometry, pad: &Padded, planes: &mut [f32], cols: &[f32], n: usize, gx: &mut [f32]) {
     let k = g.win.kernel;
     planes.fill(0.0);
-    for ky in 0..k {
-        for kx in 0..k {
-            let rows = Rows {
-                first: ky * k + kx,
-                step: k * k,
-            };
-            scatter_add(g, pad, cols, n, ky * pad.pw + kx, rows, planes);
-        }
+    for (j, origin) in pad.offsets(k) {
+        let rows = Rows {
+            first: j,
+            step: k * k,
+        };
+        scatter_add(g, pad, cols, n, origin, rows, planes);
     }
     unpad_planes(g, pad, planes, n, gx);
 }
@@ -224,14 +226,12 @@ fn scatter_add(
     }
 }
 
-/// The `cout × cin` weights of kernel offset (ky, kx), viewed in place in `[cout, cin, k, k]`.
-fn offset_weights<'w>(g: &Geometry, wt: &'w [f32], ky: usize, kx: usize) -> ArrayView2<'w, f32> {
+/// The `cout × cin` weights of kernel offset `j = ky·k + kx`, viewed in place in
+/// `[cout, cin, k, k]`.
+fn offset_weights<'w>(g: &Geometry, wt: &'w [f32], j: usize) -> ArrayView2<'w, f32> {
     let k = g.win.kernel;
-    ArrayView2::from_shape(
-        (g.cout, g.cin).strides((g.cin * k * k, k * k)),
-        &wt[ky * k + kx..],
-    )
-    .expect("weights sized for their shape")
+    ArrayView2::from_shape((g.cout, g.cin).strides((g.cin * k * k, k * k)), &wt[j..])
+        .expect("weights sized for their shape")
 }
 
 /// Views `data` as a row-major `r × c` matrix. The callers pass slices they sized exactly,
@@ -297,18 +297,16 @@ fn forward_offsets(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f
         let (planes, rest) = scratch.split_at_mut(planes_len);
         let (xk, out) = rest.split_at_mut(g.cin * width);
         pad_planes(g, &pad, x, n, planes);
-        for ky in 0..k {
-            for kx in 0..k {
-                gather(g, &pad, planes, n, ky * pad.pw + kx, PER_OFFSET, xk);
-                let beta = if ky == 0 && kx == 0 { 0.0 } else { 1.0 };
-                general_mat_mul(
-                    1.0,
-                    &offset_weights(g, wt, ky, kx),
-                    &view(xk, g.cin, width),
-                    beta,
-                    &mut view_mut(out, g.cout, width),
-                );
-            }
+        for (j, origin) in pad.offsets(k) {
+            gather(g, &pad, planes, n, origin, PER_OFFSET, xk);
+            let beta = if j == 0 { 0.0 } else { 1.0 };
+            general_mat_mul(
+                1.0,
+                &offset_weights(g, wt, j),
+                &view(xk, g.cin, width),
+                beta,
+                &mut view_mut(out, g.cout, width),
+            );
         }
         scatter(g, bias, out, y, n);
     });
@@ -468,32 +466,28 @@ fn backward_offsets(
         let gyv = view(gyc, g.cout, width);
         if let Some((dw, db)) = params_grad {
             pad_planes(g, &pad, x, n, planes);
-            for ky in 0..k {
-                for kx in 0..k {
-                    gather(g, &pad, planes, n, ky * pad.pw + kx, PER_OFFSET, xk);
-                    let mut dwk = ArrayViewMut2::from_shape(
-                        (g.cout, g.cin).strides((g.cin * k * k, k * k)),
-                        &mut dw[ky * k + kx..],
-                    )
-                    .expect("weight gradient sized for its shape");
-                    general_mat_mul(1.0, &gyv, &view(xk, g.cin, width).t(), 0.0, &mut dwk);
-                }
+            for (j, origin) in pad.offsets(k) {
+                gather(g, &pad, planes, n, origin, PER_OFFSET, xk);
+                let mut dwk = ArrayViewMut2::from_shape(
+                    (g.cout, g.cin).strides((g.cin * k * k, k * k)),
+                    &mut dw[j..],
+                )
+                .expect("weight gradient sized for its shape");
+                general_mat_mul(1.0, &gyv, &view(xk, g.cin, width).t(), 0.0, &mut dwk);
             }
             bias_grad(g, gyc, width, db);
         }
         if let Some(gx) = gx {
             planes.fill(0.0);
-            for ky in 0..k {
-                for kx in 0..k {
-                    general_mat_mul(
-                        1.0,
-                        &offset_weights(g, wt, ky, kx).t(),
-                        &gyv,
-                        0.0,
-                        &mut view_mut(xk, g.cin, width),
-                    );
-                    scatter_add(g, &pad, xk, n, ky * pad.pw + kx, PER_OFFSET, planes);
-                }
+            for (j, origin) in pad.offsets(k) {
+                general_mat_mul(
+                    1.0,
+                    &offset_weights(g, wt, j).t(),
+                    &gyv,
+                    0.0,
+                    &mut view_mut(xk, g.cin, width),
+                );
+                scatter_add(g, &pad, xk, n, origin, PER_OFFSET, planes);
             }
             unpad_planes(g, &pad, planes, n, gx);
         }

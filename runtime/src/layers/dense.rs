@@ -374,11 +374,7 @@ fn weight_sums<const RB: usize, const CB: usize>(
 ) -> [[f32; CB]; RB] {
     let mut acc = [[0.0f32; CB]; RB];
     #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
-    if RB == 4
-        && CB == 4
-        && n.saturating_mul(inputs) <= x.len()
-        && n.saturating_mul(outputs) <= g.len()
-    {
+    if RB == 4 && CB == 4 && whole_samples(inputs, outputs, x, g, n) {
         let (gb, xb) = (g.get(o0..).unwrap_or(&[]), x.get(i0..).unwrap_or(&[]));
         if let Some(sums) = super::vfp::weight_sums_4x4(gb, outputs, xb, inputs, n) {
             for (r, a) in acc.iter_mut().enumerate() {
@@ -401,9 +397,10 @@ fn weight_sums<const RB: usize, const CB: usize>(
 }
 
 /// Hands every weight-gradient sum to `sink(o, i0, sums)` (sums of row `o`, inputs
-/// `i0..i0 + sums.len()`), block by block; stops and returns false when `sink` does. Each full
-/// `ROWS × CHUNK` block is first offered to `block(state, o0, i0)`, which may do the whole block
-/// itself (`Some(ok)`, as if its rows went through `sink` in order) or decline (`None`).
+/// `i0..i0 + sums.len()`), block by block; stops and returns false when `sink` does. The full
+/// `ROWS × CHUNK` blocks of each band of `ROWS` rows are first offered to
+/// `band(state, o0, cols)` (columns `0..cols`), which may do them all itself (`Some(ok)`, as if
+/// their rows went through `sink` block by block, in order) or decline (`None`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn for_weight_sums<T: ?Sized>(
@@ -468,6 +465,19 @@ fn for_weight_sums<T: ?Sized>(
     }
     true
 }
+
+/// Whether `x` and `g` hold whole rows for all `n` samples, as the Rust sums (which stop at the
+/// last whole row) need for the Arm kernels to see the same samples.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+#[inline(always)]
+fn whole_samples(inputs: usize, outputs: usize, x: &[f32], g: &[f32], n: usize) -> bool {
+    n.saturating_mul(inputs) <= x.len() && n.saturating_mul(outputs) <= g.len()
+}
+
+// The Arm kernels are written for these block sizes.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+const _: () =
+    assert!(ROWS == 4 && CHUNK == 4 && FWD_OUTPUTS == 4 && FWD_SAMPLES == 5 && SAMPLES == 5);
 
 /// `db[o] = Σ_b g[b, o]`, summed over the `n` samples in order.
 fn bias_sums(outputs: usize, g: &[f32], n: usize, db: &mut [f32]) {
@@ -668,12 +678,7 @@ pub fn backward_sgd(
     // The fused band kernel of hard-float Arm (sums, update and check in registers).
     #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
     let band = |w: &mut [f32], o0: usize, cols: usize| {
-        // Only where the Rust sums would see all `n` samples (whole rows of `x` and `g`).
-        if ROWS != 4
-            || CHUNK != 4
-            || n.saturating_mul(inputs) > x.len()
-            || n.saturating_mul(outputs) > g.len()
-        {
+        if !whole_samples(inputs, outputs, x, g, n) {
             return None;
         }
         let p = w.get_mut(o0.checked_mul(inputs)?..)?;
