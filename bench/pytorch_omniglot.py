@@ -5,7 +5,8 @@ The same CNN and recipe as `anole train omniglot --ways 5`: 4 x [conv 3x3, 64 ch
 stride 2, padding 1 -> batch norm (batch statistics) -> ReLU] -> flatten -> dense 256 -> 5;
 per meta-iteration 5 tasks (meta-batch 5, run one after the other; PyTorch spreads each
 operation over its intra-op threads, 2 on these machines by default), each 5 classes x 10
-shots, 5 inner Adam steps (beta1 = 0, beta2 = 0.999, lr 1e-3, state reset per task) on
+shots, 5 inner Adam steps (beta1 = 0, beta2 = 0.999, lr 1e-3, one optimizer whose state
+is kept from task to task, as in the paper's reference code and `--inner-state keep`) on
 minibatches of 10, then phi <- phi + eps mean_i (W_i - phi) with eps = 1 annealed to 0; every
 8th meta-iteration one extra forward pass per task on its last minibatch (the accuracy the
 anole trainer logs).
@@ -55,6 +56,7 @@ def train(net, pool, iters, gen, ways=5, shots=10, meta_batch=5, inner_steps=5,
     returns the iterations done."""
     params = list(net.parameters())
     loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(params, lr=inner_lr, betas=(0.0, 0.999), eps=1e-8)
     net.train()
     for t in range(iters):
         if deadline is not None and t > 0 and time.perf_counter() > deadline:
@@ -66,7 +68,6 @@ def train(net, pool, iters, gen, ways=5, shots=10, meta_batch=5, inner_steps=5,
             with torch.no_grad():
                 for p, p0 in zip(params, phi):
                     p.copy_(p0)
-            opt = torch.optim.Adam(params, lr=inner_lr, betas=(0.0, 0.999), eps=1e-8)
             n = x.shape[0]
             for s in range(inner_steps):
                 lo = (s * inner_batch) % n

@@ -43,7 +43,8 @@ pub fn omniglot_tasks(data: &Path, ways: usize) -> Result<OmniglotTasks> {
 }
 
 /// The paper's Omniglot 5-way recipe (Reptile, meta-batch 5 in parallel on rayon's threads,
-/// 10 shots, 5 inner Adam steps on minibatches of 10 at 1e-3) on real episodes.
+/// 10 shots, 5 inner Adam steps on minibatches of 10 at 1e-3, Adam's state kept across tasks)
+/// on real episodes.
 pub fn omniglot(tasks: &OmniglotTasks, iters: u64, runs: usize) -> Result<f64> {
     let cfg = Config {
         iters,

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 4] = *b"ANOL";
 /// The only format version this runtime reads and writes.
 pub const FORMAT_VERSION: u16 = 1;
+/// The provenance algorithm of an optimizer-state blob (see
+/// [`crate::Learner::export_optimizer_state`]): its tensors hold Adam's second moments, not
+/// parameters, and its `meta_iterations` the optimizer steps they were accumulated over.
+pub const OPTIMIZER_STATE: &str = "adam-state";
 /// Most layers a model may have.
 pub const MAX_LAYERS: usize = 32;
 /// Most tensors a model may have.

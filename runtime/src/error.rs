@@ -73,6 +73,13 @@ pub enum Error {
     BufferTooSmall { needed: usize, available: usize },
     /// A parameter vector given to or asked from the learner has the wrong length.
     ParamCount { expected: usize, found: usize },
+    /// An optimizer state given to the learner has the wrong length.
+    OptimizerStateLen { expected: usize, found: usize },
+    /// An optimizer state given to the learner holds a value the optimizer cannot have
+    /// (Adam's second moments are finite and non-negative).
+    BadOptimizerState { index: usize },
+    /// An optimizer state was to be loaded from a blob that is not an optimizer-state blob.
+    NotOptimizerState,
     /// The trainable-layer mask names a layer that does not exist.
     BadTrainableMask { mask: u32 },
     /// In-place activations whose combined derivative cannot be recovered from their output
@@ -180,6 +187,18 @@ impl fmt::Display for Error {
             ParamCount { expected, found } => write!(
                 f,
                 "parameter vector has {found} values, the model has {expected}"
+            ),
+            OptimizerStateLen { expected, found } => write!(
+                f,
+                "optimizer state has {found} values, this learner's has {expected}"
+            ),
+            BadOptimizerState { index } => write!(
+                f,
+                "optimizer state value {index} is negative, NaN or infinite"
+            ),
+            NotOptimizerState => write!(
+                f,
+                "not an optimizer-state blob (its provenance algorithm is not \"adam-state\")"
             ),
             BadTrainableMask { mask } => write!(f, "trainable mask {mask:#x} names layers the model does not have"),
             UnsupportedChain { layer } => write!(

@@ -3,7 +3,9 @@
 //!
 //! The same code runs every inner-loop step of meta-training on the workstation.
 
-use crate::blob::{Blob, DType, LossKind, Optimizer, RawTensor, Wire, MAX_TENSORS};
+use crate::blob::{
+    Blob, DType, LossKind, Optimizer, RawTensor, Wire, MAX_TENSORS, OPTIMIZER_STATE,
+};
 use crate::buffer::{Samples, SliceSamples};
 use crate::error::{Error, Result};
 use crate::layers::{act, conv2d, dense, maxpool, norm, Layer, Shape};
@@ -206,6 +208,74 @@ impl<'b, 'a> Learner<'b, 'a> {
         let p = self.plan.params_len;
         self.arena[p..].fill(0.0);
         self.steps = 0;
+        Ok(())
+    }
+
+    /// The optimizer's state: the steps taken since the last reset and the per-parameter
+    /// state (Adam's second-moment estimates, one per trained parameter in gradient order;
+    /// empty for SGD). With [`Learner::set_optimizer_state`] a caller can carry it from one
+    /// task to the next, as the trainer's `--inner-state keep` does.
+    pub fn optimizer_state(&self) -> (u32, &[f32]) {
+        let o = self.plan.params_len + self.plan.grads_len;
+        (self.steps, &self.arena[o..o + self.plan.opt_len])
+    }
+
+    /// Restore a state [`Learner::optimizer_state`] returned (of a learner with the same
+    /// blob and options), after [`Learner::set_params`] or [`Learner::reset`] cleared it.
+    /// Nothing changes on an error.
+    pub fn set_optimizer_state(&mut self, steps: u32, state: &[f32]) -> Result<()> {
+        if state.len() != self.plan.opt_len {
+            return Err(Error::OptimizerStateLen {
+                expected: self.plan.opt_len,
+                found: state.len(),
+            });
+        }
+        if let Some(index) = state.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err(Error::BadOptimizerState { index });
+        }
+        let o = self.plan.params_len + self.plan.grads_len;
+        self.arena[o..o + state.len()].copy_from_slice(state);
+        self.steps = steps;
+        Ok(())
+    }
+
+    /// Load the optimizer state of an optimizer-state blob (written by
+    /// [`Learner::export_optimizer_state`], e.g. the trainer's `init.adam.postcard`) of the
+    /// same input shape and layers; its dtypes may differ. Each trained tensor of this learner
+    /// takes its state from the same tensor of `state`, and the step count (Adam's bias
+    /// correction) becomes the blob's `meta_iterations`. Call it after [`Learner::reset`] or
+    /// [`Learner::set_params`], which clear the state. Refused, with nothing changed: a blob
+    /// that is not an optimizer state ([`Error::NotOptimizerState`]), of another architecture
+    /// ([`Error::ArchitectureMismatch`]), for a learner whose optimizer keeps no state
+    /// ([`Error::OptimizerStateLen`]), or holding a negative value in a trained tensor
+    /// ([`Error::BadOptimizerState`], indexed in [`Learner::optimizer_state`] order).
+    pub fn load_optimizer_state_from(&mut self, state: &Blob<'_>) -> Result<()> {
+        if state.wire.provenance.algorithm != OPTIMIZER_STATE {
+            return Err(Error::NotOptimizerState);
+        }
+        let own = &self.blob.wire;
+        if state.wire.input_shape != own.input_shape || state.wire.layers != own.layers {
+            return Err(Error::ArchitectureMismatch);
+        }
+        if self.plan.opt_len == 0 {
+            return Err(Error::OptimizerStateLen {
+                expected: 0,
+                found: self.plan.grads_len,
+            });
+        }
+        let scales = &self.blob.settings().lr_scale;
+        for t in trained_tensors(&self.plan, self.blob, scales, 0.0) {
+            let (dtype, data) = (state.dtypes[t.tensor], state.wire.tensors[t.tensor].data);
+            if let Some(j) = (0..t.len).position(|j| dtype.get(data, j) < 0.0) {
+                return Err(Error::BadOptimizerState { index: t.grads + j });
+            }
+        }
+        let o = self.plan.params_len + self.plan.grads_len;
+        for t in trained_tensors(&self.plan, self.blob, scales, 0.0) {
+            let out = &mut self.arena[o + t.grads..o + t.grads + t.len];
+            state.read_tensor(t.tensor, out);
+        }
+        self.steps = u32::try_from(state.wire.provenance.meta_iterations).unwrap_or(u32::MAX);
         Ok(())
     }
 
@@ -1011,6 +1081,16 @@ impl<'b, 'a> Learner<'b, 'a> {
                 off += len;
             }
         }
+        self.wire_with(tensors, w.provenance)
+    }
+
+    /// This learner's blob's header, layers and settings with `tensors` and `provenance`.
+    fn wire_with<'t>(
+        &self,
+        tensors: HVec<Exported<'t>, MAX_TENSORS>,
+        provenance: crate::blob::Provenance<'b>,
+    ) -> Wire<'b, Exported<'t>> {
+        let w = &self.blob.wire;
         Wire {
             magic: w.magic,
             version: w.version,
@@ -1018,8 +1098,60 @@ impl<'b, 'a> Learner<'b, 'a> {
             layers: w.layers.clone(),
             tensors,
             adapt: w.adapt.clone(),
-            provenance: w.provenance,
+            provenance,
         }
+    }
+
+    /// An optimizer-state blob of this learner's architecture: each trained tensor holds its
+    /// optimizer state (Adam's second moments), every other tensor zeros; provenance
+    /// algorithm [`OPTIMIZER_STATE`], `meta_iterations` the optimizer steps taken.
+    fn state_wire(&self) -> Wire<'b, Exported<'_>> {
+        let o = self.plan.params_len + self.plan.grads_len;
+        let opt = &self.arena[o..o + self.plan.opt_len];
+        let scales = &self.blob.settings().lr_scale;
+        let mut trained = trained_tensors(&self.plan, self.blob, scales, 0.0).peekable();
+        let mut tensors: HVec<Exported<'_>, MAX_TENSORS> = HVec::new();
+        for node in self.plan.nodes(self.blob) {
+            for k in 0..node.layer.tensor_count() {
+                let t = node.tensor0 + k;
+                let dtype = self.blob.dtypes[t];
+                let tensor = match trained.next_if(|tr| tr.tensor == t) {
+                    Some(tr) => Exported::Values(TensorValues {
+                        dtype,
+                        values: &opt[tr.grads..tr.grads + tr.len],
+                    }),
+                    None => Exported::Zeros {
+                        dtype,
+                        len: node.layer.tensor_len(node.input, k),
+                    },
+                };
+                let _ = tensors.push(tensor);
+            }
+        }
+        let mut provenance = self.blob.wire.provenance;
+        provenance.algorithm = OPTIMIZER_STATE;
+        provenance.meta_iterations = self.steps as u64;
+        self.wire_with(tensors, provenance)
+    }
+
+    /// Bytes [`Learner::export_optimizer_state`] writes.
+    pub fn optimizer_state_len(&self) -> usize {
+        crate::blob::encoded_len(&self.state_wire())
+    }
+
+    /// Write the optimizer's state as an optimizer-state blob into `out`: the architecture,
+    /// dtypes and settings of this learner's blob, the optimizer state (Adam's second moments)
+    /// in each trained tensor, zeros in the others, and the steps taken in the provenance's
+    /// `meta_iterations`, under algorithm [`OPTIMIZER_STATE`]. A learner of the same
+    /// architecture continues from it with [`Learner::load_optimizer_state_from`].
+    pub fn export_optimizer_state<'o>(&self, out: &'o mut [u8]) -> Result<&'o [u8]> {
+        Blob::encode_wire(&self.state_wire(), out)
+    }
+
+    /// [`Learner::export_optimizer_state`] into a fresh vector (host convenience).
+    #[cfg(feature = "std")]
+    pub fn export_optimizer_state_vec(&self) -> std::vec::Vec<u8> {
+        crate::blob::encode_to_vec(&self.state_wire())
     }
 
     /// Bytes [`Learner::export`] writes.
@@ -1047,6 +1179,8 @@ extern crate std;
 /// One trained tensor: where its parameters and gradient (and Adam state) start, its length
 /// and its learning rate.
 struct Trained {
+    /// Index of the tensor in the blob.
+    tensor: usize,
     params: usize,
     grads: usize,
     len: usize,
@@ -1081,6 +1215,7 @@ fn node_tensors<'p>(
         let start = off;
         off += len;
         (off <= trained).then(|| Trained {
+            tensor: node.tensor0 + k,
             params: node.params + start,
             grads: goff + start,
             len,
@@ -1271,6 +1406,11 @@ pub struct TensorValues<'v> {
 enum Exported<'v> {
     Values(TensorValues<'v>),
     Stored(RawTensor<'v>),
+    /// `len` zeros.
+    Zeros {
+        dtype: DType,
+        len: usize,
+    },
 }
 
 impl Serialize for Exported<'_> {
@@ -1278,7 +1418,26 @@ impl Serialize for Exported<'_> {
         match self {
             Exported::Values(t) => t.serialize(s),
             Exported::Stored(t) => t.serialize(s),
+            Exported::Zeros { dtype, len } => {
+                let mut st = s.serialize_struct("RawTensor", 2)?;
+                st.serialize_field("dtype", &(*dtype as u8))?;
+                st.serialize_field("data", &ZeroBytes(len * dtype.size()))?;
+                st.end()
+            }
         }
+    }
+}
+
+/// A byte sequence of this many zeros (0.0 in every dtype).
+struct ZeroBytes(usize);
+
+impl Serialize for ZeroBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0))?;
+        for _ in 0..self.0 {
+            seq.serialize_element(&0u8)?;
+        }
+        seq.end()
     }
 }
 
@@ -1322,6 +1481,11 @@ mod tests {
     /// 2×3×3 inputs, cross-entropy; parameters from a fixed formula, stored statistics
     /// deliberately unlike any batch's.
     fn blob_bytes(buf: &mut [u8]) -> &[u8] {
+        blob_bytes_with(buf, 0)
+    }
+
+    /// [`blob_bytes`] with optimizer code `optimizer`.
+    fn blob_bytes_with(buf: &mut [u8], optimizer: u8) -> &[u8] {
         let layers = [
             Layer::Conv2d {
                 in_channels: 2,
@@ -1361,7 +1525,7 @@ mod tests {
             tensors: HVec::<TensorValues<'_>, MAX_TENSORS>::new(),
             adapt: AdaptSettings {
                 loss: 1,
-                optimizer: 0,
+                optimizer,
                 lr: 0.1,
                 steps: 5,
                 batch: BATCH as u32,
@@ -1396,6 +1560,70 @@ mod tests {
             *v = libm::sinf(0.37 * i as f32 + shift) + 0.1 * (i % 5) as f32;
         }
         x
+    }
+
+    /// Four Adam steps in one go equal two, then the parameters and optimizer state carried
+    /// into a learner that had taken other steps, then two more: bit for bit.
+    #[test]
+    fn carried_optimizer_state_continues_exactly() {
+        let mut buf = [0u8; 4096];
+        let bytes = blob_bytes_with(&mut buf, 1);
+        let blob = Blob::parse(bytes).unwrap();
+        let y = [0.0, 1.0, 1.0, 0.0];
+        let mut a_arena = [0.0f32; 4096];
+        let mut a = Learner::new(&blob, &mut a_arena).unwrap();
+        for s in 0..4 {
+            a.step(&inputs(s as f32), &y, 0.01).unwrap();
+        }
+        let mut b_arena = [0.0f32; 4096];
+        let mut b = Learner::new(&blob, &mut b_arena).unwrap();
+        for s in 0..2 {
+            b.step(&inputs(s as f32), &y, 0.01).unwrap();
+        }
+        let (steps, state) = b.optimizer_state();
+        assert_eq!(steps, 2);
+        assert!(state.iter().any(|&v| v > 0.0));
+        let mut c_arena = [0.0f32; 4096];
+        let mut c = Learner::new(&blob, &mut c_arena).unwrap();
+        c.step(&inputs(9.0), &y, 0.05).unwrap();
+        c.set_params(b.params()).unwrap();
+        assert_eq!(c.optimizer_state().0, 0);
+        assert!(c.optimizer_state().1.iter().all(|&v| v == 0.0));
+        c.set_optimizer_state(steps, state).unwrap();
+        for s in 2..4 {
+            c.step(&inputs(s as f32), &y, 0.01).unwrap();
+        }
+        assert_eq!(c.params(), a.params());
+        assert_eq!(c.optimizer_state(), a.optimizer_state());
+        // The same through an optimizer-state blob.
+        let mut sbuf = [0u8; 4096];
+        let sbytes = b.export_optimizer_state(&mut sbuf).unwrap();
+        assert_eq!(sbytes.len(), b.optimizer_state_len());
+        let sblob = Blob::parse(sbytes).unwrap();
+        assert_eq!(sblob.wire.provenance.algorithm, OPTIMIZER_STATE);
+        let mut d_arena = [0.0f32; 4096];
+        let mut d = Learner::new(&blob, &mut d_arena).unwrap();
+        assert_eq!(
+            d.load_optimizer_state_from(&blob),
+            Err(Error::NotOptimizerState)
+        );
+        d.set_params(b.params()).unwrap();
+        d.load_optimizer_state_from(&sblob).unwrap();
+        assert_eq!(d.optimizer_state(), b.optimizer_state());
+        for s in 2..4 {
+            d.step(&inputs(s as f32), &y, 0.01).unwrap();
+        }
+        assert_eq!(d.params(), a.params());
+        // A refused state changes nothing.
+        let before = c.params().to_vec();
+        let mut bad = c.optimizer_state().1.to_vec();
+        bad[0] = f32::NAN;
+        assert_eq!(
+            c.set_optimizer_state(7, &bad),
+            Err(Error::BadOptimizerState { index: 0 })
+        );
+        assert_eq!(c.optimizer_state(), a.optimizer_state());
+        assert_eq!(c.params(), &before[..]);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub mod plan;
 pub mod sign;
 mod simd;
 
-pub use blob::{Blob, DType, LossKind, Optimizer};
+pub use blob::{Blob, DType, LossKind, Optimizer, OPTIMIZER_STATE};
 pub use buffer::{SampleBuffer, Samples, SliceSamples};
 pub use error::{Error, Result};
 pub use layers::{Layer, Shape};

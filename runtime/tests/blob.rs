@@ -234,6 +234,9 @@ fn variant(e: &Error) -> &'static str {
         Error::BufferTooSmall { .. } => "BufferTooSmall",
         Error::ParamCount { .. } => "ParamCount",
         Error::BadTrainableMask { .. } => "BadTrainableMask",
+        Error::OptimizerStateLen { .. } => "OptimizerStateLen",
+        Error::BadOptimizerState { .. } => "BadOptimizerState",
+        Error::NotOptimizerState => "NotOptimizerState",
         Error::UnsupportedChain { .. } => "UnsupportedChain",
         Error::TooLarge { .. } => "TooLarge",
         Error::ArchitectureMismatch => "ArchitectureMismatch",
@@ -251,7 +254,7 @@ fn variant(e: &Error) -> &'static str {
 }
 
 /// Variants blob parsing, the learner and the sample buffer produce: every one has a row.
-const ALL_VARIANTS: usize = 31;
+const ALL_VARIANTS: usize = 34;
 
 /// Replace the CRC trailer of `bytes` after editing the payload.
 fn recrc(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -579,6 +582,29 @@ fn every_bad_input_gets_its_own_error() {
         "set_params: NaN in tensor 2",
         "NonFiniteWeight",
         l.set_params(&nan_params),
+    );
+    t.row(
+        "set_optimizer_state: 1 value for SGD's none",
+        "OptimizerStateLen",
+        l.set_optimizer_state(1, &[0.5]),
+    );
+    let mut adam_model = Model::new(&[3], vec![dense(3, 2)], MSE, 9);
+    adam_model.settings.optimizer = 1;
+    let adam_bytes = adam_model.encode();
+    let adam_blob = Blob::parse(&adam_bytes).unwrap();
+    let mut adam_arena = arena_for(&adam_blob);
+    let mut la = Learner::new(&adam_blob, &mut adam_arena).unwrap();
+    let mut bad_state = la.optimizer_state().1.to_vec();
+    bad_state[3] = -1.0;
+    t.row(
+        "set_optimizer_state: negative second moment",
+        "BadOptimizerState",
+        la.set_optimizer_state(1, &bad_state),
+    );
+    t.row(
+        "load_optimizer_state_from: a parameter blob",
+        "NotOptimizerState",
+        la.load_optimizer_state_from(&adam_blob),
     );
     let other = Model::new(&[3], vec![dense(3, 5), Layer::Tanh, dense(5, 2)], MSE, 9).encode();
     let other = Blob::parse(&other).unwrap();

@@ -336,6 +336,19 @@ pub fn evaluate(
     cfg: &FewShotConfig,
     progress: &ProgressBar,
 ) -> Result<FewShotReport> {
+    evaluate_from_state(blob, None, family, cfg, progress)
+}
+
+/// [`evaluate`], full adaptation starting every episode from the optimizer state in `state`
+/// (an optimizer-state blob, e.g. `init.adam.postcard` of a `--inner-state keep` run) instead of
+/// a fresh optimizer. Head-only adaptation always starts fresh.
+pub fn evaluate_from_state(
+    blob: &Blob<'_>,
+    state: Option<&Blob<'_>>,
+    family: &dyn TaskFamily,
+    cfg: &FewShotConfig,
+    progress: &ProgressBar,
+) -> Result<FewShotReport> {
     if cfg.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
@@ -426,6 +439,10 @@ pub fn evaluate(
                     scratch.full.resize(len, 0.0);
                     let mut l = Learner::with_options(blob, &mut scratch.full, opts)
                         .map_err(|e| anyhow!("{e}"))?;
+                    if let Some(st) = state {
+                        l.load_optimizer_state_from(st)
+                            .map_err(|e| anyhow!("optimizer state: {e}"))?;
+                    }
                     l.adapt(&support, cfg.steps)
                         .map_err(|e| anyhow!("adapting {} steps: {e}", cfg.steps))?;
                     scratch.outputs.resize(qy.len() * ways, 0.0);

@@ -190,40 +190,44 @@ fn short_training_beats_chance_and_random_init() {
     );
 }
 
+/// A 24-meta-iteration run of a 4-filter CNN on 60 characters, checkpointing every 5,
+/// evaluated on `episodes` 1-shot episodes, with `extra` flags.
+fn small_run(out: &Path, episodes: &str, extra: &[&str]) -> std::process::Output {
+    let data = data_dir();
+    let mut args = vec![
+        "train",
+        "omniglot",
+        "--data",
+        s(&data),
+        "--out",
+        s(out),
+        "--subset",
+        "60",
+        "--filters",
+        "4",
+        "--iters",
+        "24",
+        "--meta-batch",
+        "3",
+        "--eval-tasks",
+        episodes,
+        "--shots",
+        "1",
+        "--adapt-steps",
+        "3",
+        "--checkpoint-every",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    anole(&args)
+}
+
 /// `--stop-after` then `--resume` ends with the same bytes as an uninterrupted run; resuming
 /// with other hyper-parameters is refused.
 #[test]
 fn resume_continues_bit_for_bit() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = data_dir();
-    let run = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "omniglot",
-            "--data",
-            s(&data),
-            "--out",
-            s(out),
-            "--subset",
-            "60",
-            "--filters",
-            "4",
-            "--iters",
-            "24",
-            "--meta-batch",
-            "3",
-            "--eval-tasks",
-            "4",
-            "--shots",
-            "1",
-            "--adapt-steps",
-            "3",
-            "--checkpoint-every",
-            "5",
-        ];
-        args.extend_from_slice(extra);
-        anole(&args)
-    };
+    let run = |out: &Path, extra: &[&str]| small_run(out, "4", extra);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     ok(&run(&a, &[]));
     let stopped = ok(&run(&b, &["--stop-after", "13"]));
@@ -257,6 +261,137 @@ fn resume_continues_bit_for_bit() {
     // A run without a checkpoint cannot resume.
     let c = tmp.path().join("c");
     fails(&run(&c, &["--resume"]), &["no checkpoint in"]);
+}
+
+/// `--inner-state keep`: the run writes its inner Adam's state as `init.adam.postcard` (an
+/// optimizer-state blob), resumes bit for bit with it, evaluates from it, and `anole eval` /
+/// `anole adapt --optimizer-state` reproduce the card and refuse a parameter blob in its place.
+#[test]
+fn kept_inner_state_is_written_resumed_and_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["--inner-state", "keep"];
+        args.extend_from_slice(extra);
+        small_run(out, "20", &args)
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(&run(&a, &[]));
+    ok(&run(&b, &["--stop-after", "13"]));
+    ok(&run(&b, &["--resume"]));
+    for f in ["init.postcard", "init.adam.postcard"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs after resuming"
+        );
+    }
+    let c = card(&a);
+    assert!(c["command"]
+        .as_str()
+        .unwrap()
+        .ends_with("--inner-state keep"));
+    assert_eq!(c["hyperparameters"]["inner_optimizer_state"], "keep");
+    assert!(c["artifacts"]["init.adam.postcard"]["sha256"].is_string());
+    let state_bytes = std::fs::read(a.join("init.adam.postcard")).unwrap();
+    let state = Blob::parse(&state_bytes).unwrap();
+    assert_eq!(state.provenance().algorithm, anole::OPTIMIZER_STATE);
+    assert_eq!(state.provenance().meta_iterations, 24 * 5);
+    // The card's numbers come back from `anole eval`: from a fresh optimizer (the blob alone)
+    // and from the kept state.
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            s(&a),
+            "--data",
+            s(&data),
+            "--episodes",
+            "20",
+            "--shots",
+            "1",
+            "--norm",
+            "device",
+            "--adapt",
+            "all",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let e: Value = serde_json::from_str(&ok(&anole(&args))).unwrap();
+        e["reports"][0]["rows"][0]["accuracy"].clone()
+    };
+    let state_path = a.join("init.adam.postcard");
+    let with = eval(&["--optimizer-state", s(&state_path)]);
+    assert_eq!(
+        with,
+        c["results"]["init.postcard + init.adam.postcard"][0]["rows"][0]["accuracy"]
+    );
+    assert_eq!(
+        eval(&[]),
+        c["results"]["init.postcard"][0]["rows"][0]["accuracy"]
+    );
+    let params_path = a.join("init.postcard");
+    fails(
+        &anole([
+            "eval",
+            "--model",
+            s(&a),
+            "--data",
+            s(&data),
+            "--episodes",
+            "2",
+            "--optimizer-state",
+            s(&params_path),
+        ]),
+        &["optimizer state", "not an optimizer-state blob"],
+    );
+    let (support, query) = image_folders(tmp.path(), 3, 2, 1);
+    let adapt = |extra: &[&str]| {
+        let mut args = vec![
+            "adapt",
+            "--model",
+            s(&params_path),
+            "--support",
+            s(&support),
+            "--query",
+            s(&query),
+            "--scores",
+        ];
+        args.extend_from_slice(extra);
+        ok(&anole(&args))
+    };
+    let adapted = adapt(&["--optimizer-state", s(&state_path)]);
+    assert_eq!(lines(&adapted).len(), 4, "{adapted}");
+    // Adam steps scaled by the kept second moments, not by the first gradients alone.
+    assert_ne!(adapted, adapt(&[]));
+    fails(
+        &anole([
+            "adapt",
+            "--model",
+            s(&params_path),
+            "--support",
+            s(&support),
+            "--query",
+            s(&query),
+            "--optimizer-state",
+            s(&params_path),
+        ]),
+        &["init.postcard", "not an optimizer-state blob"],
+    );
+    // Sine and SGD runs refuse it.
+    fails(
+        &anole([
+            "train",
+            "sine",
+            "--out",
+            s(&tmp.path().join("sine")),
+            "--iters",
+            "2",
+            "--inner-state",
+            "keep",
+        ]),
+        &["--inner-state keep"],
+    );
 }
 
 /// Copies `n` drawings of each of the first `classes` characters of an alphabet of the

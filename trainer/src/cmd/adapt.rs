@@ -54,6 +54,10 @@ pub struct Args {
     /// one column per class name).
     #[arg(long)]
     pub scores: bool,
+    /// Start the optimizer from this optimizer-state blob (the `init.adam.postcard` a
+    /// `--inner-state keep` run writes next to its init) instead of a fresh one.
+    #[arg(long, value_name = "FILE")]
+    pub optimizer_state: Option<PathBuf>,
 }
 
 /// Error unless `blob` classifies 1×28×28 images (what the image folders are preprocessed to).
@@ -187,6 +191,13 @@ pub fn run(a: Args) -> Result<()> {
             learner.set_params(&p).map_err(model_err)?;
         }
         _ => {}
+    }
+    if let Some(p) = &a.optimizer_state {
+        let bytes = model::read_blob(p)?;
+        let state = model::parse(&bytes)?;
+        learner
+            .load_optimizer_state_from(&state)
+            .map_err(|e| anyhow!("{}: {e}", p.display()))?;
     }
     let before = learner.loss(&samples).map_err(support_err)?;
     learner.adapt(&samples, steps).map_err(|e| {

@@ -83,6 +83,10 @@ pub struct Args {
     /// nearest-prototype classifier, then fine-tuned) or from the meta-learned head.
     #[arg(long, value_enum, default_value_t = HeadInit::Prototypes)]
     pub head_init: HeadInit,
+    /// Omniglot, full adaptation: start every episode's optimizer from this optimizer-state
+    /// blob (the `init.adam.postcard` a `--inner-state keep` run writes) instead of a fresh one.
+    #[arg(long, value_name = "FILE")]
+    pub optimizer_state: Option<PathBuf>,
 }
 
 /// The blob file `model` names: the file itself, or `init.postcard` inside a directory.
@@ -134,6 +138,7 @@ fn run_sine(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
         ("--held-out", args.held_out.is_some()),
         ("--subset", args.subset.is_some()),
         ("--batch", args.batch.is_some()),
+        ("--optimizer-state", args.optimizer_state.is_some()),
     ] {
         if set {
             bail!("{flag} is for the omniglot task family");
@@ -296,6 +301,14 @@ fn run_omniglot(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
     } else {
         args.shots.clone()
     };
+    let state_bytes = match &args.optimizer_state {
+        Some(p) => Some((p, model::read_blob(p)?)),
+        None => None,
+    };
+    let state = match &state_bytes {
+        Some((p, b)) => Some(model::parse(b).with_context(|| format!("{}", p.display()))?),
+        None => None,
+    };
     let mut reports: Vec<FewShotReport> = Vec::new();
     for &k in &ks {
         let cfg = FewShotConfig {
@@ -311,7 +324,7 @@ fn run_omniglot(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
             head_init: args.head_init,
         };
         let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
-        let report = fewshot::evaluate(blob, &family, &cfg, &bar)
+        let report = fewshot::evaluate_from_state(blob, state.as_ref(), &family, &cfg, &bar)
             .with_context(|| format!("{}", path.display()))?;
         bar.finish_and_clear();
         reports.push(report);

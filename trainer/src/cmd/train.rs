@@ -10,7 +10,7 @@ use crate::cmd::sign::{self as signing, read_signing_key, sign_blob};
 use crate::data::omniglot::{Omniglot, Split};
 use crate::eval::{self, EvalConfig, EvalReport};
 use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
-use crate::meta::{self, Algo, Config, InnerOpt, IterLoss, RunState};
+use crate::meta::{self, Algo, Config, InnerOpt, InnerState, IterLoss, RunState};
 use crate::model::{self, Arch, BlobMeta};
 use crate::tasks::{self, OmniglotTasks, Stream, TaskFamily, TaskName};
 use crate::{plots, progress};
@@ -90,6 +90,11 @@ pub struct Args {
     /// omniglot: adam (β1 = 0)].
     #[arg(long, value_enum)]
     pub inner_opt: Option<InnerOpt>,
+    /// The inner Adam's state between tasks: reset for every task, or kept across tasks (the
+    /// paper's reference code) [sine: reset; omniglot: keep with reptile and fomaml, reset with
+    /// joint or --inner-opt sgd].
+    #[arg(long, value_enum)]
+    pub inner_state: Option<InnerState>,
     /// Storage dtype of init.postcard (with f32, an f16 copy init.f16.postcard is also written).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
@@ -168,6 +173,15 @@ impl Args {
             inner_lr: self.inner_lr.unwrap_or(base.inner_lr),
             outer_lr: self.outer_lr.unwrap_or(base.outer_lr),
             inner_opt: self.inner_opt.unwrap_or(base.inner_opt),
+            inner_state: self.inner_state.unwrap_or(match self.task {
+                TaskName::Omniglot
+                    if self.algo != Algo::Joint
+                        && self.inner_opt.unwrap_or(base.inner_opt) == InnerOpt::Adam =>
+                {
+                    InnerState::Keep
+                }
+                _ => InnerState::Reset,
+            }),
             seed: self.seed,
         })
     }
@@ -240,6 +254,9 @@ impl Args {
                 if let Some(b) = self.adapt_batch {
                     s.push_str(&format!(" --adapt-batch {b}"));
                 }
+                if cfg.inner_state != InnerState::Reset {
+                    s.push_str(&format!(" --inner-state {}", cfg.inner_state.as_str()));
+                }
                 s
             }
             TaskName::Omniglot => {
@@ -276,6 +293,7 @@ impl Args {
                 if let Some(n) = self.subset {
                     s.push_str(&format!(" --subset {n}"));
                 }
+                s.push_str(&format!(" --inner-state {}", cfg.inner_state.as_str()));
                 s
             }
         }
@@ -289,6 +307,9 @@ impl Args {
         ];
         match self.task {
             TaskName::Sine => {
+                if self.inner_state == Some(InnerState::Keep) {
+                    bail!("--inner-state keep is for the omniglot task family (its evaluation adapts from the kept state)");
+                }
                 for (flag, set) in omniglot_only {
                     if set {
                         bail!("{flag} is for the omniglot task family");
@@ -570,8 +591,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     let session_iters = cfg.iters - first;
     let session_secs = start_time.elapsed().as_secs_f64();
-    let per_sec = if session_secs > 0.0 {
+    // This session's rate; the whole run's when this session trained nothing (a --resume
+    // from the last checkpoint only writes the artifacts again).
+    let per_sec = if session_iters > 0 && session_secs > 0.0 {
         session_iters as f64 / session_secs
+    } else if train_secs > 0.0 {
+        cfg.iters as f64 / train_secs
     } else {
         0.0
     };
@@ -582,6 +607,7 @@ pub fn run(args: Args) -> Result<()> {
         arch,
         curve: &curve,
         train_secs,
+        prior_secs,
         per_sec,
         adapt_steps,
         adapt_batch,
@@ -592,8 +618,14 @@ pub fn run(args: Args) -> Result<()> {
         },
         signed: Vec::new(),
         signature: None,
+        optimizer_state: None,
     };
     let params = run.stored_statistics(&trained.params)?;
+    if cfg.inner_state == InnerState::Keep {
+        let bytes = optimizer_state_blob(&run.arch, &params, &trained.state, &cfg, &blob_meta)?;
+        write(&args.out.join(OPTIMIZER_STATE_FILE), &bytes)?;
+        run.optimizer_state = Some(bytes);
+    }
     let dtype = args.dtype.dtype();
     let main = model::encode_blob(
         &run.arch,
@@ -651,6 +683,8 @@ struct Run<'a> {
     arch: Arch,
     curve: &'a [IterLoss],
     train_secs: f64,
+    /// Training seconds of the sessions before a `--resume`.
+    prior_secs: f64,
     per_sec: f64,
     adapt_steps: u32,
     adapt_batch: usize,
@@ -659,6 +693,44 @@ struct Run<'a> {
     signed: Vec<Signed>,
     /// `--sign`: the card's `signature` entry.
     signature: Option<serde_json::Value>,
+    /// `--inner-state keep`: the optimizer-state blob written ([`OPTIMIZER_STATE_FILE`]).
+    optimizer_state: Option<Vec<u8>>,
+}
+
+/// The optimizer-state blob a `--inner-state keep` run writes next to its initialization.
+pub const OPTIMIZER_STATE_FILE: &str = "init.adam.postcard";
+
+/// The card's name for the evaluation of `init.postcard` adapting from the kept optimizer
+/// state.
+const STATE_RUN: &str = "init.postcard + init.adam.postcard";
+
+/// The kept inner optimizer state as an optimizer-state blob of `arch` (f32): the state of the
+/// trainer's learners (every layer adapting), whose parameters are `params`.
+fn optimizer_state_blob(
+    arch: &Arch,
+    params: &[f32],
+    state: &meta::AlgoState,
+    cfg: &Config,
+    blob_meta: &dyn Fn(DType, &str, u64) -> BlobMeta,
+) -> Result<Vec<u8>> {
+    let bytes = model::encode_blob(arch, params, &blob_meta(DType::F32, "reptile", cfg.iters))?;
+    let blob = model::parse(&bytes)?;
+    let opts = Options {
+        batch: 1,
+        trainable: arch.all_layers(),
+        lr: cfg.inner_lr,
+    };
+    let len = Plan::new(&blob, opts.batch, opts.trainable)
+        .map_err(|e| anyhow!("arena plan: {e}"))?
+        .arena_len();
+    let mut arena = vec![0.0f32; len];
+    let mut l = Learner::with_options(&blob, &mut arena, opts).map_err(|e| anyhow!("{e}"))?;
+    if state.steps > 0 {
+        let steps = u32::try_from(state.steps).unwrap_or(u32::MAX);
+        l.set_optimizer_state(steps, &state.values)
+            .map_err(|e| anyhow!("the kept inner optimizer state: {e}"))?;
+    }
+    Ok(l.export_optimizer_state_vec())
 }
 
 /// Episodes of the f16 copy's check in an Omniglot card.
@@ -870,6 +942,7 @@ impl Run<'_> {
                 "outer_lr": eval::decimal(cfg.outer_lr),
                 "outer_lr_schedule": "linear to 0",
                 "inner_optimizer": cfg.inner_opt.as_str(),
+                "inner_optimizer_state": cfg.inner_state.as_str(),
                 "dtype": args.dtype.dtype().name(),
             },
             "adaptation": {
@@ -882,7 +955,7 @@ impl Run<'_> {
             "meta_train_loss_last_1pct": { "before_inner_steps": mean(|l| l.before), "last_inner_minibatch": mean(|l| l.after) },
             "metrics": metrics,
             "artifacts": files,
-            "wall_time_s": { "training": self.train_secs, "total": start.elapsed().as_secs_f64() },
+            "wall_time_s": { "training": self.train_secs, "total": self.prior_secs + start.elapsed().as_secs_f64() },
             "meta_iterations_per_s": self.per_sec,
             "threads": rayon::current_num_threads(),
             "anole_version": env!("CARGO_PKG_VERSION"),
@@ -902,9 +975,22 @@ impl Run<'_> {
         // F16_CHECK_EPISODES of the same episodes.
         let eval_start = Instant::now();
         let mut reports: Vec<(String, FewShotReport)> = Vec::new();
-        for (name, bytes) in &artifacts {
+        let state = match &self.optimizer_state {
+            Some(b) => Some(model::parse(b)?),
+            None => None,
+        };
+        // Every blob from a fresh optimizer (what a device given the blob alone does); with a
+        // kept inner state, the f32 blob once more, fully adapted, from that state.
+        let mut runs: Vec<(String, &[u8], Option<&anole::Blob<'_>>)> = artifacts
+            .iter()
+            .map(|(name, bytes)| (name.to_string(), &bytes[..], None))
+            .collect();
+        if let Some(st) = &state {
+            runs.push((STATE_RUN.to_string(), &artifacts[0].1[..], Some(st)));
+        }
+        for (name, bytes, state) in &runs {
             let blob = model::parse(bytes)?;
-            let f32_blob = *name == "init.postcard";
+            let f32_blob = name.as_str() != "init.f16.postcard";
             for &k in &args.eval_ks() {
                 let fcfg = FewShotConfig {
                     episodes: if f32_blob {
@@ -923,7 +1009,7 @@ impl Run<'_> {
                     } else {
                         NormMode::Device
                     },
-                    adapt: if f32_blob {
+                    adapt: if name == "init.postcard" {
                         AdaptMode::Both
                     } else {
                         AdaptMode::All
@@ -931,16 +1017,20 @@ impl Run<'_> {
                     head_init: HeadInit::Prototypes,
                 };
                 let bar = progress::bar(fcfg.episodes as u64, &format!("{k}-shot"));
-                let report = fewshot::evaluate(&blob, family, &fcfg, &bar)
+                let report = fewshot::evaluate_from_state(&blob, *state, family, &fcfg, &bar)
                     .with_context(|| format!("evaluating {name}"))?;
                 bar.finish_and_clear();
-                reports.push((name.to_string(), report));
+                reports.push((name.clone(), report));
             }
         }
         let eval_secs = eval_start.elapsed().as_secs_f64();
         let curve_png = self.curve_plot()?;
         self.onnx(&mut artifacts)?;
-        let files = self.files_json(&artifacts, &[curve_png])?;
+        let mut extra = vec![curve_png];
+        if self.optimizer_state.is_some() {
+            extra.push(OPTIMIZER_STATE_FILE);
+        }
+        let files = self.files_json(&artifacts, &extra)?;
         // The last 1% of the run (at least 64 meta-iterations, so that accuracies were measured).
         let (before, after, acc) = recent(self.curve, self.curve.len().div_ceil(100).max(64));
         let mut metrics = serde_json::Map::new();
@@ -978,6 +1068,7 @@ impl Run<'_> {
                 "outer_lr": eval::decimal(cfg.outer_lr),
                 "outer_lr_schedule": "linear to 0",
                 "inner_optimizer": cfg.inner_opt.as_str(),
+                "inner_optimizer_state": cfg.inner_state.as_str(),
                 "dtype": args.dtype.dtype().name(),
             },
             "adaptation": {
@@ -1006,12 +1097,12 @@ impl Run<'_> {
             "results": metrics,
             "evaluation_wall_time_s": eval_secs,
             "artifacts": files,
-            "wall_time_s": { "training": self.train_secs, "total": start.elapsed().as_secs_f64() },
+            "wall_time_s": { "training": self.train_secs, "total": self.prior_secs + start.elapsed().as_secs_f64() },
             "anole_version": env!("CARGO_PKG_VERSION"),
             "held_out_characters": held_out,
         });
         self.write_card(&card)?;
-        self.print_files(&artifacts, &format!("{curve_png}, card.json"));
+        self.print_files(&artifacts, &format!("{}, card.json", extra.join(", ")));
         let mut first = true;
         for (name, r) in &reports {
             if first {

@@ -6,7 +6,8 @@
 //! (as the paper's implementation does) keeps `--outer-lr` comparable with Reptile's.
 
 use super::{
-    for_each_worker, mean_loss, sample_tasks, Algorithm, Config, InnerOpt, IterLoss, Worker,
+    for_each_worker, mean_loss, sample_tasks, AlgoState, Algorithm, Carried, Config, InnerOpt,
+    IterLoss, Worker,
 };
 use crate::tasks::{TaskFamily, TaskRng};
 use anyhow::{anyhow, Result};
@@ -14,12 +15,16 @@ use anyhow::{anyhow, Result};
 /// First-order MAML.
 pub struct Fomaml {
     cfg: Config,
+    carried: Carried,
 }
 
 impl Fomaml {
     /// With the run's hyper-parameters.
     pub fn new(cfg: &Config) -> Fomaml {
-        Fomaml { cfg: cfg.clone() }
+        Fomaml {
+            cfg: cfg.clone(),
+            carried: Carried::new(cfg),
+        }
     }
 }
 
@@ -35,11 +40,13 @@ impl Algorithm for Fomaml {
         let cfg = &self.cfg;
         sample_tasks(workers, family, rng, cfg.shots)?;
         let start: &[f32] = phi;
+        let carried = &self.carried;
         let last = cfg.inner_steps - 1;
         for_each_worker(workers, |w| {
             w.learner
                 .set_params(start)
                 .map_err(|e| anyhow!("loading meta-parameters: {e}"))?;
+            carried.load(w)?;
             for s in 0..last {
                 let l = w.step(s, cfg.inner_batch, cfg.inner_lr)?;
                 if s == 0 {
@@ -71,6 +78,7 @@ impl Algorithm for Fomaml {
             w.loss.after = l;
             Ok(())
         })?;
+        self.carried.gather(workers);
         let eps = cfg.outer_step(t) / workers.len() as f32;
         for w in workers.iter() {
             for (p, &d) in phi.iter_mut().zip(&w.out) {
@@ -78,5 +86,13 @@ impl Algorithm for Fomaml {
             }
         }
         Ok(mean_loss(workers))
+    }
+
+    fn state(&self) -> AlgoState {
+        self.carried.state()
+    }
+
+    fn restore(&mut self, state: &AlgoState) -> Result<()> {
+        self.carried.restore(state)
     }
 }

@@ -47,7 +47,8 @@ impl Algo {
 pub enum InnerOpt {
     /// Plain SGD.
     Sgd,
-    /// Adam with β1 = 0 (β2 = 0.999, ε = 1e-8), state reset for every task.
+    /// Adam with β1 = 0 (β2 = 0.999, ε = 1e-8); its state is reset for every task, or carried
+    /// across tasks with `--inner-state keep`.
     Adam,
 }
 
@@ -65,6 +66,28 @@ impl InnerOpt {
         match self {
             InnerOpt::Sgd => anole::Optimizer::Sgd as u8,
             InnerOpt::Adam => anole::Optimizer::AdamB1Zero as u8,
+        }
+    }
+}
+
+/// What happens to the inner optimizer's state (Adam's second moments) between tasks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InnerState {
+    /// Every task starts from a fresh optimizer, as a device adapting from the blob does.
+    #[default]
+    Reset,
+    /// Every task of a meta-iteration starts from the state the tasks before left (the mean
+    /// of the meta-batch's states, in worker order), as the paper's reference code, which
+    /// restores only the model's weights between tasks, does.
+    Keep,
+}
+
+impl InnerState {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InnerState::Reset => "reset",
+            InnerState::Keep => "keep",
         }
     }
 }
@@ -90,6 +113,8 @@ pub struct Config {
     pub outer_lr: f32,
     /// Inner-loop optimizer.
     pub inner_opt: InnerOpt,
+    /// The inner optimizer's state between tasks.
+    pub inner_state: InnerState,
     /// Seed of the initial parameters and of the training tasks.
     pub seed: u64,
 }
@@ -108,14 +133,16 @@ impl Config {
             inner_lr: 0.02,
             outer_lr: 0.1,
             inner_opt: InnerOpt::Sgd,
+            inner_state: InnerState::Reset,
             seed: 0,
         }
     }
 
     /// The paper's Omniglot recipe (Appendix A): 10 training shots per class, inner Adam with
-    /// β1 = 0, meta-batch 5, outer step 1.0 annealed to 0; 5-way (up to 5 classes): inner batch
-    /// 10, 5 inner steps, lr 1e-3, 100,000 meta-iterations; 20-way (more than 5 classes): inner
-    /// batch 20, 10 inner steps, lr 5e-4, 200,000 meta-iterations.
+    /// β1 = 0 whose state is kept across tasks, meta-batch 5, outer step 1.0 annealed to 0;
+    /// 5-way (up to 5 classes): inner batch 10, 5 inner steps, lr 1e-3, 100,000
+    /// meta-iterations; 20-way (more than 5 classes): inner batch 20, 10 inner steps, lr 5e-4,
+    /// 200,000 meta-iterations.
     pub fn omniglot(ways: usize) -> Config {
         let five = ways <= 5;
         Config {
@@ -128,6 +155,7 @@ impl Config {
             inner_lr: if five { 1e-3 } else { 5e-4 },
             outer_lr: 1.0,
             inner_opt: InnerOpt::Adam,
+            inner_state: InnerState::Keep,
             seed: 0,
         }
     }
@@ -151,6 +179,14 @@ impl Config {
                 "--inner-lr must be a positive number, got {}",
                 self.inner_lr
             );
+        }
+        if self.inner_state == InnerState::Keep {
+            if self.inner_opt != InnerOpt::Adam {
+                bail!("--inner-state keep carries Adam's state: it needs --inner-opt adam");
+            }
+            if self.algo == Algo::Joint {
+                bail!("--inner-state keep is for reptile and fomaml (joint training keeps its own Adam state)");
+            }
         }
         if !(self.outer_lr.is_finite() && self.outer_lr > 0.0) {
             bail!(
@@ -197,6 +233,8 @@ pub struct Trained {
     pub init: Vec<f32>,
     /// Meta-iterations run.
     pub iterations: u64,
+    /// The algorithm's state at the end (with `--inner-state keep`, the inner optimizer's).
+    pub state: AlgoState,
 }
 
 /// Adaptation settings a blob trained with `cfg` recommends: the inner optimizer and learning
@@ -286,6 +324,68 @@ impl Worker<'_, '_> {
             .gradient_into(&mut self.out)
             .map_err(|e| anyhow!("internal: {e}"))?;
         Ok(l)
+    }
+}
+
+/// The inner optimizer's state carried across tasks under [`InnerState::Keep`]; inert under
+/// [`InnerState::Reset`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Carried {
+    on: bool,
+    state: AlgoState,
+}
+
+impl Carried {
+    pub fn new(cfg: &Config) -> Carried {
+        Carried {
+            on: cfg.inner_state == InnerState::Keep,
+            state: AlgoState::default(),
+        }
+    }
+
+    /// Put the carried state into a worker's learner (after `set_params` cleared it).
+    pub fn load(&self, w: &mut Worker<'_, '_>) -> Result<()> {
+        if !self.on || self.state.steps == 0 {
+            return Ok(());
+        }
+        let steps = u32::try_from(self.state.steps).unwrap_or(u32::MAX);
+        w.learner
+            .set_optimizer_state(steps, &self.state.values)
+            .map_err(|e| anyhow!("carried inner optimizer state: {e}"))
+    }
+
+    /// After the meta-iteration: the mean of the workers' states, summed in worker order.
+    pub fn gather(&mut self, workers: &[Worker<'_, '_>]) {
+        let Some(first) = workers.first().filter(|_| self.on) else {
+            return;
+        };
+        let (steps, v) = first.learner.optimizer_state();
+        let values = &mut self.state.values;
+        values.clear();
+        values.resize(v.len(), 0.0);
+        for w in workers {
+            for (m, &x) in values.iter_mut().zip(w.learner.optimizer_state().1) {
+                *m += x;
+            }
+        }
+        let n = workers.len() as f32;
+        values.iter_mut().for_each(|m| *m /= n);
+        self.state.steps = steps as u64;
+    }
+
+    pub fn state(&self) -> AlgoState {
+        self.state.clone()
+    }
+
+    pub fn restore(&mut self, state: &AlgoState) -> Result<()> {
+        if !self.on && state != &AlgoState::default() {
+            bail!("the checkpoint carries inner optimizer state, but this run resets it for every task (--inner-state reset)");
+        }
+        if state.values.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
+            bail!("the checkpoint's inner optimizer state holds a negative or non-finite value");
+        }
+        self.state = state.clone();
+        Ok(())
     }
 }
 
@@ -495,6 +595,7 @@ pub fn train_resumable(
         params: phi,
         init,
         iterations: cfg.iters,
+        state: algorithm.state(),
     })
 }
 
@@ -544,8 +645,8 @@ mod tests {
     }
 
     /// A run interrupted at a checkpoint and resumed from it ends with the same bits as an
-    /// uninterrupted one, for a stateless (Reptile, batched) and a stateful (joint with Adam)
-    /// algorithm.
+    /// uninterrupted one, for a stateless (Reptile, batched) and stateful (joint with Adam;
+    /// Reptile and FOMAML keeping the inner Adam's state) algorithms.
     #[test]
     fn resuming_gives_the_same_bits() {
         use crate::tasks::Sine;
@@ -559,6 +660,23 @@ mod tests {
                 iters: 30,
                 algo: Algo::Joint,
                 inner_opt: InnerOpt::Adam,
+                inner_lr: 1e-3,
+                ..Config::sine()
+            },
+            Config {
+                iters: 30,
+                meta_batch: 3,
+                inner_opt: InnerOpt::Adam,
+                inner_state: InnerState::Keep,
+                inner_lr: 1e-3,
+                ..Config::sine()
+            },
+            Config {
+                iters: 30,
+                meta_batch: 2,
+                algo: Algo::Fomaml,
+                inner_opt: InnerOpt::Adam,
+                inner_state: InnerState::Keep,
                 inner_lr: 1e-3,
                 ..Config::sine()
             },
@@ -598,6 +716,47 @@ mod tests {
             assert_eq!(resumed.params, full, "{:?}", cfg.algo);
             assert_eq!(seen.first(), Some(&(14, None)));
             assert_eq!(seen.last(), Some(&(29, Some(30))));
+        }
+    }
+
+    /// `--inner-state keep`: the inner Adam's state survives from task to task (so training
+    /// differs from resetting it), ends as the mean of the meta-batch's states after
+    /// `iters × inner_steps` steps, and needs Adam and Reptile or FOMAML.
+    #[test]
+    fn kept_inner_state_is_carried() {
+        use crate::tasks::Sine;
+        let reset = Config {
+            iters: 6,
+            meta_batch: 2,
+            inner_opt: InnerOpt::Adam,
+            inner_lr: 1e-3,
+            ..Config::sine()
+        };
+        let keep = Config {
+            inner_state: InnerState::Keep,
+            ..reset.clone()
+        };
+        let a = train(&Sine, &reset, |_, _| {}).unwrap();
+        let b = train(&Sine, &keep, |_, _| {}).unwrap();
+        assert_eq!(a.state, AlgoState::default());
+        assert_eq!(b.state.steps, 6 * 5);
+        assert_eq!(b.state.values.len(), a.params.len());
+        assert!(
+            b.state.values.iter().all(|&v| v >= 0.0) && b.state.values.iter().any(|&v| v > 0.0)
+        );
+        assert_ne!(a.params, b.params);
+        for bad in [
+            Config {
+                inner_opt: InnerOpt::Sgd,
+                ..keep.clone()
+            },
+            Config {
+                algo: Algo::Joint,
+                ..keep.clone()
+            },
+        ] {
+            let e = train(&Sine, &bad, |_, _| {}).unwrap_err().to_string();
+            assert!(e.contains("--inner-state keep"), "{e}");
         }
     }
 }

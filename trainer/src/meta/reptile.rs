@@ -2,19 +2,26 @@
 //! `inner_steps` optimizer steps, then move the meta-parameters towards the adapted ones,
 //! φ ← φ + ε_t · mean_i (W_i − φ), with ε_t annealed linearly to 0.
 
-use super::{for_each_worker, mean_loss, sample_tasks, Algorithm, Config, IterLoss, Worker};
+use super::{
+    for_each_worker, mean_loss, sample_tasks, AlgoState, Algorithm, Carried, Config, IterLoss,
+    Worker,
+};
 use crate::tasks::{TaskFamily, TaskRng};
 use anyhow::{anyhow, Result};
 
 /// Reptile, serial (meta-batch 1) or batched.
 pub struct Reptile {
     cfg: Config,
+    carried: Carried,
 }
 
 impl Reptile {
     /// With the run's hyper-parameters.
     pub fn new(cfg: &Config) -> Reptile {
-        Reptile { cfg: cfg.clone() }
+        Reptile {
+            cfg: cfg.clone(),
+            carried: Carried::new(cfg),
+        }
     }
 }
 
@@ -30,10 +37,12 @@ impl Algorithm for Reptile {
         let cfg = &self.cfg;
         sample_tasks(workers, family, rng, cfg.shots)?;
         let start: &[f32] = phi;
+        let carried = &self.carried;
         for_each_worker(workers, |w| {
             w.learner
                 .set_params(start)
                 .map_err(|e| anyhow!("loading meta-parameters: {e}"))?;
+            carried.load(w)?;
             for s in 0..cfg.inner_steps {
                 if s + 1 == cfg.inner_steps {
                     w.measure_accuracy(s, cfg.inner_batch)?;
@@ -47,6 +56,7 @@ impl Algorithm for Reptile {
             w.out.copy_from_slice(w.learner.params());
             Ok(())
         })?;
+        self.carried.gather(workers);
         let eps = cfg.outer_step(t) / workers.len() as f32;
         if let [w] = workers {
             for (p, &a) in phi.iter_mut().zip(&w.out) {
@@ -65,6 +75,14 @@ impl Algorithm for Reptile {
             }
         }
         Ok(mean_loss(workers))
+    }
+
+    fn state(&self) -> AlgoState {
+        self.carried.state()
+    }
+
+    fn restore(&mut self, state: &AlgoState) -> Result<()> {
+        self.carried.restore(state)
     }
 }
 
