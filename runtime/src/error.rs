@@ -198,7 +198,8 @@ impl fmt::Display for Error {
             ),
             NotOptimizerState => write!(
                 f,
-                "not an optimizer-state blob (its provenance algorithm is not \"adam-state\")"
+                "not an optimizer-state blob (its provenance algorithm is not {:?})",
+                crate::blob::OPTIMIZER_STATE
             ),
             BadTrainableMask { mask } => write!(f, "trainable mask {mask:#x} names layers the model does not have"),
             UnsupportedChain { layer } => write!(

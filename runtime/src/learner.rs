@@ -216,8 +216,13 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// empty for SGD). With [`Learner::set_optimizer_state`] a caller can carry it from one
     /// task to the next, as the trainer's `--inner-state keep` does.
     pub fn optimizer_state(&self) -> (u32, &[f32]) {
+        (self.steps, &self.arena[self.opt_range()])
+    }
+
+    /// Where the optimizer state lies in the arena (after the parameters and gradients).
+    fn opt_range(&self) -> core::ops::Range<usize> {
         let o = self.plan.params_len + self.plan.grads_len;
-        (self.steps, &self.arena[o..o + self.plan.opt_len])
+        o..o + self.plan.opt_len
     }
 
     /// Restore a state [`Learner::optimizer_state`] returned (of a learner with the same
@@ -233,8 +238,8 @@ impl<'b, 'a> Learner<'b, 'a> {
         if let Some(index) = state.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
             return Err(Error::BadOptimizerState { index });
         }
-        let o = self.plan.params_len + self.plan.grads_len;
-        self.arena[o..o + state.len()].copy_from_slice(state);
+        let opt = self.opt_range();
+        self.arena[opt].copy_from_slice(state);
         self.steps = steps;
         Ok(())
     }
@@ -270,10 +275,9 @@ impl<'b, 'a> Learner<'b, 'a> {
                 return Err(Error::BadOptimizerState { index: t.grads + j });
             }
         }
-        let o = self.plan.params_len + self.plan.grads_len;
+        let o = self.opt_range().start;
         for t in trained_tensors(&self.plan, self.blob, scales, 0.0) {
-            let out = &mut self.arena[o + t.grads..o + t.grads + t.len];
-            state.read_tensor(t.tensor, out);
+            state.read_tensor(t.tensor, &mut self.arena[o + t.grads..][..t.len]);
         }
         self.steps = u32::try_from(state.wire.provenance.meta_iterations).unwrap_or(u32::MAX);
         Ok(())
@@ -1106,8 +1110,7 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// optimizer state (Adam's second moments), every other tensor zeros; provenance
     /// algorithm [`OPTIMIZER_STATE`], `meta_iterations` the optimizer steps taken.
     fn state_wire(&self) -> Wire<'b, Exported<'_>> {
-        let o = self.plan.params_len + self.plan.grads_len;
-        let opt = &self.arena[o..o + self.plan.opt_len];
+        let opt = &self.arena[self.opt_range()];
         let scales = &self.blob.settings().lr_scale;
         let mut trained = trained_tensors(&self.plan, self.blob, scales, 0.0).peekable();
         let mut tensors: HVec<Exported<'_>, MAX_TENSORS> = HVec::new();

@@ -301,14 +301,12 @@ fn run_omniglot(args: &Args, path: &Path, blob: &Blob<'_>) -> Result<()> {
     } else {
         args.shots.clone()
     };
-    let state_bytes = match &args.optimizer_state {
-        Some(p) => Some((p, model::read_blob(p)?)),
-        None => None,
-    };
-    let state = match &state_bytes {
-        Some((p, b)) => Some(model::parse(b).with_context(|| format!("{}", p.display()))?),
-        None => None,
-    };
+    let state_bytes = args
+        .optimizer_state
+        .as_deref()
+        .map(model::read_blob)
+        .transpose()?;
+    let state = state_bytes.as_deref().map(model::parse).transpose()?;
     let mut reports: Vec<FewShotReport> = Vec::new();
     for &k in &ks {
         let cfg = FewShotConfig {

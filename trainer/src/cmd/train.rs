@@ -254,9 +254,6 @@ impl Args {
                 if let Some(b) = self.adapt_batch {
                     s.push_str(&format!(" --adapt-batch {b}"));
                 }
-                if cfg.inner_state != InnerState::Reset {
-                    s.push_str(&format!(" --inner-state {}", cfg.inner_state.as_str()));
-                }
                 s
             }
             TaskName::Omniglot => {
@@ -713,7 +710,12 @@ fn optimizer_state_blob(
     cfg: &Config,
     blob_meta: &dyn Fn(DType, &str, u64) -> BlobMeta,
 ) -> Result<Vec<u8>> {
-    let bytes = model::encode_blob(arch, params, &blob_meta(DType::F32, "reptile", cfg.iters))?;
+    // Only the architecture and settings matter: the export writes its own provenance.
+    let bytes = model::encode_blob(
+        arch,
+        params,
+        &blob_meta(DType::F32, anole::OPTIMIZER_STATE, 0),
+    )?;
     let blob = model::parse(&bytes)?;
     let opts = Options {
         batch: 1,
@@ -975,10 +977,11 @@ impl Run<'_> {
         // F16_CHECK_EPISODES of the same episodes.
         let eval_start = Instant::now();
         let mut reports: Vec<(String, FewShotReport)> = Vec::new();
-        let state = match &self.optimizer_state {
-            Some(b) => Some(model::parse(b)?),
-            None => None,
-        };
+        let state = self
+            .optimizer_state
+            .as_deref()
+            .map(model::parse)
+            .transpose()?;
         // Every blob from a fresh optimizer (what a device given the blob alone does); with a
         // kept inner state, the f32 blob once more, fully adapted, from that state.
         let mut runs: Vec<(String, &[u8], Option<&anole::Blob<'_>>)> = artifacts

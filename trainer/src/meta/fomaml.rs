@@ -10,7 +10,7 @@ use super::{
     IterLoss, Worker,
 };
 use crate::tasks::{TaskFamily, TaskRng};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 /// First-order MAML.
 pub struct Fomaml {
@@ -43,10 +43,7 @@ impl Algorithm for Fomaml {
         let carried = &self.carried;
         let last = cfg.inner_steps - 1;
         for_each_worker(workers, |w| {
-            w.learner
-                .set_params(start)
-                .map_err(|e| anyhow!("loading meta-parameters: {e}"))?;
-            carried.load(w)?;
+            carried.start(w, start)?;
             for s in 0..last {
                 let l = w.step(s, cfg.inner_batch, cfg.inner_lr)?;
                 if s == 0 {

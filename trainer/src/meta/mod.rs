@@ -343,8 +343,12 @@ impl Carried {
         }
     }
 
-    /// Put the carried state into a worker's learner (after `set_params` cleared it).
-    pub fn load(&self, w: &mut Worker<'_, '_>) -> Result<()> {
+    /// Start a worker's task: its learner at the meta-parameters `phi`, with the carried
+    /// state (which `set_params` clears) when there is one.
+    pub fn start(&self, w: &mut Worker<'_, '_>, phi: &[f32]) -> Result<()> {
+        w.learner
+            .set_params(phi)
+            .map_err(|e| anyhow!("loading meta-parameters: {e}"))?;
         if !self.on || self.state.steps == 0 {
             return Ok(());
         }

@@ -7,7 +7,7 @@ use super::{
     Worker,
 };
 use crate::tasks::{TaskFamily, TaskRng};
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 /// Reptile, serial (meta-batch 1) or batched.
 pub struct Reptile {
@@ -39,10 +39,7 @@ impl Algorithm for Reptile {
         let start: &[f32] = phi;
         let carried = &self.carried;
         for_each_worker(workers, |w| {
-            w.learner
-                .set_params(start)
-                .map_err(|e| anyhow!("loading meta-parameters: {e}"))?;
-            carried.load(w)?;
+            carried.start(w, start)?;
             for s in 0..cfg.inner_steps {
                 if s + 1 == cfg.inner_steps {
                     w.measure_accuracy(s, cfg.inner_batch)?;
