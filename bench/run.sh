@@ -86,7 +86,7 @@ if [ "$quick" = 1 ]; then
 else
     sine_args=(--iters 3000 --runs 3)
     omni_args=(--iters 30 --max-seconds 120)
-    bench_args=(--budget-ms 1500 --sine-iters 3000 --omniglot-iters 10)
+    bench_args=(--budget-ms 1500 --sine-iters 3000 --omniglot-iters 30)
 fi
 # name, script, arguments: sine on 1 thread (plain single-threaded PyTorch), Omniglot with
 # PyTorch's default threads (one per core) and, for reference, on 1 thread.

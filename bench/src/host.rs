@@ -1,7 +1,7 @@
 //! Host measurements of the engine: one adaptation step and one forward pass through
 //! `anole::Learner`, and the same forward pass in tract from the exported ONNX file.
 
-use crate::timing::median_secs;
+use crate::timing::{median_secs, median_secs_pair};
 use anole::{Blob, Learner, Options};
 use anole_trainer::model::Arch;
 use anyhow::{anyhow, bail, Context, Result};
@@ -132,11 +132,6 @@ pub fn forward(model: &Model, rows: usize, budget: Duration) -> Result<Forward> 
         lr: 0.0,
     };
     let mut l = Learner::with_options(&blob, &mut arena, opts).map_err(|e| anyhow!("{e}"))?;
-    let anole = median_secs(budget, || {
-        l.predict(black_box(&x), &mut y)
-            .map_err(|e| anyhow!("predict: {e}"))
-    })?;
-
     let mut shape = vec![rows];
     match blob.shapes.first() {
         Some(anole::Shape::Flat(n)) => shape.push(*n),
@@ -154,11 +149,18 @@ pub fn forward(model: &Model, rows: usize, budget: Duration) -> Result<Forward> 
         .context("tract: making runnable")?;
     let input = Tensor::from_shape(&shape, &x)?.into_tvalue();
     let mut out = tvec!();
-    let tract = median_secs(budget, || {
-        let r = plan.run(tvec!(input.clone()))?;
-        out = r;
-        Ok(())
-    })?;
+    // Samples of the two interleaved, so both see the same machine.
+    let (anole, tract) = median_secs_pair(
+        budget,
+        || {
+            l.predict(black_box(&x), &mut y)
+                .map_err(|e| anyhow!("predict: {e}"))
+        },
+        || {
+            out = plan.run(tvec!(input.clone()))?;
+            Ok(())
+        },
+    )?;
     let t: Vec<f32> = out
         .first()
         .ok_or_else(|| anyhow!("tract returned no output"))?

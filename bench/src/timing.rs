@@ -22,6 +22,38 @@ pub fn median_secs(budget: Duration, mut f: impl FnMut() -> Result<()>) -> Resul
     Ok(median(&mut times))
 }
 
+/// [`median_secs`] of `f` and of `g` with their samples interleaved (f, g, f, g, …), so both
+/// see the same machine: on a shared VM the speed drifts between runs of a few seconds, and
+/// timing one after the other would put the drift into their ratio. Each gets `budget`.
+pub fn median_secs_pair(
+    budget: Duration,
+    mut f: impl FnMut() -> Result<()>,
+    mut g: impl FnMut() -> Result<()>,
+) -> Result<(f64, f64)> {
+    let calls = |h: &mut dyn FnMut() -> Result<()>| -> Result<usize> {
+        let t0 = Instant::now();
+        h()?;
+        let once = t0.elapsed().as_secs_f64().max(1e-9);
+        Ok(((0.005 / once).ceil() as usize).max(1))
+    };
+    let (nf, ng) = (calls(&mut f)?, calls(&mut g)?);
+    let (mut tf, mut tg) = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    while (tf.len() < 7 || start.elapsed() < 2 * budget) && tf.len() < 101 {
+        for (h, n, times) in [
+            (&mut f as &mut dyn FnMut() -> Result<()>, nf, &mut tf),
+            (&mut g, ng, &mut tg),
+        ] {
+            let t = Instant::now();
+            for _ in 0..n {
+                h()?;
+            }
+            times.push(t.elapsed().as_secs_f64() / n as f64);
+        }
+    }
+    Ok((median(&mut tf), median(&mut tg)))
+}
+
 /// Median of `v` (sorted in place); NaN when empty.
 pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
@@ -45,6 +77,24 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn pair_times_each_side() {
+        let (a, b) = median_secs_pair(
+            Duration::from_millis(40),
+            || {
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(())
+            },
+            || {
+                std::thread::sleep(Duration::from_millis(4));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!((0.0009..0.03).contains(&a), "{a}");
+        assert!((0.0039..0.05).contains(&b) && b > a, "{a} {b}");
     }
 
     #[test]

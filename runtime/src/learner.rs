@@ -1231,17 +1231,7 @@ fn node_tensors<'p>(
 #[inline(always)]
 fn adam(p: f32, g: f32, v: f32, lr: f32, bias2: f32) -> (f32, f32) {
     let v = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * g * g;
-    (p - lr * g / (sqrt(v / bias2) + ADAM_EPS), v)
-}
-
-/// Square root, correctly rounded either way: the instruction on hosts (so loops over it
-/// vectorize), `libm` on devices.
-#[inline(always)]
-fn sqrt(x: f32) -> f32 {
-    #[cfg(feature = "std")]
-    return x.sqrt();
-    #[cfg(not(feature = "std"))]
-    return libm::sqrtf(x);
+    (p - lr * g / (crate::simd::sqrt(v / bias2) + ADAM_EPS), v)
 }
 
 /// Lanes of the finiteness checks: each lane's `z` stays 0 while every value it sees is

@@ -38,3 +38,14 @@ macro_rules! host_simd {
 }
 
 pub(crate) use host_simd;
+
+/// Square root, correctly rounded either way: the compiler's own on hosts (so loops over it
+/// vectorize, and it is encoded for the surrounding AVX code: `libm`'s x86 version is an
+/// inline-assembly SSE `sqrtss`, which stalls when mixed into AVX code), `libm` on devices.
+#[inline(always)]
+pub(crate) fn sqrt(x: f32) -> f32 {
+    #[cfg(feature = "std")]
+    return x.sqrt();
+    #[cfg(not(feature = "std"))]
+    return libm::sqrtf(x);
+}

@@ -20,6 +20,71 @@ std::thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The weights last reordered for the FMA kernel on this thread: a few layers' worth, each
+/// kept with a copy of the weights it came from.
+#[cfg(target_arch = "x86_64")]
+struct Reordered {
+    entries: Vec<(Vec<f32>, Vec<f32>)>,
+    next: usize,
+}
+
+/// Layers whose reordered weights a thread keeps (the Omniglot CNN has 3 that use them).
+#[cfg(target_arch = "x86_64")]
+const REORDERED_KEPT: usize = 4;
+
+#[cfg(target_arch = "x86_64")]
+std::thread_local! {
+    static REORDERED: RefCell<Reordered> = const {
+        RefCell::new(Reordered { entries: Vec::new(), next: 0 })
+    };
+}
+
+/// Runs `f` on the weights `wt` reordered for the FMA kernel. Predictions with unchanged
+/// weights (the common case: one adapted model, many queries) reuse the last reordering:
+/// an entry is used only when its copy equals `wt` value for value, so a stale one is
+/// never read; comparing costs a fraction of reordering, and fails at the first value when
+/// the weights have moved.
+#[cfg(target_arch = "x86_64")]
+fn with_reordered<R>(g: &Geometry, wt: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    let kk = g.win.kernel * g.win.kernel;
+    let wt = &wt[..g.cout * g.cin * kk];
+    REORDERED.with(|r| {
+        let mut r = r.borrow_mut();
+        let hit = r.entries.iter().position(|(src, _)| same_bits(src, wt));
+        let at = match hit {
+            Some(at) => at,
+            None => {
+                let mut wr = vec![0.0; wt.len()];
+                super::conv_fma::reorder_forward(g.cout, g.cin, kk, wt, &mut wr);
+                let entry = (wt.to_vec(), wr);
+                if r.entries.len() < REORDERED_KEPT {
+                    r.entries.push(entry);
+                    r.entries.len() - 1
+                } else {
+                    let at = r.next;
+                    r.next = (at + 1) % REORDERED_KEPT;
+                    r.entries[at] = entry;
+                    at
+                }
+            }
+        };
+        f(&r.entries[at].1)
+    })
+}
+
+/// Whether `a` and `b` hold the same values, bit for bit. Compared 64 values at a time
+/// (XORs the compiler vectorises), stopping at the first block that differs.
+#[cfg(target_arch = "x86_64")]
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.chunks(64).zip(b.chunks(64)).all(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .fold(0, |d, (p, q)| d | (p.to_bits() ^ q.to_bits()))
+                == 0
+        })
+}
+
 /// Below this many multiply-accumulates per sample the direct kernel is as fast.
 const MIN_MACS: usize = 4096;
 
@@ -48,6 +113,10 @@ fn rows(g: &Geometry) -> usize {
 struct Padded {
     ph: usize,
     pw: usize,
+    /// For each output position `oy·ow + ox`, where its window starts in a padded plane
+    /// relative to the window of position 0: `oy·stride·pw + ox·stride`. The gathers walk
+    /// this table, one flat loop per plane instead of one short loop per output row.
+    starts: Vec<usize>,
 }
 
 impl Padded {
@@ -56,10 +125,16 @@ impl Padded {
         // Rows (columns) 0..(o-1)·stride + kernel of the padded plane are read; the input
         // itself ends at padding + h (w).
         let ph = ((g.oh - 1) * st + k).max(g.win.padding + g.h);
-        // Plus stride − 1 zero columns, so the window row of any offset spans `ow · stride`
-        // values inside the plane (the row copies below step through such a span).
-        let pw = ((g.ow - 1) * st + k).max(g.win.padding + g.w) + st - 1;
-        Padded { ph, pw }
+        let pw = ((g.ow - 1) * st + k).max(g.win.padding + g.w);
+        let starts = (0..g.oh)
+            .flat_map(|oy| (0..g.ow).map(move |ox| oy * st * pw + ox * st))
+            .collect();
+        Padded { ph, pw, starts }
+    }
+    /// How far the windows of one kernel offset reach past its origin: every start plus 1.
+    /// An origin `ky·pw + kx` plus this span stays inside the plane (see `new`).
+    fn span(&self) -> usize {
+        self.starts.last().map_or(0, |&s| s + 1)
     }
     fn len(&self) -> usize {
         self.ph * self.pw
@@ -80,11 +155,7 @@ fn im2col(g: &Geometry, pad: &Padded, planes: &mut [f32], x: &[f32], n: usize, c
     let k = g.win.kernel;
     pad_planes(g, pad, x, n, planes);
     for (j, origin) in pad.offsets(k) {
-        let rows = Rows {
-            first: j,
-            step: k * k,
-        };
-        gather(g, pad, planes, n, origin, rows, cols);
+        gather(g, pad, planes, n, (j, origin), cols);
     }
 }
 
@@ -95,11 +166,7 @@ fn col2im(g: &Geometry, pad: &Padded, planes: &mut [f32], cols: &[f32], n: usize
     let k = g.win.kernel;
     planes.fill(0.0);
     for (j, origin) in pad.offsets(k) {
-        let rows = Rows {
-            first: j,
-            step: k * k,
-        };
-        scatter_add(g, pad, cols, n, origin, rows, planes);
+        scatter_add(g, pad, cols, n, (j, origin), planes);
     }
     unpad_planes(g, pad, planes, n, gx);
 }
@@ -141,87 +208,193 @@ fn unpad_planes(g: &Geometry, pad: &Padded, planes: &[f32], n: usize, gx: &mut [
     }
 }
 
-/// The per-offset matrix `cin × n·P`: channel `ci` in row `ci`.
-const PER_OFFSET: Rows = Rows { first: 0, step: 1 };
-
-/// Which matrix row holds input channel `ci`: `first + ci · step` (the per-offset matrix: 0 and
-/// 1; the im2col matrix: the offset's index and `kernel²`).
-#[derive(Clone, Copy)]
-struct Rows {
-    first: usize,
-    step: usize,
-}
-
-/// Row `oy` of the window of kernel offset `off` in a padded plane: `ow · stride` values from
-/// which every stride-th is read (inside the plane: see `Padded::new`).
-#[inline(always)]
-fn window_row(
-    pad: &Padded,
-    st: usize,
-    ow: usize,
-    off: usize,
-    oy: usize,
-) -> core::ops::Range<usize> {
-    let start = off + oy * st * pad.pw;
-    start..start + ow * st
-}
-
-/// For kernel offset `off` (= ky·pw + kx in the padded plane), the input value under each
-/// output position, for every channel and sample, into row `rows` of channel `ci` of `m`
-/// (`… × n·P`), columns `s·P ..`.
+/// For kernel offset `j` (index `ky·k + kx`, windows from `origin` = ky·pw + kx in a padded
+/// plane), the input value under each output position, for every channel and sample, into
+/// row `ci·k² + j` of the im2col matrix `m` (`cin·k² × n·P`), columns `s·P ..`.
 fn gather(
     g: &Geometry,
     pad: &Padded,
     planes: &[f32],
     n: usize,
-    off: usize,
-    rows: Rows,
+    (j, origin): (usize, usize),
     m: &mut [f32],
 ) {
-    let (ow, st) = (g.ow, g.win.stride);
-    let plane = g.oh * ow;
+    let plane = g.oh * g.ow;
     let width = n * plane;
+    let kk = g.win.kernel * g.win.kernel;
     for (i, pc) in planes.chunks_exact(pad.len()).take(n * g.cin).enumerate() {
         let (s, ci) = (i / g.cin, i % g.cin);
-        let dst = &mut m[(rows.first + ci * rows.step) * width + s * plane..][..plane];
-        for (oy, drow) in dst.chunks_exact_mut(ow).enumerate() {
-            let src = &pc[window_row(pad, st, ow, off, oy)];
-            if st == 1 {
-                drow.copy_from_slice(src);
-            } else {
-                for (d, step) in drow.iter_mut().zip(src.chunks_exact(st)) {
-                    *d = step[0];
-                }
-            }
+        let dst = &mut m[(ci * kk + j) * width + s * plane..][..plane];
+        let src = &pc[origin..origin + pad.span()];
+        for (d, &at) in dst.iter_mut().zip(&pad.starts) {
+            *d = src[at];
         }
     }
 }
 
-/// The transpose of [`gather`]: adds rows `rows` of `m` onto the padded planes at kernel
-/// offset `off`.
+/// The transpose of [`gather`]: adds row `ci·k² + j` of `m` onto the padded planes at the
+/// windows of kernel offset `j`.
 fn scatter_add(
     g: &Geometry,
     pad: &Padded,
     m: &[f32],
     n: usize,
-    off: usize,
-    rows: Rows,
+    (j, origin): (usize, usize),
     planes: &mut [f32],
 ) {
-    let (ow, st) = (g.ow, g.win.stride);
-    let plane = g.oh * ow;
+    let plane = g.oh * g.ow;
     let width = n * plane;
+    let kk = g.win.kernel * g.win.kernel;
     for (i, pc) in planes
         .chunks_exact_mut(pad.len())
         .take(n * g.cin)
         .enumerate()
     {
         let (s, ci) = (i / g.cin, i % g.cin);
-        let src = &m[(rows.first + ci * rows.step) * width + s * plane..][..plane];
-        for (oy, srow) in src.chunks_exact(ow).enumerate() {
-            let dst = &mut pc[window_row(pad, st, ow, off, oy)];
-            for (step, &v) in dst.chunks_exact_mut(st).zip(srow) {
-                step[0] += v;
+        let src = &m[(ci * kk + j) * width + s * plane..][..plane];
+        let dst = &mut pc[origin..origin + pad.span()];
+        for (&v, &at) in src.iter().zip(&pad.starts) {
+            dst[at] += v;
+        }
+    }
+}
+
+/// The per-offset path keeps each sample's padded input as one `ph × pw` image of `cin`-vectors
+/// (channels last), so the input under a window is one contiguous vector: `n` such images
+/// from the `n × cin × h × w` input `x`, zero outside it. Written row by row (each image row,
+/// `w · cin` values, stays in L1 while the channels are interleaved into it).
+fn pad_images(g: &Geometry, pad: &Padded, x: &[f32], n: usize, images: &mut [f32]) {
+    let (p, c) = (g.win.padding, g.cin);
+    let (hw, row_len) = (g.h * g.w, pad.pw * c);
+    for (xs, im) in x
+        .chunks_exact(c * hw)
+        .take(n)
+        .zip(images.chunks_exact_mut(pad.len() * c))
+    {
+        // The padding: whole rows above and below the input, then the margins of its rows.
+        let (top, rest) = im.split_at_mut(p * row_len);
+        top.fill(0.0);
+        let (mid, bottom) = rest.split_at_mut(g.h * row_len);
+        bottom.fill(0.0);
+        for (iy, row) in mid.chunks_exact_mut(row_len).enumerate() {
+            let (left, rest) = row.split_at_mut(p * c);
+            left.fill(0.0);
+            let (inside, right) = rest.split_at_mut(g.w * c);
+            right.fill(0.0);
+            for (ci, rows) in xs.chunks(8 * hw).enumerate() {
+                interleave(rows, hw, iy * g.w, g.w, &mut inside[8 * ci..], c);
+            }
+        }
+    }
+}
+
+/// The interior of each padded image copied back into `gx` (`n × cin × h × w`): the
+/// transpose of [`pad_images`], row by row likewise.
+fn unpad_images(g: &Geometry, pad: &Padded, images: &[f32], n: usize, gx: &mut [f32]) {
+    let (p, c) = (g.win.padding, g.cin);
+    let (hw, row_len) = (g.h * g.w, pad.pw * c);
+    for (gs, im) in gx
+        .chunks_exact_mut(c * hw)
+        .take(n)
+        .zip(images.chunks_exact(pad.len() * c))
+    {
+        for iy in 0..g.h {
+            let inside = &im[(iy + p) * row_len + p * c..][..g.w * c];
+            for (ci, rows) in gs.chunks_mut(8 * hw).enumerate() {
+                deinterleave(&inside[8 * ci..], c, rows, hw, iy * g.w, g.w);
+            }
+        }
+    }
+}
+
+/// Up to 8 channel planes (`planes`, `stride` apart) read at `at..at + len` and written
+/// interleaved: value `x` of plane `t` to `dst[x·c + t]`. A block of 8 is a fixed-size copy the
+/// compiler keeps in registers; a last block of fewer channels goes one value at a time.
+fn interleave(planes: &[f32], stride: usize, at: usize, len: usize, dst: &mut [f32], c: usize) {
+    let t = planes.len().div_ceil(stride);
+    if t == 8 {
+        let rows: [&[f32]; 8] = core::array::from_fn(|i| &planes[i * stride + at..][..len]);
+        for (x, px) in dst.chunks_mut(c).take(len).enumerate() {
+            let v: [f32; 8] = core::array::from_fn(|i| rows[i][x]);
+            px[..8].copy_from_slice(&v);
+        }
+    } else {
+        for (i, plane) in planes.chunks(stride).enumerate() {
+            for (x, &v) in plane[at..][..len].iter().enumerate() {
+                dst[x * c + i] = v;
+            }
+        }
+    }
+}
+
+/// The transpose of [`interleave`]: value `x·c + t` of `src` to position `at + x` of plane `t`
+/// of `planes`.
+fn deinterleave(src: &[f32], c: usize, planes: &mut [f32], stride: usize, at: usize, len: usize) {
+    let t = planes.len().div_ceil(stride);
+    if t == 8 {
+        let mut rows = planes.chunks_mut(stride).map(|p| &mut p[at..][..len]);
+        let mut rows: [&mut [f32]; 8] = core::array::from_fn(|_| rows.next().unwrap_or_default());
+        for (x, px) in src.chunks(c).take(len).enumerate() {
+            for (row, &v) in rows.iter_mut().zip(&px[..8]) {
+                row[x] = v;
+            }
+        }
+    } else {
+        for (i, plane) in planes.chunks_mut(stride).enumerate() {
+            for (x, d) in plane[at..][..len].iter_mut().enumerate() {
+                *d = src[x * c + i];
+            }
+        }
+    }
+}
+
+/// For the kernel offset whose windows start at `origin` in a padded image, the input vector
+/// under each output position: row `s·P + p` of `xk` (`n·P × cin`) is the `cin` channels under
+/// position `p` of sample `s`. Whole vectors are copied, so this costs little next to the
+/// product.
+fn gather_vectors(
+    g: &Geometry,
+    pad: &Padded,
+    images: &[f32],
+    n: usize,
+    origin: usize,
+    xk: &mut [f32],
+) {
+    let c = g.cin;
+    let plane = g.oh * g.ow;
+    for (im, dst) in images
+        .chunks_exact(pad.len() * c)
+        .take(n)
+        .zip(xk.chunks_exact_mut(plane * c))
+    {
+        let src = &im[origin * c..(origin + pad.span()) * c];
+        for (d, &at) in dst.chunks_exact_mut(c).zip(&pad.starts) {
+            d.copy_from_slice(&src[at * c..][..c]);
+        }
+    }
+}
+
+/// The transpose of [`gather_vectors`]: adds each row of `xk` onto the vector under its
+/// window in the padded images.
+fn scatter_add_vectors(
+    g: &Geometry,
+    pad: &Padded,
+    xk: &[f32],
+    n: usize,
+    origin: usize,
+    images: &mut [f32],
+) {
+    let c = g.cin;
+    let plane = g.oh * g.ow;
+    for (im, src) in images
+        .chunks_exact_mut(pad.len() * c)
+        .take(n)
+        .zip(xk.chunks_exact(plane * c))
+    {
+        let dst = &mut im[origin * c..(origin + pad.span()) * c];
+        for (s, &at) in src.chunks_exact(c).zip(&pad.starts) {
+            for (d, &v) in dst[at * c..][..c].iter_mut().zip(s) {
+                *d += v;
             }
         }
     }
@@ -291,20 +464,64 @@ fn forward_part(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]
 /// [`forward_part`] as one product per kernel offset, summed into the output in kernel order.
 fn forward_offsets(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
     let k = g.win.kernel;
+    let pad = Padded::new(g);
+    let images_len = n * g.cin * pad.len();
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_fma::usable(g.cin, g.cout) {
+        let origins: Vec<usize> = pad.offsets(k).map(|(_, origin)| origin).collect();
+        let lay = fma_layout(g, &pad, &origins, n);
+        return with_scratch(images_len, |images| {
+            pad_images(g, &pad, x, n, images);
+            with_reordered(g, wt, |wr| {
+                super::conv_fma::forward(&lay, images, wr, bias, y);
+            })
+        });
+    }
+    forward_offsets_gemm(g, wt, bias, x, y, n)
+}
+
+/// The FMA kernels' view of the padded images and the output of `n` samples.
+#[cfg(target_arch = "x86_64")]
+fn fma_layout<'a>(
+    g: &Geometry,
+    pad: &'a Padded,
+    origins: &'a [usize],
+    n: usize,
+) -> super::conv_fma::Layout<'a> {
+    super::conv_fma::Layout {
+        n,
+        image_len: g.cin * pad.len(),
+        cin: g.cin,
+        cout: g.cout,
+        starts: &pad.starts,
+        origins,
+    }
+}
+
+/// [`forward_offsets`] through `general_mat_mul`, one product per offset.
+fn forward_offsets_gemm(
+    g: &Geometry,
+    wt: &[f32],
+    bias: &[f32],
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    let k = g.win.kernel;
     let width = n * g.oh * g.ow;
     let pad = Padded::new(g);
-    let planes_len = n * g.cin * pad.len();
-    with_scratch(planes_len + g.cin * width + g.cout * width, |scratch| {
-        let (planes, rest) = scratch.split_at_mut(planes_len);
+    let images_len = n * g.cin * pad.len();
+    with_scratch(images_len + g.cin * width + g.cout * width, |scratch| {
+        let (images, rest) = scratch.split_at_mut(images_len);
         let (xk, out) = rest.split_at_mut(g.cin * width);
-        pad_planes(g, &pad, x, n, planes);
+        pad_images(g, &pad, x, n, images);
         for (j, origin) in pad.offsets(k) {
-            gather(g, &pad, planes, n, origin, PER_OFFSET, xk);
+            gather_vectors(g, &pad, images, n, origin, xk);
             let beta = if j == 0 { 0.0 } else { 1.0 };
             general_mat_mul(
                 1.0,
                 &offset_weights(g, wt, j),
-                &view(xk, g.cin, width),
+                &view(xk, width, g.cin).t(),
                 beta,
                 &mut view_mut(out, g.cout, width),
             );
@@ -455,42 +672,99 @@ fn backward_offsets(
     gx: Option<&mut [f32]>,
     n: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if super::conv_fma::usable(g.cin, g.cout) {
+        return backward_offsets_fma(g, wt, x, gy, params_grad, gx, n);
+    }
+    backward_offsets_gemm(g, wt, x, gy, params_grad, gx, n)
+}
+
+/// [`backward_offsets`] through the FMA kernels: the same results, bit for bit.
+#[cfg(target_arch = "x86_64")]
+fn backward_offsets_fma(
+    g: &Geometry,
+    wt: &[f32],
+    x: &[f32],
+    gy: &[f32],
+    params_grad: Option<(&mut [f32], &mut [f32])>,
+    gx: Option<&mut [f32]>,
+    n: usize,
+) {
+    let k = g.win.kernel;
+    let plane = g.oh * g.ow;
+    let pad = Padded::new(g);
+    let origins: Vec<usize> = pad.offsets(k).map(|(_, origin)| origin).collect();
+    let lay = fma_layout(g, &pad, &origins, n);
+    let images_len = n * g.cin * pad.len();
+    let wr_len = g.cout * g.cin * k * k;
+    with_scratch(images_len + wr_len, |scratch| {
+        let (images, wr) = scratch.split_at_mut(images_len);
+        if let Some((dw, db)) = params_grad {
+            pad_images(g, &pad, x, n, images);
+            super::conv_fma::backward_weights(&lay, images, gy, dw);
+            // Each channel's gradient summed over the samples and positions in order, as
+            // `bias_grad` sums its row of the output-gradient matrix.
+            for (co, d) in db.iter_mut().enumerate().take(g.cout) {
+                *d = (0..n)
+                    .flat_map(|s| &gy[(s * g.cout + co) * plane..][..plane])
+                    .sum();
+            }
+        }
+        if let Some(gx) = gx {
+            images.fill(0.0);
+            super::conv_fma::reorder_input_grad(g.cout, g.cin, k * k, wt, wr);
+            super::conv_fma::backward_input(&lay, gy, wr, images);
+            unpad_images(g, &pad, images, n, gx);
+        }
+    });
+}
+
+/// [`backward_offsets`] through `general_mat_mul`, one product per offset.
+fn backward_offsets_gemm(
+    g: &Geometry,
+    wt: &[f32],
+    x: &[f32],
+    gy: &[f32],
+    params_grad: Option<(&mut [f32], &mut [f32])>,
+    gx: Option<&mut [f32]>,
+    n: usize,
+) {
     let k = g.win.kernel;
     let plane = g.oh * g.ow;
     let width = n * plane;
     let pad = Padded::new(g);
-    let planes_len = n * g.cin * pad.len();
-    with_scratch(planes_len + g.cin * width + g.cout * width, |scratch| {
-        let (planes, rest) = scratch.split_at_mut(planes_len);
+    let images_len = n * g.cin * pad.len();
+    with_scratch(images_len + g.cin * width + g.cout * width, |scratch| {
+        let (images, rest) = scratch.split_at_mut(images_len);
         let (xk, gyc) = rest.split_at_mut(g.cin * width);
         output_grad_matrix(g, gy, n, gyc);
         let gyv = view(gyc, g.cout, width);
         if let Some((dw, db)) = params_grad {
-            pad_planes(g, &pad, x, n, planes);
+            pad_images(g, &pad, x, n, images);
             for (j, origin) in pad.offsets(k) {
-                gather(g, &pad, planes, n, origin, PER_OFFSET, xk);
+                gather_vectors(g, &pad, images, n, origin, xk);
                 let mut dwk = ArrayViewMut2::from_shape(
                     (g.cout, g.cin).strides((g.cin * k * k, k * k)),
                     &mut dw[j..],
                 )
                 .expect("weight gradient sized for its shape");
-                general_mat_mul(1.0, &gyv, &view(xk, g.cin, width).t(), 0.0, &mut dwk);
+                general_mat_mul(1.0, &gyv, &view(xk, width, g.cin), 0.0, &mut dwk);
             }
             bias_grad(g, gyc, width, db);
         }
         if let Some(gx) = gx {
-            planes.fill(0.0);
+            images.fill(0.0);
             for (j, origin) in pad.offsets(k) {
                 general_mat_mul(
                     1.0,
-                    &offset_weights(g, wt, j).t(),
-                    &gyv,
+                    &gyv.t(),
+                    &offset_weights(g, wt, j),
                     0.0,
-                    &mut view_mut(xk, g.cin, width),
+                    &mut view_mut(xk, width, g.cin),
                 );
-                scatter_add(g, &pad, xk, n, origin, PER_OFFSET, planes);
+                scatter_add_vectors(g, &pad, xk, n, origin, images);
             }
-            unpad_planes(g, &pad, planes, n, gx);
+            unpad_images(g, &pad, images, n, gx);
         }
     });
 }
@@ -593,6 +867,70 @@ mod tests {
             close(&gx1, &gx0);
         }
     }
+    /// The AVX2/FMA kernels' forward, input gradient and weight gradient are the
+    /// `general_mat_mul` path's, bit for bit, over geometries that exercise every block
+    /// remainder and a restart of matrixmultiply's chains in each product (more than 256
+    /// input channels, output channels, positions).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn fma_kernels_are_bit_identical() {
+        if !super::super::conv_fma::usable(16, 16) {
+            return; // a CPU without AVX2 and FMA never runs the kernels
+        }
+        // Bits, or where the first difference is (not the whole vectors).
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let same = |a: &[u32], b: &[u32]| a.iter().zip(b).position(|(x, y)| x != y);
+        for &(cin, h, cout, kernel, stride, padding, n) in &[
+            (64, 14, 64, 3, 2, 1, 1),
+            (64, 14, 64, 3, 2, 1, 6),
+            (64, 7, 64, 3, 2, 1, 5),
+            (64, 4, 32, 3, 2, 1, 7),
+            (16, 9, 16, 3, 1, 1, 2),
+            (320, 5, 16, 3, 2, 1, 2),
+            (16, 5, 272, 3, 2, 1, 2),
+            (32, 8, 16, 4, 3, 2, 3),
+        ] {
+            let g = square(cin, h, cout, kernel, stride, padding);
+            let mut seed = 11;
+            let mut rnd = |len: usize| (0..len).map(|_| lcg(&mut seed)).collect::<Vec<_>>();
+            let mut wt = rnd(cout * cin * kernel * kernel);
+            let b = rnd(cout);
+            let x = rnd(n * cin * h * h);
+            let gy = rnd(n * cout * g.oh * g.ow);
+            let at = std::format!("cin {cin}, h {h}, cout {cout}, n {n}");
+            // The same weights twice (the second reuses the forward's reordering), then
+            // changed at the last value and at the first: a reordering is reused only for
+            // equal weights.
+            let last = wt.len() - 1;
+            for change in [None, None, Some(last), Some(0)] {
+                if let Some(i) = change {
+                    wt[i] += 0.25;
+                }
+                let mut fast = vec![0.0; gy.len()];
+                let mut gemm = vec![1.0; gy.len()];
+                forward_offsets(&g, &wt, &b, &x, &mut fast, n);
+                forward_offsets_gemm(&g, &wt, &b, &x, &mut gemm, n);
+                let first = same(&bits(&fast), &bits(&gemm));
+                assert_eq!(first, None, "forward, {at}, change {change:?}");
+            }
+            let grads = |fma: bool| {
+                let (mut dw, mut db, mut gx) =
+                    (vec![2.0; wt.len()], vec![3.0; cout], vec![4.0; x.len()]);
+                let pg = Some((&mut dw[..], &mut db[..]));
+                if fma {
+                    backward_offsets_fma(&g, &wt, &x, &gy, pg, Some(&mut gx), n);
+                } else {
+                    backward_offsets_gemm(&g, &wt, &x, &gy, pg, Some(&mut gx), n);
+                }
+                (bits(&dw), bits(&db), bits(&gx))
+            };
+            let (fast, gemm) = (grads(true), grads(false));
+            assert_eq!(same(&fast.0, &gemm.0), None, "weight gradient, {at}");
+            assert_eq!(same(&fast.1, &gemm.1), None, "bias gradient, {at}");
+            assert_eq!(same(&fast.2, &gemm.2), None, "input gradient, {at}");
+        }
+    }
+
     /// A sample's forward output does not depend on the batch it is computed in: the same
     /// bits alone and at batch 7, for the im2col and the per-offset paths.
     #[test]

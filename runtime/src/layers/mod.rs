@@ -4,6 +4,8 @@
 
 pub mod act;
 pub mod conv2d;
+#[cfg(all(feature = "gemm", target_arch = "x86_64"))]
+mod conv_fma;
 #[cfg(feature = "gemm")]
 mod conv_gemm;
 pub mod dense;

@@ -83,7 +83,7 @@ fn forward_batch_kernel(
         let (sum, sq) = sums(c, s, x, n, ch, count);
         let mean = sum / count;
         means[ch] = mean;
-        invs[ch] = 1.0 / libm::sqrtf(sq / count + eps);
+        invs[ch] = 1.0 / crate::simd::sqrt(sq / count + eps);
     }
     apply(c, s, gamma, beta, means, invs, x, y, n);
 }
@@ -118,9 +118,9 @@ fn forward_stored_kernel(
     y: &mut [f32],
     n: usize,
 ) {
-    for b in 0..n {
-        for ch in 0..c {
-            let (scale, shift) = stored_affine(eps, gamma, beta, mean, var, ch);
+    for ch in 0..c {
+        let (scale, shift) = stored_affine(eps, gamma, beta, mean, var, ch);
+        for b in 0..n {
             let r = (b * c + ch) * s..(b * c + ch + 1) * s;
             for (yv, xv) in y[r.clone()].iter_mut().zip(&x[r]) {
                 *yv = xv * scale + shift;
@@ -138,7 +138,7 @@ fn stored_affine(
     var: &[f32],
     ch: usize,
 ) -> (f32, f32) {
-    let inv = 1.0 / libm::sqrtf(var[ch] + eps);
+    let inv = 1.0 / crate::simd::sqrt(var[ch] + eps);
     (gamma[ch] * inv, beta[ch] - gamma[ch] * inv * mean[ch])
 }
 
@@ -233,7 +233,7 @@ fn backward_kernel(
 /// Per-channel inverse standard deviations of stored variances into `inv`.
 pub fn inv_std(var: &[f32], eps: f32, inv: &mut [f32]) {
     for (i, v) in inv.iter_mut().zip(var) {
-        *i = 1.0 / libm::sqrtf(v + eps);
+        *i = 1.0 / crate::simd::sqrt(v + eps);
     }
 }
 
