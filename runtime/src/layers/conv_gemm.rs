@@ -1,8 +1,12 @@
-//! Host convolution (feature `gemm`): im2col plus a tuned matrix product (ndarray's
-//! `general_mat_mul`, which runs `matrixmultiply`'s SIMD kernels), for meta-training on a
-//! workstation. Same maths and the same tensors as the direct kernels in `conv2d.rs`, which
-//! the device uses: only the order of the additions differs (results agree to float
-//! rounding, checked by the tests below). Needs a heap for the im2col scratch, so it is
+//! Host convolution (feature `gemm`), for meta-training on a workstation. Layers with few
+//! input channels: im2col plus a tuned matrix product (ndarray's `general_mat_mul`, which runs
+//! `matrixmultiply`'s SIMD kernels). Layers with more: each sample's input copied into a
+//! zero-padded channels-last image, then one product per kernel offset, either through
+//! `general_mat_mul` over the gathered window vectors or, on x86-64 with AVX2 and FMA and
+//! channel counts in blocks of 16, through the kernels of `conv_fma.rs`, which read the images
+//! in place and give the same bits. Same maths and the same tensors as the direct kernels in
+//! `conv2d.rs`, which the device uses: only the order of the additions differs (results agree
+//! to float rounding, checked by the tests below). Needs a heap for its scratch, so it is
 //! host-only; a device build never enables it.
 
 extern crate std;
@@ -171,9 +175,10 @@ fn col2im(g: &Geometry, pad: &Padded, planes: &mut [f32], cols: &[f32], n: usize
     unpad_planes(g, pad, planes, n, gx);
 }
 
-/// Convolutions with at least this many input channels run as one matrix product per kernel
-/// offset over a `cin × n·P` gather that stays in cache, instead of one product over the whole
-/// (`kernel²` times larger) im2col matrix, whose writes and reads go to memory. Chosen by the
+/// Convolutions with at least this many input channels run as one product per kernel offset
+/// over the `n·P × cin` window vectors (gathered, or read in place by the FMA kernels), which
+/// stay in cache, instead of one product over the whole (`kernel²` times larger) im2col
+/// matrix, whose writes and reads go to memory. Chosen by the
 /// geometry alone, never by the batch size, so a sample's output does not depend on the batch
 /// it is predicted in (per-element sums in the same order at batch 1 and 25; a test checks
 /// it).
