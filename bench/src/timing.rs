@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 /// Median seconds per call of `f`: one warm-up call, then samples of enough calls to last about
 /// 5 ms each, as many samples as fit in `budget` (at least 7, at most 101).
 pub fn median_secs(budget: Duration, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let t0 = Instant::now();
-    f()?;
-    let once = t0.elapsed().as_secs_f64().max(1e-9);
-    let per_sample = ((0.005 / once).ceil() as usize).max(1);
+    let (once, per_sample) = calibrate(&mut f)?;
     let samples = ((budget.as_secs_f64() / (once * per_sample as f64)) as usize).clamp(7, 101);
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
@@ -22,6 +19,14 @@ pub fn median_secs(budget: Duration, mut f: impl FnMut() -> Result<()>) -> Resul
     Ok(median(&mut times))
 }
 
+/// One warm-up call of `f`: its seconds, and how many calls make a sample of about 5 ms.
+fn calibrate(f: &mut dyn FnMut() -> Result<()>) -> Result<(f64, usize)> {
+    let t0 = Instant::now();
+    f()?;
+    let once = t0.elapsed().as_secs_f64().max(1e-9);
+    Ok((once, ((0.005 / once).ceil() as usize).max(1)))
+}
+
 /// [`median_secs`] of `f` and of `g` with their samples interleaved (f, g, f, g, …), so both
 /// see the same machine: on a shared VM the speed drifts between runs of a few seconds, and
 /// timing one after the other would put the drift into their ratio. Each gets `budget`.
@@ -30,13 +35,7 @@ pub fn median_secs_pair(
     mut f: impl FnMut() -> Result<()>,
     mut g: impl FnMut() -> Result<()>,
 ) -> Result<(f64, f64)> {
-    let calls = |h: &mut dyn FnMut() -> Result<()>| -> Result<usize> {
-        let t0 = Instant::now();
-        h()?;
-        let once = t0.elapsed().as_secs_f64().max(1e-9);
-        Ok(((0.005 / once).ceil() as usize).max(1))
-    };
-    let (nf, ng) = (calls(&mut f)?, calls(&mut g)?);
+    let (nf, ng) = (calibrate(&mut f)?.1, calibrate(&mut g)?.1);
     let (mut tf, mut tg) = (Vec::new(), Vec::new());
     let start = Instant::now();
     while (tf.len() < 7 || start.elapsed() < 2 * budget) && tf.len() < 101 {

@@ -121,6 +121,9 @@ struct Padded {
     /// relative to the window of position 0: `oy·stride·pw + ox·stride`. The gathers walk
     /// this table, one flat loop per plane instead of one short loop per output row.
     starts: Vec<usize>,
+    /// Where the windows of each kernel offset start in a padded plane, in kernel order (row,
+    /// then column): `ky·pw + kx` for offset `ky·k + kx`.
+    origins: Vec<usize>,
 }
 
 impl Padded {
@@ -133,7 +136,15 @@ impl Padded {
         let starts = (0..g.oh)
             .flat_map(|oy| (0..g.ow).map(move |ox| oy * st * pw + ox * st))
             .collect();
-        Padded { ph, pw, starts }
+        let origins = (0..k)
+            .flat_map(|ky| (0..k).map(move |kx| ky * pw + kx))
+            .collect();
+        Padded {
+            ph,
+            pw,
+            starts,
+            origins,
+        }
     }
     /// How far the windows of one kernel offset reach past its origin: every start plus 1.
     /// An origin `ky·pw + kx` plus this span stays inside the plane (see `new`).
@@ -143,11 +154,9 @@ impl Padded {
     fn len(&self) -> usize {
         self.ph * self.pw
     }
-    /// The kernel offsets in kernel order (row, then column): each one's index `ky·k + kx`
-    /// and where its windows start in a padded plane, `ky·pw + kx`.
-    fn offsets(&self, k: usize) -> impl Iterator<Item = (usize, usize)> {
-        let pw = self.pw;
-        (0..k).flat_map(move |ky| (0..k).map(move |kx| (ky * k + kx, ky * pw + kx)))
+    /// The kernel offsets in kernel order: each one's index `ky·k + kx` and its origin.
+    fn offsets(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.origins.iter().copied().enumerate()
     }
 }
 
@@ -156,9 +165,8 @@ impl Padded {
 /// of output position (oy, ox) of sample `s`, zero where it overlaps the padding. `planes`
 /// holds the padded input planes.
 fn im2col(g: &Geometry, pad: &Padded, planes: &mut [f32], x: &[f32], n: usize, cols: &mut [f32]) {
-    let k = g.win.kernel;
     pad_planes(g, pad, x, n, planes);
-    for (j, origin) in pad.offsets(k) {
+    for (j, origin) in pad.offsets() {
         gather(g, pad, planes, n, (j, origin), cols);
     }
 }
@@ -167,9 +175,8 @@ fn im2col(g: &Geometry, pad: &Padded, planes: &mut [f32], x: &[f32], n: usize, c
 /// input positions (the transpose of [`im2col`]); contributions to one position are added in
 /// kernel order (row, then column), from 0. `planes` is scratch for the padded planes.
 fn col2im(g: &Geometry, pad: &Padded, planes: &mut [f32], cols: &[f32], n: usize, gx: &mut [f32]) {
-    let k = g.win.kernel;
     planes.fill(0.0);
-    for (j, origin) in pad.offsets(k) {
+    for (j, origin) in pad.offsets() {
         scatter_add(g, pad, cols, n, (j, origin), planes);
     }
     unpad_planes(g, pad, planes, n, gx);
@@ -468,13 +475,11 @@ fn forward_part(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32]
 
 /// [`forward_part`] as one product per kernel offset, summed into the output in kernel order.
 fn forward_offsets(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
-    let k = g.win.kernel;
     let pad = Padded::new(g);
     let images_len = n * g.cin * pad.len();
     #[cfg(target_arch = "x86_64")]
     if super::conv_fma::usable(g.cin, g.cout) {
-        let origins: Vec<usize> = pad.offsets(k).map(|(_, origin)| origin).collect();
-        let lay = fma_layout(g, &pad, &origins, n);
+        let lay = fma_layout(g, &pad, n);
         return with_scratch(images_len, |images| {
             pad_images(g, &pad, x, n, images);
             with_reordered(g, wt, |wr| {
@@ -487,19 +492,14 @@ fn forward_offsets(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f
 
 /// The FMA kernels' view of the padded images and the output of `n` samples.
 #[cfg(target_arch = "x86_64")]
-fn fma_layout<'a>(
-    g: &Geometry,
-    pad: &'a Padded,
-    origins: &'a [usize],
-    n: usize,
-) -> super::conv_fma::Layout<'a> {
+fn fma_layout<'a>(g: &Geometry, pad: &'a Padded, n: usize) -> super::conv_fma::Layout<'a> {
     super::conv_fma::Layout {
         n,
         image_len: g.cin * pad.len(),
         cin: g.cin,
         cout: g.cout,
         starts: &pad.starts,
-        origins,
+        origins: &pad.origins,
     }
 }
 
@@ -512,7 +512,6 @@ fn forward_offsets_gemm(
     y: &mut [f32],
     n: usize,
 ) {
-    let k = g.win.kernel;
     let width = n * g.oh * g.ow;
     let pad = Padded::new(g);
     let images_len = n * g.cin * pad.len();
@@ -520,7 +519,7 @@ fn forward_offsets_gemm(
         let (images, rest) = scratch.split_at_mut(images_len);
         let (xk, out) = rest.split_at_mut(g.cin * width);
         pad_images(g, &pad, x, n, images);
-        for (j, origin) in pad.offsets(k) {
+        for (j, origin) in pad.offsets() {
             gather_vectors(g, &pad, images, n, origin, xk);
             let beta = if j == 0 { 0.0 } else { 1.0 };
             general_mat_mul(
@@ -561,10 +560,14 @@ fn output_grad_matrix(g: &Geometry, gy: &[f32], n: usize, gyc: &mut [f32]) {
     }
 }
 
-/// Bias gradient: each row of the `cout × width` output-gradient matrix summed.
-fn bias_grad(g: &Geometry, gyc: &[f32], width: usize, db: &mut [f32]) {
+/// Bias gradient: each channel's output gradient `gy` (`n × cout×oh×ow`) summed over the
+/// samples and positions, in that order.
+fn bias_grad(g: &Geometry, gy: &[f32], n: usize, db: &mut [f32]) {
+    let plane = g.oh * g.ow;
     for (co, d) in db.iter_mut().enumerate().take(g.cout) {
-        *d = gyc[co * width..(co + 1) * width].iter().sum();
+        *d = (0..n)
+            .flat_map(|s| &gy[(s * g.cout + co) * plane..][..plane])
+            .sum();
     }
 }
 
@@ -649,7 +652,7 @@ fn backward_part(
                     0.0,
                     &mut view_mut(dw, g.cout, kk),
                 );
-                bias_grad(g, gyc, width, db);
+                bias_grad(g, gy, n, db);
             }
             if let Some(gx) = gx {
                 general_mat_mul(
@@ -696,10 +699,8 @@ fn backward_offsets_fma(
     n: usize,
 ) {
     let k = g.win.kernel;
-    let plane = g.oh * g.ow;
     let pad = Padded::new(g);
-    let origins: Vec<usize> = pad.offsets(k).map(|(_, origin)| origin).collect();
-    let lay = fma_layout(g, &pad, &origins, n);
+    let lay = fma_layout(g, &pad, n);
     let images_len = n * g.cin * pad.len();
     let wr_len = g.cout * g.cin * k * k;
     with_scratch(images_len + wr_len, |scratch| {
@@ -707,13 +708,7 @@ fn backward_offsets_fma(
         if let Some((dw, db)) = params_grad {
             pad_images(g, &pad, x, n, images);
             super::conv_fma::backward_weights(&lay, images, gy, dw);
-            // Each channel's gradient summed over the samples and positions in order, as
-            // `bias_grad` sums its row of the output-gradient matrix.
-            for (co, d) in db.iter_mut().enumerate().take(g.cout) {
-                *d = (0..n)
-                    .flat_map(|s| &gy[(s * g.cout + co) * plane..][..plane])
-                    .sum();
-            }
+            bias_grad(g, gy, n, db);
         }
         if let Some(gx) = gx {
             images.fill(0.0);
@@ -746,7 +741,7 @@ fn backward_offsets_gemm(
         let gyv = view(gyc, g.cout, width);
         if let Some((dw, db)) = params_grad {
             pad_images(g, &pad, x, n, images);
-            for (j, origin) in pad.offsets(k) {
+            for (j, origin) in pad.offsets() {
                 gather_vectors(g, &pad, images, n, origin, xk);
                 let mut dwk = ArrayViewMut2::from_shape(
                     (g.cout, g.cin).strides((g.cin * k * k, k * k)),
@@ -755,11 +750,11 @@ fn backward_offsets_gemm(
                 .expect("weight gradient sized for its shape");
                 general_mat_mul(1.0, &gyv, &view(xk, width, g.cin), 0.0, &mut dwk);
             }
-            bias_grad(g, gyc, width, db);
+            bias_grad(g, gy, n, db);
         }
         if let Some(gx) = gx {
             images.fill(0.0);
-            for (j, origin) in pad.offsets(k) {
+            for (j, origin) in pad.offsets() {
                 general_mat_mul(
                     1.0,
                     &gyv.t(),
