@@ -79,14 +79,24 @@ pub fn reorder_forward(cout: usize, cin: usize, kk: usize, wt: &[f32], out: &mut
 }
 
 /// The weights `[cout, cin, k²]` reordered for [`backward_input`] into `out`: kernel offset
-/// `j`, then output channel `co`, then the input channels (contiguous). Each output channel's
-/// `cin × k²` weights (in L1) are read k² times, every k²-th value, into k² contiguous runs.
+/// `j`, then output channel `co`, then the input channels (contiguous). Per output channel
+/// and 8 input channels, the `8 × k²` weights (one contiguous run) are transposed into k²
+/// runs of 8, each written whole.
 pub fn reorder_input_grad(cout: usize, cin: usize, kk: usize, wt: &[f32], out: &mut [f32]) {
+    let out = &mut out[..cout * cin * kk];
     for (co, row) in wt.chunks_exact(cin * kk).take(cout).enumerate() {
-        for j in 0..kk {
-            let dst = &mut out[(j * cout + co) * cin..][..cin];
-            for (d, w) in dst.iter_mut().zip(row[j..].iter().step_by(kk)) {
-                *d = *w;
+        let blocks = row.chunks_exact(8 * kk);
+        let (rest, c_rest) = (blocks.remainder(), cin - cin % 8);
+        for (b, block) in blocks.enumerate() {
+            for j in 0..kk {
+                let v: [f32; 8] = core::array::from_fn(|i| block[i * kk + j]);
+                out[(j * cout + co) * cin + 8 * b..][..8].copy_from_slice(&v);
+            }
+        }
+        // The last `cin mod 8` input channels, one value at a time.
+        for (i, w) in rest.chunks_exact(kk).enumerate() {
+            for (j, &v) in w.iter().enumerate() {
+                out[(j * cout + co) * cin + c_rest + i] = v;
             }
         }
     }
@@ -366,5 +376,30 @@ unsafe fn outer<const R: usize>(
     for t in 0..R {
         _mm256_storeu_ps(sums[t].as_mut_ptr(), sum[t][0]);
         _mm256_storeu_ps(sums[t].as_mut_ptr().add(8), sum[t][1]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    /// Every weight lands where [`backward_input`] reads it, for channel counts with and
+    /// without a remainder of 8.
+    #[test]
+    fn input_grad_order() {
+        for &(cout, cin, kk) in &[(3, 16, 9), (2, 13, 4), (1, 5, 1)] {
+            let wt: Vec<f32> = (0..cout * cin * kk).map(|i| i as f32).collect();
+            let mut out = vec![-1.0; wt.len()];
+            reorder_input_grad(cout, cin, kk, &wt, &mut out);
+            for co in 0..cout {
+                for ci in 0..cin {
+                    for j in 0..kk {
+                        let want = wt[(co * cin + ci) * kk + j];
+                        assert_eq!(out[(j * cout + co) * cin + ci], want, "{co} {ci} {j}");
+                    }
+                }
+            }
+        }
     }
 }

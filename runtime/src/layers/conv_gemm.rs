@@ -12,6 +12,8 @@
 extern crate std;
 
 use super::conv2d::Geometry;
+#[cfg(target_arch = "x86_64")]
+use core::cell::Cell;
 use core::cell::RefCell;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
@@ -24,8 +26,8 @@ std::thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The weights last reordered for the FMA kernel on this thread: a few layers' worth, each
-/// kept with a copy of the weights it came from.
+/// The weights last reordered for the forward FMA kernel on this thread: a few layers'
+/// worth, each kept with a copy of the weights it came from.
 #[cfg(target_arch = "x86_64")]
 struct Reordered {
     entries: Vec<(Vec<f32>, Vec<f32>)>,
@@ -41,13 +43,16 @@ std::thread_local! {
     static REORDERED: RefCell<Reordered> = const {
         RefCell::new(Reordered { entries: Vec::new(), next: 0 })
     };
+    /// The buffer of [`input_grad_order`], taken out for the length of one [`backward`] (a
+    /// job rayon runs on this thread meanwhile finds it empty and allocates its own).
+    static INPUT_GRAD_ORDER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Runs `f` on the weights `wt` reordered for the FMA kernel. Predictions with unchanged
-/// weights (the common case: one adapted model, many queries) reuse the last reordering:
-/// an entry is used only when its copy equals `wt` value for value, so a stale one is
-/// never read; comparing costs a fraction of reordering, and fails at the first value when
-/// the weights have moved.
+/// Runs `f` on the weights `wt` reordered for the forward FMA kernel. Predictions with
+/// unchanged weights (the common case: one adapted model, many queries) reuse the last
+/// reordering: an entry is used only when its copy equals `wt` value for value, so a stale
+/// one is never read; comparing costs a fraction of reordering, and fails at the first
+/// values when the weights have moved.
 #[cfg(target_arch = "x86_64")]
 fn with_reordered<R>(g: &Geometry, wt: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
     let kk = g.win.kernel * g.win.kernel;
@@ -58,22 +63,41 @@ fn with_reordered<R>(g: &Geometry, wt: &[f32], f: impl FnOnce(&[f32]) -> R) -> R
         let at = match hit {
             Some(at) => at,
             None => {
-                let mut wr = vec![0.0; wt.len()];
-                super::conv_fma::reorder_forward(g.cout, g.cin, kk, wt, &mut wr);
-                let entry = (wt.to_vec(), wr);
-                if r.entries.len() < REORDERED_KEPT {
-                    r.entries.push(entry);
+                let at = if r.entries.len() < REORDERED_KEPT {
+                    r.entries.push((Vec::new(), Vec::new()));
                     r.entries.len() - 1
                 } else {
                     let at = r.next;
                     r.next = (at + 1) % REORDERED_KEPT;
-                    r.entries[at] = entry;
                     at
-                }
+                };
+                // An evicted entry's buffers are reused.
+                let (src, wr) = &mut r.entries[at];
+                src.clear();
+                src.extend_from_slice(wt);
+                wr.resize(wt.len(), 0.0);
+                super::conv_fma::reorder_forward(g.cout, g.cin, kk, wt, wr);
+                at
             }
         };
         f(&r.entries[at].1)
     })
+}
+
+/// For a [`backward`] pass whose input gradient the FMA kernels compute (`needed`, and the
+/// geometry and CPU suit them): the weights `wt` in the input-gradient kernel's order,
+/// reordered once before the batch is split so both halves read them. Hand the buffer back
+/// with [`INPUT_GRAD_ORDER`]`.set` afterwards.
+#[cfg(target_arch = "x86_64")]
+fn input_grad_order(g: &Geometry, wt: &[f32], needed: bool) -> Option<Vec<f32>> {
+    if !(needed && g.cin >= PER_OFFSET_MIN_CIN && super::conv_fma::usable(g.cin, g.cout)) {
+        return None;
+    }
+    let kk = g.win.kernel * g.win.kernel;
+    let mut wr = INPUT_GRAD_ORDER.take();
+    wr.resize(g.cout * g.cin * kk, 0.0);
+    super::conv_fma::reorder_input_grad(g.cout, g.cin, kk, wt, &mut wr);
+    Some(wr)
 }
 
 /// Whether `a` and `b` hold the same values, bit for bit. Compared 64 values at a time
@@ -562,12 +586,31 @@ fn output_grad_matrix(g: &Geometry, gy: &[f32], n: usize, gyc: &mut [f32]) {
 
 /// Bias gradient: each channel's output gradient `gy` (`n × cout×oh×ow`) summed over the
 /// samples and positions, in that order.
+/// Eight channels are summed side by side, each in its own order, so the eight chains of
+/// dependent additions overlap. Each sum starts from -0.0, as `Iterator::sum` does.
 fn bias_grad(g: &Geometry, gy: &[f32], n: usize, db: &mut [f32]) {
     let plane = g.oh * g.ow;
-    for (co, d) in db.iter_mut().enumerate().take(g.cout) {
-        *d = (0..n)
-            .flat_map(|s| &gy[(s * g.cout + co) * plane..][..plane])
-            .sum();
+    let db = &mut db[..g.cout];
+    db.fill(-0.0);
+    for s in 0..n {
+        let gs = &gy[s * g.cout * plane..][..g.cout * plane];
+        for (d8, g8) in db.chunks_mut(8).zip(gs.chunks(8 * plane)) {
+            let mut acc = [0.0f32; 8];
+            acc[..d8.len()].copy_from_slice(d8);
+            if d8.len() == 8 {
+                let rows: [&[f32]; 8] = core::array::from_fn(|i| &g8[i * plane..][..plane]);
+                for p in 0..plane {
+                    for (a, row) in acc.iter_mut().zip(&rows) {
+                        *a += row[p];
+                    }
+                }
+            } else {
+                for (a, row) in acc.iter_mut().zip(g8.chunks(plane)) {
+                    *a = row.iter().fold(*a, |a, v| a + v);
+                }
+            }
+            d8.copy_from_slice(&acc[..d8.len()]);
+        }
     }
 }
 
@@ -583,46 +626,67 @@ pub fn backward(
     gx: Option<&mut [f32]>,
     n: usize,
 ) {
-    let (in_len, out_len) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
-    if n < 2 {
-        return backward_part(g, wt, x, gy, params_grad, gx, n);
-    }
-    let h = n / 2;
-    let (x0, x1) = x[..n * in_len].split_at(h * in_len);
-    let (gy0, gy1) = gy[..n * out_len].split_at(h * out_len);
-    let (gx0, gx1) = match gx {
-        Some(gx) => {
-            let (a, b) = gx[..n * in_len].split_at_mut(h * in_len);
-            (Some(a), Some(b))
-        }
-        None => (None, None),
+    #[cfg(target_arch = "x86_64")]
+    let reordered = input_grad_order(g, wt, gx.is_some());
+    #[cfg(not(target_arch = "x86_64"))]
+    let reordered: Option<Vec<f32>> = None;
+    let w = BackWeights {
+        plain: wt,
+        input_grad: reordered.as_deref(),
     };
-    match params_grad {
-        Some((dw, db)) => {
-            let (mut dw1, mut db1) = (vec![0.0; dw.len()], vec![0.0; db.len()]);
-            rayon::join(
-                || backward_part(g, wt, x0, gy0, Some((&mut *dw, &mut *db)), gx0, h),
-                || backward_part(g, wt, x1, gy1, Some((&mut dw1, &mut db1)), gx1, n - h),
-            );
-            for (d, e) in dw.iter_mut().zip(&dw1) {
-                *d += e;
+    let (in_len, out_len) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
+    let h = n / 2;
+    if n < 2 {
+        backward_part(g, w, x, gy, params_grad, gx, n);
+    } else {
+        let (x0, x1) = x[..n * in_len].split_at(h * in_len);
+        let (gy0, gy1) = gy[..n * out_len].split_at(h * out_len);
+        let (gx0, gx1) = match gx {
+            Some(gx) => {
+                let (a, b) = gx[..n * in_len].split_at_mut(h * in_len);
+                (Some(a), Some(b))
             }
-            for (d, e) in db.iter_mut().zip(&db1) {
-                *d += e;
+            None => (None, None),
+        };
+        match params_grad {
+            Some((dw, db)) => {
+                let (mut dw1, mut db1) = (vec![0.0; dw.len()], vec![0.0; db.len()]);
+                rayon::join(
+                    || backward_part(g, w, x0, gy0, Some((&mut *dw, &mut *db)), gx0, h),
+                    || backward_part(g, w, x1, gy1, Some((&mut dw1, &mut db1)), gx1, n - h),
+                );
+                for (d, e) in dw.iter_mut().zip(&dw1) {
+                    *d += e;
+                }
+                for (d, e) in db.iter_mut().zip(&db1) {
+                    *d += e;
+                }
             }
-        }
-        None => {
-            rayon::join(
-                || backward_part(g, wt, x0, gy0, None, gx0, h),
-                || backward_part(g, wt, x1, gy1, None, gx1, n - h),
-            );
+            None => {
+                rayon::join(
+                    || backward_part(g, w, x0, gy0, None, gx0, h),
+                    || backward_part(g, w, x1, gy1, None, gx1, n - h),
+                );
+            }
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if let Some(wr) = reordered {
+        INPUT_GRAD_ORDER.set(wr);
+    }
+}
+
+/// A layer's weights `[cout, cin, k²]` as a backward pass reads them and, when the FMA
+/// kernels compute its input gradient, the same weights in their order.
+#[derive(Clone, Copy)]
+struct BackWeights<'a> {
+    plain: &'a [f32],
+    input_grad: Option<&'a [f32]>,
 }
 
 fn backward_part(
     g: &Geometry,
-    wt: &[f32],
+    w: BackWeights<'_>,
     x: &[f32],
     gy: &[f32],
     params_grad: Option<(&mut [f32], &mut [f32])>,
@@ -630,8 +694,9 @@ fn backward_part(
     n: usize,
 ) {
     if g.cin >= PER_OFFSET_MIN_CIN {
-        return backward_offsets(g, wt, x, gy, params_grad, gx, n);
+        return backward_offsets(g, w, x, gy, params_grad, gx, n);
     }
+    let wt = w.plain;
     let kk = rows(g);
     let plane = g.oh * g.ow;
     let width = n * plane;
@@ -673,7 +738,7 @@ fn backward_part(
 /// kernel order.
 fn backward_offsets(
     g: &Geometry,
-    wt: &[f32],
+    w: BackWeights<'_>,
     x: &[f32],
     gy: &[f32],
     params_grad: Option<(&mut [f32], &mut [f32])>,
@@ -682,29 +747,26 @@ fn backward_offsets(
 ) {
     #[cfg(target_arch = "x86_64")]
     if super::conv_fma::usable(g.cin, g.cout) {
-        return backward_offsets_fma(g, wt, x, gy, params_grad, gx, n);
+        return backward_offsets_fma(g, w, x, gy, params_grad, gx, n);
     }
-    backward_offsets_gemm(g, wt, x, gy, params_grad, gx, n)
+    backward_offsets_gemm(g, w.plain, x, gy, params_grad, gx, n)
 }
 
 /// [`backward_offsets`] through the FMA kernels: the same results, bit for bit.
 #[cfg(target_arch = "x86_64")]
 fn backward_offsets_fma(
     g: &Geometry,
-    wt: &[f32],
+    w: BackWeights<'_>,
     x: &[f32],
     gy: &[f32],
     params_grad: Option<(&mut [f32], &mut [f32])>,
     gx: Option<&mut [f32]>,
     n: usize,
 ) {
-    let k = g.win.kernel;
     let pad = Padded::new(g);
     let lay = fma_layout(g, &pad, n);
     let images_len = n * g.cin * pad.len();
-    let wr_len = g.cout * g.cin * k * k;
-    with_scratch(images_len + wr_len, |scratch| {
-        let (images, wr) = scratch.split_at_mut(images_len);
+    with_scratch(images_len, |images| {
         if let Some((dw, db)) = params_grad {
             pad_images(g, &pad, x, n, images);
             super::conv_fma::backward_weights(&lay, images, gy, dw);
@@ -712,7 +774,18 @@ fn backward_offsets_fma(
         }
         if let Some(gx) = gx {
             images.fill(0.0);
-            super::conv_fma::reorder_input_grad(g.cout, g.cin, k * k, wt, wr);
+            // Reordered here only when the caller did not.
+            let local;
+            let wr = match w.input_grad {
+                Some(wr) => wr,
+                None => {
+                    let kk = g.win.kernel * g.win.kernel;
+                    let mut wr = vec![0.0; g.cout * g.cin * kk];
+                    super::conv_fma::reorder_input_grad(g.cout, g.cin, kk, w.plain, &mut wr);
+                    local = wr;
+                    &local
+                }
+            };
             super::conv_fma::backward_input(&lay, gy, wr, images);
             unpad_images(g, &pad, images, n, gx);
         }
@@ -898,6 +971,29 @@ mod tests {
             let x = rnd(n * cin * h * h);
             let gy = rnd(n * cout * g.oh * g.ow);
             let at = std::format!("cin {cin}, h {h}, cout {cout}, n {n}");
+            // `None`: the matrix-product path; `Some(handed)`: the FMA path, handed the weights
+            // reordered or reordering them itself.
+            let grads = |wt: &[f32], fma: Option<bool>| {
+                let (mut dw, mut db, mut gx) =
+                    (vec![2.0; wt.len()], vec![3.0; cout], vec![4.0; x.len()]);
+                let pg = Some((&mut dw[..], &mut db[..]));
+                if let Some(handed) = fma {
+                    let wr = handed.then(|| {
+                        let mut wr = vec![0.0; wt.len()];
+                        let kk = kernel * kernel;
+                        super::super::conv_fma::reorder_input_grad(cout, cin, kk, wt, &mut wr);
+                        wr
+                    });
+                    let w = BackWeights {
+                        plain: wt,
+                        input_grad: wr.as_deref(),
+                    };
+                    backward_offsets_fma(&g, w, &x, &gy, pg, Some(&mut gx), n);
+                } else {
+                    backward_offsets_gemm(&g, wt, &x, &gy, pg, Some(&mut gx), n);
+                }
+                (bits(&dw), bits(&db), bits(&gx))
+            };
             // The same weights twice (the second reuses the forward's reordering), then
             // changed at the last value and at the first: a reordering is reused only for
             // equal weights.
@@ -913,21 +1009,26 @@ mod tests {
                 let first = same(&bits(&fast), &bits(&gemm));
                 assert_eq!(first, None, "forward, {at}, change {change:?}");
             }
-            let grads = |fma: bool| {
-                let (mut dw, mut db, mut gx) =
-                    (vec![2.0; wt.len()], vec![3.0; cout], vec![4.0; x.len()]);
-                let pg = Some((&mut dw[..], &mut db[..]));
-                if fma {
-                    backward_offsets_fma(&g, &wt, &x, &gy, pg, Some(&mut gx), n);
-                } else {
-                    backward_offsets_gemm(&g, &wt, &x, &gy, pg, Some(&mut gx), n);
-                }
-                (bits(&dw), bits(&db), bits(&gx))
-            };
-            let (fast, gemm) = (grads(true), grads(false));
-            assert_eq!(same(&fast.0, &gemm.0), None, "weight gradient, {at}");
-            assert_eq!(same(&fast.1, &gemm.1), None, "bias gradient, {at}");
-            assert_eq!(same(&fast.2, &gemm.2), None, "input gradient, {at}");
+            let gemm = grads(&wt, None);
+            for handed in [false, true] {
+                let fast = grads(&wt, Some(handed));
+                let at = std::format!("{at}, reordering handed over: {handed}");
+                assert_eq!(same(&fast.0, &gemm.0), None, "weight gradient, {at}");
+                assert_eq!(same(&fast.1, &gemm.1), None, "bias gradient, {at}");
+                assert_eq!(same(&fast.2, &gemm.2), None, "input gradient, {at}");
+            }
+            // The bias gradient is each channel's plain sum over samples then positions.
+            let mut db = vec![1.0; cout];
+            bias_grad(&g, &gy, n, &mut db);
+            let plane = g.oh * g.ow;
+            let want: Vec<f32> = (0..cout)
+                .map(|co| {
+                    (0..n)
+                        .flat_map(|s| &gy[(s * cout + co) * plane..][..plane])
+                        .sum()
+                })
+                .collect();
+            assert_eq!(same(&bits(&db), &bits(&want)), None, "bias sums, {at}");
         }
     }
 
