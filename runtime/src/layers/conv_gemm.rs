@@ -90,14 +90,20 @@ fn with_reordered<R>(g: &Geometry, wt: &[f32], f: impl FnOnce(&[f32]) -> R) -> R
 /// with [`INPUT_GRAD_ORDER`]`.set` afterwards.
 #[cfg(target_arch = "x86_64")]
 fn input_grad_order(g: &Geometry, wt: &[f32], needed: bool) -> Option<Vec<f32>> {
-    if !(needed && g.cin >= PER_OFFSET_MIN_CIN && super::conv_fma::usable(g.cin, g.cout)) {
+    if !(needed && per_offset(g) && super::conv_fma::usable(g.cin, g.cout)) {
         return None;
     }
-    let kk = g.win.kernel * g.win.kernel;
     let mut wr = INPUT_GRAD_ORDER.take();
-    wr.resize(g.cout * g.cin * kk, 0.0);
-    super::conv_fma::reorder_input_grad(g.cout, g.cin, kk, wt, &mut wr);
+    reorder_input_grad_into(g, wt, &mut wr);
     Some(wr)
+}
+
+/// `wr` resized to the weights `wt` and filled with them in the input-gradient kernel's order.
+#[cfg(target_arch = "x86_64")]
+fn reorder_input_grad_into(g: &Geometry, wt: &[f32], wr: &mut Vec<f32>) {
+    let kk = g.win.kernel * g.win.kernel;
+    wr.resize(g.cout * g.cin * kk, 0.0);
+    super::conv_fma::reorder_input_grad(g.cout, g.cin, kk, wt, wr);
 }
 
 /// Whether `a` and `b` hold the same values, bit for bit. Compared 64 values at a time
@@ -214,6 +220,11 @@ fn col2im(g: &Geometry, pad: &Padded, planes: &mut [f32], cols: &[f32], n: usize
 /// it is predicted in (per-element sums in the same order at batch 1 and 25; a test checks
 /// it).
 const PER_OFFSET_MIN_CIN: usize = 8;
+
+/// Whether a layer takes the per-offset path (else im2col).
+fn per_offset(g: &Geometry) -> bool {
+    g.cin >= PER_OFFSET_MIN_CIN
+}
 
 /// Copies each of the `n × cin` input planes into its zero-padded plane in `planes`.
 fn pad_planes(g: &Geometry, pad: &Padded, x: &[f32], n: usize, planes: &mut [f32]) {
@@ -472,7 +483,7 @@ pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32],
 }
 
 fn forward_part(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
-    if g.cin >= PER_OFFSET_MIN_CIN {
+    if per_offset(g) {
         return forward_offsets(g, wt, bias, x, y, n);
     }
     let kk = rows(g);
@@ -693,7 +704,7 @@ fn backward_part(
     gx: Option<&mut [f32]>,
     n: usize,
 ) {
-    if g.cin >= PER_OFFSET_MIN_CIN {
+    if per_offset(g) {
         return backward_offsets(g, w, x, gy, params_grad, gx, n);
     }
     let wt = w.plain;
@@ -775,14 +786,11 @@ fn backward_offsets_fma(
         if let Some(gx) = gx {
             images.fill(0.0);
             // Reordered here only when the caller did not.
-            let local;
+            let mut local = Vec::new();
             let wr = match w.input_grad {
                 Some(wr) => wr,
                 None => {
-                    let kk = g.win.kernel * g.win.kernel;
-                    let mut wr = vec![0.0; g.cout * g.cin * kk];
-                    super::conv_fma::reorder_input_grad(g.cout, g.cin, kk, w.plain, &mut wr);
-                    local = wr;
+                    reorder_input_grad_into(g, w.plain, &mut local);
                     &local
                 }
             };
@@ -979,9 +987,8 @@ mod tests {
                 let pg = Some((&mut dw[..], &mut db[..]));
                 if let Some(handed) = fma {
                     let wr = handed.then(|| {
-                        let mut wr = vec![0.0; wt.len()];
-                        let kk = kernel * kernel;
-                        super::super::conv_fma::reorder_input_grad(cout, cin, kk, wt, &mut wr);
+                        let mut wr = Vec::new();
+                        reorder_input_grad_into(&g, wt, &mut wr);
                         wr
                     });
                     let w = BackWeights {
