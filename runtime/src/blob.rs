@@ -7,155 +7,16 @@
 
 use crate::error::{Error, Result};
 use crate::layers::{Layer, Post, Shape};
+use crate::plan::{Mode, Plan};
 use heapless::Vec as HVec;
 use serde::{Deserialize, Serialize};
 
-/// The four bytes every blob starts with.
-pub const MAGIC: [u8; 4] = *b"ANOL";
-/// The only format version this runtime reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
-/// The provenance algorithm of an optimizer-state blob (see
-/// [`crate::Learner::export_optimizer_state`]): its tensors hold Adam's second moments, not
-/// parameters, and its `meta_iterations` the optimizer steps they were accumulated over.
-pub const OPTIMIZER_STATE: &str = "adam-state";
-/// Most layers a model may have.
-pub const MAX_LAYERS: usize = 32;
-/// Most tensors a model may have.
-pub const MAX_TENSORS: usize = 64;
-/// Most arguments of one layer record.
-pub const MAX_LAYER_ARGS: usize = 6;
-/// Most dimensions of the per-sample input shape.
-pub const MAX_INPUT_RANK: usize = 3;
-
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
-
-/// CRC-32 (ISO-HDLC, as zlib and PNG) of `bytes`.
-pub fn crc32(bytes: &[u8]) -> u32 {
-    CRC.checksum(bytes)
-}
-
-/// Storage type of one tensor in the blob. Arithmetic is always f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    /// IEEE-754 binary32, little-endian.
-    F32 = 0,
-    /// IEEE-754 binary16, little-endian.
-    F16 = 1,
-    /// bfloat16, little-endian.
-    Bf16 = 2,
-}
-
-impl DType {
-    /// Bytes per element.
-    pub const fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::F16 | DType::Bf16 => 2,
-        }
-    }
-    /// Decode a dtype code; `None` if unknown.
-    pub const fn from_code(code: u8) -> Option<Self> {
-        match code {
-            0 => Some(DType::F32),
-            1 => Some(DType::F16),
-            2 => Some(DType::Bf16),
-            _ => None,
-        }
-    }
-    /// Short lowercase name ("f32", "f16", "bf16").
-    pub const fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-            DType::Bf16 => "bf16",
-        }
-    }
-    /// Decode element `i` of little-endian `bytes` (caller guarantees bounds).
-    #[inline(always)] // in the inner loops of layers read from flash (`Stored`)
-    pub fn get(self, bytes: &[u8], i: usize) -> f32 {
-        match self {
-            DType::F32 => {
-                let b = &bytes[4 * i..4 * i + 4];
-                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-            }
-            DType::F16 => f16_to_f32(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])),
-            DType::Bf16 => half::bf16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]]).to_f32(),
-        }
-    }
-    /// Encode `v` as little-endian bytes into `out` (len == `size()`), rounding to nearest.
-    /// A finite value beyond the dtype's range saturates to its largest finite value, so a
-    /// blob written from finite parameters always parses again.
-    #[inline]
-    pub fn put(self, v: f32, out: &mut [u8]) {
-        match self {
-            DType::F32 => out.copy_from_slice(&v.to_le_bytes()),
-            DType::F16 => {
-                let max = half::f16::MAX.to_f32();
-                let v = if v.is_finite() { v.clamp(-max, max) } else { v };
-                out.copy_from_slice(&half::f16::from_f32(v).to_le_bytes())
-            }
-            DType::Bf16 => {
-                let max = half::bf16::MAX.to_f32();
-                let v = if v.is_finite() { v.clamp(-max, max) } else { v };
-                out.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes())
-            }
-        }
-    }
-}
-
-/// The f32 value of IEEE binary16 bits `h`: exactly `half::f16::from_bits(h).to_f32()` (a test
-/// checks all 65,536), in integer operations with the common case (a normal number) first.
-/// `half`'s portable conversion is a call of some 60 instructions on a Cortex-M4F, paid for
-/// every weight a frozen f16 layer reads from flash; this is about ten.
-#[inline(always)]
-pub fn f16_to_f32(h: u16) -> f32 {
-    let h = h as u32;
-    let sign = (h & 0x8000) << 16;
-    let em = h & 0x7fff;
-    let bits = if (0x0400..0x7c00).contains(&em) {
-        // Normal: rebias the exponent from 15 to 127.
-        (em << 13) + (112 << 23)
-    } else if em == 0 {
-        0
-    } else if em < 0x0400 {
-        // Subnormal m · 2^-24, normalized: top bit of m at position p (0..=9).
-        let p = 31 - em.leading_zeros();
-        ((p + 103) << 23) | ((em << (23 - p)) & 0x007f_ffff)
-    } else if em == 0x7c00 {
-        0x7f80_0000
-    } else {
-        // NaN: payload kept, quiet bit set.
-        0x7fc0_0000 | ((em & 0x03ff) << 13)
-    };
-    f32::from_bits(sign | bits)
-}
-
-/// A tensor's values where the blob stores them (little-endian f32, f16 or bf16 bytes, possibly
-/// unaligned), decoded one value at a time: how the learner reads frozen layers in
-/// [`crate::Mode::Device`] without copying them to RAM.
-#[derive(Clone, Copy, Debug)]
-pub struct Stored<'a> {
-    /// Storage type.
-    pub dtype: DType,
-    /// The values' bytes, `len() * dtype.size()` long.
-    pub bytes: &'a [u8],
-}
-
-impl Stored<'_> {
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        self.bytes.len() / self.dtype.size()
-    }
-    /// True when the tensor holds no value.
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-    /// Value `i` (`i < len()`, else it panics).
-    #[inline]
-    pub fn get(&self, i: usize) -> f32 {
-        self.dtype.get(self.bytes, i)
-    }
-}
+pub use crate::dtype::{f16_to_f32, DType, Stored};
+pub use crate::limits::{MAX_INPUT_RANK, MAX_LAYERS, MAX_LAYER_ARGS, MAX_TENSORS};
+pub use crate::wire::{
+    crc32, AdaptSettings, Provenance, RawLayer, RawTensor, Wire, FORMAT_VERSION, MAGIC,
+    OPTIMIZER_STATE,
+};
 
 /// Loss the model is adapted with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,77 +34,6 @@ pub enum Optimizer {
     Sgd = 0,
     /// Adam with beta1 = 0 (the paper's Omniglot inner loop): beta2 = 0.999, eps = 1e-8.
     AdamB1Zero = 1,
-}
-
-/// One layer as stored: a kind code and up to [`MAX_LAYER_ARGS`] integer arguments.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct RawLayer {
-    /// Layer kind code (see FORMAT.md).
-    pub kind: u8,
-    /// Kind-specific arguments.
-    pub args: HVec<u32, MAX_LAYER_ARGS>,
-}
-
-/// One tensor as stored: a dtype code and its little-endian bytes, borrowed from the blob.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
-pub struct RawTensor<'a> {
-    /// dtype code (0 f32, 1 f16, 2 bf16).
-    pub dtype: u8,
-    /// Raw bytes, `len * dtype.size()` long.
-    #[serde(borrow)]
-    pub data: &'a [u8],
-}
-
-/// Recommended adaptation settings, as stored.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct AdaptSettings {
-    /// Loss code (0 MSE, 1 cross-entropy).
-    pub loss: u8,
-    /// Optimizer code (0 SGD, 1 Adam with beta1 = 0).
-    pub optimizer: u8,
-    /// Inner learning rate.
-    pub lr: f32,
-    /// Number of adaptation steps.
-    pub steps: u32,
-    /// Minibatch size of one step.
-    pub batch: u32,
-    /// Bit `i` set: layer `i` adapts. Layers without parameters ignore their bit.
-    pub trainable: u32,
-    /// Per-tensor learning-rate multipliers; empty means 1.0 for every tensor.
-    pub lr_scale: HVec<f32, MAX_TENSORS>,
-}
-
-/// Where the initialization came from.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
-pub struct Provenance<'a> {
-    /// Meta-learning algorithm ("reptile", "fomaml", "joint", "random", "import", ...).
-    pub algorithm: &'a str,
-    /// Task family ("sine", "omniglot-5way", ...).
-    pub task: &'a str,
-    /// Seed of the run that produced it.
-    pub seed: u64,
-    /// Meta-iterations run.
-    pub meta_iterations: u64,
-}
-
-/// The payload as written on the wire, generic over how tensors are represented.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct Wire<'a, T> {
-    /// Must equal [`MAGIC`].
-    pub magic: [u8; 4],
-    /// Must equal [`FORMAT_VERSION`].
-    pub version: u16,
-    /// Shape of one input sample: `[n]` or `[channels, height, width]`.
-    pub input_shape: HVec<u32, MAX_INPUT_RANK>,
-    /// Layers in execution order.
-    pub layers: HVec<RawLayer, MAX_LAYERS>,
-    /// Tensors in layer order (see FORMAT.md for each layer's tensors).
-    pub tensors: HVec<T, MAX_TENSORS>,
-    /// Recommended adaptation settings.
-    pub adapt: AdaptSettings,
-    /// Provenance.
-    #[serde(borrow)]
-    pub provenance: Provenance<'a>,
 }
 
 #[derive(Deserialize)]
@@ -276,6 +66,17 @@ impl<'a> Blob<'a> {
         let mut blob = Blob::empty();
         blob.parse_in_place(bytes)?;
         Ok(blob)
+    }
+
+    /// Verify the signed envelope `bytes` against the trusted `public_key` (see
+    /// [`crate::sign`]), then parse the blob inside it in place. Refuses plain blobs, blobs
+    /// signed by another key and altered bytes.
+    #[cfg(feature = "sign")]
+    pub fn parse_signed(
+        bytes: &'a [u8],
+        public_key: &[u8; crate::sign::PUBLIC_KEY_LEN],
+    ) -> Result<Self> {
+        Blob::parse(crate::sign::verify(bytes, public_key)?)
     }
 
     /// A blob with no layers, the starting point of [`Blob::parse_in_place`]. It is not a
@@ -557,6 +358,15 @@ impl<'a> Blob<'a> {
     pub fn provenance(&self) -> &Provenance<'a> {
         &self.wire.provenance
     }
+    /// f32 of arena a [`crate::Learner`] needs to adapt the blob's trainable layers at `batch`.
+    pub fn arena_len(&self, batch: usize) -> Result<usize> {
+        Ok(Plan::new(self, batch, self.settings().trainable)?.arena_len())
+    }
+    /// f32 of arena a learner in [`Mode::Device`] needs to adapt the blob's trainable layers
+    /// at `batch`: what a microcontroller's static arena is sized with.
+    pub fn device_arena_len(&self, batch: usize) -> Result<usize> {
+        Ok(Plan::with_mode(self, batch, self.settings().trainable, Mode::Device)?.arena_len())
+    }
     /// Tensor `t` as stored, read in place (`t` below the tensor count, else it panics).
     pub fn stored(&self, t: usize) -> Stored<'a> {
         Stored {
@@ -571,6 +381,12 @@ impl<'a> Blob<'a> {
         for (j, o) in out.iter_mut().enumerate() {
             *o = dtype.get(data, j);
         }
+    }
+
+    /// Encode this blob's payload (as parsed, with its own tensors) into a fresh vector.
+    #[cfg(feature = "std")]
+    pub fn to_vec(&self) -> std::vec::Vec<u8> {
+        encode_to_vec(&self.wire)
     }
 
     /// Encode `wire` into `out` with its CRC trailer; returns the written prefix.
@@ -687,14 +503,6 @@ pub fn encoded_len<T: Serialize>(wire: &Wire<'_, T>) -> usize {
 
 #[cfg(feature = "std")]
 extern crate std;
-
-#[cfg(feature = "std")]
-impl Blob<'_> {
-    /// Encode this blob's payload (as parsed, with its own tensors) into a fresh vector.
-    pub fn to_vec(&self) -> std::vec::Vec<u8> {
-        encode_to_vec(&self.wire)
-    }
-}
 
 /// Encode any wire payload, CRC appended, into a fresh vector (host convenience).
 #[cfg(feature = "std")]

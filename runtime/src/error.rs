@@ -137,13 +137,13 @@ impl fmt::Display for Error {
             BadLayerArgs { layer, kind } => write!(
                 f,
                 "layer {layer} ({}): wrong number of arguments, or a zero, oversized or non-finite one",
-                crate::layers::kind::name(kind)
+                crate::wire::kind::name(kind)
             ),
             ShapeMismatch { layer } => write!(
                 f,
                 "layer {layer}: input shape does not match the previous layer's output"
             ),
-            LayerCount { count } => write!(f, "model has {count} layers; need 1 to {}", crate::blob::MAX_LAYERS),
+            LayerCount { count } => write!(f, "model has {count} layers; need 1 to {}", crate::limits::MAX_LAYERS),
             TensorCount { expected, found } => write!(
                 f,
                 "architecture needs {expected} tensors, blob has {found}"
@@ -199,7 +199,7 @@ impl fmt::Display for Error {
             NotOptimizerState => write!(
                 f,
                 "not an optimizer-state blob (its provenance algorithm is not {:?})",
-                crate::blob::OPTIMIZER_STATE
+                crate::wire::OPTIMIZER_STATE
             ),
             BadTrainableMask { mask } => write!(f, "trainable mask {mask:#x} names layers the model does not have"),
             UnsupportedChain { layer } => write!(

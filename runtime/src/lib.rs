@@ -29,6 +29,14 @@
 //! On a host (feature `std`), `OwnedLearner` is the same engine with its own arena and a
 //! `SharedBlob` that any number of learners read: `OwnedLearner::new(&SharedBlob::parse(bytes)?)?`
 //! (see the `host` module).
+//!
+//! # Modules
+//!
+//! Each uses only those listed before it: [`limits`] and [`dtype`] (leaves), [`wire`] (the
+//! encoded records), [`error`], [`layers`] (shapes, parameters and kernels of each layer kind),
+//! [`blob`] (parsing and validation), [`plan`] (the arena layout), [`learner`], then `host`,
+//! `persist` and `sign`. [`buffer`] and [`loss`] stand apart. Every method of [`Blob`] is in
+//! `blob.rs`; its arena sizes and `Blob::parse_signed` call into [`plan`] and `sign`.
 #![no_std]
 #![deny(missing_docs)]
 // `unsafe` only in `simd::host_simd` (x86-64 host builds) and `layers::vfp` (hard-float
@@ -40,11 +48,13 @@ extern crate std;
 
 pub mod blob;
 pub mod buffer;
+pub mod dtype;
 pub mod error;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod layers;
 pub mod learner;
+pub mod limits;
 pub mod loss;
 #[cfg(feature = "persist")]
 pub mod persist;
@@ -52,6 +62,7 @@ pub mod plan;
 #[cfg(feature = "sign")]
 pub mod sign;
 mod simd;
+pub mod wire;
 
 pub use blob::{Blob, DType, LossKind, Optimizer, OPTIMIZER_STATE};
 pub use buffer::{SampleBuffer, Samples, SliceSamples};

@@ -442,16 +442,3 @@ impl Plan {
             + self.norm_len
     }
 }
-
-impl Blob<'_> {
-    /// f32 of arena a [`crate::Learner`] needs to adapt the blob's trainable layers at `batch`.
-    pub fn arena_len(&self, batch: usize) -> Result<usize> {
-        Ok(Plan::new(self, batch, self.settings().trainable)?.arena_len())
-    }
-
-    /// f32 of arena a learner in [`Mode::Device`] needs to adapt the blob's trainable layers
-    /// at `batch`: what a microcontroller's static arena is sized with.
-    pub fn device_arena_len(&self, batch: usize) -> Result<usize> {
-        Ok(Plan::with_mode(self, batch, self.settings().trainable, Mode::Device)?.arena_len())
-    }
-}

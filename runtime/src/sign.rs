@@ -7,6 +7,8 @@
 //! another key and any altered byte, each with its own [`Error`] variant. Signing happens on
 //! the workstation (`anole sign`); the device holds only the 32-byte public key.
 //!
+//! [`Blob::parse_signed`]: crate::Blob::parse_signed
+//!
 //! ```no_run
 //! static SIGNED: &[u8] = &[]; // include_bytes!("init.signed"), from `anole sign`
 //! static FLEET_KEY: &[u8; 32] = &[0; 32]; // include_bytes!("fleet.key.pub")
@@ -38,7 +40,6 @@
 //! version, algorithm and reserved byte, total size against the header's length, the public
 //! key, the key id, the signature; only then is the blob parsed (its own CRC and validation).
 
-use crate::blob::Blob;
 use crate::error::{Error, Result};
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha512};
@@ -162,13 +163,4 @@ pub fn verify<'a>(bytes: &'a [u8], public_key: &[u8; PUBLIC_KEY_LEN]) -> Result<
     key.verify_strict(&message(&h, blob), &signature)
         .map_err(|_| Error::BadSignature)?;
     Ok(blob)
-}
-
-impl<'a> Blob<'a> {
-    /// Verify the signed envelope `bytes` against the trusted `public_key` (see
-    /// [`crate::sign`]), then parse the blob inside it in place. Refuses plain blobs, blobs
-    /// signed by another key and altered bytes.
-    pub fn parse_signed(bytes: &'a [u8], public_key: &[u8; PUBLIC_KEY_LEN]) -> Result<Self> {
-        Blob::parse(verify(bytes, public_key)?)
-    }
 }

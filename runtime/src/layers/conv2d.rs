@@ -193,3 +193,44 @@ pub fn input_grad_from(
         }
     }
 }
+
+impl Geometry {
+    /// The geometry of convolution `layer` from per-sample shape `input` to `output`. A validated
+    /// blob gives the layer image shapes on both sides; anything else gives a geometry with no
+    /// channels.
+    pub fn of(layer: super::Layer, input: super::Shape, output: super::Shape) -> Geometry {
+        use super::{Layer, Shape};
+        match (layer, input, output) {
+            (Layer::Conv2d { window, .. }, Shape::Chw(cin, h, w), Shape::Chw(cout, oh, ow)) => {
+                Geometry {
+                    cin,
+                    h,
+                    w,
+                    cout,
+                    oh,
+                    ow,
+                    win: window,
+                }
+            }
+            _ => Geometry {
+                cin: 0,
+                h: 0,
+                w: 0,
+                cout: 0,
+                oh: 0,
+                ow: 0,
+                win: Window {
+                    kernel: 1,
+                    stride: 1,
+                    padding: 0,
+                },
+            },
+        }
+    }
+
+    /// The weights and the bias of a layer of this geometry, from its parameters as stored
+    /// (weights first).
+    pub fn split<'p>(&self, params: &'p [f32]) -> (&'p [f32], &'p [f32]) {
+        params.split_at(params.len() - self.cout)
+    }
+}

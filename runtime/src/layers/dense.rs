@@ -1,6 +1,6 @@
 //! Dense (fully connected) layer: `y[b] = W x[b] + bias`, W `[outputs, inputs]` row-major.
 
-use crate::blob::Stored;
+use crate::dtype::Stored;
 
 /// Where a dense kernel reads weights (or biases) from: `f32` values in the arena, or a tensor
 /// as stored in the blob ([`Stored`], decoded as it is read).

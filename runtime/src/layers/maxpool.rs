@@ -20,6 +20,37 @@ pub struct Geometry {
     pub win: Window,
 }
 
+impl Geometry {
+    /// The geometry of pooling `layer` from per-sample shape `input` to `output`. A validated
+    /// blob gives the layer image shapes on both sides; anything else gives a geometry with no
+    /// channels.
+    pub fn of(layer: super::Layer, input: super::Shape, output: super::Shape) -> Geometry {
+        use super::{Layer, Shape};
+        match (layer, input, output) {
+            (Layer::MaxPool2d { window }, Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) => Geometry {
+                c,
+                h,
+                w,
+                oh,
+                ow,
+                win: window,
+            },
+            _ => Geometry {
+                c: 0,
+                h: 0,
+                w: 0,
+                oh: 0,
+                ow: 0,
+                win: Window {
+                    kernel: 1,
+                    stride: 1,
+                    padding: 0,
+                },
+            },
+        }
+    }
+}
+
 fn argmax(g: &Geometry, xc: &[f32], oy: usize, ox: usize) -> usize {
     let (k, s) = (g.win.kernel, g.win.stride);
     let mut best = oy * s * g.w + ox * s;

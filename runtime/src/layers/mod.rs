@@ -14,16 +14,11 @@ pub mod norm;
 #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
 mod vfp;
 
-use crate::blob::{RawLayer, MAX_LAYER_ARGS};
 use crate::error::{Error, Result};
+use crate::wire::RawLayer;
 
-/// Largest size accepted for any one dimension or layer argument (guards overflow).
-pub const MAX_DIM: usize = 1 << 20;
-/// Most values one sample may hold at any point of the network.
-pub const MAX_SHAPE_LEN: usize = MAX_DIM * 16;
-/// Most elements of one tensor. With these bounds every size the runtime computes after
-/// validation fits a 32-bit `usize`, so no later arithmetic can overflow on a device.
-pub const MAX_TENSOR_LEN: usize = 1 << 26;
+pub use crate::limits::{MAX_DIM, MAX_SHAPE_LEN, MAX_TENSOR_LEN};
+pub use crate::wire::kind;
 
 /// Shape of one sample at a point of the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,38 +116,6 @@ pub enum Layer {
     Flatten,
 }
 
-/// Wire code of each layer kind.
-pub mod kind {
-    /// Dense: args `[inputs, outputs]`.
-    pub const DENSE: u8 = 0;
-    /// Conv2d: args `[in_channels, out_channels, kernel, stride, padding]`.
-    pub const CONV2D: u8 = 1;
-    /// Norm: args `[channels, eps as f32 bits]`.
-    pub const NORM: u8 = 2;
-    /// ReLU: no args.
-    pub const RELU: u8 = 3;
-    /// Tanh: no args.
-    pub const TANH: u8 = 4;
-    /// MaxPool2d: args `[kernel, stride]`.
-    pub const MAXPOOL2D: u8 = 5;
-    /// Flatten: no args.
-    pub const FLATTEN: u8 = 6;
-
-    /// Name of a kind code ("unknown" if not one of the above).
-    pub const fn name(code: u8) -> &'static str {
-        match code {
-            DENSE => "dense",
-            CONV2D => "conv2d",
-            NORM => "norm",
-            RELU => "relu",
-            TANH => "tanh",
-            MAXPOOL2D => "maxpool2d",
-            FLATTEN => "flatten",
-            _ => "unknown",
-        }
-    }
-}
-
 impl Layer {
     /// Decode layer `index` from its wire record.
     pub fn from_raw(index: usize, raw: &RawLayer) -> Result<Layer> {
@@ -220,7 +183,7 @@ impl Layer {
 
     /// Encode as a wire record.
     pub fn to_raw(self) -> RawLayer {
-        let mut args: heapless::Vec<u32, MAX_LAYER_ARGS> = heapless::Vec::new();
+        let mut args: heapless::Vec<u32, { crate::limits::MAX_LAYER_ARGS }> = heapless::Vec::new();
         let (kind, vals): (u8, &[usize]) = match self {
             Layer::Dense { inputs, outputs } => (kind::DENSE, &[inputs, outputs]),
             Layer::Conv2d {

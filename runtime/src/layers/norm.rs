@@ -9,6 +9,41 @@
 //!
 //! Tensors: `gamma[C]`, `beta[C]`, `mean[C]`, `var[C]`. Statistics are biased (divide by N).
 
+/// A norm layer's parameters as stored, its four tensors back to back: scale, shift, then the
+/// stored mean and variance, `C` values each.
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'p> {
+    /// Scale (gamma).
+    pub gamma: &'p [f32],
+    /// Shift (beta).
+    pub beta: &'p [f32],
+    /// Stored mean.
+    pub mean: &'p [f32],
+    /// Stored variance.
+    pub var: &'p [f32],
+}
+
+impl<'p> Params<'p> {
+    /// The four tensors of a layer of `c` channels in `params` (at least `4 × c` values).
+    pub fn split(c: usize, params: &'p [f32]) -> Params<'p> {
+        let (gamma, rest) = params.split_at(c);
+        let (beta, rest) = rest.split_at(c);
+        let (mean, var) = rest.split_at(c);
+        Params {
+            gamma,
+            beta,
+            mean,
+            var,
+        }
+    }
+}
+
+/// Where the stored statistics (mean, then variance) lie among the parameters of a layer of
+/// `c` channels: what adaptation recomputes rather than trains.
+pub const fn stats(c: usize) -> core::ops::Range<usize> {
+    2 * c..4 * c
+}
+
 /// Lanes of the per-channel sums: each sum over a sample's positions is kept as 8 partial sums
 /// added in a fixed order, so the result is the same on every target and the loop vectorizes
 /// on the host (a single running sum is one long chain of dependent additions).

@@ -1,0 +1,280 @@
+//! The forward pass, the loss and its output gradient, and the backward pass over the rows
+//! loaded in the arena: each layer's kernel called on its slice of the arena.
+
+use super::optim::sgd_layer;
+use super::{split, Arena, BlobRef, Engine};
+use crate::blob::LossKind;
+use crate::error::{Error, Result};
+use crate::layers::{act, conv2d, dense, maxpool, norm, Layer};
+use crate::loss;
+
+impl<B: BlobRef, A: Arena> Engine<B, A> {
+    /// Forward pass over the first `n` loaded rows through layers `..upto`. `train` uses batch
+    /// statistics in trainable norm layers.
+    pub(super) fn forward(&mut self, n: usize, train: bool, upto: usize) {
+        let trainable = self.plan.trainable;
+        let r = split(&self.plan, self.arena.as_mut());
+        for (i, node) in self.plan.nodes(self.blob.get()).enumerate().take(upto) {
+            let (il, ol) = (node.input.len(), node.output.len());
+            let params = if node.resident {
+                &r.params[node.params..node.params + node.layer.param_len(node.input)]
+            } else {
+                &[]
+            };
+            if node.layer.in_place() {
+                let y = &mut r.acts[node.out_slot..node.out_slot + n * ol];
+                match node.layer {
+                    Layer::Relu => act::relu(y),
+                    Layer::Tanh => act::tanh_in_place(y),
+                    _ => {}
+                }
+                continue;
+            }
+            if node.overwrites {
+                // A frozen norm layer in front of the first adapting one (device layout).
+                if let Layer::Norm { channels: c, eps } = node.layer {
+                    let s = node.input.channels_spatial().1;
+                    let xy = &mut r.acts[node.in_slot..node.in_slot + n * il];
+                    let p = norm::Params::split(c, params);
+                    norm::forward_stored_in_place(c, s, eps, p.gamma, p.beta, p.mean, p.var, xy, n);
+                }
+                continue;
+            }
+            // Input and output are disjoint; in the device layout's shared buffers the output
+            // may come first.
+            let (x, y) = if node.out_slot > node.in_slot {
+                let (lo, hi) = r.acts.split_at_mut(node.out_slot);
+                (&lo[node.in_slot..node.in_slot + n * il], &mut hi[..n * ol])
+            } else {
+                let (lo, hi) = r.acts.split_at_mut(node.in_slot);
+                (
+                    &hi[..n * il],
+                    &mut lo[node.out_slot..node.out_slot + n * ol],
+                )
+            };
+            match node.layer {
+                Layer::Dense { inputs, outputs } if !node.resident => {
+                    let (w, b) = (
+                        self.blob.get().stored(node.tensor0),
+                        self.blob.get().stored(node.tensor0 + 1),
+                    );
+                    dense::forward_from(inputs, outputs, &w, &b, x, y, n);
+                }
+                Layer::Dense { inputs, outputs } => {
+                    let (w, b) = params.split_at(inputs * outputs);
+                    dense::forward(inputs, outputs, w, b, x, y, n);
+                }
+                Layer::Conv2d { .. } if !node.resident => {
+                    let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
+                    let (w, b) = (
+                        self.blob.get().stored(node.tensor0),
+                        self.blob.get().stored(node.tensor0 + 1),
+                    );
+                    conv2d::forward_from(&geo, |i| w.get(i), |c| b.get(c), x, y, n);
+                }
+                Layer::Conv2d { .. } => {
+                    let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
+                    let (w, b) = geo.split(params);
+                    conv2d::forward(&geo, w, b, x, y, n);
+                }
+                Layer::Norm { channels: c, eps } => {
+                    let s = node.input.channels_spatial().1;
+                    let p = norm::Params::split(c, params);
+                    if train && trainable & (1 << i) != 0 {
+                        let save = &mut r.norm[node.scratch..node.scratch + 2 * c];
+                        norm::forward_batch(c, s, eps, p.gamma, p.beta, x, y, n, save);
+                    } else {
+                        norm::forward_stored(c, s, eps, p.gamma, p.beta, p.mean, p.var, x, y, n);
+                    }
+                }
+                Layer::MaxPool2d { .. } => maxpool::forward(
+                    &maxpool::Geometry::of(node.layer, node.input, node.output),
+                    x,
+                    y,
+                    n,
+                ),
+                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+            }
+        }
+    }
+
+    /// Loss of the first `n` loaded rows (after a full forward pass); with `grad`, also writes
+    /// `dL/d(output)` over the output activations.
+    pub(super) fn loss_of_loaded(&mut self, n: usize, grad: bool) -> f32 {
+        let (ol, tl) = (self.blob.get().output_len(), self.blob.get().target_len());
+        let kind = self.blob.get().loss;
+        let (out_slot, out_post) = (self.plan.out_slot, self.plan.out_post);
+        let r = self.regions();
+        let y = &r.acts[out_slot..out_slot + n * ol];
+        let t = &r.targets[..n * tl];
+        let g = if grad {
+            Some(&mut r.gscratch[..n * ol])
+        } else {
+            None
+        };
+        let l = match kind {
+            LossKind::Mse => loss::mse(y, t, g),
+            LossKind::CrossEntropy => loss::cross_entropy(y, t, ol, g),
+        };
+        if grad {
+            out_post.deliver(
+                &r.gscratch[..n * ol],
+                &mut r.acts[out_slot..out_slot + n * ol],
+            );
+        }
+        l
+    }
+
+    /// Backward pass over the first `n` rows; the output gradient must already be in place.
+    /// With `sgd = Some(lr)` (a fused plan) each adapting layer is updated as soon as its input
+    /// gradient is computed: dense layers inside their kernel, the others from their own
+    /// gradient buffer; returns false at the first update that would not be finite (see
+    /// [`Mode::Device`](crate::Mode::Device)).
+    pub(super) fn backward(&mut self, n: usize, sgd: Option<f32>) -> bool {
+        let trainable = self.plan.trainable;
+        let scales = &self.blob.get().settings().lr_scale;
+        let r = split(&self.plan, self.arena.as_mut());
+        for i in (0..self.blob.get().layers.len()).rev() {
+            let Some(node) = self.plan.node(self.blob.get(), i) else {
+                continue;
+            };
+            if node.layer.in_place() {
+                continue;
+            }
+            if !node.adapts && !node.input_grad {
+                break;
+            }
+            let (il, ol) = (node.input.len(), node.output.len());
+            let prange = if node.resident {
+                node.params..node.params + node.layer.param_len(node.input)
+            } else {
+                0..0
+            };
+            let x = &r.acts[node.in_slot..node.in_slot + n * il];
+            let g = &r.acts[node.out_slot..node.out_slot + n * ol];
+            let trained = node.layer.trained_len(node.input);
+            let mut pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
+            let gx = if node.input_grad {
+                Some(&mut r.gscratch[..n * il])
+            } else {
+                None
+            };
+            match node.layer {
+                Layer::Dense { inputs, outputs } if node.fused => {
+                    let lr = sgd.unwrap_or(0.0);
+                    let scale = |k| scales.get(node.tensor0 + k).copied().unwrap_or(1.0);
+                    let (w, b) = r.params[prange].split_at_mut(inputs * outputs);
+                    let (lw, lb) = (lr * scale(0), lr * scale(1));
+                    if !dense::backward_sgd(inputs, outputs, w, b, x, g, gx, n, lw, lb) {
+                        return false;
+                    }
+                }
+                Layer::Dense { inputs, outputs } if !node.resident => {
+                    if let Some(gx) = gx {
+                        let w = self.blob.get().stored(node.tensor0);
+                        dense::input_grad_from(inputs, outputs, &w, g, gx, n);
+                    }
+                }
+                Layer::Dense { inputs, outputs } => {
+                    let params = &r.params[prange];
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(inputs * outputs));
+                    dense::backward(
+                        inputs,
+                        outputs,
+                        &params[..inputs * outputs],
+                        x,
+                        g,
+                        pg,
+                        gx,
+                        n,
+                    );
+                }
+                Layer::Conv2d { .. } if !node.resident => {
+                    if let Some(gx) = gx {
+                        let w = self.blob.get().stored(node.tensor0);
+                        conv2d::input_grad_from(
+                            &conv2d::Geometry::of(node.layer, node.input, node.output),
+                            |i| w.get(i),
+                            g,
+                            gx,
+                            n,
+                        );
+                    }
+                }
+                Layer::Conv2d { .. } => {
+                    let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
+                    let (w, _) = geo.split(&r.params[prange]);
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(w.len()));
+                    conv2d::backward(&geo, w, x, g, pg, gx, n);
+                }
+                Layer::Norm { channels: c, eps } => {
+                    let p = norm::Params::split(c, &r.params[prange]);
+                    let s = node.input.channels_spatial().1;
+                    let batch = trainable & (1 << i) != 0;
+                    let scratch = &mut r.norm[node.scratch..node.scratch + 2 * c];
+                    if !batch {
+                        scratch[..c].copy_from_slice(p.mean);
+                        norm::inv_std(p.var, eps, &mut scratch[c..]);
+                    }
+                    let (mean, inv) = scratch.split_at(c);
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(c));
+                    norm::backward(c, s, batch, p.gamma, mean, inv, x, g, pg, gx, n);
+                }
+                Layer::MaxPool2d { .. } => {
+                    if let Some(gx) = gx {
+                        maxpool::backward(
+                            &maxpool::Geometry::of(node.layer, node.input, node.output),
+                            x,
+                            g,
+                            gx,
+                            n,
+                        );
+                    }
+                }
+                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+            }
+            // A layer with its own gradient buffer in a fused plan: update it now.
+            if let (Some(lr), Some(pg), Some(goff)) = (sgd, pg, node.grads) {
+                if !sgd_layer(r.params, pg, &node, goff, scales, lr) {
+                    return false;
+                }
+            }
+            if node.input_grad {
+                node.in_post.deliver(
+                    &r.gscratch[..n * il],
+                    &mut r.acts[node.in_slot..node.in_slot + n * il],
+                );
+            }
+        }
+        true
+    }
+
+    /// Forward, loss and backward on the first `n` loaded rows. With `sgd = Some(lr)` on a
+    /// fused plan the update is applied during the backward pass and the step is counted.
+    pub(super) fn grad_loaded(&mut self, n: usize, sgd: Option<f32>) -> Result<f32> {
+        let layers = self.blob.get().layers.len();
+        self.forward(n, true, layers);
+        let l = self.loss_of_loaded(n, true);
+        let step = self.steps + 1;
+        if !l.is_finite() {
+            return Err(Error::NonFiniteLoss { step });
+        }
+        let sgd = sgd.filter(|_| self.plan.fused);
+        if !self.backward(n, sgd) {
+            return Err(Error::NonFiniteParameter { step });
+        }
+        if sgd.is_some() {
+            self.steps = step;
+        }
+        Ok(l)
+    }
+
+    /// Forward, backward and update on the first `n` loaded rows at `lr`; returns the loss.
+    pub(super) fn step_loaded(&mut self, n: usize, lr: f32) -> Result<f32> {
+        let l = self.grad_loaded(n, Some(lr))?;
+        if !self.plan.fused {
+            self.update(lr)?;
+        }
+        Ok(l)
+    }
+}

@@ -1,0 +1,166 @@
+//! The blob's records as they are encoded (postcard, then a CRC-32 trailer; specified in
+//! `runtime/FORMAT.md`): the header constants, the layer, tensor, settings and provenance
+//! records, and the layer kind codes. [`crate::Blob`] parses and validates them.
+
+use crate::dtype::DType;
+use crate::limits::{MAX_INPUT_RANK, MAX_LAYERS, MAX_LAYER_ARGS, MAX_TENSORS};
+use heapless::Vec as HVec;
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The four bytes every blob starts with.
+pub const MAGIC: [u8; 4] = *b"ANOL";
+/// The only format version this runtime reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// The provenance algorithm of an optimizer-state blob (see
+/// [`crate::Learner::export_optimizer_state`]): its tensors hold Adam's second moments, not
+/// parameters, and its `meta_iterations` the optimizer steps they were accumulated over.
+pub const OPTIMIZER_STATE: &str = "adam-state";
+
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// CRC-32 (ISO-HDLC, as zlib and PNG) of `bytes`.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
+}
+
+/// One layer as stored: a kind code and up to [`MAX_LAYER_ARGS`] integer arguments.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RawLayer {
+    /// Layer kind code (see FORMAT.md).
+    pub kind: u8,
+    /// Kind-specific arguments.
+    pub args: HVec<u32, MAX_LAYER_ARGS>,
+}
+
+/// One tensor as stored: a dtype code and its little-endian bytes, borrowed from the blob.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct RawTensor<'a> {
+    /// dtype code (0 f32, 1 f16, 2 bf16).
+    pub dtype: u8,
+    /// Raw bytes, `len * dtype.size()` long.
+    #[serde(borrow)]
+    pub data: &'a [u8],
+}
+
+/// Recommended adaptation settings, as stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AdaptSettings {
+    /// Loss code (0 MSE, 1 cross-entropy).
+    pub loss: u8,
+    /// Optimizer code (0 SGD, 1 Adam with beta1 = 0).
+    pub optimizer: u8,
+    /// Inner learning rate.
+    pub lr: f32,
+    /// Number of adaptation steps.
+    pub steps: u32,
+    /// Minibatch size of one step.
+    pub batch: u32,
+    /// Bit `i` set: layer `i` adapts. Layers without parameters ignore their bit.
+    pub trainable: u32,
+    /// Per-tensor learning-rate multipliers; empty means 1.0 for every tensor.
+    pub lr_scale: HVec<f32, MAX_TENSORS>,
+}
+
+/// Where the initialization came from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Provenance<'a> {
+    /// Meta-learning algorithm ("reptile", "fomaml", "joint", "random", "import", ...).
+    pub algorithm: &'a str,
+    /// Task family ("sine", "omniglot-5way", ...).
+    pub task: &'a str,
+    /// Seed of the run that produced it.
+    pub seed: u64,
+    /// Meta-iterations run.
+    pub meta_iterations: u64,
+}
+
+/// The payload as written on the wire, generic over how tensors are represented.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Wire<'a, T> {
+    /// Must equal [`MAGIC`].
+    pub magic: [u8; 4],
+    /// Must equal [`FORMAT_VERSION`].
+    pub version: u16,
+    /// Shape of one input sample: `[n]` or `[channels, height, width]`.
+    pub input_shape: HVec<u32, MAX_INPUT_RANK>,
+    /// Layers in execution order.
+    pub layers: HVec<RawLayer, MAX_LAYERS>,
+    /// Tensors in layer order (see FORMAT.md for each layer's tensors).
+    pub tensors: HVec<T, MAX_TENSORS>,
+    /// Recommended adaptation settings.
+    pub adapt: AdaptSettings,
+    /// Provenance.
+    #[serde(borrow)]
+    pub provenance: Provenance<'a>,
+}
+
+/// Wire code of each layer kind.
+pub mod kind {
+    /// Dense: args `[inputs, outputs]`.
+    pub const DENSE: u8 = 0;
+    /// Conv2d: args `[in_channels, out_channels, kernel, stride, padding]`.
+    pub const CONV2D: u8 = 1;
+    /// Norm: args `[channels, eps as f32 bits]`.
+    pub const NORM: u8 = 2;
+    /// ReLU: no args.
+    pub const RELU: u8 = 3;
+    /// Tanh: no args.
+    pub const TANH: u8 = 4;
+    /// MaxPool2d: args `[kernel, stride]`.
+    pub const MAXPOOL2D: u8 = 5;
+    /// Flatten: no args.
+    pub const FLATTEN: u8 = 6;
+
+    /// Name of a kind code ("unknown" if not one of the above).
+    pub const fn name(code: u8) -> &'static str {
+        match code {
+            DENSE => "dense",
+            CONV2D => "conv2d",
+            NORM => "norm",
+            RELU => "relu",
+            TANH => "tanh",
+            MAXPOOL2D => "maxpool2d",
+            FLATTEN => "flatten",
+            _ => "unknown",
+        }
+    }
+}
+
+/// A tensor given as f32 values, encoded to its dtype while serializing. Its wire form is
+/// identical to [`RawTensor`]; writers (the learner's export, the trainer) use it
+/// to produce blobs without an intermediate byte buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorValues<'v> {
+    /// Storage dtype.
+    pub dtype: DType,
+    /// Values.
+    pub values: &'v [f32],
+}
+
+struct Encoded<'v>(TensorValues<'v>);
+
+impl Serialize for Encoded<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let t = self.0;
+        let size = t.dtype.size();
+        let mut seq = s.serialize_seq(Some(t.values.len() * size))?;
+        let mut buf = [0u8; 4];
+        for &v in t.values {
+            t.dtype.put(v, &mut buf[..size]);
+            for b in &buf[..size] {
+                seq.serialize_element(b)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for TensorValues<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("RawTensor", 2)?;
+        st.serialize_field("dtype", &(self.dtype as u8))?;
+        st.serialize_field("data", &Encoded(*self))?;
+        st.end()
+    }
+}
