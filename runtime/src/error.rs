@@ -90,6 +90,10 @@ pub enum Error {
     /// A blob of another architecture (input shape, layers or dtypes) was given where this
     /// learner's was expected.
     ArchitectureMismatch,
+    /// A sub-model was asked of a model with no layer with parameters: it has no head.
+    NoHead,
+    /// A body was asked of a model whose only layer with parameters is its first.
+    NoBody,
     /// A signed blob was required but these bytes are not a signed envelope (a plain blob
     /// starts with `ANOL`).
     Unsigned { found: [u8; 4] },
@@ -210,6 +214,11 @@ impl fmt::Display for Error {
             ArchitectureMismatch => write!(
                 f,
                 "blob architecture (input shape, layers or dtypes) differs from the learner's"
+            ),
+            NoHead => write!(f, "the model has no layer with parameters: no head to split off"),
+            NoBody => write!(
+                f,
+                "the model's only layer with parameters is its first: no body before the head"
             ),
             Unsigned { found } => write!(
                 f,

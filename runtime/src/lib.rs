@@ -34,8 +34,8 @@
 //!
 //! Each uses only those listed before it: [`limits`] and [`dtype`] (leaves), [`wire`] (the
 //! encoded records), [`error`], [`layers`] (shapes, parameters and kernels of each layer kind),
-//! [`blob`] (parsing and validation), [`plan`] (the arena layout), [`learner`], then `host`,
-//! `persist` and `sign`. [`buffer`] and [`loss`] stand apart. Every method of [`Blob`] is in
+//! [`blob`] (parsing and validation), [`plan`] (the arena layout) and [`submodel`] (a blob's
+//! body and head), [`learner`], then `host`, `persist` and `sign`. [`buffer`] and [`loss`] stand apart. Every method of [`Blob`] is in
 //! `blob.rs`; its arena sizes and `Blob::parse_signed` call into [`plan`] and `sign`.
 #![no_std]
 #![deny(missing_docs)]
@@ -62,6 +62,7 @@ pub mod plan;
 #[cfg(feature = "sign")]
 pub mod sign;
 mod simd;
+pub mod submodel;
 pub mod wire;
 
 pub use blob::{Blob, DType, LossKind, Optimizer, OPTIMIZER_STATE};

@@ -240,6 +240,8 @@ fn variant(e: &Error) -> &'static str {
         Error::UnsupportedChain { .. } => "UnsupportedChain",
         Error::TooLarge { .. } => "TooLarge",
         Error::ArchitectureMismatch => "ArchitectureMismatch",
+        Error::NoHead => "NoHead",
+        Error::NoBody => "NoBody",
         Error::NotAHead => "NotAHead",
         Error::MissingClass { .. } => "MissingClass",
         // Signed envelopes (feature `sign`) are tested with that feature.
@@ -253,8 +255,9 @@ fn variant(e: &Error) -> &'static str {
     }
 }
 
-/// Variants blob parsing, the learner and the sample buffer produce: every one has a row.
-const ALL_VARIANTS: usize = 34;
+/// Variants blob parsing, the learner, sub-models and the sample buffer produce: every one has
+/// a row.
+const ALL_VARIANTS: usize = 36;
 
 /// Replace the CRC trailer of `bytes` after editing the payload.
 fn recrc(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -641,6 +644,21 @@ fn every_bad_input_gets_its_own_error() {
     ] {
         t.row(what, "BadLabel", lc.step(&[0.1, 0.2], &[label], 0.1));
     }
+
+    // --- sub-models ---
+    let no_params = Model::new(&[3], vec![Layer::Relu], MSE, 1).encode();
+    let no_params = Blob::parse(&no_params).unwrap();
+    let mut part = Blob::empty();
+    t.row(
+        "head of a model without parameters",
+        "NoHead",
+        anole::submodel::head_into(&no_params, &mut part),
+    );
+    t.row(
+        "body of a model whose first layer is its head",
+        "NoBody",
+        anole::submodel::body_into(&ce_blob, &mut part),
+    );
 
     // --- sample buffer ---
     let mut buf: SampleBuffer<4, 3, 2> = SampleBuffer::new();

@@ -18,10 +18,9 @@
 //! do not depend on the thread count or on how many episodes are run.
 
 use crate::eval::Stat;
-use crate::model::{self, Arch, BlobMeta};
+use crate::model::{self, Arch};
 use crate::tasks::{self, Stream, TaskFamily};
-use anole::blob::AdaptSettings;
-use anole::{Blob, DType, Learner, LossKind, Options, Plan, Shape, SliceSamples};
+use anole::{submodel, Blob, Learner, LossKind, Options, Plan, SliceSamples};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
@@ -182,9 +181,10 @@ impl FewShotReport {
     }
 }
 
-/// A blob cut before its last layer with parameters: the frozen `body` (its norm layers use
-/// their stored statistics) and the `head` (that layer and any parameter-free layers after
-/// it), each a blob of its own, so body features can be computed once per image.
+/// A blob cut before its last layer with parameters ([`anole::submodel`]): the frozen `body`
+/// (its norm layers use their stored statistics) and the `head` (that layer and any
+/// parameter-free layers after it), each a blob of its own with the source's tensors as
+/// stored, so body features can be computed once per image.
 pub struct HeadSplit {
     /// The body: the source's input, up to the head's input. Empty when the head is the first
     /// layer (the features are then the inputs).
@@ -196,89 +196,22 @@ pub struct HeadSplit {
 }
 
 impl HeadSplit {
-    /// Split `blob` at [`Arch::head_only`]; parameters are stored as f32 (exactly the values a
-    /// learner reads from the source, whatever its dtype).
+    /// Split `blob` at its last layer with parameters.
     pub fn new(blob: &Blob<'_>) -> Result<HeadSplit> {
-        let arch = Arch::of(blob);
-        let mask = arch.head_only();
-        if mask == 0 {
-            bail!("the model has no layer with parameters");
-        }
-        let h = mask.trailing_zeros() as usize;
-        let shapes = arch.shapes()?;
-        let mut params = Vec::with_capacity(arch.param_count()?);
-        let lens = arch.tensor_lens()?;
-        for (t, &len) in lens.iter().enumerate() {
-            let mut v = vec![0.0f32; len];
-            blob.read_tensor(t, &mut v);
-            params.extend(v);
-        }
-        let body_arch = Arch {
-            input_shape: arch.input_shape.clone(),
-            layers: arch.layers[..h].to_vec(),
-        };
-        let body_len = body_arch.param_count()?;
-        let body_tensors: usize = arch.layers[..h].iter().map(|l| l.tensor_count()).sum();
-        let feature_shape = shapes[h];
-        let head_arch = Arch {
-            input_shape: dims(feature_shape),
-            layers: arch.layers[h..].to_vec(),
-        };
-        let s = blob.settings();
-        let prov = blob.provenance();
-        let meta = |settings: AdaptSettings| BlobMeta {
-            dtype: DType::F32,
-            settings,
-            algorithm: prov.algorithm.to_string(),
-            task: prov.task.to_string(),
-            seed: prov.seed,
-            meta_iterations: prov.meta_iterations,
-        };
-        let body = if h == 0 {
+        let mut head = Blob::empty();
+        submodel::head_into(blob, &mut head)?;
+        let body = if submodel::head_layer(blob)? == 0 {
             None
         } else {
-            let settings = AdaptSettings {
-                loss: LossKind::Mse as u8,
-                optimizer: s.optimizer,
-                lr: s.lr,
-                steps: 0,
-                batch: s.batch,
-                trainable: 0,
-                lr_scale: Default::default(),
-            };
-            Some(
-                model::encode_blob(&body_arch, &params[..body_len], &meta(settings))
-                    .context("internal: body blob")?,
-            )
+            let mut body = Blob::empty();
+            submodel::body_into(blob, &mut body)?;
+            Some(body.to_vec())
         };
-        let lr_scale = if s.lr_scale.is_empty() {
-            Default::default()
-        } else {
-            s.lr_scale[body_tensors..].iter().copied().collect()
-        };
-        let settings = AdaptSettings {
-            loss: s.loss,
-            optimizer: s.optimizer,
-            lr: s.lr,
-            steps: s.steps,
-            batch: s.batch,
-            trainable: head_arch.all_layers(),
-            lr_scale,
-        };
-        let head = model::encode_blob(&head_arch, &params[body_len..], &meta(settings))
-            .context("internal: head blob")?;
         Ok(HeadSplit {
             body,
-            head,
-            features: feature_shape.len(),
+            head: head.to_vec(),
+            features: head.input_len(),
         })
-    }
-}
-
-fn dims(s: Shape) -> Vec<u32> {
-    match s {
-        Shape::Flat(n) => vec![n as u32],
-        Shape::Chw(c, h, w) => vec![c as u32, h as u32, w as u32],
     }
 }
 
@@ -551,6 +484,9 @@ pub fn evaluate_from_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::BlobMeta;
+    use anole::blob::AdaptSettings;
+    use anole::DType;
     use rand::{Rng, SeedableRng};
 
     fn blob_bytes(ways: usize, filters: usize, optimizer: u8, dtype: DType) -> Vec<u8> {
