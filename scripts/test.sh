@@ -18,10 +18,15 @@ cargo fmt --all -- --check
 
 step "lints"
 cargo clippy --workspace --all-targets --release -- -D warnings
+cargo clippy -p anole --all-targets --release -- -D warnings
 cargo clippy -p anole --all-targets --release --all-features -- -D warnings
 
 step "tests (workspace, release)"
 cargo test --workspace --release 2>&1 | tee "$log"
+
+step "runtime tests by feature: none (the default), no default features, all"
+cargo test -p anole --release 2>&1 | tee -a "$log"
+cargo test -p anole --release --no-default-features 2>&1 | tee -a "$log"
 cargo test -p anole --release --all-features 2>&1 | tee -a "$log"
 
 step "runtime: core-only builds for Cortex-M"

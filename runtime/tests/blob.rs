@@ -43,13 +43,6 @@ fn small_cnn() -> Model {
     m
 }
 
-fn export(l: &Learner<'_, '_>) -> Vec<u8> {
-    let mut out = vec![0u8; l.export_len()];
-    let n = l.export(&mut out).expect("export").len();
-    out.truncate(n);
-    out
-}
-
 fn arena_for(blob: &Blob<'_>) -> Vec<f32> {
     vec![
         0.0;
@@ -70,7 +63,7 @@ fn roundtrip_is_bit_identical_in_every_dtype() {
             let mut arena = arena_for(&blob);
             let mut l = Learner::new(&blob, &mut arena).unwrap();
             assert_eq!(
-                export(&l),
+                exported(&l),
                 bytes,
                 "{dtype:?}: unadapted export differs from the source blob"
             );
@@ -81,7 +74,7 @@ fn roundtrip_is_bit_identical_in_every_dtype() {
             let (x, t) = random_batch(&m, 6, &mut rng);
             let s = SliceSamples::new(&x, &t, m.input_len(), blob.target_len()).unwrap();
             l.adapt(&s, 3).unwrap();
-            let adapted = export(&l);
+            let adapted = exported(&l);
             assert_ne!(adapted, bytes);
             let blob2 = Blob::parse(&adapted).unwrap();
             let mut arena2 = arena_for(&blob2);
@@ -96,7 +89,7 @@ fn roundtrip_is_bit_identical_in_every_dtype() {
                 );
             }
             assert_eq!(
-                export(&l2),
+                exported(&l2),
                 adapted,
                 "{dtype:?}: export of the reloaded blob"
             );
@@ -109,7 +102,7 @@ fn roundtrip_is_bit_identical_in_every_dtype() {
             }
             // Reset goes back to the meta-initialization exactly.
             l.reset();
-            assert_eq!(export(&l), bytes, "{dtype:?}: export after reset");
+            assert_eq!(exported(&l), bytes, "{dtype:?}: export after reset");
         }
     }
 }
@@ -196,7 +189,7 @@ fn export_saturates_to_the_dtype_range() {
     let mut arena = arena_for(&blob);
     let mut l = Learner::new(&blob, &mut arena).unwrap();
     l.set_params(&[1.0e6, -2.0e5, 3.0]).unwrap();
-    let out = export(&l);
+    let out = exported(&l);
     let back = Blob::parse(&out).expect("saturated export parses");
     let mut w = [0.0f32; 2];
     back.read_tensor(0, &mut w);

@@ -88,7 +88,7 @@ fn same_in_both_layouts(m: &Model, masks: &[u32], samples: usize) {
         assert_eq!(l2.steps_taken(), 7);
         // The exported blobs (every tensor, frozen ones copied from the source) are identical.
         assert!(
-            l1.export_vec() == l2.export_vec(),
+            exported(&l1) == exported(&l2),
             "mask {mask:#b}: adapted models differ between the layouts"
         );
         // The device arena holds the parameters of adapting and norm layers only.
@@ -118,7 +118,7 @@ fn same_in_both_layouts(m: &Model, masks: &[u32], samples: usize) {
             .step(&x[..n * m.input_len()], &t[..n * tl], 0.01)
             .unwrap();
         assert_eq!(a.to_bits(), b.to_bits());
-        assert!(l1.export_vec() == l2.export_vec());
+        assert!(exported(&l1) == exported(&l2));
     }
 }
 

@@ -4,7 +4,6 @@
 //!
 //! `cargo test -p anole --release --features sign --test sign -- --nocapture` prints the
 //! error message of each bad input.
-#![cfg(feature = "sign")]
 
 mod common;
 

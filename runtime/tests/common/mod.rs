@@ -6,7 +6,7 @@
 
 use anole::blob::{AdaptSettings, Provenance, RawTensor, Wire, FORMAT_VERSION, MAGIC};
 use anole::layers::Window;
-use anole::{Blob, DType, Layer, Shape, TensorValues};
+use anole::{Blob, DType, Layer, Learner, Shape, TensorValues};
 
 /// splitmix64: small, deterministic, good enough for test data.
 pub struct Rng(u64);
@@ -254,6 +254,14 @@ impl Model {
 pub fn encode<T: serde::Serialize>(wire: &Wire<'_, T>) -> Vec<u8> {
     let mut out = vec![0u8; anole::blob::encoded_len(wire)];
     let n = Blob::encode_wire(wire, &mut out).expect("encode").len();
+    out.truncate(n);
+    out
+}
+
+/// The blob `l` exports, through the no_std writer.
+pub fn exported(l: &Learner<'_, '_>) -> Vec<u8> {
+    let mut out = vec![0u8; l.export_len()];
+    let n = l.export(&mut out).expect("export").len();
     out.truncate(n);
     out
 }
