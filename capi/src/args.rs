@@ -1,0 +1,230 @@
+//! Pointer arguments from C: checked for NULL, alignment, address overflow and overlap
+//! before any Rust reference to them exists.
+//!
+//! A call collects every region it reads or writes into [`Spans`] (its arrays and output
+//! values, and the handles, arena and blob bytes it works on), checks that no region it
+//! writes overlaps another, and only then turns the arrays into slices.
+
+use crate::failure::What;
+use core::mem::{align_of, size_of};
+
+/// One region of memory a call reads or writes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+    name: &'static str,
+    written: bool,
+}
+
+impl Span {
+    /// `bytes` bytes at `start`, read or written by the call.
+    pub fn new(start: usize, bytes: usize, name: &'static str, written: bool) -> Span {
+        Span {
+            start,
+            end: start.saturating_add(bytes),
+            name,
+            written,
+        }
+    }
+
+    /// The memory of `s`.
+    pub fn of<T>(s: &[T], name: &'static str, written: bool) -> Span {
+        Span::new(
+            s.as_ptr() as usize,
+            core::mem::size_of_val(s),
+            name,
+            written,
+        )
+    }
+
+    /// The memory of one `T` at `p`.
+    pub fn one<T>(p: *const T, name: &'static str, written: bool) -> Span {
+        Span::new(p as usize, size_of::<T>(), name, written)
+    }
+
+    /// The same region, written by the call.
+    pub fn written(self) -> Span {
+        Span {
+            written: true,
+            ..self
+        }
+    }
+
+    /// Whether the two regions share a byte (an empty region shares none).
+    fn overlaps(&self, other: &Span) -> bool {
+        self.start < self.end
+            && other.start < other.end
+            && self.start < other.end
+            && other.start < self.end
+    }
+}
+
+/// An array argument checked for NULL, alignment and size, not yet a slice.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Array<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T> Array<T> {
+    /// The slice (empty for a zero length, whatever the pointer).
+    ///
+    /// # Safety
+    /// The C caller gives `len` readable `T` at the pointer, alive for `'a`, and nothing
+    /// writes them meanwhile (checked against the call's other regions by [`Spans::check`]).
+    pub unsafe fn get<'a>(self) -> &'a [T] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: non-NULL, aligned and within the address space (checked in `array`); the
+        // caller vouches for the memory and its exclusivity.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The mutable slice.
+    ///
+    /// # Safety
+    /// As [`Array::get`], writable, and nothing else reads or writes it meanwhile.
+    pub unsafe fn get_mut<'a>(self) -> &'a mut [T] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `get`, plus the caller's exclusivity.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Check an array argument: `len` elements of `T` at `p` (NULL allowed only when `len` is 0).
+pub(crate) fn array<T>(p: *const T, len: usize, arg: &'static str) -> Result<Array<T>, What> {
+    if len == 0 {
+        return Ok(Array {
+            ptr: core::ptr::NonNull::dangling().as_ptr(),
+            len: 0,
+        });
+    }
+    out(p.cast_mut(), arg)?;
+    let fits = len
+        .checked_mul(size_of::<T>())
+        .filter(|b| *b <= isize::MAX as usize)
+        .and_then(|b| (p as usize).checked_add(b))
+        .is_some();
+    if !fits {
+        return Err(What::Invalid {
+            arg,
+            why: "length runs past the end of the address space",
+        });
+    }
+    Ok(Array {
+        ptr: p.cast_mut(),
+        len,
+    })
+}
+
+/// Check an output value pointer: non-NULL and aligned.
+pub(crate) fn out<T>(p: *mut T, arg: &'static str) -> Result<*mut T, What> {
+    if p.is_null() {
+        return Err(What::Null { arg });
+    }
+    if (p as usize) % align_of::<T>() != 0 {
+        return Err(What::Misaligned {
+            arg,
+            align: align_of::<T>(),
+        });
+    }
+    Ok(p)
+}
+
+/// An optional output of a call: NULL is allowed, anything else must be aligned; added to
+/// `spans` as written.
+pub(crate) fn optional_out<T>(
+    p: *mut T,
+    arg: &'static str,
+    spans: &mut Spans,
+) -> Result<*mut T, What> {
+    if !p.is_null() {
+        required_out(p, arg, spans)?;
+    }
+    Ok(p)
+}
+
+/// A required output of a call, added to `spans` as written.
+pub(crate) fn required_out<T>(
+    p: *mut T,
+    arg: &'static str,
+    spans: &mut Spans,
+) -> Result<*mut T, What> {
+    let p = out(p, arg)?;
+    spans.add(Span::one(p, arg, true));
+    Ok(p)
+}
+
+/// The regions of one call (at most 12).
+pub(crate) struct Spans {
+    spans: [Span; 12],
+    len: usize,
+}
+
+impl Spans {
+    /// No regions.
+    pub fn new() -> Spans {
+        Spans {
+            spans: [Span::new(0, 0, "", false); 12],
+            len: 0,
+        }
+    }
+
+    /// Add a region (more than the capacity is a bug in this crate: the extra ones are
+    /// caught by a test of every entry point, not silently dropped in release).
+    pub fn add(&mut self, s: Span) -> &mut Spans {
+        debug_assert!(self.len < self.spans.len(), "Spans capacity");
+        if let Some(slot) = self.spans.get_mut(self.len) {
+            *slot = s;
+            self.len += 1;
+        }
+        self
+    }
+
+    /// Add an array read (`written` false) or written by the call.
+    pub fn array<T>(&mut self, a: &Array<T>, name: &'static str, written: bool) -> &mut Spans {
+        self.add(Span::new(
+            a.ptr as usize,
+            a.len * size_of::<T>(),
+            name,
+            written,
+        ))
+    }
+
+    /// Refuse when a written region overlaps any other region.
+    pub fn check(&self) -> Result<(), What> {
+        let spans = &self.spans[..self.len];
+        for (i, a) in spans.iter().enumerate() {
+            for b in &spans[i + 1..] {
+                if (a.written || b.written) && a.overlaps(b) {
+                    let (arg, other) = if a.written {
+                        (a.name, b.name)
+                    } else {
+                        (b.name, a.name)
+                    };
+                    return Err(What::Overlap { arg, other });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Write `v` to the checked output pointer `p`.
+///
+/// # Safety
+/// `p` came from [`out`] and was checked against the call's regions; the caller gives it
+/// writable.
+pub(crate) unsafe fn put<T>(p: *mut T, v: T) {
+    // SAFETY: non-NULL and aligned (checked by `out`), writable by the C contract.
+    unsafe { p.write(v) }
+}
