@@ -476,7 +476,7 @@ typedef struct anole_samples anole_samples;
 typedef struct anole_store anole_store;
 
 /**
- * What a blob holds (`anole_blob_info`).
+ * What a blob holds (`anole_blob_get_info`).
  */
 typedef struct anole_blob_info {
   /**
@@ -556,7 +556,7 @@ typedef struct anole_learner_options {
 } anole_learner_options;
 
 /**
- * A learner's set-up and costs (`anole_learner_info`).
+ * A learner's set-up and costs (`anole_learner_get_info`).
  */
 typedef struct anole_learner_info {
   /**
@@ -766,7 +766,7 @@ anole_status anole_blob_release(struct anole_blob *blob);
  * # Safety
  * `blob` as for `anole_blob_release`; `info` is NULL or writable.
  */
-anole_status anole_blob_info(struct anole_blob *blob, struct anole_blob_info *info);
+anole_status anole_blob_get_info(struct anole_blob *blob, struct anole_blob_info *info);
 
 /**
  * Floats of arena a learner of this blob needs with these options (NULL: the blob's
@@ -843,7 +843,7 @@ anole_status anole_learner_set_lr(struct anole_learner *learner, float lr);
  * # Safety
  * `learner` follows the handle contract; `info` is NULL or writable.
  */
-anole_status anole_learner_info(struct anole_learner *learner, struct anole_learner_info *info);
+anole_status anole_learner_get_info(struct anole_learner *learner, struct anole_learner_info *info);
 
 /**
  * Adapt on the samples in `samples` for `steps` steps at the learner's learning rate. Step s

@@ -57,7 +57,7 @@ pub const ANOLE_OPTIMIZER_SGD: u32 = 0;
 /// Optimizer code of `anole_blob_info.optimizer`: Adam with beta1 = 0.
 pub const ANOLE_OPTIMIZER_ADAM: u32 = 1;
 
-/// What a blob holds (`anole_blob_info`).
+/// What a blob holds (`anole_blob_get_info`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AnoleBlobInfo {
@@ -242,13 +242,13 @@ pub unsafe extern "C" fn anole_blob_release(blob: *mut AnoleBlob) -> AnoleStatus
 /// # Safety
 /// `blob` as for `anole_blob_release`; `info` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn anole_blob_info(
+pub unsafe extern "C" fn anole_blob_get_info(
     blob: *mut AnoleBlob,
     info: *mut AnoleBlobInfo,
 ) -> AnoleStatus {
     // SAFETY: the handle contract.
     unsafe {
-        handle::query::<BlobKind, _>(blob, "anole_blob_info", info, "info", None, |v| {
+        handle::query::<BlobKind, _>(blob, "anole_blob_get_info", info, "info", None, |v| {
             let b = &v.blob;
             let st = b.settings();
             Ok(AnoleBlobInfo {

@@ -267,3 +267,130 @@ impl fmt::Display for Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anole::Error as E;
+
+    /// One value of every runtime error.
+    fn every_runtime_error() -> [E; 43] {
+        [
+            E::Truncated { len: 1 },
+            E::BadMagic { found: [0; 4] },
+            E::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+            },
+            E::CrcMismatch {
+                stored: 1,
+                computed: 2,
+            },
+            E::Malformed { what: "x" },
+            E::TrailingBytes { count: 1 },
+            E::UnknownLayer { layer: 0, kind: 9 },
+            E::BadLayerArgs { layer: 0, kind: 0 },
+            E::ShapeMismatch { layer: 0 },
+            E::LayerCount { count: 0 },
+            E::TensorCount {
+                expected: 1,
+                found: 2,
+            },
+            E::TensorSize {
+                tensor: 0,
+                expected: 1,
+                found: 2,
+            },
+            E::UnknownDType { tensor: 0, code: 9 },
+            E::NonFiniteWeight { tensor: 0 },
+            E::BadLoss { code: 9 },
+            E::BadOptimizer { code: 9 },
+            E::BadSettings { what: "x" },
+            E::ArenaTooSmall {
+                needed: 2,
+                available: 1,
+            },
+            E::BatchTooLarge {
+                requested: 2,
+                capacity: 1,
+            },
+            E::SampleLength {
+                sample: 0,
+                expected: 1,
+                found: 2,
+            },
+            E::NonFiniteSample { sample: 0 },
+            E::BadLabel { sample: 0 },
+            E::NoSamples,
+            E::NonFiniteLoss { step: 1 },
+            E::NonFiniteParameter { step: 1 },
+            E::BufferTooSmall {
+                needed: 2,
+                available: 1,
+            },
+            E::ParamCount {
+                expected: 1,
+                found: 2,
+            },
+            E::OptimizerStateLen {
+                expected: 1,
+                found: 2,
+            },
+            E::BadOptimizerState { index: 0 },
+            E::NotOptimizerState,
+            E::BadTrainableMask { mask: 1 },
+            E::UnsupportedChain { layer: 0 },
+            E::TooLarge { what: "x" },
+            E::ArchitectureMismatch,
+            E::Unsigned { found: [0; 4] },
+            E::EnvelopeVersion {
+                found: 2,
+                supported: 1,
+            },
+            E::EnvelopeLength {
+                len: 1,
+                expected: 2,
+            },
+            E::EnvelopeMalformed { what: "x" },
+            E::UnknownKey {
+                found: [0; 8],
+                expected: [1; 8],
+            },
+            E::BadSignature,
+            E::BadPublicKey,
+            E::NotAHead,
+            E::MissingClass { class: 0 },
+        ]
+    }
+
+    #[test]
+    fn every_runtime_error_has_its_own_status() {
+        let errors = every_runtime_error();
+        let statuses: std::vec::Vec<AnoleStatus> = errors.iter().map(runtime_status).collect();
+        for (i, s) in statuses.iter().enumerate() {
+            assert_ne!(*s, AnoleStatus::Ok);
+            assert!(
+                !statuses[..i].contains(s),
+                "{:?} shares its status with another error",
+                errors[i]
+            );
+        }
+    }
+
+    #[test]
+    fn details_name_the_function_and_the_runtime_reason() {
+        let f = Failure {
+            func: "anole_learner_predict",
+            what: What::Runtime(E::ArenaTooSmall {
+                needed: 20,
+                available: 10,
+            }),
+        };
+        let text = std::format!("{f}");
+        assert_eq!(
+            text,
+            "anole_learner_predict: arena too small: needs 20 f32, got 10"
+        );
+        assert_eq!(f.what.status(), AnoleStatus::ArenaTooSmall);
+    }
+}

@@ -59,7 +59,7 @@ pub struct AnoleAdaptReport {
     pub last_loss: f32,
 }
 
-/// A learner's set-up and costs (`anole_learner_info`).
+/// A learner's set-up and costs (`anole_learner_get_info`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AnoleLearnerInfo {
@@ -411,13 +411,13 @@ pub unsafe extern "C" fn anole_learner_set_lr(learner: *mut AnoleLearner, lr: f3
 /// # Safety
 /// `learner` follows the handle contract; `info` is NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn anole_learner_info(
+pub unsafe extern "C" fn anole_learner_get_info(
     learner: *mut AnoleLearner,
     info: *mut AnoleLearnerInfo,
 ) -> AnoleStatus {
     // SAFETY: the handle contract.
     unsafe {
-        with(learner, "anole_learner_info", |v, mut spans| {
+        with(learner, "anole_learner_get_info", |v, mut spans| {
             let out = args::required_out(info, "info", &mut spans)?;
             spans.check()?;
             let l = &v.learner;

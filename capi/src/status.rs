@@ -274,3 +274,22 @@ impl AnoleStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AnoleStatus;
+
+    #[test]
+    fn codes_are_unique_and_each_has_its_own_message() {
+        let all = AnoleStatus::ALL;
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(AnoleStatus::from_code(*a as i32), Some(*a));
+            for b in &all[..i] {
+                assert_ne!(*a as i32, *b as i32, "{a:?} and {b:?} share a code");
+                assert_ne!(a.message(), b.message(), "{a:?} and {b:?} share a message");
+            }
+        }
+        let known = (-1000..1000).filter_map(AnoleStatus::from_code).count();
+        assert_eq!(known, all.len());
+    }
+}
