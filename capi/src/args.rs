@@ -6,7 +6,7 @@
 //! writes overlaps another, and only then turns the arrays into slices.
 
 use crate::failure::What;
-use core::mem::{align_of, size_of};
+use core::mem::{align_of, size_of, MaybeUninit};
 
 /// One region of memory a call reads or writes.
 #[derive(Clone, Copy, Debug)]
@@ -14,7 +14,8 @@ pub(crate) struct Span {
     start: usize,
     end: usize,
     name: &'static str,
-    written: bool,
+    /// Non-zero: the call writes the region (a whole word, so that a span moves as words).
+    written: usize,
 }
 
 impl Span {
@@ -24,7 +25,7 @@ impl Span {
             start,
             end: start.saturating_add(bytes),
             name,
-            written,
+            written: usize::from(written),
         }
     }
 
@@ -45,18 +46,7 @@ impl Span {
 
     /// The same region, written by the call.
     pub fn written(self) -> Span {
-        Span {
-            written: true,
-            ..self
-        }
-    }
-
-    /// Whether the two regions share a byte (an empty region shares none).
-    fn overlaps(&self, other: &Span) -> bool {
-        self.start < self.end
-            && other.start < other.end
-            && self.start < other.end
-            && other.start < self.end
+        Span { written: 1, ..self }
     }
 }
 
@@ -164,29 +154,43 @@ pub(crate) fn required_out<T>(
     Ok(p)
 }
 
-/// The regions of one call (at most 12).
+/// Most regions one call checks.
+const MAX_SPANS: usize = 8;
+
+/// The regions of one call (at most [`MAX_SPANS`]). Cheap to build and check: nothing is
+/// initialised before it is added (a learner's predict call runs this for one sample).
 pub(crate) struct Spans {
-    spans: [Span; 12],
+    spans: [MaybeUninit<Span>; MAX_SPANS],
     len: usize,
+    /// The first `trusted` regions are known not to overlap one another (a handle's own
+    /// regions, checked when it was created).
+    trusted: usize,
 }
 
 impl Spans {
     /// No regions.
     pub fn new() -> Spans {
         Spans {
-            spans: [Span::new(0, 0, "", false); 12],
+            spans: [const { MaybeUninit::uninit() }; MAX_SPANS],
             len: 0,
+            trusted: 0,
         }
     }
 
-    /// Add a region (more than the capacity is a bug in this crate: the extra ones are
-    /// caught by a test of every entry point, not silently dropped in release).
+    /// Add a region (more than [`MAX_SPANS`] is a bug in this crate, caught in debug builds
+    /// and by the tests of every entry point, not silently dropped in release).
     pub fn add(&mut self, s: Span) -> &mut Spans {
-        debug_assert!(self.len < self.spans.len(), "Spans capacity");
+        debug_assert!(self.len < MAX_SPANS, "Spans capacity");
         if let Some(slot) = self.spans.get_mut(self.len) {
-            *slot = s;
+            slot.write(s);
             self.len += 1;
         }
+        self
+    }
+
+    /// Mark the regions added so far as known not to overlap one another.
+    pub fn trust(&mut self) -> &mut Spans {
+        self.trusted = self.len;
         self
     }
 
@@ -202,14 +206,26 @@ impl Spans {
 
     /// Refuse when a written region overlaps any other region.
     pub fn check(&self) -> Result<(), What> {
-        let spans = &self.spans[..self.len];
-        for (i, a) in spans.iter().enumerate() {
-            for b in &spans[i + 1..] {
-                if (a.written || b.written) && a.overlaps(b) {
-                    let (arg, other) = if a.written {
-                        (a.name, b.name)
-                    } else {
+        // SAFETY: `add` initialised the first `len` (<= MAX_SPANS) entries, and
+        // `MaybeUninit<Span>` has the layout of `Span`.
+        let spans =
+            unsafe { core::slice::from_raw_parts(self.spans.as_ptr().cast::<Span>(), self.len) };
+        for (j, b) in spans.iter().enumerate().skip(self.trusted.max(1)) {
+            if b.start >= b.end {
+                continue;
+            }
+            for a in &spans[..j] {
+                // One of them written, and each starts before the other ends (an empty
+                // region overlaps nothing).
+                if (a.written | b.written) != 0
+                    && a.start < b.end
+                    && b.start < a.end
+                    && a.start < a.end
+                {
+                    let (arg, other) = if b.written != 0 {
                         (b.name, a.name)
+                    } else {
+                        (a.name, b.name)
                     };
                     return Err(What::Overlap { arg, other });
                 }

@@ -89,17 +89,18 @@ pub struct AnoleBlobInfo {
     pub meta_iterations: u64,
 }
 
-/// Parse `bytes` into `mem` as the blob `*out`.
+/// Parse `bytes` into `mem` as the blob `*out`. `check` checks the other arguments (adding
+/// their regions); `open` gives the blob inside `bytes` (the bytes themselves, or the blob
+/// in a verified envelope). Generic, so that a plain parse links no signature code.
 ///
 /// # Safety
 /// `mem`: NULL or `mem_len` writable bytes; `bytes`: NULL or `len` readable bytes; `out`:
 /// NULL or writable. On success `mem` and `bytes` belong to the handle until released.
-unsafe fn parse(
-    mem: *mut c_void,
-    mem_len: usize,
-    bytes: *const u8,
-    len: usize,
-    key: Option<(*const u8, usize)>,
+unsafe fn parse<K>(
+    (mem, mem_len): (*mut c_void, usize),
+    (bytes, len): (*const u8, usize),
+    check: impl FnOnce(&mut Spans) -> Result<K, What>,
+    open: impl FnOnce(K, &'static [u8]) -> Result<&'static [u8], What>,
     out: *mut *mut AnoleBlob,
     func: &'static str,
 ) -> AnoleStatus {
@@ -114,20 +115,7 @@ unsafe fn parse(
                 true,
             ))
             .array(&data, "bytes", false);
-        let key = match key {
-            Some((k, k_len)) => {
-                if k_len != ANOLE_PUBLIC_KEY_LEN {
-                    return Err(What::Invalid {
-                        arg: "key_len",
-                        why: "an ed25519 public key is ANOLE_PUBLIC_KEY_LEN (32) bytes",
-                    });
-                }
-                let k = args::array(k, k_len, "public_key")?;
-                spans.array(&k, "public_key", false);
-                Some(k)
-            }
-            None => None,
-        };
+        let k = check(&mut spans)?;
         spans.check()?;
         // SAFETY: checked above; the C contract keeps the bytes alive and unchanged until
         // the handle is released.
@@ -144,16 +132,7 @@ unsafe fn parse(
         };
         // SAFETY: just initialised; nothing else refers to the claimed slot.
         let value = unsafe { &mut *v };
-        let inner = match key {
-            None => data,
-            Some(k) => {
-                // SAFETY: checked above, 32 readable bytes.
-                let k = unsafe { k.get() };
-                let mut key = [0u8; ANOLE_PUBLIC_KEY_LEN];
-                key.copy_from_slice(k);
-                anole::sign::verify(data, &key)?
-            }
-        };
+        let inner = open(k, data)?;
         value.blob.parse_in_place(inner)?;
         value.blob_len = inner.len();
         Ok(())
@@ -180,8 +159,18 @@ pub unsafe extern "C" fn anole_blob_parse(
     len: usize,
     out: *mut *mut AnoleBlob,
 ) -> AnoleStatus {
+    let (check, open) = (|_: &mut Spans| Ok(()), |(), data| Ok(data));
     // SAFETY: the caller's contract, passed on.
-    unsafe { parse(mem, mem_len, bytes, len, None, out, "anole_blob_parse") }
+    unsafe {
+        parse(
+            (mem, mem_len),
+            (bytes, len),
+            check,
+            open,
+            out,
+            "anole_blob_parse",
+        )
+    }
 }
 
 /// Like `anole_blob_parse` for a signed envelope (`anole sign`): checks the envelope and its
@@ -201,18 +190,26 @@ pub unsafe extern "C" fn anole_blob_parse_signed(
     key_len: usize,
     out: *mut *mut AnoleBlob,
 ) -> AnoleStatus {
+    let check = |spans: &mut Spans| {
+        if key_len != ANOLE_PUBLIC_KEY_LEN {
+            return Err(What::Invalid {
+                arg: "key_len",
+                why: "an ed25519 public key is ANOLE_PUBLIC_KEY_LEN (32) bytes",
+            });
+        }
+        let k = args::array(public_key, key_len, "public_key")?;
+        spans.array(&k, "public_key", false);
+        Ok(k)
+    };
+    let open = |k: args::Array<u8>, data| {
+        let mut key = [0u8; ANOLE_PUBLIC_KEY_LEN];
+        // SAFETY: checked by `check` (32 readable bytes, not written by the call).
+        key.copy_from_slice(unsafe { k.get() });
+        Ok(anole::sign::verify(data, &key)?)
+    };
+    let func = "anole_blob_parse_signed";
     // SAFETY: the caller's contract, passed on.
-    unsafe {
-        parse(
-            mem,
-            mem_len,
-            bytes,
-            len,
-            Some((public_key, key_len)),
-            out,
-            "anole_blob_parse_signed",
-        )
-    }
+    unsafe { parse((mem, mem_len), (bytes, len), check, open, out, func) }
 }
 
 /// Release the blob: its memory and bytes are the caller's again. Refused with
