@@ -133,6 +133,13 @@ queries=$(value "$work/omniglot.txt" queries)
 [ -n "$correct" ] && [ -n "$queries" ] || die "omniglot-m4: no accuracy in its output"
 [ $((correct * 5)) -gt "$queries" ] || die "omniglot-m4: $correct/$queries queries right is not above chance"
 
+# ---------------------------------------------------------------- C firmware (c-cortex-m4)
+# The same demo in C through the C API and its static library; c-cortex-m4/run.sh checks it
+# against the Cortex-M4F run above (losses bit for bit, instructions per step within 1%).
+say "c-cortex-m4: the sine demo in C (make and CMake builds), checked against the Cortex-M4F run"
+bash c-cortex-m4/run.sh "$work/m4.txt" >"$work/c.txt" || die "c-cortex-m4"
+cat "$work/c.txt" >&2
+
 say "linux-aarch64: the demo under qemu-aarch64"
 a64() { linux-aarch64/run-aarch64.sh "$bin_a64" "$@"; }
 a64 --demo >"$work/a64.txt" || die "linux-aarch64 --demo failed"
