@@ -9,9 +9,10 @@
 //! `cargo test -p anole-capi --release --test c_api -- --nocapture` prints the C test's
 //! output.
 
-use anole::blob::encoded_len;
+use anole::blob::{crc32, encoded_len, RawLayer, RawTensor, Wire};
 use anole::sign;
 use anole::{Blob, Layer, Learner, Mode, Options, Plan, SliceSamples};
+use anole_capi::AnoleStatus;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -188,6 +189,104 @@ fn head_bytes(sine: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `w` encoded as a blob (no validation: the C test parses it).
+fn encode(w: &Wire<'_, RawTensor<'_>>) -> Vec<u8> {
+    let mut out = vec![0u8; encoded_len(w)];
+    let n = Blob::encode_wire(w, &mut out).expect("encode").len();
+    out.truncate(n);
+    out
+}
+
+/// `payload` with its CRC-32 trailer.
+fn with_crc(mut payload: Vec<u8>) -> Vec<u8> {
+    let crc = crc32(&payload);
+    payload.extend_from_slice(&crc.to_le_bytes());
+    payload
+}
+
+/// The sine model damaged in one way each, with the status its parse must return: every way
+/// a blob can be refused after its CRC checks out.
+fn damaged(sine: &[u8]) -> Vec<(&'static str, Vec<u8>, AnoleStatus)> {
+    let base = Blob::parse(sine).expect("the sine model parses");
+    let tanh = RawLayer {
+        kind: anole::layers::kind::TANH,
+        args: Default::default(),
+    };
+    let mut nan = base.wire.tensors[0].data.to_vec();
+    nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    fn edited<'a>(
+        w: &Wire<'a, RawTensor<'a>>,
+        f: impl FnOnce(&mut Wire<'a, RawTensor<'a>>),
+    ) -> Vec<u8> {
+        let mut w = w.clone();
+        f(&mut w);
+        encode(&w)
+    }
+    let edit = |f: &dyn Fn(&mut Wire<'_, RawTensor<'_>>)| edited(&base.wire, |w| f(w));
+    let payload = &sine[..sine.len() - 4];
+    let mut trailing = payload.to_vec();
+    trailing.push(0);
+    // Byte 7 is the layer count (after "ANOL", the version and the one-dimension input shape):
+    // more layers than a blob may hold.
+    let mut malformed = payload.to_vec();
+    malformed[7] = 0x7F;
+    use AnoleStatus as S;
+    vec![
+        ("trailing", with_crc(trailing), S::TrailingBytes),
+        ("malformed", with_crc(malformed), S::Malformed),
+        (
+            "unknown_layer",
+            edit(&|w| w.layers[1].kind = 200),
+            S::UnknownLayer,
+        ),
+        (
+            "bad_layer_args",
+            edit(&|w| w.layers[0].args[1] = 0),
+            S::BadLayerArgs,
+        ),
+        (
+            "shape_mismatch",
+            edit(&|w| w.layers[2].args[0] = 32),
+            S::ShapeMismatch,
+        ),
+        ("layer_count", edit(&|w| w.layers.clear()), S::LayerCount),
+        (
+            "tensor_count",
+            edit(&|w| {
+                w.tensors.pop();
+            }),
+            S::TensorCount,
+        ),
+        (
+            "tensor_size",
+            edit(&|w| w.tensors[1].data = &w.tensors[1].data[4..]),
+            S::TensorSize,
+        ),
+        (
+            "unknown_dtype",
+            edit(&|w| w.tensors[0].dtype = 9),
+            S::UnknownDtype,
+        ),
+        (
+            "non_finite_weight",
+            edited(&base.wire, |w| w.tensors[0].data = &nan),
+            S::NonFiniteWeight,
+        ),
+        ("bad_loss", edit(&|w| w.adapt.loss = 7), S::BadLoss),
+        (
+            "bad_optimizer",
+            edit(&|w| w.adapt.optimizer = 9),
+            S::BadOptimizer,
+        ),
+        ("bad_settings", edit(&|w| w.adapt.lr = -1.0), S::BadSettings),
+        (
+            "unsupported_chain",
+            edit(&|w| w.layers.insert(2, tanh.clone()).expect("room for a layer")),
+            S::UnsupportedChain,
+        ),
+    ]
+}
+
 /// Ten support points of one sine task, as raw little-endian floats: 10 inputs, 10 targets.
 fn samples() -> (Vec<f32>, Vec<f32>) {
     let x: Vec<f32> = (0..10).map(|i| -4.5 + i as f32).collect();
@@ -283,6 +382,12 @@ fn c_tests_call_every_function_with_good_and_bad_arguments() {
     for (name, bytes) in &files {
         std::fs::write(dir.join(name), bytes).expect("write a fixture");
     }
+    let mut index = String::new();
+    for (name, bytes, status) in damaged(&sine) {
+        std::fs::write(dir.join(format!("{name}.postcard")), bytes).expect("write a fixture");
+        writeln!(index, "{name}.postcard {}", status as i32).expect("write to a string");
+    }
+    std::fs::write(dir.join("damaged.txt"), index).expect("write a fixture");
     let exe = dir.join("api_test");
     compile(&[manifest_dir().join("tests/c/api_test.c")], &exe);
     let out = run(&exe, &[&dir]);

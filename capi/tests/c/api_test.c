@@ -266,6 +266,28 @@ static void test_blob_parse(void) {
     EXPECT(anole_blob_parse(mem, ANOLE_BLOB_SIZE, bytes, sine_len, &b), ANOLE_STATUS_UNSUPPORTED_VERSION);
     CHECK(error_mentions(mem, "version 2"));
 
+    /* Blobs whose CRC checks out but whose content does not: one status per way
+     * (damaged.txt: file and status, written by the Rust side). */
+    static char index[2048];
+    size_t index_len = load("damaged.txt", index, sizeof index - 1);
+    index[index_len] = 0;
+    int damaged = 0;
+    for (char *line = strtok(index, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        char name[64];
+        int want;
+        if (sscanf(line, "%63s %d", name, &want) != 2) {
+            continue;
+        }
+        size_t n = load(name, bytes, sizeof bytes);
+        anole_status got = anole_blob_parse(mem, ANOLE_BLOB_SIZE, bytes, n, &b);
+        if (got != want) {
+            printf("  %s:\n", name);
+        }
+        EXPECT(got, want);
+        damaged++;
+    }
+    CHECK(damaged >= 14);
+
     /* A good one. */
     EXPECT(anole_blob_parse(mem, ANOLE_BLOB_SIZE, sine, sine_len, &b), ANOLE_STATUS_OK);
     CHECK((void *)b == (void *)mem);
