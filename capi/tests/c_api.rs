@@ -399,6 +399,35 @@ fn c_tests_call_every_function_with_good_and_bad_arguments() {
     );
 }
 
+/// The first C code block of `docs/c-api.md`: the quick start.
+fn quick_start() -> String {
+    let page = manifest_dir().join("../docs/c-api.md");
+    let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+    let start = text
+        .find("```c\n")
+        .expect("docs/c-api.md has a C code block")
+        + 5;
+    let len = text[start..].find("```").expect("the code block ends");
+    text[start..start + len].to_string()
+}
+
+#[test]
+fn the_documented_quick_start_adapts_and_predicts() {
+    let dir = work_dir("quick-start");
+    let src = dir.join("quick_start.c");
+    std::fs::write(&src, quick_start()).expect("write the quick start");
+    let exe = dir.join("quick_start");
+    compile(&[src], &exe);
+    let model = manifest_dir().join("../models/sine/init.postcard");
+    let out = run(&exe, &[&model]);
+    let p: f32 = out
+        .trim()
+        .strip_prefix("prediction at 0.5: ")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output: {out}"));
+    assert!(p.is_finite(), "{out}");
+}
+
 #[test]
 fn header_compiles_as_cpp() {
     let dir = work_dir("cpp");
