@@ -15,6 +15,14 @@
 # Debian's rustc-web, cargo-web and rust-web-src (see ../xcargo); missing Debian packages are
 # installed with apt-get.
 set -eu
+rust=""
+if [ $# -gt 0 ]; then
+    case "$1" in
+    /*) rust=$1 ;;
+    *) rust="$(pwd)/$1" ;;
+    esac
+    [ -f "$rust" ] || { echo "c-cortex-m4: no such file: $1" >&2; exit 1; }
+fi
 cd "$(dirname "$0")"
 here=$(pwd)
 out=../target/c-cortex-m4
@@ -56,7 +64,6 @@ cmake -S . -B "$out-cmake" -DANOLE_CARGO="$here/../xcargo" -DANOLE_TARGET_DIR="$
 cmake --build "$out-cmake" >&2 || die "cmake build"
 run_fw "$out-cmake/anole-c.elf" "$out/cmake.txt"
 
-rust=${1:-}
 if [ -z "$rust" ]; then
     echo "== build and run the Rust firmware (qemu-cortex-m4)" >&2
     (cd ../qemu-cortex-m4 && ../xcargo build --release >&2) || die "build the Rust firmware"
