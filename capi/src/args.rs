@@ -165,6 +165,8 @@ pub(crate) struct Spans {
     /// The first `trusted` regions are known not to overlap one another (a handle's own
     /// regions, checked when it was created).
     trusted: usize,
+    /// More regions were added than fit.
+    overflow: bool,
 }
 
 impl Spans {
@@ -174,16 +176,19 @@ impl Spans {
             spans: [const { MaybeUninit::uninit() }; MAX_SPANS],
             len: 0,
             trusted: 0,
+            overflow: false,
         }
     }
 
-    /// Add a region (more than [`MAX_SPANS`] is a bug in this crate, caught in debug builds
-    /// and by the tests of every entry point, not silently dropped in release).
+    /// Add a region. More than [`MAX_SPANS`] would be a bug in this crate: `check` then
+    /// refuses the call rather than leave a region unchecked.
     pub fn add(&mut self, s: Span) -> &mut Spans {
-        debug_assert!(self.len < MAX_SPANS, "Spans capacity");
-        if let Some(slot) = self.spans.get_mut(self.len) {
-            slot.write(s);
-            self.len += 1;
+        match self.spans.get_mut(self.len) {
+            Some(slot) => {
+                slot.write(s);
+                self.len += 1;
+            }
+            None => self.overflow = true,
         }
         self
     }
@@ -206,6 +211,12 @@ impl Spans {
 
     /// Refuse when a written region overlaps any other region.
     pub fn check(&self) -> Result<(), What> {
+        if self.overflow {
+            return Err(What::Invalid {
+                arg: "(all)",
+                why: "more buffers than the library checks in one call",
+            });
+        }
         // SAFETY: `add` initialised the first `len` (<= MAX_SPANS) entries, and
         // `MaybeUninit<Span>` has the layout of `Span`.
         let spans =
@@ -243,4 +254,56 @@ impl Spans {
 pub(crate) unsafe fn put<T>(p: *mut T, v: T) {
     // SAFETY: non-NULL and aligned (checked by `out`), writable by the C contract.
     unsafe { p.write(v) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(spans: &[(usize, usize, bool)], trusted: usize) -> Result<(), What> {
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        let mut s = Spans::new();
+        for (i, &(start, len, written)) in spans.iter().enumerate() {
+            s.add(Span::new(start, len, names[i], written));
+            if i + 1 == trusted {
+                s.trust();
+            }
+        }
+        s.check()
+    }
+
+    #[test]
+    fn a_written_region_may_not_overlap_another() {
+        assert_eq!(checked(&[(0, 8, false), (8, 8, true)], 0), Ok(()));
+        assert_eq!(
+            checked(&[(0, 8, false), (7, 8, true)], 0),
+            Err(What::Overlap {
+                arg: "b",
+                other: "a"
+            })
+        );
+        assert_eq!(
+            checked(&[(0, 8, true), (4, 1, false)], 0),
+            Err(What::Overlap {
+                arg: "a",
+                other: "b"
+            })
+        );
+        // Two reads may overlap; an empty region overlaps nothing.
+        assert_eq!(checked(&[(0, 8, false), (0, 8, false)], 0), Ok(()));
+        assert_eq!(checked(&[(0, 8, true), (4, 0, true)], 0), Ok(()));
+        // Trusted regions are not compared with one another, but with the others.
+        assert_eq!(
+            checked(&[(0, 8, true), (0, 8, true), (16, 4, false)], 2),
+            Ok(())
+        );
+        assert!(checked(&[(0, 8, true), (0, 8, true), (4, 4, false)], 2).is_err());
+    }
+
+    #[test]
+    fn more_regions_than_fit_refuse_the_call() {
+        let nine = [(0, 1, false); 9];
+        assert!(matches!(checked(&nine, 0), Err(What::Invalid { .. })));
+        assert_eq!(checked(&nine[..8], 0), Ok(()));
+    }
 }
