@@ -165,8 +165,6 @@ pub(crate) struct Spans {
     /// The first `trusted` regions are known not to overlap one another (a handle's own
     /// regions, checked when it was created).
     trusted: usize,
-    /// More regions were added than fit.
-    overflow: bool,
 }
 
 impl Spans {
@@ -176,7 +174,6 @@ impl Spans {
             spans: [const { MaybeUninit::uninit() }; MAX_SPANS],
             len: 0,
             trusted: 0,
-            overflow: false,
         }
     }
 
@@ -188,7 +185,8 @@ impl Spans {
                 slot.write(s);
                 self.len += 1;
             }
-            None => self.overflow = true,
+            // Past the end: `len` says so (`check` refuses), and stays there.
+            None => self.len = MAX_SPANS + 1,
         }
         self
     }
@@ -211,7 +209,7 @@ impl Spans {
 
     /// Refuse when a written region overlaps any other region.
     pub fn check(&self) -> Result<(), What> {
-        if self.overflow {
+        if self.len > MAX_SPANS {
             return Err(What::Invalid {
                 arg: "(all)",
                 why: "more buffers than the library checks in one call",
