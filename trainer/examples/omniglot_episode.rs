@@ -31,10 +31,10 @@
 //! ```
 
 use anole::{Blob, LossKind};
-use anole_trainer::cmd::eval::read_held_out;
 use anole_trainer::data::omniglot::{Omniglot, Split};
 use anole_trainer::fewshot::{self, AdaptMode, FewShotConfig, HeadInit, HeadSplit, NormMode};
 use anole_trainer::model;
+use anole_trainer::tasks::omniglot::read_held_out;
 use anole_trainer::tasks::omniglot::OmniglotTasks;
 use anole_trainer::tasks::{rng, Stream, TaskFamily};
 use anyhow::{anyhow, bail, ensure, Context, Result};

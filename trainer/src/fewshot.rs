@@ -17,15 +17,15 @@
 //! Episode `i` is drawn from its own random stream (`tasks::rng(seed, Eval, i)`), so results
 //! do not depend on the thread count or on how many episodes are run.
 
-use crate::eval::Stat;
 use crate::model::{self, Arch, BlobMeta};
+use crate::stats::{accuracy, decimal, Stat};
 use crate::tasks::{self, Stream, TaskFamily};
 use anole::blob::AdaptSettings;
 use anole::{Blob, DType, Learner, LossKind, Options, Plan, Shape, SliceSamples};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which normalisation schemes to measure.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +50,7 @@ pub enum AdaptMode {
 }
 
 /// How the head starts head-only adaptation.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadInit {
     /// From the support set: each class's weights twice the mean of its support features
@@ -88,18 +88,18 @@ pub struct FewShotConfig {
 }
 
 /// One measured setting.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// "all" or "head".
-    pub adaptation: &'static str,
+    pub adaptation: String,
     /// "device" or "transductive".
-    pub normalisation: &'static str,
+    pub normalisation: String,
     /// Query accuracy over episodes.
     pub accuracy: Stat,
 }
 
 /// A few-shot evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FewShotReport {
     /// Task family.
     pub task: String,
@@ -142,12 +142,12 @@ impl FewShotReport {
                 "{:>5}  {:>5}  {:<18}  {:<12}  {:>17}\n",
                 self.ways,
                 self.shots,
-                match (r.adaptation, self.head_init) {
+                match (r.adaptation.as_str(), self.head_init) {
                     ("all", _) => "all layers",
                     (_, HeadInit::Prototypes) => "head, prototypes",
                     (_, HeadInit::Meta) => "head, meta init",
                 },
-                r.normalisation,
+                &r.normalisation,
                 format!(
                     "{:.2}% ± {:.2}%",
                     100.0 * r.accuracy.mean,
@@ -315,16 +315,6 @@ struct Scratch {
     outputs: Vec<f32>,
     support_features: Vec<f32>,
     query_features: Vec<f32>,
-}
-
-/// Fraction of rows of `outputs` (`k` logits each) whose argmax is the label.
-fn accuracy(outputs: &[f32], labels: &[f32], k: usize) -> f64 {
-    let hits = outputs
-        .chunks_exact(k)
-        .zip(labels)
-        .filter(|(p, &t)| anole::loss::argmax(p) == t as usize)
-        .count();
-    hits as f64 / labels.len().max(1) as f64
 }
 
 /// Evaluate `blob` on `cfg.episodes` held-out episodes of `family` (a classification family
@@ -533,15 +523,15 @@ pub fn evaluate_from_state(
         episodes: cfg.episodes,
         steps: cfg.steps,
         batch: opts.batch,
-        lr: crate::eval::decimal(opts.lr),
+        lr: decimal(opts.lr),
         seed: cfg.seed,
         head_init: cfg.head_init,
         rows: rows
             .iter()
             .zip(&values)
             .map(|(&(adaptation, normalisation), v)| Row {
-                adaptation,
-                normalisation,
+                adaptation: adaptation.to_string(),
+                normalisation: normalisation.to_string(),
                 accuracy: Stat::of(v),
             })
             .collect(),

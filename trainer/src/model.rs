@@ -167,6 +167,34 @@ impl Arch {
     }
 }
 
+/// Storage dtype of a written blob (`--dtype`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DTypeArg {
+    /// 32-bit floats.
+    F32,
+    /// IEEE half precision (half the flash).
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl DTypeArg {
+    /// The dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F16 => DType::F16,
+            DTypeArg::Bf16 => DType::Bf16,
+        }
+    }
+}
+
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> DType {
+        d.dtype()
+    }
+}
+
 /// Everything needed to write a blob besides the parameters.
 #[derive(Clone, Debug)]
 pub struct BlobMeta {
@@ -230,6 +258,23 @@ pub fn read_blob(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     Blob::parse(&bytes).map_err(|e| anyhow!("{}: not a valid anole blob: {e}", path.display()))?;
     Ok(bytes)
+}
+
+/// Read a blob file; an ONNX file gets a hint to convert it first.
+pub fn read_model(path: &Path) -> Result<Vec<u8>> {
+    read_blob(path).map_err(|e| {
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
+        {
+            anyhow!(
+                "{e:#} (an ONNX file: convert it with `anole import {} --out model.postcard`)",
+                path.display()
+            )
+        } else {
+            e
+        }
+    })
 }
 
 /// Parse bytes already checked by [`read_blob`].

@@ -154,7 +154,7 @@ pub fn sine_adaptation(
         .titled(
             &format!(
                 "held-out sine tasks: {shots} support points, {steps} {optimizer} steps at lr {}",
-                crate::eval::decimal(opts.lr)
+                crate::stats::decimal(opts.lr)
             ),
             ("sans-serif", 22),
         )

@@ -4,16 +4,15 @@
 //! files or folders, preprocessed exactly as in training (`data::images`), printing
 //! `file,predicted_class` per query image.
 
-use crate::csvio::{self, OutputFormat};
-use crate::data::images::{self, PIXELS, SIDE};
+use crate::csvio::{self, write_image_predictions, OutputFormat};
+use crate::data::images::{self, check_image_model, is_png};
 use crate::export::import::AdaptArg;
 use crate::export::onnx::onnx_bytes;
 use crate::fewshot::{self, HeadInit, HeadSplit};
 use crate::model::{self, Arch};
 use anole::{Blob, Learner, LossKind, Options, Plan, SliceSamples};
 use anyhow::{anyhow, bail, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `anole adapt`.
 #[derive(clap::Args, Debug)]
@@ -60,61 +59,9 @@ pub struct Args {
     pub optimizer_state: Option<PathBuf>,
 }
 
-/// Error unless `blob` classifies 1×28×28 images (what the image folders are preprocessed to).
-pub fn check_image_model(path: &Path, blob: &Blob<'_>) -> Result<()> {
-    let shape: Vec<u32> = blob.wire.input_shape.iter().copied().collect();
-    if shape != [1, SIDE as u32, SIDE as u32] || blob.input_len() != PIXELS {
-        bail!(
-            "{}: takes inputs of shape {shape:?}; images are preprocessed to 1×{SIDE}×{SIDE} (an Omniglot model)",
-            path.display()
-        );
-    }
-    if blob.loss != LossKind::CrossEntropy {
-        bail!(
-            "{}: a regression model; image folders need a classification model",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// Write `file,predicted_class` per row (then the probability of each class with `scores`).
-/// Only the first `names.len()` outputs are considered when `names` is given (a model with
-/// more outputs than the support set has classes); without names the class is the index.
-pub fn write_image_predictions(
-    mut out: impl Write,
-    files: &[PathBuf],
-    outputs: &[f32],
-    k: usize,
-    names: Option<&[String]>,
-    scores: bool,
-) -> Result<()> {
-    let used = names.map(|n| n.len().min(k)).unwrap_or(k);
-    let label = |i: usize| match names {
-        Some(n) => n[i].clone(),
-        None => i.to_string(),
-    };
-    let mut w = csv::Writer::from_writer(&mut out);
-    let mut header = vec!["file".to_string(), "predicted_class".to_string()];
-    if scores {
-        header.extend((0..used).map(|i| format!("p_{}", label(i))));
-    }
-    w.write_record(&header)?;
-    for (f, y) in files.iter().zip(outputs.chunks_exact(k)) {
-        let y = &y[..used];
-        let mut rec = vec![f.display().to_string(), label(anole::loss::argmax(y))];
-        if scores {
-            rec.extend(csvio::softmax(y).iter().map(|p| p.to_string()));
-        }
-        w.write_record(&rec)?;
-    }
-    w.flush()?;
-    Ok(())
-}
-
 /// Run `anole adapt`.
 pub fn run(a: Args) -> Result<()> {
-    let bytes = super::predict::read_model(&a.model)?;
+    let bytes = model::read_model(&a.model)?;
     let blob = model::parse(&bytes)?;
     let images = a.support.is_dir();
 
@@ -315,11 +262,4 @@ impl Data {
             Data::Images { query, .. } => (&query.inputs, query.files.len()),
         }
     }
-}
-
-/// True for a path whose name ends in `.png` (any case).
-pub fn is_png(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(images::is_png_name)
 }

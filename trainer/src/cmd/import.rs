@@ -1,7 +1,8 @@
 //! `anole import`: convert a supported ONNX model (the runtime's layers, e.g. exported from
 //! PyTorch or by `anole`) into a blob.
 
-use crate::export::import::{self, AdaptArg, DTypeArg, ImportOptions, LossArg};
+use crate::export::import::{self, AdaptArg, ImportOptions, LossArg};
+use crate::model::DTypeArg;
 use anyhow::{anyhow, Context, Result};
 use std::path::PathBuf;
 

@@ -51,7 +51,7 @@ fn mask_str(mask: u32, blob: &Blob<'_>) -> String {
 
 /// Run `anole inspect`.
 pub fn run(a: Args) -> Result<()> {
-    let bytes = super::predict::read_model(&a.model)?;
+    let bytes = model::read_model(&a.model)?;
     let blob = model::parse(&bytes)?;
     let s = blob.settings();
     let p = blob.provenance();

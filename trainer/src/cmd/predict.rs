@@ -2,9 +2,8 @@
 //! CSV rows, or PNG images (files or folders, preprocessed as in training) printed as
 //! `file,predicted_class`.
 
-use super::adapt::{check_image_model, is_png, write_image_predictions};
-use crate::csvio::{self, OutputFormat};
-use crate::data::images;
+use crate::csvio::{self, write_image_predictions, OutputFormat};
+use crate::data::images::{self, check_image_model, is_png};
 use crate::model;
 use anole::{Learner, Options, Plan};
 use anyhow::{anyhow, bail, Context, Result};
@@ -57,26 +56,9 @@ fn class_names(spec: &str) -> Result<Vec<String>> {
     }
 }
 
-/// Read a blob file; an ONNX file gets a hint to convert it first.
-pub fn read_model(path: &Path) -> Result<Vec<u8>> {
-    model::read_blob(path).map_err(|e| {
-        if path
-            .extension()
-            .is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
-        {
-            anyhow!(
-                "{e:#} (an ONNX file: convert it with `anole import {} --out model.postcard`)",
-                path.display()
-            )
-        } else {
-            e
-        }
-    })
-}
-
 /// Run `anole predict`.
 pub fn run(a: Args) -> Result<()> {
-    let bytes = read_model(&a.model)?;
+    let bytes = model::read_model(&a.model)?;
     let blob = model::parse(&bytes)?;
     let images = a.query.iter().any(|p| p.is_dir() || is_png(p));
     if !images && a.classes.is_some() {

@@ -299,12 +299,7 @@ impl Worker<'_, '_> {
         self.learner
             .predict_batch_stats(x, &mut self.outputs)
             .map_err(|e| anyhow!("accuracy on minibatch {}: {e}", s + 1))?;
-        let hits = self
-            .outputs
-            .chunks_exact(k)
-            .zip(y)
-            .filter(|(p, &t)| anole::loss::argmax(p) == t as usize)
-            .count();
+        let hits = crate::stats::hits(&self.outputs, y, k);
         self.loss.accuracy = Some(hits as f32 / y.len().max(1) as f32);
         Ok(())
     }

@@ -1,0 +1,47 @@
+//! The inner optimizer's state a `--inner-state keep` run keeps across tasks, exported as an
+//! optimizer-state blob next to the initialization, so that a device (or `anole eval/adapt
+//! --optimizer-state`) can adapt from it.
+
+use crate::meta::AlgoState;
+use crate::model::{self, Arch, BlobMeta};
+use anole::{DType, Learner, Options, Plan};
+use anyhow::{anyhow, Result};
+
+/// The file a `--inner-state keep` run writes the state to.
+pub const OPTIMIZER_STATE_FILE: &str = "init.adam.postcard";
+
+/// `state` as an optimizer-state blob of `arch` (f32): the state of the trainer's learners
+/// (every layer adapting at learning rate `lr`), whose parameters are `params`. `meta` gives
+/// the settings; the export writes its own provenance.
+pub fn optimizer_state_blob(
+    arch: &Arch,
+    params: &[f32],
+    state: &AlgoState,
+    meta: &BlobMeta,
+    lr: f32,
+) -> Result<Vec<u8>> {
+    let meta = BlobMeta {
+        dtype: DType::F32,
+        algorithm: anole::OPTIMIZER_STATE.into(),
+        meta_iterations: 0,
+        ..meta.clone()
+    };
+    let bytes = model::encode_blob(arch, params, &meta)?;
+    let blob = model::parse(&bytes)?;
+    let opts = Options {
+        batch: 1,
+        trainable: arch.all_layers(),
+        lr,
+    };
+    let len = Plan::new(&blob, opts.batch, opts.trainable)
+        .map_err(|e| anyhow!("arena plan: {e}"))?
+        .arena_len();
+    let mut arena = vec![0.0f32; len];
+    let mut l = Learner::with_options(&blob, &mut arena, opts).map_err(|e| anyhow!("{e}"))?;
+    if state.steps > 0 {
+        let steps = u32::try_from(state.steps).unwrap_or(u32::MAX);
+        l.set_optimizer_state(steps, &state.values)
+            .map_err(|e| anyhow!("the kept inner optimizer state: {e}"))?;
+    }
+    Ok(l.export_optimizer_state_vec())
+}
