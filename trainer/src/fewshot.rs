@@ -19,7 +19,7 @@
 
 use crate::model::{self, Arch, BlobMeta};
 use crate::stats::{accuracy, decimal, Stat};
-use crate::tasks::{self, Stream, TaskFamily};
+use crate::tasks::{self, Episode, Stream, TaskFamily};
 use anole::blob::AdaptSettings;
 use anole::{Blob, DType, Learner, LossKind, Options, Plan, Shape, SliceSamples};
 use anyhow::{anyhow, bail, Context, Result};
@@ -339,6 +339,81 @@ pub fn evaluate_from_state(
     cfg: &FewShotConfig,
     progress: &ProgressBar,
 ) -> Result<FewShotReport> {
+    let opts = options(blob, family, cfg)?;
+    let (full, head) = match cfg.adapt {
+        AdaptMode::All => (true, false),
+        AdaptMode::Head => (false, true),
+        AdaptMode::Both => (true, true),
+    };
+    let (device, transductive) = match cfg.norm {
+        NormMode::Device => (true, false),
+        NormMode::Transductive => (false, true),
+        NormMode::Both => (true, true),
+    };
+    let split = head.then(|| HeadSplit::new(blob)).transpose()?;
+    let body = match split.as_ref().and_then(|s| s.body.as_ref()) {
+        Some(b) => Some(model::parse(b)?),
+        None => None,
+    };
+    let head = match &split {
+        Some(s) => Some(model::parse(&s.head)?),
+        None => None,
+    };
+    let episodes = Episodes {
+        blob,
+        state,
+        family,
+        cfg,
+        opts,
+        full,
+        device,
+        transductive,
+        body,
+        head,
+    };
+    let rows = episodes.rows();
+    let per_episode: Vec<Result<Vec<f64>>> = (0..cfg.episodes)
+        .into_par_iter()
+        .map_init(Scratch::default, |scratch, i| {
+            let r = episodes
+                .accuracies(scratch, i)
+                .with_context(|| format!("held-out episode {}", i + 1));
+            progress.inc(1);
+            r
+        })
+        .collect();
+    let mut values = vec![Vec::with_capacity(cfg.episodes); rows.len()];
+    for r in per_episode {
+        for (k, a) in r?.into_iter().enumerate() {
+            values[k].push(a);
+        }
+    }
+    Ok(FewShotReport {
+        task: family.name().to_string(),
+        ways: blob.output_len(),
+        shots: cfg.shots,
+        queries: cfg.queries,
+        episodes: cfg.episodes,
+        steps: cfg.steps,
+        batch: opts.batch,
+        lr: decimal(opts.lr),
+        seed: cfg.seed,
+        head_init: cfg.head_init,
+        rows: rows
+            .iter()
+            .zip(&values)
+            .map(|(&(adaptation, normalisation), v)| Row {
+                adaptation: adaptation.to_string(),
+                normalisation: normalisation.to_string(),
+                accuracy: Stat::of(v),
+            })
+            .collect(),
+    })
+}
+
+/// The adaptation options of an evaluation of `blob` on `family` with `cfg` (every layer
+/// adapting); errors on settings that cannot be evaluated.
+fn options(blob: &Blob<'_>, family: &dyn TaskFamily, cfg: &FewShotConfig) -> Result<Options> {
     if cfg.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
@@ -374,168 +449,161 @@ pub fn evaluate_from_state(
         }
         opts.batch = b;
     }
-    let (full, head) = match cfg.adapt {
-        AdaptMode::All => (true, false),
-        AdaptMode::Head => (false, true),
-        AdaptMode::Both => (true, true),
-    };
-    let (device, transductive) = match cfg.norm {
-        NormMode::Device => (true, false),
-        NormMode::Transductive => (false, true),
-        NormMode::Both => (true, true),
-    };
-    let split = if head {
-        Some(HeadSplit::new(blob)?)
-    } else {
-        None
-    };
-    let body = match split.as_ref().and_then(|s| s.body.as_ref()) {
-        Some(b) => Some(model::parse(b)?),
-        None => None,
-    };
-    let head_blob = match &split {
-        Some(s) => Some(model::parse(&s.head)?),
-        None => None,
-    };
-    let mut rows: Vec<(&'static str, &'static str)> = Vec::new();
-    if full && device {
-        rows.push(("all", "device"));
-    }
-    if full && transductive {
-        rows.push(("all", "transductive"));
-    }
-    if head {
-        // The frozen body keeps its stored statistics either way: one row.
-        rows.push(("head", "device"));
-    }
-    let ways = blob.output_len();
-    let per_episode: Vec<Result<Vec<f64>>> = (0..cfg.episodes)
-        .into_par_iter()
-        .map_init(Scratch::default, |scratch, i| {
-            let r = (|| -> Result<Vec<f64>> {
-                let episode = family.eval_task(
-                    &mut tasks::rng(cfg.seed, Stream::Eval, i as u64),
-                    cfg.shots,
-                    cfg.queries,
-                )?;
-                let support = episode.support.samples()?;
-                let qx = episode.query.input_slice();
-                let qy = episode.query.target_slice();
-                let mut acc = Vec::with_capacity(rows.len());
-                if full {
-                    let len = Plan::new(blob, opts.batch, opts.trainable)
-                        .map_err(|e| anyhow!("{e}"))?
-                        .arena_len();
-                    scratch.full.resize(len, 0.0);
-                    let mut l = Learner::with_options(blob, &mut scratch.full, opts)
-                        .map_err(|e| anyhow!("{e}"))?;
-                    if let Some(st) = state {
-                        l.load_optimizer_state_from(st)
-                            .map_err(|e| anyhow!("optimizer state: {e}"))?;
-                    }
-                    l.adapt(&support, cfg.steps)
-                        .map_err(|e| anyhow!("adapting {} steps: {e}", cfg.steps))?;
-                    scratch.outputs.resize(qy.len() * ways, 0.0);
-                    if device {
-                        l.predict(qx, &mut scratch.outputs)
-                            .map_err(|e| anyhow!("predict: {e}"))?;
-                        acc.push(accuracy(&scratch.outputs, qy, ways));
-                    }
-                    if transductive {
-                        if qy.len() <= opts.batch {
-                            l.predict_batch_stats(qx, &mut scratch.outputs)
-                                .map_err(|e| anyhow!("predict: {e}"))?;
-                        } else {
-                            // A learner as wide as the query set, with the adapted parameters.
-                            let wide = Options {
-                                batch: qy.len(),
-                                ..opts
-                            };
-                            let len = Plan::new(blob, wide.batch, wide.trainable)
-                                .map_err(|e| anyhow!("{e}"))?
-                                .arena_len();
-                            scratch.trans.resize(len, 0.0);
-                            let mut t = Learner::with_options(blob, &mut scratch.trans, wide)
-                                .map_err(|e| anyhow!("{e}"))?;
-                            t.set_params(l.params()).map_err(|e| anyhow!("{e}"))?;
-                            t.predict_batch_stats(qx, &mut scratch.outputs)
-                                .map_err(|e| anyhow!("predict: {e}"))?;
-                        }
-                        acc.push(accuracy(&scratch.outputs, qy, ways));
-                    }
-                }
-                if let Some(hb) = &head_blob {
-                    let (sf, qf): (&[f32], &[f32]) = match &body {
-                        Some(b) => {
-                            features(
-                                b,
-                                &mut scratch.body,
-                                episode.support.input_slice(),
-                                &mut scratch.support_features,
-                            )?;
-                            features(b, &mut scratch.body, qx, &mut scratch.query_features)?;
-                            (&scratch.support_features, &scratch.query_features)
-                        }
-                        None => (episode.support.input_slice(), qx),
-                    };
-                    let hopts = Options {
-                        trainable: Arch::of(hb).all_layers(),
-                        ..opts
-                    };
-                    let len = Plan::new(hb, hopts.batch, hopts.trainable)
-                        .map_err(|e| anyhow!("{e}"))?
-                        .arena_len();
-                    scratch.head.resize(len, 0.0);
-                    let mut l = Learner::with_options(hb, &mut scratch.head, hopts)
-                        .map_err(|e| anyhow!("{e}"))?;
-                    let s =
-                        SliceSamples::new(sf, episode.support.target_slice(), hb.input_len(), 1)
-                            .map_err(|e| anyhow!("features: {e}"))?;
-                    if cfg.head_init == HeadInit::Prototypes {
-                        l.init_prototypes(&s)
-                            .map_err(|e| anyhow!("prototype head: {e}"))?;
-                    }
-                    l.adapt(&s, cfg.steps)
-                        .map_err(|e| anyhow!("adapting the head {} steps: {e}", cfg.steps))?;
-                    scratch.outputs.resize(qy.len() * ways, 0.0);
-                    l.predict(qf, &mut scratch.outputs)
-                        .map_err(|e| anyhow!("predict: {e}"))?;
-                    acc.push(accuracy(&scratch.outputs, qy, ways));
-                }
-                Ok(acc)
-            })()
-            .with_context(|| format!("held-out episode {}", i + 1));
-            progress.inc(1);
-            r
-        })
-        .collect();
-    let mut values = vec![Vec::with_capacity(cfg.episodes); rows.len()];
-    for r in per_episode {
-        for (k, a) in r?.into_iter().enumerate() {
-            values[k].push(a);
+    Ok(opts)
+}
+
+/// An evaluation: what every episode adapts and measures.
+struct Episodes<'a> {
+    blob: &'a Blob<'a>,
+    /// Where full adaptation's optimizer starts, when not fresh.
+    state: Option<&'a Blob<'a>>,
+    family: &'a dyn TaskFamily,
+    cfg: &'a FewShotConfig,
+    /// Full adaptation's options.
+    opts: Options,
+    /// Measure full adaptation.
+    full: bool,
+    /// ... with the device's normalisation.
+    device: bool,
+    /// ... with the transductive normalisation.
+    transductive: bool,
+    /// Head-only adaptation: the frozen body (none when the head is the first layer) and the
+    /// head.
+    body: Option<Blob<'a>>,
+    head: Option<Blob<'a>>,
+}
+
+impl Episodes<'_> {
+    /// The (adaptation, normalisation) of every accuracy an episode gives, in order.
+    fn rows(&self) -> Vec<(&'static str, &'static str)> {
+        let mut rows = Vec::new();
+        if self.full && self.device {
+            rows.push(("all", "device"));
         }
+        if self.full && self.transductive {
+            rows.push(("all", "transductive"));
+        }
+        if self.head.is_some() {
+            // The frozen body keeps its stored statistics either way: one row.
+            rows.push(("head", "device"));
+        }
+        rows
     }
-    Ok(FewShotReport {
-        task: family.name().to_string(),
-        ways,
-        shots: cfg.shots,
-        queries: cfg.queries,
-        episodes: cfg.episodes,
-        steps: cfg.steps,
-        batch: opts.batch,
-        lr: decimal(opts.lr),
-        seed: cfg.seed,
-        head_init: cfg.head_init,
-        rows: rows
-            .iter()
-            .zip(&values)
-            .map(|(&(adaptation, normalisation), v)| Row {
-                adaptation: adaptation.to_string(),
-                normalisation: normalisation.to_string(),
-                accuracy: Stat::of(v),
-            })
-            .collect(),
-    })
+
+    /// The query accuracies of held-out episode `i`, one per row.
+    fn accuracies(&self, scratch: &mut Scratch, i: usize) -> Result<Vec<f64>> {
+        let cfg = self.cfg;
+        let episode = self.family.eval_task(
+            &mut tasks::rng(cfg.seed, Stream::Eval, i as u64),
+            cfg.shots,
+            cfg.queries,
+        )?;
+        let mut acc = Vec::with_capacity(3);
+        if self.full {
+            self.adapt_all(scratch, &episode, &mut acc)?;
+        }
+        if let Some(head) = &self.head {
+            acc.push(self.adapt_head(head, scratch, &episode)?);
+        }
+        Ok(acc)
+    }
+
+    /// Full adaptation on the episode's support set; the query accuracy with the device's
+    /// and/or the transductive normalisation, appended to `acc`.
+    fn adapt_all(
+        &self,
+        scratch: &mut Scratch,
+        episode: &Episode,
+        acc: &mut Vec<f64>,
+    ) -> Result<()> {
+        let (blob, opts, steps) = (self.blob, self.opts, self.cfg.steps);
+        let ways = blob.output_len();
+        let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
+        let len = Plan::new(blob, opts.batch, opts.trainable)
+            .map_err(|e| anyhow!("{e}"))?
+            .arena_len();
+        scratch.full.resize(len, 0.0);
+        let mut l =
+            Learner::with_options(blob, &mut scratch.full, opts).map_err(|e| anyhow!("{e}"))?;
+        if let Some(st) = self.state {
+            l.load_optimizer_state_from(st)
+                .map_err(|e| anyhow!("optimizer state: {e}"))?;
+        }
+        l.adapt(&episode.support.samples()?, steps)
+            .map_err(|e| anyhow!("adapting {steps} steps: {e}"))?;
+        scratch.outputs.resize(qy.len() * ways, 0.0);
+        if self.device {
+            l.predict(qx, &mut scratch.outputs)
+                .map_err(|e| anyhow!("predict: {e}"))?;
+            acc.push(accuracy(&scratch.outputs, qy, ways));
+        }
+        if self.transductive {
+            if qy.len() <= opts.batch {
+                l.predict_batch_stats(qx, &mut scratch.outputs)
+                    .map_err(|e| anyhow!("predict: {e}"))?;
+            } else {
+                // A learner as wide as the query set, with the adapted parameters.
+                let wide = Options {
+                    batch: qy.len(),
+                    ..opts
+                };
+                let len = Plan::new(blob, wide.batch, wide.trainable)
+                    .map_err(|e| anyhow!("{e}"))?
+                    .arena_len();
+                scratch.trans.resize(len, 0.0);
+                let mut t = Learner::with_options(blob, &mut scratch.trans, wide)
+                    .map_err(|e| anyhow!("{e}"))?;
+                t.set_params(l.params()).map_err(|e| anyhow!("{e}"))?;
+                t.predict_batch_stats(qx, &mut scratch.outputs)
+                    .map_err(|e| anyhow!("predict: {e}"))?;
+            }
+            acc.push(accuracy(&scratch.outputs, qy, ways));
+        }
+        Ok(())
+    }
+
+    /// Head-only adaptation on the body's features of the episode's support set; the query
+    /// accuracy.
+    fn adapt_head(&self, head: &Blob<'_>, scratch: &mut Scratch, episode: &Episode) -> Result<f64> {
+        let steps = self.cfg.steps;
+        let ways = self.blob.output_len();
+        let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
+        let (sf, qf): (&[f32], &[f32]) = match &self.body {
+            Some(b) => {
+                features(
+                    b,
+                    &mut scratch.body,
+                    episode.support.input_slice(),
+                    &mut scratch.support_features,
+                )?;
+                features(b, &mut scratch.body, qx, &mut scratch.query_features)?;
+                (&scratch.support_features, &scratch.query_features)
+            }
+            None => (episode.support.input_slice(), qx),
+        };
+        let hopts = Options {
+            trainable: Arch::of(head).all_layers(),
+            ..self.opts
+        };
+        let len = Plan::new(head, hopts.batch, hopts.trainable)
+            .map_err(|e| anyhow!("{e}"))?
+            .arena_len();
+        scratch.head.resize(len, 0.0);
+        let mut l =
+            Learner::with_options(head, &mut scratch.head, hopts).map_err(|e| anyhow!("{e}"))?;
+        let s = SliceSamples::new(sf, episode.support.target_slice(), head.input_len(), 1)
+            .map_err(|e| anyhow!("features: {e}"))?;
+        if self.cfg.head_init == HeadInit::Prototypes {
+            l.init_prototypes(&s)
+                .map_err(|e| anyhow!("prototype head: {e}"))?;
+        }
+        l.adapt(&s, steps)
+            .map_err(|e| anyhow!("adapting the head {steps} steps: {e}"))?;
+        scratch.outputs.resize(qy.len() * ways, 0.0);
+        l.predict(qf, &mut scratch.outputs)
+            .map_err(|e| anyhow!("predict: {e}"))?;
+        Ok(accuracy(&scratch.outputs, qy, ways))
+    }
 }
 
 #[cfg(test)]
