@@ -25,6 +25,10 @@
 //! Mode::Device)` (SGD fused into the backward pass, frozen layers read from flash; the arena
 //! needs [`Blob::device_arena_len`] f32), and parse in place
 //! (`let mut blob = Blob::empty(); blob.parse_in_place(BLOB)?`). See [`plan::Mode`].
+//!
+//! On a host (feature `std`), `OwnedLearner` is the same engine with its own arena and a
+//! `SharedBlob` that any number of learners read: `OwnedLearner::new(&SharedBlob::parse(bytes)?)?`
+//! (see the `host` module).
 #![no_std]
 #![deny(missing_docs)]
 // `unsafe` only in `simd::host_simd` (x86-64 host builds) and `layers::vfp` (hard-float
@@ -37,6 +41,8 @@ extern crate std;
 pub mod blob;
 pub mod buffer;
 pub mod error;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod layers;
 pub mod learner;
 pub mod loss;
@@ -50,8 +56,10 @@ mod simd;
 pub use blob::{Blob, DType, LossKind, Optimizer, OPTIMIZER_STATE};
 pub use buffer::{SampleBuffer, Samples, SliceSamples};
 pub use error::{Error, Result};
+#[cfg(feature = "std")]
+pub use host::{OwnedLearner, SharedBlob};
 pub use layers::{Layer, Shape};
-pub use learner::{AdaptReport, Learner, Options, TensorValues};
+pub use learner::{AdaptReport, Engine, Learner, Options, TensorValues};
 #[cfg(feature = "persist")]
 pub use persist::{Loaded, Refused, Store};
 pub use plan::{Mode, Plan};
