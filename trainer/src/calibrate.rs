@@ -6,8 +6,8 @@
 use crate::meta::{self, Config};
 use crate::model::{self, Arch, BlobMeta};
 use crate::tasks::{self, Stream, TaskFamily};
-use anole::{DType, Layer, Learner, Options, Plan, SliceSamples};
-use anyhow::{anyhow, Result};
+use anole::{DType, Layer, Options, OwnedLearner, SliceSamples};
+use anyhow::{Context, Result};
 
 /// Training tasks whose samples set the stored normalisation statistics.
 pub const STATISTICS_TASKS: usize = 40;
@@ -40,21 +40,15 @@ pub fn norm_statistics(
         seed: cfg.seed,
         meta_iterations: 0,
     };
-    let bytes = model::encode_blob(arch, params, &meta)?;
-    let blob = model::parse(&bytes)?;
+    let blob = model::shared(model::encode_blob(arch, params, &meta)?)?;
     let opts = Options {
         batch: 100,
         trainable: arch.all_layers(),
         lr: 0.0,
     };
-    let len = Plan::new(&blob, opts.batch, opts.trainable)
-        .map_err(|e| anyhow!("{e}"))?
-        .arena_len();
-    let mut arena = vec![0.0f32; len];
-    let mut l = Learner::with_options(&blob, &mut arena, opts).map_err(|e| anyhow!("{e}"))?;
-    let il = blob.input_len();
-    let s = SliceSamples::new(&x, &y, il, blob.target_len()).map_err(|e| anyhow!("{e}"))?;
-    l.refresh_norm_stats(&s)
-        .map_err(|e| anyhow!("normalisation statistics of the meta-learned network: {e}"))?;
+    let mut l = OwnedLearner::with_options(&blob, opts)?;
+    let (il, tl) = (blob.blob().input_len(), blob.blob().target_len());
+    l.refresh_norm_stats(&SliceSamples::new(&x, &y, il, tl)?)
+        .context("normalisation statistics of the meta-learned network")?;
     Ok(l.params().to_vec())
 }

@@ -96,7 +96,7 @@ pub fn save(
         curve_sha256: sha256_hex(&curve_bytes),
         algo_sha256: (!algo_bytes.is_empty()).then(|| sha256_hex(&algo_bytes)),
     };
-    let text = serde_json::to_string_pretty(&file).map_err(|e| anyhow!("state.json: {e}"))?;
+    let text = serde_json::to_string_pretty(&file).context("state.json")?;
     write(&new.join("state.json"), text.as_bytes())?;
     if old.exists() {
         std::fs::remove_dir_all(&old)
@@ -191,8 +191,7 @@ pub fn load(out: &Path, command: &str) -> Result<Restored> {
     let params_path = d.join("params.postcard");
     let params_bytes = read(&params_path)?;
     check("params.postcard", &params_bytes, &file.params_sha256)?;
-    let blob =
-        model::parse(&params_bytes).map_err(|e| anyhow!("{}: {e}", params_path.display()))?;
+    let blob = model::parse(&params_bytes).with_context(|| params_path.display().to_string())?;
     let mut params = Vec::new();
     let arch = model::Arch::of(&blob);
     for (t, len) in arch.tensor_lens()?.into_iter().enumerate() {

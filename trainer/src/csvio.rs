@@ -9,7 +9,7 @@
 //! (image folders) can produce them too; `ids` names each query row when the source has names.
 
 use anole::{Blob, LossKind};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -57,7 +57,7 @@ pub struct Table {
 /// Read a CSV file with a header row; every data row must have as many fields as the header.
 pub fn read_table(path: &Path) -> Result<Table> {
     let file =
-        std::fs::File::open(path).map_err(|e| anyhow!("{}: cannot open: {e}", path.display()))?;
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     parse_table(std::io::BufReader::new(file), path)
 }
 

@@ -4,8 +4,8 @@
 
 use crate::stats::{self, decimal, Stat};
 use crate::tasks::{self, Stream, TaskFamily};
-use anole::{Blob, Learner, LossKind, Options, Samples};
-use anyhow::{anyhow, bail, Context, Result};
+use anole::{LossKind, Options, OwnedLearner, Samples, SharedBlob};
+use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -115,14 +115,15 @@ impl EvalReport {
     }
 }
 
-/// Evaluate `blob` on `cfg.tasks` held-out tasks of `family`; tasks run in parallel, each in its
-/// own arena, and `progress` advances once per task.
+/// Evaluate `shared` on `cfg.tasks` held-out tasks of `family`; tasks run in parallel, each
+/// thread with its own learner, and `progress` advances once per task.
 pub fn evaluate(
-    blob: &Blob<'_>,
+    shared: &SharedBlob,
     family: &dyn TaskFamily,
     cfg: &EvalConfig,
     progress: &ProgressBar,
 ) -> Result<EvalReport> {
+    let blob = shared.blob();
     if cfg.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
@@ -155,16 +156,14 @@ pub fn evaluate(
     if let Some(b) = cfg.batch {
         opts.batch = b;
     }
-    let len = anole::Plan::new(blob, opts.batch, opts.trainable)
-        .map_err(|e| anyhow!("model: {e}"))?
-        .arena_len();
+    let learner = OwnedLearner::with_options(shared, opts).context("model")?;
     let classify = blob.loss == LossKind::CrossEntropy;
     let per_task: Vec<Result<Vec<(f64, f64)>>> = (0..cfg.tasks)
         .into_par_iter()
         .map_init(
-            || vec![0.0f32; len],
-            |arena, i| {
-                let r = eval_task(blob, family, cfg, opts, classify, arena, i)
+            || learner.clone(),
+            |learner, i| {
+                let r = eval_task(learner, family, cfg, classify, i)
                     .with_context(|| format!("held-out task {}", i + 1));
                 progress.inc(1);
                 r
@@ -203,14 +202,12 @@ pub fn evaluate(
 }
 
 /// Query (loss, accuracy) of held-out task `i` after each checkpoint's number of steps, every
-/// one adapted from the initialization.
+/// one adapted by `learner` from the initialization.
 fn eval_task(
-    blob: &Blob<'_>,
+    learner: &mut OwnedLearner,
     family: &dyn TaskFamily,
     cfg: &EvalConfig,
-    opts: Options,
     classify: bool,
-    arena: &mut [f32],
     i: usize,
 ) -> Result<Vec<(f64, f64)>> {
     let episode = family.eval_task(
@@ -220,19 +217,20 @@ fn eval_task(
     )?;
     let support = episode.support.samples()?;
     let query = episode.query.samples()?;
-    let mut learner = Learner::with_options(blob, arena, opts).map_err(|e| anyhow!("{e}"))?;
+    learner.reset();
+    let (batch, outputs) = (learner.options().batch, learner.blob().output_len());
     let mut out = Vec::new();
     let mut preds = vec![
         0.0f32;
         if classify {
-            episode.query.len() * blob.output_len()
+            episode.query.len() * outputs
         } else {
             0
         }
     ];
     // When the support set fits in one minibatch every step uses all of it, so adapting on from
     // the previous checkpoint equals adapting from the initialization; otherwise start over.
-    let incremental = support.len() <= opts.batch;
+    let incremental = support.len() <= batch;
     let mut taken = 0;
     for &steps in &cfg.checkpoints {
         if !incremental || steps < taken {
@@ -242,17 +240,15 @@ fn eval_task(
         if steps > taken {
             learner
                 .adapt(&support, steps - taken)
-                .map_err(|e| anyhow!("adapting {steps} steps: {e}"))?;
+                .with_context(|| format!("adapting {steps} steps"))?;
             taken = steps;
         }
-        let loss = learner
-            .loss(&query)
-            .map_err(|e| anyhow!("query loss: {e}"))? as f64;
+        let loss = learner.loss(&query).context("query loss")? as f64;
         let acc = if classify {
             learner
                 .predict(episode.query.input_slice(), &mut preds)
-                .map_err(|e| anyhow!("predict: {e}"))?;
-            stats::accuracy(&preds, episode.query.target_slice(), blob.output_len())
+                .context("predict")?;
+            stats::accuracy(&preds, episode.query.target_slice(), outputs)
         } else {
             0.0
         };

@@ -21,8 +21,8 @@ use crate::model::{self, Arch, BlobMeta};
 use crate::stats::{accuracy, decimal, Stat};
 use crate::tasks::{self, Episode, Stream, TaskFamily};
 use anole::blob::AdaptSettings;
-use anole::{Blob, DType, Learner, LossKind, Options, Plan, Shape, SliceSamples};
-use anyhow::{anyhow, bail, Context, Result};
+use anole::{Blob, DType, LossKind, Options, OwnedLearner, Shape, SharedBlob, SliceSamples};
+use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -282,46 +282,65 @@ fn dims(s: Shape) -> Vec<u32> {
     }
 }
 
-/// Body features of `inputs` (`n × input_len`) into `out` (`n × features`); a learner over the
-/// body blob, nothing adapting.
-pub fn features(
-    body: &Blob<'_>,
-    arena: &mut Vec<f32>,
-    inputs: &[f32],
-    out: &mut Vec<f32>,
-) -> Result<()> {
-    let opts = Options {
-        batch: 32,
-        trainable: 0,
-        lr: 0.0,
-    };
-    let len = Plan::new(body, opts.batch, 0)
-        .map_err(|e| anyhow!("body: {e}"))?
-        .arena_len();
-    arena.resize(len, 0.0);
-    let mut l = Learner::with_options(body, arena, opts).map_err(|e| anyhow!("body: {e}"))?;
-    out.resize(inputs.len() / body.input_len() * body.output_len(), 0.0);
-    l.predict(inputs, out)
-        .map_err(|e| anyhow!("body features: {e}"))
+/// A learner over a body blob that computes its features: nothing adapting, the norm layers
+/// with their stored statistics.
+#[derive(Clone)]
+pub struct Features(OwnedLearner);
+
+impl Features {
+    /// Features of the body `body`.
+    pub fn new(body: &SharedBlob) -> Result<Features> {
+        let opts = Options {
+            batch: 32,
+            trainable: 0,
+            lr: 0.0,
+        };
+        Ok(Features(
+            OwnedLearner::with_options(body, opts).context("body")?,
+        ))
+    }
+
+    /// Body features of `inputs` (`n × input_len`) into `out` (`n × features`).
+    pub fn compute(&mut self, inputs: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        let (il, ol) = (self.0.blob().input_len(), self.0.blob().output_len());
+        out.resize(inputs.len() / il * ol, 0.0);
+        self.0.predict(inputs, out).context("body features")
+    }
 }
 
-/// Per-thread buffers.
+/// Per-thread learners and buffers.
 #[derive(Default)]
 struct Scratch {
-    full: Vec<f32>,
-    trans: Vec<f32>,
-    body: Vec<f32>,
-    head: Vec<f32>,
+    full: Option<OwnedLearner>,
+    trans: Option<OwnedLearner>,
+    body: Option<Features>,
+    head: Option<OwnedLearner>,
     outputs: Vec<f32>,
     support_features: Vec<f32>,
     query_features: Vec<f32>,
+}
+
+/// The learner of `blob` with `opts` in `slot` (made there the first time, or when the
+/// options change), reset to the blob's parameters with a fresh optimizer: the same state as a
+/// new learner.
+fn fresh<'s>(
+    slot: &'s mut Option<OwnedLearner>,
+    blob: &SharedBlob,
+    opts: Options,
+) -> Result<&'s mut OwnedLearner> {
+    let l = match slot.take() {
+        Some(l) if l.options() == opts => slot.insert(l),
+        _ => slot.insert(OwnedLearner::with_options(blob, opts)?),
+    };
+    l.reset();
+    Ok(l)
 }
 
 /// Evaluate `blob` on `cfg.episodes` held-out episodes of `family` (a classification family
 /// whose `eval_task` takes shots and queries per class); episodes run in parallel and
 /// `progress` advances once per episode.
 pub fn evaluate(
-    blob: &Blob<'_>,
+    blob: &SharedBlob,
     family: &dyn TaskFamily,
     cfg: &FewShotConfig,
     progress: &ProgressBar,
@@ -333,13 +352,13 @@ pub fn evaluate(
 /// (an optimizer-state blob, e.g. `init.adam.postcard` of a `--inner-state keep` run) instead of
 /// a fresh optimizer. Head-only adaptation always starts fresh.
 pub fn evaluate_from_state(
-    blob: &Blob<'_>,
+    blob: &SharedBlob,
     state: Option<&Blob<'_>>,
     family: &dyn TaskFamily,
     cfg: &FewShotConfig,
     progress: &ProgressBar,
 ) -> Result<FewShotReport> {
-    let opts = options(blob, family, cfg)?;
+    let opts = options(blob.blob(), family, cfg)?;
     let (full, head) = match cfg.adapt {
         AdaptMode::All => (true, false),
         AdaptMode::Head => (false, true),
@@ -350,14 +369,13 @@ pub fn evaluate_from_state(
         NormMode::Transductive => (false, true),
         NormMode::Both => (true, true),
     };
-    let split = head.then(|| HeadSplit::new(blob)).transpose()?;
-    let body = match split.as_ref().and_then(|s| s.body.as_ref()) {
-        Some(b) => Some(model::parse(b)?),
-        None => None,
-    };
-    let head = match &split {
-        Some(s) => Some(model::parse(&s.head)?),
-        None => None,
+    let split = head.then(|| HeadSplit::new(blob.blob())).transpose()?;
+    let (body, head) = match split {
+        Some(s) => (
+            s.body.map(model::shared).transpose()?,
+            Some(model::shared(s.head)?),
+        ),
+        None => (None, None),
     };
     let episodes = Episodes {
         blob,
@@ -390,7 +408,7 @@ pub fn evaluate_from_state(
     }
     Ok(FewShotReport {
         task: family.name().to_string(),
-        ways: blob.output_len(),
+        ways: blob.blob().output_len(),
         shots: cfg.shots,
         queries: cfg.queries,
         episodes: cfg.episodes,
@@ -454,7 +472,7 @@ fn options(blob: &Blob<'_>, family: &dyn TaskFamily, cfg: &FewShotConfig) -> Res
 
 /// An evaluation: what every episode adapts and measures.
 struct Episodes<'a> {
-    blob: &'a Blob<'a>,
+    blob: &'a SharedBlob,
     /// Where full adaptation's optimizer starts, when not fresh.
     state: Option<&'a Blob<'a>>,
     family: &'a dyn TaskFamily,
@@ -469,8 +487,8 @@ struct Episodes<'a> {
     transductive: bool,
     /// Head-only adaptation: the frozen body (none when the head is the first layer) and the
     /// head.
-    body: Option<Blob<'a>>,
-    head: Option<Blob<'a>>,
+    body: Option<SharedBlob>,
+    head: Option<SharedBlob>,
 }
 
 impl Episodes<'_> {
@@ -516,46 +534,34 @@ impl Episodes<'_> {
         episode: &Episode,
         acc: &mut Vec<f64>,
     ) -> Result<()> {
-        let (blob, opts, steps) = (self.blob, self.opts, self.cfg.steps);
-        let ways = blob.output_len();
+        let (opts, steps) = (self.opts, self.cfg.steps);
+        let ways = self.blob.blob().output_len();
         let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
-        let len = Plan::new(blob, opts.batch, opts.trainable)
-            .map_err(|e| anyhow!("{e}"))?
-            .arena_len();
-        scratch.full.resize(len, 0.0);
-        let mut l =
-            Learner::with_options(blob, &mut scratch.full, opts).map_err(|e| anyhow!("{e}"))?;
+        let l = fresh(&mut scratch.full, self.blob, opts)?;
         if let Some(st) = self.state {
-            l.load_optimizer_state_from(st)
-                .map_err(|e| anyhow!("optimizer state: {e}"))?;
+            l.load_optimizer_state_from(st).context("optimizer state")?;
         }
         l.adapt(&episode.support.samples()?, steps)
-            .map_err(|e| anyhow!("adapting {steps} steps: {e}"))?;
+            .with_context(|| format!("adapting {steps} steps"))?;
         scratch.outputs.resize(qy.len() * ways, 0.0);
         if self.device {
-            l.predict(qx, &mut scratch.outputs)
-                .map_err(|e| anyhow!("predict: {e}"))?;
+            l.predict(qx, &mut scratch.outputs).context("predict")?;
             acc.push(accuracy(&scratch.outputs, qy, ways));
         }
         if self.transductive {
             if qy.len() <= opts.batch {
                 l.predict_batch_stats(qx, &mut scratch.outputs)
-                    .map_err(|e| anyhow!("predict: {e}"))?;
+                    .context("predict")?;
             } else {
                 // A learner as wide as the query set, with the adapted parameters.
                 let wide = Options {
                     batch: qy.len(),
                     ..opts
                 };
-                let len = Plan::new(blob, wide.batch, wide.trainable)
-                    .map_err(|e| anyhow!("{e}"))?
-                    .arena_len();
-                scratch.trans.resize(len, 0.0);
-                let mut t = Learner::with_options(blob, &mut scratch.trans, wide)
-                    .map_err(|e| anyhow!("{e}"))?;
-                t.set_params(l.params()).map_err(|e| anyhow!("{e}"))?;
+                let t = fresh(&mut scratch.trans, self.blob, wide)?;
+                t.set_params(l.params())?;
                 t.predict_batch_stats(qx, &mut scratch.outputs)
-                    .map_err(|e| anyhow!("predict: {e}"))?;
+                    .context("predict")?;
             }
             acc.push(accuracy(&scratch.outputs, qy, ways));
         }
@@ -564,44 +570,46 @@ impl Episodes<'_> {
 
     /// Head-only adaptation on the body's features of the episode's support set; the query
     /// accuracy.
-    fn adapt_head(&self, head: &Blob<'_>, scratch: &mut Scratch, episode: &Episode) -> Result<f64> {
+    fn adapt_head(
+        &self,
+        head: &SharedBlob,
+        scratch: &mut Scratch,
+        episode: &Episode,
+    ) -> Result<f64> {
         let steps = self.cfg.steps;
-        let ways = self.blob.output_len();
+        let ways = self.blob.blob().output_len();
         let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
         let (sf, qf): (&[f32], &[f32]) = match &self.body {
             Some(b) => {
-                features(
-                    b,
-                    &mut scratch.body,
-                    episode.support.input_slice(),
-                    &mut scratch.support_features,
-                )?;
-                features(b, &mut scratch.body, qx, &mut scratch.query_features)?;
+                let features = match scratch.body.take() {
+                    Some(f) => scratch.body.insert(f),
+                    None => scratch.body.insert(Features::new(b)?),
+                };
+                features.compute(episode.support.input_slice(), &mut scratch.support_features)?;
+                features.compute(qx, &mut scratch.query_features)?;
                 (&scratch.support_features, &scratch.query_features)
             }
             None => (episode.support.input_slice(), qx),
         };
         let hopts = Options {
-            trainable: Arch::of(head).all_layers(),
+            trainable: Arch::of(head.blob()).all_layers(),
             ..self.opts
         };
-        let len = Plan::new(head, hopts.batch, hopts.trainable)
-            .map_err(|e| anyhow!("{e}"))?
-            .arena_len();
-        scratch.head.resize(len, 0.0);
-        let mut l =
-            Learner::with_options(head, &mut scratch.head, hopts).map_err(|e| anyhow!("{e}"))?;
-        let s = SliceSamples::new(sf, episode.support.target_slice(), head.input_len(), 1)
-            .map_err(|e| anyhow!("features: {e}"))?;
+        let l = fresh(&mut scratch.head, head, hopts)?;
+        let s = SliceSamples::new(
+            sf,
+            episode.support.target_slice(),
+            head.blob().input_len(),
+            1,
+        )
+        .context("features")?;
         if self.cfg.head_init == HeadInit::Prototypes {
-            l.init_prototypes(&s)
-                .map_err(|e| anyhow!("prototype head: {e}"))?;
+            l.init_prototypes(&s).context("prototype head")?;
         }
         l.adapt(&s, steps)
-            .map_err(|e| anyhow!("adapting the head {steps} steps: {e}"))?;
+            .with_context(|| format!("adapting the head {steps} steps"))?;
         scratch.outputs.resize(qy.len() * ways, 0.0);
-        l.predict(qf, &mut scratch.outputs)
-            .map_err(|e| anyhow!("predict: {e}"))?;
+        l.predict(qf, &mut scratch.outputs).context("predict")?;
         Ok(accuracy(&scratch.outputs, qy, ways))
     }
 }
@@ -647,39 +655,38 @@ mod tests {
     fn cached_head_equals_the_head_only_learner() {
         for (optimizer, dtype) in [(0, DType::F32), (1, DType::F32), (1, DType::F16)] {
             let bytes = blob_bytes(5, 6, optimizer, dtype);
-            let blob = Blob::parse(&bytes).unwrap();
+            let shared = SharedBlob::parse(bytes).unwrap();
+            let blob = shared.blob();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
             let n = 10;
             let x: Vec<f32> = (0..n * 784).map(|_| rng.random_range(0.0..1.0)).collect();
             let y: Vec<f32> = (0..n).map(|i| (i % 5) as f32).collect();
             let q: Vec<f32> = (0..5 * 784).map(|_| rng.random_range(0.0..1.0)).collect();
 
-            let arch = Arch::of(&blob);
+            let arch = Arch::of(blob);
             let opts = Options {
                 trainable: arch.head_only(),
-                ..Options::from_blob(&blob)
+                ..Options::from_blob(blob)
             };
-            let mut arena = vec![0.0; Plan::new(&blob, 4, opts.trainable).unwrap().arena_len()];
-            let mut full = Learner::with_options(&blob, &mut arena, opts).unwrap();
+            let mut full = OwnedLearner::with_options(&shared, opts).unwrap();
             full.adapt(&SliceSamples::new(&x, &y, 784, 1).unwrap(), 7)
                 .unwrap();
             let mut expected = vec![0.0; 25];
             full.predict(&q, &mut expected).unwrap();
 
-            let split = HeadSplit::new(&blob).unwrap();
+            let split = HeadSplit::new(blob).unwrap();
             assert_eq!(split.features, 4 * 6);
             let body_bytes = split.body.unwrap();
-            let body = Blob::parse(&body_bytes).unwrap();
-            let head = Blob::parse(&split.head).unwrap();
-            let (mut a, mut sf, mut qf) = (Vec::new(), Vec::new(), Vec::new());
-            features(&body, &mut a, &x, &mut sf).unwrap();
-            features(&body, &mut a, &q, &mut qf).unwrap();
+            let mut body = Features::new(&SharedBlob::parse(body_bytes).unwrap()).unwrap();
+            let head = SharedBlob::parse(split.head).unwrap();
+            let (mut sf, mut qf) = (Vec::new(), Vec::new());
+            body.compute(&x, &mut sf).unwrap();
+            body.compute(&q, &mut qf).unwrap();
             let hopts = Options {
                 trainable: 1,
                 ..opts
             };
-            let mut harena = vec![0.0; Plan::new(&head, 4, 1).unwrap().arena_len()];
-            let mut h = Learner::with_options(&head, &mut harena, hopts).unwrap();
+            let mut h = OwnedLearner::with_options(&head, hopts).unwrap();
             h.adapt(&SliceSamples::new(&sf, &y, 24, 1).unwrap(), 7)
                 .unwrap();
             let mut got = vec![0.0; 25];
@@ -703,7 +710,7 @@ mod tests {
         let data = std::sync::Arc::new(crate::tasks::omniglot::test_data().subset(60).unwrap());
         let fam = OmniglotTasks::new(&data, Split::Paper, 0, 5, 6).unwrap();
         let bytes = blob_bytes(5, 6, 1, DType::F32);
-        let blob = Blob::parse(&bytes).unwrap();
+        let blob = SharedBlob::parse(bytes).unwrap();
         let cfg = FewShotConfig {
             episodes: 6,
             shots: 2,
@@ -727,7 +734,7 @@ mod tests {
         assert_eq!(r, run(2));
         assert_eq!(r.rows.len(), 3);
         // By hand.
-        let arch = Arch::of(&blob);
+        let arch = Arch::of(blob.blob());
         let mut sums = [0.0f64; 3];
         for i in 0..6 {
             let e = fam
@@ -744,8 +751,7 @@ mod tests {
                     trainable: mask,
                     lr: 0.01,
                 };
-                let mut arena = vec![0.0; Plan::new(&blob, 10, mask).unwrap().arena_len()];
-                let mut l = Learner::with_options(&blob, &mut arena, opts).unwrap();
+                let mut l = OwnedLearner::with_options(&blob, opts).unwrap();
                 l.adapt(&s, 5).unwrap();
                 let mut out = vec![0.0; 50];
                 l.predict(qx, &mut out).unwrap();
@@ -753,8 +759,7 @@ mod tests {
                 if k == 0 {
                     // 10 queries > batch 4: a wide learner with the adapted parameters.
                     let wide = Options { batch: 10, ..opts };
-                    let mut a2 = vec![0.0; Plan::new(&blob, 10, mask).unwrap().arena_len()];
-                    let mut t = Learner::with_options(&blob, &mut a2, wide).unwrap();
+                    let mut t = OwnedLearner::with_options(&blob, wide).unwrap();
                     t.set_params(l.params()).unwrap();
                     t.predict_batch_stats(qx, &mut out).unwrap();
                     sums[1] += accuracy(&out, qy, 5);

@@ -10,7 +10,7 @@ use crate::card;
 use crate::files::{self, hex};
 use anole::sign;
 use anole::Blob;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use ed25519_dalek::{Signer as _, SigningKey};
 use std::path::{Path, PathBuf};
 
@@ -62,9 +62,9 @@ pub fn sign_blob(blob: &[u8], key: &SigningKey) -> Result<Vec<u8>> {
     if sign::is_signed(blob) {
         bail!("already signed (starts with \"ANSG\"); sign the plain blob");
     }
-    Blob::parse(blob).map_err(|e| anyhow!("not a valid blob: {e}"))?;
+    Blob::parse(blob).context("not a valid blob")?;
     let public = key.verifying_key().to_bytes();
-    let header = sign::header(sign::key_id(&public), blob.len()).map_err(|e| anyhow!("{e}"))?;
+    let header = sign::header(sign::key_id(&public), blob.len())?;
     let signature = key.sign(&sign::message(&header, blob));
     let mut out = Vec::with_capacity(sign::HEADER_LEN + blob.len() + sign::SIGNATURE_LEN);
     out.extend_from_slice(&header);
@@ -97,8 +97,12 @@ impl Signer {
 
     /// Signs every blob of `blobs` (file name, bytes) and writes each envelope next to its blob
     /// in `out`.
-    pub fn sign_all(&self, out: &Path, blobs: &[(&str, Vec<u8>)]) -> Result<Vec<Signed>> {
-        let mut signed = Vec::with_capacity(blobs.len());
+    pub fn sign_all<'b>(
+        &self,
+        out: &Path,
+        blobs: impl IntoIterator<Item = (&'b str, &'b [u8])>,
+    ) -> Result<Vec<Signed>> {
+        let mut signed = Vec::new();
         for (name, blob) in blobs {
             let bytes = sign_blob(blob, &self.key).with_context(|| format!("signing {name}"))?;
             let file = signed_name(name);

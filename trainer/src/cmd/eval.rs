@@ -39,12 +39,11 @@ pub fn blob_path(model: &Path) -> PathBuf {
 /// Run `anole eval`.
 pub fn run(args: Args) -> Result<()> {
     let path = blob_path(&args.model);
-    let bytes = model::read_blob(&path)?;
-    let blob = model::parse(&bytes)?;
+    let blob = model::read_blob(&path)?;
     let task = match args.task {
         Some(t) => t,
         None => {
-            let name = blob.provenance().task;
+            let name = blob.blob().provenance().task;
             TaskName::from_provenance(name).ok_or_else(|| {
                 anyhow!(
                     "{}: trained on task '{name}', which eval does not know; pass --task",

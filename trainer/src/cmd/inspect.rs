@@ -6,7 +6,7 @@
 use crate::export::onnx::{loss_name, optimizer_name};
 use crate::model;
 use anole::{Blob, Mode, Plan, Shape};
-use anyhow::{anyhow, Result};
+use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -51,37 +51,38 @@ fn mask_str(mask: u32, blob: &Blob<'_>) -> String {
 
 /// Run `anole inspect`.
 pub fn run(a: Args) -> Result<()> {
-    let bytes = model::read_model(&a.model)?;
-    let blob = model::parse(&bytes)?;
+    let shared = model::read_model(&a.model)?;
+    let (blob, bytes) = (shared.blob(), shared.bytes());
     let s = blob.settings();
     let p = blob.provenance();
-    let err = |e: anole::Error| anyhow!("{}: {e}", a.model.display());
+    let name = || a.model.display().to_string();
     let mut arenas = vec![Arena {
         what: "adapt",
         batch: s.batch as usize,
-        plan: Plan::new(&blob, s.batch as usize, s.trainable).map_err(err)?,
+        plan: Plan::new(blob, s.batch as usize, s.trainable).with_context(name)?,
     }];
     if let Some(b) = a.batch {
         arenas.push(Arena {
             what: "adapt",
             batch: b,
-            plan: Plan::new(&blob, b, s.trainable).map_err(|e| anyhow!("--batch {b}: {e}"))?,
+            plan: Plan::new(blob, b, s.trainable).with_context(|| format!("--batch {b}"))?,
         });
     }
     arenas.push(Arena {
         what: "predict",
         batch: 1,
-        plan: Plan::new(&blob, 1, 0).map_err(err)?,
+        plan: Plan::new(blob, 1, 0).with_context(name)?,
     });
     arenas.push(Arena {
         what: "adapt on a device (Mode::Device)",
         batch: s.batch as usize,
-        plan: Plan::with_mode(&blob, s.batch as usize, s.trainable, Mode::Device).map_err(err)?,
+        plan: Plan::with_mode(blob, s.batch as usize, s.trainable, Mode::Device)
+            .with_context(name)?,
     });
     arenas.push(Arena {
         what: "predict on a device (Mode::Device)",
         batch: 1,
-        plan: Plan::with_mode(&blob, 1, 0, Mode::Device).map_err(err)?,
+        plan: Plan::with_mode(blob, 1, 0, Mode::Device).with_context(name)?,
     });
 
     let mut dtypes: Vec<&str> = blob.dtypes.iter().map(|d| d.name()).collect();
@@ -135,7 +136,7 @@ pub fn run(a: Args) -> Result<()> {
             "dtypes": dtypes,
             "settings": {
                 "loss": loss_name(blob.loss), "optimizer": optimizer_name(blob.optimizer),
-                "lr": s.lr, "steps": s.steps, "batch": s.batch, "trainable_layers": mask_str(s.trainable, &blob),
+                "lr": s.lr, "steps": s.steps, "batch": s.batch, "trainable_layers": mask_str(s.trainable, blob),
                 "lr_scale": s.lr_scale.to_vec(),
             },
             "provenance": {
@@ -195,7 +196,7 @@ pub fn run(a: Args) -> Result<()> {
         s.lr,
         s.steps,
         s.batch,
-        mask_str(s.trainable, &blob)
+        mask_str(s.trainable, blob)
     );
     for r in &arenas {
         let pl = &r.plan;

@@ -89,7 +89,7 @@ pub fn run_keygen(a: KeygenArgs) -> Result<()> {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut secret)
-        .map_err(|e| anyhow!("no randomness from the operating system: {e}"))?;
+        .context("no randomness from the operating system")?;
     let key = SigningKey::from_bytes(&secret);
     let public = key.verifying_key().to_bytes();
     let pub_file = pub_path(&a.out);
@@ -126,7 +126,7 @@ pub fn run(a: Args) -> Result<()> {
     let key = read_signing_key(&a.key)?;
     let blob =
         std::fs::read(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
-    let signed = sign_blob(&blob, &key).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+    let signed = sign_blob(&blob, &key).with_context(|| a.input.display().to_string())?;
     std::fs::write(&a.out, &signed).with_context(|| format!("cannot write {}", a.out.display()))?;
     let id = sign::key_id(&key.verifying_key().to_bytes());
     println!(
@@ -146,7 +146,7 @@ pub fn run_verify(a: VerifyArgs) -> Result<()> {
     let bytes =
         std::fs::read(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
     let blob =
-        Blob::parse_signed(&bytes, &public).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+        Blob::parse_signed(&bytes, &public).with_context(|| a.input.display().to_string())?;
     let p = blob.provenance();
     println!(
         "{}: signature valid (key id {}); blob of {} parameters, task {}, {} run, seed {}",

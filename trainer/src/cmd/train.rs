@@ -18,8 +18,8 @@ use crate::stats::{decimal, recent};
 use crate::tasks::recipe::{Evaluation, Exported, Prepared, Recipe, TrainOptions};
 use crate::tasks::{TaskFamily, TrainFamily};
 use crate::{plots, progress};
-use anole::{DType, Layer, LossKind};
-use anyhow::{anyhow, Context, Result};
+use anole::{DType, Layer, LossKind, SharedBlob};
+use anyhow::{Context, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -81,9 +81,9 @@ struct Session {
 /// The files a run exported before its evaluation.
 struct Exports {
     /// `init.postcard`, then its f16 copy when it is f32.
-    blobs: Vec<(&'static str, Vec<u8>)>,
+    blobs: Vec<(&'static str, SharedBlob)>,
     /// `--inner-state keep`: the optimizer-state blob ([`OPTIMIZER_STATE_FILE`]).
-    optimizer_state: Option<Vec<u8>>,
+    optimizer_state: Option<SharedBlob>,
     /// `--sign`: the envelopes and the card's entry about them.
     signed: Option<(Vec<Signed>, card::Signature)>,
 }
@@ -267,26 +267,25 @@ impl<'a> Run<'a> {
                 cfg.inner_lr,
             )?;
             write(&out.join(OPTIMIZER_STATE_FILE), &bytes)?;
-            Some(bytes)
+            Some(model::shared(bytes)?)
         } else {
             None
         };
         let (algorithm, iterations) = (self.algorithm(), trained.iterations);
         let dtype = self.opts.dtype.dtype();
-        let mut blobs = vec![(
-            "init.postcard",
-            self.blob(&params, dtype, algorithm, iterations)?,
-        )];
+        let mut dtypes = vec![("init.postcard", dtype)];
         if dtype == DType::F32 {
-            let f16 = self.blob(&params, DType::F16, algorithm, iterations)?;
-            blobs.push(("init.f16.postcard", f16));
+            dtypes.push(("init.f16.postcard", DType::F16));
         }
-        for (name, bytes) in &blobs {
-            write(&out.join(name), bytes)?;
+        let mut blobs = Vec::new();
+        for (name, dtype) in dtypes {
+            let bytes = self.blob(&params, dtype, algorithm, iterations)?;
+            write(&out.join(name), &bytes)?;
+            blobs.push((name, model::shared(bytes)?));
         }
         let signed = match signer {
             Some(s) => {
-                let signed = s.sign_all(out, &blobs)?;
+                let signed = s.sign_all(out, blobs.iter().map(|(n, b)| (*n, b.bytes())))?;
                 let entry = s.card(&signed);
                 Some((signed, entry))
             }
@@ -311,7 +310,7 @@ impl<'a> Run<'a> {
             out,
             cfg: self.cfg,
             blobs: &exports.blobs,
-            optimizer_state: exports.optimizer_state.as_deref(),
+            optimizer_state: exports.optimizer_state.as_ref(),
             adapt_steps: self.adapt_steps,
             curve: &session.curve,
             train_secs: session.train_secs,
@@ -322,11 +321,12 @@ impl<'a> Run<'a> {
         if exports.optimizer_state.is_some() {
             extra.push(OPTIMIZER_STATE_FILE);
         }
-        let mut files = exports.blobs;
-        let onnx = crate::export::onnx::onnx_bytes(&model::parse(&files[0].1)?)
-            .map_err(|e| anyhow!("init.onnx: ONNX export failed: {e:#}"))?;
+        let onnx = crate::export::onnx::onnx_bytes(exports.blobs[0].1.blob())
+            .context("init.onnx: ONNX export failed")?;
         write(&out.join("init.onnx"), &onnx)?;
-        files.push(("init.onnx", onnx));
+        let mut files: Vec<(&str, &[u8])> =
+            exports.blobs.iter().map(|(n, b)| (*n, b.bytes())).collect();
+        files.push(("init.onnx", &onnx));
         let (signed, signature) = exports.signed.unzip();
         let signed = signed.unwrap_or_default();
         let card = self.card(session, &files, &signed, &extra, signature, section)?;
@@ -377,7 +377,7 @@ impl<'a> Run<'a> {
     fn card(
         &self,
         session: &Session,
-        files: &[(&str, Vec<u8>)],
+        files: &[(&str, &[u8])],
         signed: &[Signed],
         extra: &[&str],
         signature: Option<card::Signature>,

@@ -4,8 +4,8 @@
 
 use crate::meta::AlgoState;
 use crate::model::{self, Arch, BlobMeta};
-use anole::{DType, Learner, Options, Plan};
-use anyhow::{anyhow, Result};
+use anole::{DType, Options, OwnedLearner};
+use anyhow::{Context, Result};
 
 /// The file a `--inner-state keep` run writes the state to.
 pub const OPTIMIZER_STATE_FILE: &str = "init.adam.postcard";
@@ -26,22 +26,17 @@ pub fn optimizer_state_blob(
         meta_iterations: 0,
         ..meta.clone()
     };
-    let bytes = model::encode_blob(arch, params, &meta)?;
-    let blob = model::parse(&bytes)?;
+    let blob = model::shared(model::encode_blob(arch, params, &meta)?)?;
     let opts = Options {
         batch: 1,
         trainable: arch.all_layers(),
         lr,
     };
-    let len = Plan::new(&blob, opts.batch, opts.trainable)
-        .map_err(|e| anyhow!("arena plan: {e}"))?
-        .arena_len();
-    let mut arena = vec![0.0f32; len];
-    let mut l = Learner::with_options(&blob, &mut arena, opts).map_err(|e| anyhow!("{e}"))?;
+    let mut l = OwnedLearner::with_options(&blob, opts)?;
     if state.steps > 0 {
         let steps = u32::try_from(state.steps).unwrap_or(u32::MAX);
         l.set_optimizer_state(steps, &state.values)
-            .map_err(|e| anyhow!("the kept inner optimizer state: {e}"))?;
+            .context("the kept inner optimizer state")?;
     }
     Ok(l.export_optimizer_state_vec())
 }

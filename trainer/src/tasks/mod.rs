@@ -9,8 +9,8 @@ pub mod recipe;
 pub mod sine;
 
 use crate::model::Arch;
-use anole::{Blob, LossKind, SliceSamples};
-use anyhow::{anyhow, bail, Result};
+use anole::{LossKind, SharedBlob, SliceSamples};
+use anyhow::{bail, Context, Result};
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -62,10 +62,8 @@ impl Batch {
         target_len: usize,
     ) -> Result<Batch> {
         let n = inputs.len() / input_len.max(1);
-        let inputs =
-            Array2::from_shape_vec((n, input_len), inputs).map_err(|e| anyhow!("inputs: {e}"))?;
-        let targets = Array2::from_shape_vec((n, target_len), targets)
-            .map_err(|e| anyhow!("targets: {e}"))?;
+        let inputs = Array2::from_shape_vec((n, input_len), inputs).context("inputs")?;
+        let targets = Array2::from_shape_vec((n, target_len), targets).context("targets")?;
         Ok(Batch { inputs, targets })
     }
 
@@ -98,7 +96,7 @@ impl Batch {
             self.inputs.ncols(),
             self.targets.ncols(),
         )
-        .map_err(|e| anyhow!("task batch: {e}"))
+        .context("task batch")
     }
 
     /// Minibatch `step` of `size` rows when cycling through the rows in order (the rows are
@@ -230,7 +228,7 @@ impl EvalFlags {
         task: TaskName,
         opts: &EvalOptions,
         path: &Path,
-        blob: &Blob<'_>,
+        blob: &SharedBlob,
     ) -> Result<EvalOutput> {
         for other in TaskName::ALL.into_iter().filter(|t| *t != task) {
             if let Some(flag) = self.recipe(other).given() {

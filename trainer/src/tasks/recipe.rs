@@ -12,7 +12,7 @@
 use super::TaskFamily;
 use crate::meta::{Algo, Config, InnerOpt, InnerState, IterLoss};
 use crate::model::DTypeArg;
-use anole::Blob;
+use anole::SharedBlob;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -172,9 +172,9 @@ pub struct Exported<'a> {
     /// Hyper-parameters.
     pub cfg: &'a Config,
     /// The blobs written, by file name: `init.postcard` first, then its f16 copy if any.
-    pub blobs: &'a [(&'static str, Vec<u8>)],
+    pub blobs: &'a [(&'static str, SharedBlob)],
     /// With `--inner-state keep`: the optimizer-state blob written next to them.
-    pub optimizer_state: Option<&'a [u8]>,
+    pub optimizer_state: Option<&'a SharedBlob>,
     /// Adaptation steps the blobs recommend.
     pub adapt_steps: u32,
     /// The learning curve, one entry per meta-iteration.
@@ -227,7 +227,7 @@ pub trait EvalRecipe {
     fn given(&self) -> Option<&'static str>;
 
     /// Evaluate the blob read from `path` on held-out tasks.
-    fn evaluate(&self, opts: &EvalOptions, path: &Path, blob: &Blob<'_>) -> Result<EvalOutput>;
+    fn evaluate(&self, opts: &EvalOptions, path: &Path, blob: &SharedBlob) -> Result<EvalOutput>;
 }
 
 /// What `anole eval` prints: JSON with `--json`, else text.

@@ -10,7 +10,7 @@ use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, No
 use crate::model::{self, Arch};
 use crate::progress;
 use crate::tasks::recipe::{EvalOptions, EvalOutput, EvalRecipe};
-use anole::{Blob, Layer};
+use anole::{Blob, Layer, SharedBlob};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -133,7 +133,8 @@ impl EvalRecipe for EvalArgs {
         .find_map(|(flag, set)| set.then_some(flag))
     }
 
-    fn evaluate(&self, opts: &EvalOptions, path: &Path, blob: &Blob<'_>) -> Result<EvalOutput> {
+    fn evaluate(&self, opts: &EvalOptions, path: &Path, shared: &SharedBlob) -> Result<EvalOutput> {
+        let blob = shared.blob();
         let filters = omniglot_filters(path, blob)?;
         let ways = blob.output_len();
         if let Some(w) = self.ways {
@@ -150,12 +151,11 @@ impl EvalRecipe for EvalArgs {
         } else {
             opts.shots.clone()
         };
-        let state_bytes = self
+        let state = self
             .optimizer_state
             .as_deref()
             .map(model::read_blob)
             .transpose()?;
-        let state = state_bytes.as_deref().map(model::parse).transpose()?;
         let mut reports: Vec<FewShotReport> = Vec::new();
         for k in ks {
             let cfg = FewShotConfig {
@@ -171,8 +171,14 @@ impl EvalRecipe for EvalArgs {
                 head_init: self.head_init,
             };
             let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
-            let report = fewshot::evaluate_from_state(blob, state.as_ref(), &family, &cfg, &bar)
-                .with_context(|| format!("{}", path.display()))?;
+            let report = fewshot::evaluate_from_state(
+                shared,
+                state.as_ref().map(|s| s.blob()),
+                &family,
+                &cfg,
+                &bar,
+            )
+            .with_context(|| format!("{}", path.display()))?;
             bar.finish_and_clear();
             reports.push(report);
         }

@@ -10,12 +10,13 @@ use crate::card::TrainingBudget;
 use crate::data::omniglot::{Omniglot, Split};
 use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
 use crate::meta::Config;
+use crate::progress;
 use crate::stats::{last_percent, recent};
 use crate::tasks::recipe::{
     defaults_help, inner_flags, run_flags, Evaluation, Exported, Prepared, Recipe, TrainOptions,
 };
 use crate::tasks::TaskFamily;
-use crate::{model, progress};
+use anole::{Blob, SharedBlob};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -241,19 +242,17 @@ impl OmniglotRun<'_> {
     /// scheme on at most [`F16_CHECK_EPISODES`] of the same episodes; with a kept inner state,
     /// the f32 blob once more, fully adapted, from that state.
     fn reports(&self, run: &Exported<'_>) -> Result<Vec<(String, FewShotReport)>> {
-        let state = run.optimizer_state.map(model::parse).transpose()?;
-        let mut runs: Vec<(&str, &[u8], Option<&anole::Blob<'_>>)> = run
+        let mut runs: Vec<(&str, &SharedBlob, Option<&Blob<'_>>)> = run
             .blobs
             .iter()
-            .map(|(name, bytes)| (*name, &bytes[..], None))
+            .map(|(name, blob)| (*name, blob, None))
             .collect();
-        if let Some(st) = &state {
-            runs.push((STATE_RUN, &run.blobs[0].1[..], Some(st)));
+        if let Some(st) = run.optimizer_state {
+            runs.push((STATE_RUN, &run.blobs[0].1, Some(st.blob())));
         }
         let episodes = self.args.options.eval_tasks;
         let mut reports = Vec::new();
-        for (name, bytes, state) in runs {
-            let blob = model::parse(bytes)?;
+        for (name, blob, state) in runs {
             let f32_blob = name != "init.f16.postcard";
             for k in self.args.eval_ks() {
                 let cfg = FewShotConfig {
@@ -281,7 +280,7 @@ impl OmniglotRun<'_> {
                     head_init: HeadInit::Prototypes,
                 };
                 let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
-                let report = fewshot::evaluate_from_state(&blob, state, &self.tasks, &cfg, &bar)
+                let report = fewshot::evaluate_from_state(blob, state, &self.tasks, &cfg, &bar)
                     .with_context(|| format!("evaluating {name}"))?;
                 bar.finish_and_clear();
                 reports.push((name.to_string(), report));

@@ -11,8 +11,8 @@ use crate::tasks::recipe::{
     Exported, Prepared, Recipe, TrainOptions,
 };
 use crate::tasks::TaskFamily;
-use crate::{model, plots, progress};
-use anole::Blob;
+use crate::{plots, progress};
+use anole::SharedBlob;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -176,10 +176,9 @@ impl Prepared for SineRun<'_> {
         );
         let mut metrics = BTreeMap::new();
         let mut main_report: Option<EvalReport> = None;
-        for (name, bytes) in run.blobs {
-            let blob = model::parse(bytes)?;
+        for (name, blob) in run.blobs {
             let bar = progress::bar(eval_cfg.tasks as u64, "eval");
-            let report = eval::evaluate(&blob, &Sine, &eval_cfg, &bar)
+            let report = eval::evaluate(blob, &Sine, &eval_cfg, &bar)
                 .with_context(|| format!("evaluating {name}"))?;
             bar.finish_and_clear();
             metrics.insert(name.to_string(), report.clone());
@@ -189,7 +188,7 @@ impl Prepared for SineRun<'_> {
         let plot = "adaptation.png";
         plots::sine_adaptation(
             &run.out.join(plot),
-            &model::parse(&run.blobs[0].1)?,
+            &run.blobs[0].1,
             0,
             self.args.eval_shots,
             run.adapt_steps,
@@ -223,7 +222,7 @@ impl EvalRecipe for EvalArgs {
         None
     }
 
-    fn evaluate(&self, opts: &EvalOptions, path: &Path, blob: &Blob<'_>) -> Result<EvalOutput> {
+    fn evaluate(&self, opts: &EvalOptions, path: &Path, blob: &SharedBlob) -> Result<EvalOutput> {
         let shots = match opts.shots.as_slice() {
             [] => EVAL_SHOTS,
             [n] => *n,
@@ -233,7 +232,7 @@ impl EvalRecipe for EvalArgs {
             opts.tasks,
             shots,
             opts.queries.unwrap_or(EVAL_QUERIES),
-            opts.steps.unwrap_or(blob.settings().steps),
+            opts.steps.unwrap_or(blob.blob().settings().steps),
             opts.seed,
             opts.lr,
         );
