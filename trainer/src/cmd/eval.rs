@@ -40,18 +40,16 @@ pub fn blob_path(model: &Path) -> PathBuf {
 pub fn run(args: Args) -> Result<()> {
     let path = blob_path(&args.model);
     let blob = model::read_blob(&path)?;
-    let task = match args.task {
-        Some(t) => t,
-        None => {
-            let name = blob.blob().provenance().task;
-            TaskName::from_provenance(name).ok_or_else(|| {
-                anyhow!(
-                    "{}: trained on task '{name}', which eval does not know; pass --task",
-                    path.display()
-                )
-            })?
-        }
-    };
+    let trained_on = blob.blob().provenance().task;
+    let task = args
+        .task
+        .or_else(|| TaskName::from_provenance(trained_on))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: trained on task '{trained_on}', which eval does not know; pass --task",
+                path.display()
+            )
+        })?;
     let out = args.family.evaluate(task, &args.options, &path, &blob)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out.json)?);

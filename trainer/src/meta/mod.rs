@@ -496,8 +496,7 @@ pub fn train_resumable(
     mut on_iter: impl FnMut(u64, IterLoss, Option<&RunState>) -> Result<()>,
 ) -> Result<Trained> {
     cfg.validate()?;
-    let arch = family.arch();
-    let init = arch.init_params(&mut tasks::rng(cfg.seed, Stream::Init, 0))?;
+    let init = family.init_params(cfg.seed)?;
     let mut workers = workers(family, cfg, &init)?;
     let mut algorithm: Box<dyn Algorithm> = match cfg.algo {
         Algo::Reptile => Box::new(reptile::Reptile::new(cfg)),

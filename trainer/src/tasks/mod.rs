@@ -149,6 +149,12 @@ pub trait TaskFamily: Send + Sync {
     fn arch(&self) -> Arch;
     /// The loss it is adapted with.
     fn loss(&self) -> LossKind;
+    /// The parameters meta-training with `seed` starts from: the architecture's initialisation
+    /// (PyTorch's default), drawn from the seed's own stream. A family that starts from a given
+    /// model returns its parameters instead.
+    fn init_params(&self, seed: u64) -> Result<Vec<f32>> {
+        self.arch().init_params(&mut rng(seed, Stream::Init, 0))
+    }
     /// Sample one meta-training task with `shots` support samples (per class for
     /// classification) and no query set, in random row order.
     fn train_task(&self, rng: &mut TaskRng, shots: usize) -> Result<Batch>;
