@@ -179,7 +179,8 @@ def sine_section(card):
         f"Reproduce: `{card.get('command')}` ({duration(card.number('wall_time_s', 'total'))} "
         "for the shipped run, evaluation included); "
         f"`anole eval --model models/{card.name} --task sine --tasks {tasks} --shots {shots} "
-        f"--steps {steps[-1]}` recomputes the table from the blob. The same recipe with "
+        f"--steps {steps[-1]}` recomputes the first row from the blob (`--model "
+        f"models/{card.name}/{F16}` the second). The same recipe with "
         "first-order MAML, joint training and a random initialization: "
         "[experiments](experiments.md#sine-initializations).",
         "",
@@ -433,13 +434,14 @@ def readme_summary(by_task):
         "| task | anole | the paper's Reptile | model |",
         "|---|---:|---:|---|",
         f"| sine regression, {sine.number('shots', node=sine.get('metrics', F32))} support "
-        f"points: query MSE after {last} steps (before: {mse(rows[0])}) | {mse(rows[last])} | — | "
+        f"points: query MSE after {last} steps (before adapting: {mse(rows[0])}) | "
+        f"{mse(rows[last])} | — | "
         f"[`{sine.name}`](docs/results.md#sine-regression) |",
     ]
     for ways, card in sorted(headline_models(by_task["omniglot"]).items()):
         for shots, s in sorted(settings(card, F32).items()):
             lines.append(
-                f"| Omniglot {ways}-way {shots}-shot accuracy, % (device normalisation) | "
+                f"| Omniglot {ways}-way {shots}-shot: accuracy, % | "
                 f"{s.cell('all', 'device')} | {paper(PAPER_REPTILE, ways, shots)} | "
                 f"[`{card.name}`](docs/results.md#omniglot) |"
             )
