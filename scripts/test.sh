@@ -15,6 +15,7 @@ bash scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check
+python3 scripts/results.py --check   # docs/results.md and the README's summary match models/*/card.json
 
 step "lints"
 cargo clippy --workspace --all-targets --release -- -D warnings
