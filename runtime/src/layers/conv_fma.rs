@@ -193,10 +193,13 @@ fn forward_run(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32], y: &m
     let mut q = 0;
     while q < total {
         let rows = ROWS.min(total - q);
-        let mut px = [0usize; ROWS];
-        for (t, p) in px.iter_mut().enumerate().take(rows) {
-            *p = lay.at(q + t).0;
-        }
+        let px = Rows::new(core::array::from_fn(|t| {
+            if t < rows {
+                lay.at(q + t).0
+            } else {
+                0
+            }
+        }));
         for b in 0..cout / CH_BLOCK {
             let wb = &wr[b * cin * step..][..cin * step];
             let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
@@ -242,6 +245,7 @@ fn input_run(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) {
             for t in 0..rows {
                 (px[t], gq[t]) = lay.at(q + t);
             }
+            let gq = Rows::new(gq);
             for c0 in (0..cin).step_by(CH_BLOCK) {
                 // Chain over the output channels: weights of (j, co) at co·cin + c0 in the
                 // offset's.
@@ -315,8 +319,23 @@ fn weights_run(lay: &Layout<'_>, images: &[f32], gy: &[f32], dw: &mut [f32]) {
     }
 }
 
+/// Where the rows of a block start in a buffer, with the largest of them: a kernel bounds the
+/// reads of every row with one comparison.
+struct Rows {
+    at: [usize; ROWS],
+    /// The largest of `at` (by construction).
+    max: usize,
+}
+
+impl Rows {
+    fn new(at: [usize; ROWS]) -> Rows {
+        let max = at.into_iter().max().unwrap_or(0);
+        Rows { at, max }
+    }
+}
+
 /// `R` rows of [`CH_BLOCK`] sums over `depth` terms, added onto `sums`: term `k` of row `t`
-/// is the vector `w[k·w_step..][..16]` times the scalar `x[xs[t] + k·x_step]`. (Forward: the
+/// is the vector `w[k·w_step..][..16]` times the scalar `x[xs.at[t] + k·x_step]`. (Forward: the
 /// rows are positions, the vectors output channels, the terms input channels; input
 /// gradient: rows positions, vectors input channels, terms output channels.) Panics unless
 /// the last term of every row lies inside `w` and `x`.
@@ -327,25 +346,18 @@ fn chain<const R: usize>(
     w: &[f32],
     w_step: usize,
     x: &[f32],
-    xs: &[usize; ROWS],
+    xs: &Rows,
     x_step: usize,
     sums: &mut Block,
 ) {
     let Some(last) = depth.checked_sub(1) else {
         return; // no term: the sums stay as they are
     };
-    // The bounds of every load below, checked once: the last vector ends inside `w`, and each
-    // row's last scalar lies inside `x` (the terms before them lie lower).
-    let end = |at: usize, step: usize, width: usize| {
-        last.checked_mul(step)
-            .and_then(|o| o.checked_add(at))
-            .and_then(|o| o.checked_add(width))
-    };
+    // The bounds of every load below, checked once: the last vector ends inside `w`, and the
+    // last scalar of the row starting farthest lies inside `x` (the other terms lie lower).
     assert!(
-        end(0, w_step, CH_BLOCK).is_some_and(|e| e <= w.len())
-            && xs[..R]
-                .iter()
-                .all(|&at| end(at, x_step, 1).is_some_and(|e| e <= x.len())),
+        ends_within(0, last, w_step, CH_BLOCK, w.len())
+            && ends_within(xs.max, last, x_step, 1, x.len()),
         "conv_fma::chain: a term outside its buffer"
     );
     let (w, x) = (w.as_ptr(), x.as_ptr());
@@ -364,13 +376,13 @@ fn chain<const R: usize>(
                 let at = w.add(k * w_step);
                 (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
             };
-            for t in 0..R {
-                // SAFETY: `k <= last`, so `xs[t] + k·x_step` lies inside `x` (asserted above
-                // for `last`).
-                let v = unsafe { &*x.add(xs[t] + k * x_step) };
+            for (acc, &at) in ab.iter_mut().zip(&xs.at) {
+                // SAFETY: `k <= last` and `at <= xs.max`, so `at + k·x_step` lies inside `x`
+                // (asserted above for `last` and `xs.max`).
+                let v = unsafe { &*x.add(at + k * x_step) };
                 let b = _mm256_broadcast_ss(v);
-                ab[t][0] = _mm256_fmadd_ps(w0, b, ab[t][0]);
-                ab[t][1] = _mm256_fmadd_ps(w1, b, ab[t][1]);
+                acc[0] = _mm256_fmadd_ps(w0, b, acc[0]);
+                acc[1] = _mm256_fmadd_ps(w1, b, acc[1]);
             }
         }
         for t in 0..R {
@@ -396,12 +408,9 @@ fn outer<const R: usize>(pos: &Positions, plane: usize, g: &[f32], x: &[f32], su
     if let Some((pix_max, gq_max)) = pos.last {
         // The bounds of every load below, checked once: the largest position's vector ends
         // inside `x`, its last row's gradient lies inside `g`.
-        let g_end = (R - 1)
-            .checked_mul(plane)
-            .and_then(|o| o.checked_add(gq_max));
         assert!(
-            pix_max.checked_add(CH_BLOCK).is_some_and(|e| e <= x.len())
-                && g_end.is_some_and(|e| e < g.len()),
+            ends_within(pix_max, 0, 0, CH_BLOCK, x.len())
+                && ends_within(gq_max, R - 1, plane, 1, g.len()),
             "conv_fma::outer: a position outside its buffer"
         );
         let (g, x) = (g.as_ptr(), x.as_ptr());
@@ -431,6 +440,18 @@ fn outer<const R: usize>(pos: &Positions, plane: usize, g: &[f32], x: &[f32], su
     }
     for t in 0..R {
         store16(&mut sums[t], sum[t]);
+    }
+}
+
+/// Whether `width` values from `at + last·step` end within `len`, in checked arithmetic.
+#[inline(always)]
+fn ends_within(at: usize, last: usize, step: usize, width: usize, len: usize) -> bool {
+    match last.checked_mul(step) {
+        Some(o) => match at.checked_add(o) {
+            Some(start) => start < len && width <= len - start,
+            None => false,
+        },
+        None => false,
     }
 }
 
@@ -546,7 +567,7 @@ mod tests {
         let run = |depth: usize, xs: [usize; ROWS]| {
             let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
             // SAFETY: the CPU has AVX2 and FMA (`usable` above).
-            unsafe { chain::<2>(depth, &w, 16, &x, &xs, 2, &mut sums) };
+            unsafe { chain::<2>(depth, &w, 16, &x, &Rows::new(xs), 2, &mut sums) };
             sums[1][0]
         };
         // 4 terms: vectors at 0, 16, 32, 48 (the last ends at 64); scalars at xs[t] + 0, 2, 4, 6.
@@ -562,8 +583,11 @@ mod tests {
             run(4, [0, 2, 0, 0, 0, 0]);
         });
         assert!(m.contains("a term outside"), "{m}");
-        // Rows past R are not read, so they are not checked.
-        assert_eq!(run(4, [0, 0, 99, 0, 0, 0]), 4.0);
+        // The check covers every start given, read or not: conservative, never short.
+        let m = panic_message(|| {
+            run(4, [0, 0, 99, 0, 0, 0]);
+        });
+        assert!(m.contains("a term outside"), "{m}");
     }
 
     /// Every weight lands where [`backward_input`] reads it, for channel counts with and
