@@ -2,8 +2,10 @@
 # Builds every firmware example, runs the emulated ones and prints their cost, one markdown
 # table per target (also written to target/firmware-report.md). Exits non-zero on any failure.
 #
-#   qemu-cortex-m4  Cortex-M4F firmware in QEMU (mps2-an386, -icount shift=0): must exit 0 and
-#                   lower the held-out loss; prints instructions per step/prediction/MAC, stack.
+#   board, app-sine host tests of the board support (the kernel check) and of the sine demo.
+#   qemu-cortex-m4  Cortex-M4F firmware in QEMU (mps2-an386, -icount shift=0): must pass the
+#                   kernel check (the FPU kernels against scalar loops on many shapes), exit 0
+#                   and lower the held-out loss; prints instructions per step/prediction/MAC, stack.
 #   (same, thumbv6m) the same firmware built for Armv6-M (Cortex-M0+), run in QEMU the same way.
 #   nrf52840        built; booted in QEMU mps2-an386 (same memory map) where it must exit 0;
 #                   also built for thumbv6m and booted on mps2-an385: the rp2040 application.
@@ -75,7 +77,8 @@ bin_a64=target/aarch64-unknown-linux-gnu/release/anole-linux
 elf_omni=target/thumbv7em-none-eabihf/release/anole-omniglot-m4
 
 # ---------------------------------------------------------------- build
-say "host tests of the shared demo (app-sine)"
+say "host tests of the board support (the kernel check) and of the sine demo (app-sine)"
+xcargo board test --release
 xcargo app-sine test --release
 say "build qemu-cortex-m4 (thumbv7em-none-eabihf and thumbv6m-none-eabi)"
 xcargo qemu-cortex-m4 build --release
@@ -105,7 +108,13 @@ run_fw() { # elf output-file [runner]
 }
 value() { sed -n "s/^$2=//p" "$1" | head -n 1; }
 
+# The firmware's own check of the runtime's kernels against scalar loops must have passed.
+check_kernels() { # output-file label
+    grep -qx 'kernel_check=ok' "$1" || die "$2: no kernel_check=ok in its output"
+}
+
 check_demo() { # output-file label
+    check_kernels "$1" "$2"
     before=$(value "$1" loss_before)
     after=$(value "$1" loss_after)
     [ -n "$before" ] && [ -n "$after" ] || die "$2: no loss in its output"
@@ -128,6 +137,7 @@ run_fw "$elf_nrf_m0" "$work/nrf-m0.txt"
 
 say "run omniglot-m4: Omniglot 5-way 5-shot, head-only (must classify above chance)"
 run_fw "$elf_omni" "$work/omniglot.txt" omniglot-m4/qemu-run.sh
+check_kernels "$work/omniglot.txt" omniglot-m4
 correct=$(value "$work/omniglot.txt" correct)
 queries=$(value "$work/omniglot.txt" queries)
 [ -n "$correct" ] && [ -n "$queries" ] || die "omniglot-m4: no accuracy in its output"

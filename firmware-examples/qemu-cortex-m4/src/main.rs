@@ -5,13 +5,12 @@
 #![no_std]
 #![no_main]
 
-use app_sine::cortex_m_probe::{on_systick, stack_usage, SysTickClock};
-use cortex_m_rt::{entry, exception, ExceptionFrame};
-use cortex_m_semihosting::{debug, hprintln};
+use board::cortex::{instructions_per_tick, SysTickClock};
+use cortex_m_rt::entry;
 
-/// Guest instructions per SysTick tick: MPS2's 25 MHz core clock at 1 instruction per ns
-/// (`-icount shift=0`).
-const INSTRUCTIONS_PER_TICK: u64 = 40;
+/// Guest instructions per SysTick tick: 10⁹ / 25 MHz = 40 under `-icount shift=0`, the MPS2
+/// boards' core clock.
+const PER_TICK: (u64, u64) = instructions_per_tick(25_000_000);
 
 #[entry]
 fn main() -> ! {
@@ -19,40 +18,10 @@ fn main() -> ! {
     static mut ARENA: [f32; app_sine::ARENA_LEN] = [0.0; app_sine::ARENA_LEN];
 
     let Some(cp) = cortex_m::Peripherals::take() else {
-        fail(format_args!("core peripherals already taken"));
+        board::fail(format_args!("core peripherals already taken"));
     };
-    let mut clock = SysTickClock::start(cp.SYST, INSTRUCTIONS_PER_TICK, "instructions");
-    hprintln!("anole sine demo on {}", core_name());
-    if let Err(e) = app_sine::kernel_check() {
-        fail(format_args!("kernel check: {e}"));
-    }
-    hprintln!("kernel_check=ok");
-    let report = match app_sine::run(ARENA, &mut clock) {
-        Ok(r) => r,
-        Err(e) => fail(format_args!("{e}")),
-    };
-    hprintln!("{}", report);
-    let stack = stack_usage();
-    hprintln!("peak_stack={}", stack.peak);
-    hprintln!("stack_available={}", stack.size);
-    if stack.exhausted() {
-        fail(format_args!(
-            "the stack used all {} bytes left in RAM",
-            stack.size
-        ));
-    }
-    if !report.improved() {
-        fail(format_args!(
-            "adapting did not lower the held-out loss ({} -> {})",
-            report.loss_before, report.loss_after
-        ));
-    }
-    hprintln!(
-        "ok: held-out loss fell from {} to {}",
-        report.loss_before,
-        report.loss_after
-    );
-    exit(true)
+    let mut clock = SysTickClock::<{ PER_TICK.0 }, { PER_TICK.1 }>::start(cp.SYST, "instructions");
+    app_sine::semihosting::run_printed(core_name(), ARENA, &mut clock)
 }
 
 fn core_name() -> &'static str {
@@ -61,36 +30,4 @@ fn core_name() -> &'static str {
     } else {
         "Armv6-M code for a Cortex-M0+ (QEMU mps2-an385's Cortex-M3 runs it)"
     }
-}
-
-fn fail(why: core::fmt::Arguments<'_>) -> ! {
-    hprintln!("error: {}", why);
-    exit(false)
-}
-
-/// End the emulation with QEMU's exit status 0 (success) or 1.
-fn exit(success: bool) -> ! {
-    debug::exit(if success {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::wfi();
-    }
-}
-
-#[exception]
-fn SysTick() {
-    on_systick();
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    fail(format_args!("hard fault at pc {:#010x}", frame.pc()))
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    fail(format_args!("panic: {info}"))
 }
