@@ -3,17 +3,18 @@
 //!
 //! - [`Clock`]: the counter adaptation and prediction are timed with; on Cortex-M
 //!   `cortex::SysTickClock` (core cycles on silicon, guest instructions under QEMU's
-//!   `-icount shift=0`).
+//!   `-icount shift=0`), on RISC-V `riscv32::Minstret` (retired instructions).
 //! - [`stack`]: the painted stack's high-water mark, bounded by the current stack pointer.
 //! - Output and exit: with feature `semihosting`, `println!`, `fail`, `exit` and the panic and
-//!   fault handlers through semihosting (QEMU or a debugger); with feature `defmt`, defmt over
-//!   RTT, panics through panic-probe, the exit status through semihosting.
+//!   fault handlers through semihosting (QEMU or a debugger); with feature `defmt` (Cortex-M),
+//!   defmt over RTT, panics through panic-probe, the exit status through semihosting.
 //! - [`kernel_check`]: the runtime's dense kernels as built for this target (FPU assembly on
 //!   hard-float Cortex-M, Rust elsewhere) against scalar loops on many shapes, bit for bit, in
 //!   scratch memory the firmware lends (its arena, before the application uses it).
 //!
 //! The architecture is taken from the target: Cortex-M (Armv6-M, Armv7E-M, Armv8-M) on
-//! `thumb*-none-eabi*` with cortex-m-rt. On any other target (the host, Linux) only [`Clock`] and [`kernel_check`] exist, so
+//! `thumb*-none-eabi*` with cortex-m-rt, RISC-V on `riscv32*-unknown-none-elf` with riscv-rt.
+//! On any other target (the host, Linux) only [`Clock`] and [`kernel_check`] exist, so
 //! applications stay testable on the host.
 #![no_std]
 #![deny(missing_docs)]
@@ -21,8 +22,8 @@
 
 #[cfg(all(feature = "semihosting", feature = "defmt"))]
 compile_error!("features `semihosting` and `defmt` each install a panic handler: enable one");
-#[cfg(all(feature = "semihosting", not(cortex_m)))]
-compile_error!("feature `semihosting` is for bare-metal Cortex-M targets");
+#[cfg(all(feature = "semihosting", not(any(cortex_m, riscv32))))]
+compile_error!("feature `semihosting` is for bare-metal Cortex-M and RISC-V targets");
 #[cfg(all(feature = "defmt", not(cortex_m)))]
 compile_error!("feature `defmt` is for bare-metal Cortex-M targets");
 
@@ -31,9 +32,11 @@ pub mod cortex;
 #[cfg(feature = "defmt")]
 mod defmt_out;
 mod kernel_check;
+#[cfg(riscv32)]
+pub mod riscv32;
 #[cfg(feature = "semihosting")]
 mod semihosting;
-#[cfg(cortex_m)]
+#[cfg(any(cortex_m, riscv32))]
 pub mod stack;
 
 #[cfg(feature = "defmt")]
@@ -52,15 +55,21 @@ pub trait Clock {
 
 /// End the program: with semihosting's exit status 0 (`success`) or 1, which QEMU and
 /// `probe-rs run` return as their own. Without a debugger attached, the core halts.
-#[cfg(cortex_m)]
+#[cfg(any(cortex_m, riscv32))]
 pub fn exit(success: bool) -> ! {
+    #[cfg(cortex_m)]
     use cortex_m_semihosting::debug;
+    #[cfg(riscv32)]
+    use riscv_semihosting::debug;
     debug::exit(if success {
         debug::EXIT_SUCCESS
     } else {
         debug::EXIT_FAILURE
     });
     loop {
+        #[cfg(cortex_m)]
         cortex_m::asm::wfi();
+        #[cfg(riscv32)]
+        riscv::asm::wfi();
     }
 }

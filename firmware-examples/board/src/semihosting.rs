@@ -2,7 +2,11 @@
 //! lines reach QEMU's (or the debugger's) standard output, and its end becomes their exit status.
 
 /// Print a line through semihosting (`format!` syntax).
+#[cfg(cortex_m)]
 pub use cortex_m_semihosting::hprintln as println;
+/// Print a line through semihosting (`format!` syntax).
+#[cfg(riscv32)]
+pub use riscv_semihosting::hprintln as println;
 
 /// Print `error: {why}` and end with exit status 1.
 pub fn fail(why: core::fmt::Arguments<'_>) -> ! {

@@ -1,14 +1,17 @@
 //! The stack's high-water mark.
 //!
-//! At reset, before any Rust code runs, cortex-m-rt's `paint-stack` feature fills the stack
-//! region `[_stack_end, _stack_start)` with [`PAINT`]. A word the program has pushed no longer
-//! holds the paint (unless it pushed that very value), so the deepest non-paint word marks the
-//! deepest the stack has been. [`usage`] scans upward from the bottom of the region and stops at
-//! the current stack pointer: words below it belong to no live frame, words above it may be
-//! borrowed by the caller and are never read.
+//! At reset, before any Rust code runs, the stack region is filled with [`PAINT`]: on Cortex-M
+//! by cortex-m-rt's `paint-stack` feature (`[_stack_end, _stack_start)`), on RISC-V by this
+//! crate's riscv-rt `pre-init` hook (`[__estack, _stack_start)`). A word the program has pushed
+//! no longer holds the paint (unless it pushed that very value), so the deepest non-paint word
+//! marks the deepest the stack has been. [`usage`] scans upward from the bottom of the region
+//! and stops at the current stack pointer: words below it belong to no live frame, words above
+//! it may be borrowed by the caller and are never read.
 
 /// The value the stack is painted with at reset.
-pub const PAINT: u32 = cortex_m_rt::STACK_PAINT_VALUE;
+pub const PAINT: u32 = 0xcccc_cccc;
+#[cfg(cortex_m)]
+const _: () = assert!(PAINT == cortex_m_rt::STACK_PAINT_VALUE);
 
 /// How much of the stack has been used since reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,9 +35,15 @@ impl StackUsage {
 fn region() -> (usize, usize) {
     extern "C" {
         static _stack_start: u32;
+        #[cfg(cortex_m)]
         static _stack_end: u32;
+        #[cfg(riscv32)]
+        static __estack: u32;
     }
+    #[cfg(cortex_m)]
     let bottom = core::ptr::addr_of!(_stack_end);
+    #[cfg(riscv32)]
+    let bottom = core::ptr::addr_of!(__estack);
     // Painting starts at the first whole word.
     let bottom = (bottom as usize).next_multiple_of(4);
     (bottom, core::ptr::addr_of!(_stack_start) as usize)
@@ -42,8 +51,17 @@ fn region() -> (usize, usize) {
 
 /// The current stack pointer.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn stack_pointer() -> usize {
-    cortex_m::register::msp::read() as usize
+    #[cfg(cortex_m)]
+    return cortex_m::register::msp::read() as usize;
+    #[cfg(riscv32)]
+    {
+        let sp: usize;
+        // SAFETY: copies the stack pointer into a register; no memory is touched.
+        unsafe { core::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack)) };
+        sp
+    }
 }
 
 /// The stack's high-water mark since reset: the lowest word below the current stack pointer
