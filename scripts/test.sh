@@ -25,8 +25,8 @@ step "tests (workspace, release)"
 cargo test --workspace --release 2>&1 | tee "$log"
 cargo test -p anole --release --all-features 2>&1 | tee -a "$log"
 
-step "runtime: core-only builds for Cortex-M"
-bash runtime/ci-arm-check.sh
+step "runtime: core-only builds for Cortex-M and RISC-V"
+bash runtime/ci-device-check.sh
 
 step "firmware examples (build all, run the emulated ones)"
 bash firmware-examples/run.sh
