@@ -322,6 +322,10 @@ enum anole_status
    */
   ANOLE_STATUS_TOO_LARGE = 38,
   /**
+   * A convolution's sizes are not those of a layer a blob could hold.
+   */
+  ANOLE_STATUS_BAD_GEOMETRY = 39,
+  /**
    * A signed blob was required but the bytes are a plain blob or something else.
    */
   ANOLE_STATUS_UNSIGNED = 40,

@@ -181,6 +181,7 @@ pub(crate) fn runtime_status(e: &anole::Error) -> AnoleStatus {
         E::BadPublicKey => S::BadPublicKey,
         E::NotAHead => S::NotAHead,
         E::MissingClass { .. } => S::MissingClass,
+        E::BadGeometry { .. } => S::BadGeometry,
     }
 }
 
@@ -274,7 +275,7 @@ mod tests {
     use anole::Error as E;
 
     /// One value of every runtime error.
-    fn every_runtime_error() -> [E; 43] {
+    fn every_runtime_error() -> [E; 44] {
         [
             E::Truncated { len: 1 },
             E::BadMagic { found: [0; 4] },
@@ -360,6 +361,7 @@ mod tests {
             E::BadPublicKey,
             E::NotAHead,
             E::MissingClass { class: 0 },
+            E::BadGeometry { what: "x" },
         ]
     }
 

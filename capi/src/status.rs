@@ -73,6 +73,8 @@ pub enum AnoleStatus {
     UnsupportedChain = 37,
     /// A size exceeds what this library accepts or can address.
     TooLarge = 38,
+    /// A convolution's sizes are not those of a layer a blob could hold.
+    BadGeometry = 39,
 
     /// A signed blob was required but the bytes are a plain blob or something else.
     Unsigned = 40,
@@ -140,7 +142,7 @@ pub enum AnoleStatus {
 
 impl AnoleStatus {
     /// Every status, for the lookup of a code and the tests.
-    pub const ALL: [AnoleStatus; 58] = {
+    pub const ALL: [AnoleStatus; 59] = {
         use AnoleStatus::*;
         [
             Ok,
@@ -172,6 +174,7 @@ impl AnoleStatus {
             BadSettings,
             UnsupportedChain,
             TooLarge,
+            BadGeometry,
             Unsigned,
             EnvelopeVersion,
             EnvelopeLength,
@@ -242,6 +245,7 @@ impl AnoleStatus {
             BadSettings => c"adaptation settings unusable (zero batch, bad learning rate, ...)",
             UnsupportedChain => c"tanh directly after tanh is not supported",
             TooLarge => c"a size exceeds what this library accepts or can address",
+            BadGeometry => c"a convolution's sizes are not those of a layer a blob could hold",
             Unsigned => c"blob is not signed (a signed envelope starts with \"ANSG\")",
             EnvelopeVersion => c"signed envelope version not supported by this library",
             EnvelopeLength => c"signed envelope size does not match its header",

@@ -1,7 +1,7 @@
 //! The parameter blob: a postcard-encoded, CRC-protected model (architecture, tensors,
 //! recommended adaptation settings, provenance), parsed in place from flash.
 //!
-//! The wire format is specified in `runtime/FORMAT.md`. Parsing borrows every tensor and
+//! The wire format is specified in `docs/format.md`. Parsing borrows every tensor and
 //! string from the input bytes: nothing is copied until a [`crate::Learner`] loads the
 //! parameters into its arena.
 
@@ -178,7 +178,7 @@ pub enum Optimizer {
 /// One layer as stored: a kind code and up to [`MAX_LAYER_ARGS`] integer arguments.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RawLayer {
-    /// Layer kind code (see FORMAT.md).
+    /// Layer kind code (see docs/format.md).
     pub kind: u8,
     /// Kind-specific arguments.
     pub args: HVec<u32, MAX_LAYER_ARGS>,
@@ -237,7 +237,7 @@ pub struct Wire<'a, T> {
     pub input_shape: HVec<u32, MAX_INPUT_RANK>,
     /// Layers in execution order.
     pub layers: HVec<RawLayer, MAX_LAYERS>,
-    /// Tensors in layer order (see FORMAT.md for each layer's tensors).
+    /// Tensors in layer order (see docs/format.md for each layer's tensors).
     pub tensors: HVec<T, MAX_TENSORS>,
     /// Recommended adaptation settings.
     pub adapt: AdaptSettings,

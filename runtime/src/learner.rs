@@ -57,14 +57,47 @@ pub struct AdaptReport {
     pub last_loss: f32,
 }
 
-/// A model loaded into a caller-provided arena.
-pub struct Learner<'b, 'a> {
-    blob: &'b Blob<'b>,
+/// A model loaded into an arena: the engine behind [`Learner`] (blob and arena borrowed, for
+/// a device) and, with feature `std`, `OwnedLearner` (blob shared, arena owned, for
+/// a host). Both have every method below; only their constructors and [`Learner::blob`]
+/// differ. `B` is where the blob lives ([`BlobRef`]), `A` where the arena lives ([`Arena`]).
+#[derive(Clone)]
+pub struct Engine<B, A> {
+    blob: B,
     plan: Plan,
-    arena: &'a mut [f32],
+    arena: A,
     opts: Options,
     steps: u32,
 }
+
+/// A model loaded into a caller-provided arena, from a borrowed blob: no heap, `no_std`.
+pub type Learner<'b, 'a> = Engine<&'b Blob<'b>, &'a mut [f32]>;
+
+pub(crate) mod sealed {
+    /// Implemented only by the storage types of this crate, so an engine always reads the
+    /// same blob and the same arena it was planned for.
+    pub trait Sealed {}
+}
+
+/// Where an [`Engine`]'s blob lives: `&Blob` ([`Learner`]) or, with feature `std`,
+/// `SharedBlob` (`OwnedLearner`). Sealed.
+pub trait BlobRef: sealed::Sealed {
+    /// The blob.
+    fn get(&self) -> &Blob<'_>;
+}
+
+/// Where an [`Engine`]'s arena lives: `&mut [f32]` ([`Learner`]) or, with feature `std`,
+/// `Vec<f32>` (`OwnedLearner`). Sealed.
+pub trait Arena: sealed::Sealed + AsRef<[f32]> + AsMut<[f32]> {}
+
+impl sealed::Sealed for &Blob<'_> {}
+impl BlobRef for &Blob<'_> {
+    fn get(&self) -> &Blob<'_> {
+        self
+    }
+}
+impl sealed::Sealed for &mut [f32] {}
+impl Arena for &mut [f32] {}
 
 struct Regions<'r> {
     params: &'r mut [f32],
@@ -97,12 +130,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         opts: Options,
         mode: Mode,
     ) -> Result<Self> {
-        if !(opts.lr.is_finite() && opts.lr >= 0.0) {
-            return Err(Error::BadSettings {
-                what: "learning rate must be finite and >= 0",
-            });
-        }
-        let plan = Plan::with_mode(blob, opts.batch, opts.trainable, mode)?;
+        let plan = Self::plan_for(blob, opts, mode)?;
         let needed = plan.arena_len();
         if arena.len() < needed {
             return Err(Error::ArenaTooSmall {
@@ -110,15 +138,45 @@ impl<'b, 'a> Learner<'b, 'a> {
                 available: arena.len(),
             });
         }
-        let mut l = Learner {
+        Ok(Engine::assemble(blob, plan, &mut arena[..needed], opts))
+    }
+
+    /// The blob this learner was loaded from.
+    pub fn blob(&self) -> &'b Blob<'b> {
+        self.blob
+    }
+}
+
+impl<B: BlobRef, A: Arena> Engine<B, A> {
+    /// The arena layout for `opts` and `mode`, after checking the learning rate (every
+    /// constructor's first step).
+    pub(crate) fn plan_for(blob: &Blob<'_>, opts: Options, mode: Mode) -> Result<Plan> {
+        if !(opts.lr.is_finite() && opts.lr >= 0.0) {
+            return Err(Error::BadSettings {
+                what: "learning rate must be finite and >= 0",
+            });
+        }
+        Plan::with_mode(blob, opts.batch, opts.trainable, mode)
+    }
+
+    /// An engine over `arena` (exactly `plan.arena_len()` long), reset to the blob's
+    /// parameters.
+    pub(crate) fn assemble(blob: B, plan: Plan, arena: A, opts: Options) -> Self {
+        let mut l = Engine {
             blob,
             plan,
-            arena: &mut arena[..needed],
+            arena,
             opts,
             steps: 0,
         };
         l.reset();
-        Ok(l)
+        l
+    }
+
+    /// Where the blob lives.
+    #[cfg(feature = "std")]
+    pub(crate) fn source(&self) -> &B {
+        &self.blob
     }
 
     /// The arena layout.
@@ -128,10 +186,6 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// The options in force.
     pub fn options(&self) -> Options {
         self.opts
-    }
-    /// The blob this learner was loaded from.
-    pub fn blob(&self) -> &'b Blob<'b> {
-        self.blob
     }
     /// Set the learning rate used by [`Learner::adapt`].
     pub fn set_lr(&mut self, lr: f32) -> Result<()> {
@@ -151,7 +205,7 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// Back to the meta-initialization stored in the blob; clears optimizer state.
     pub fn reset(&mut self) {
         let mut t = 0;
-        for node in self.plan.nodes(self.blob) {
+        for node in self.plan.nodes(self.blob.get()) {
             if !node.resident {
                 t += node.layer.tensor_count();
                 continue;
@@ -159,13 +213,15 @@ impl<'b, 'a> Learner<'b, 'a> {
             let mut off = node.params;
             for k in 0..node.layer.tensor_count() {
                 let len = node.layer.tensor_len(node.input, k);
-                self.blob.read_tensor(t, &mut self.arena[off..off + len]);
+                self.blob
+                    .get()
+                    .read_tensor(t, &mut self.arena.as_mut()[off..off + len]);
                 off += len;
                 t += 1;
             }
         }
         let p = self.plan.params_len;
-        self.arena[p..].fill(0.0);
+        self.arena.as_mut()[p..].fill(0.0);
         self.steps = 0;
     }
 
@@ -173,7 +229,7 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// [`Mode::Buffered`]; in [`Mode::Device`] those of adapting and norm layers (frozen
     /// dense and convolution layers are read from the blob and are not here).
     pub fn params(&self) -> &[f32] {
-        &self.arena[..self.plan.params_len]
+        &self.arena.as_ref()[..self.plan.params_len]
     }
 
     /// Replace the parameters in the arena (e.g. the trainer's meta-parameters; the same
@@ -189,7 +245,7 @@ impl<'b, 'a> Learner<'b, 'a> {
             // Name the tensor holding the bad value.
             let mut tensor = 0;
             let mut end = 0;
-            for node in self.plan.nodes(self.blob) {
+            for node in self.plan.nodes(self.blob.get()) {
                 if !node.resident {
                     tensor += node.layer.tensor_count();
                     continue;
@@ -204,9 +260,9 @@ impl<'b, 'a> Learner<'b, 'a> {
             }
             return Err(Error::NonFiniteWeight { tensor });
         }
-        self.arena[..params.len()].copy_from_slice(params);
+        self.arena.as_mut()[..params.len()].copy_from_slice(params);
         let p = self.plan.params_len;
-        self.arena[p..].fill(0.0);
+        self.arena.as_mut()[p..].fill(0.0);
         self.steps = 0;
         Ok(())
     }
@@ -216,7 +272,7 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// empty for SGD). With [`Learner::set_optimizer_state`] a caller can carry it from one
     /// task to the next, as the trainer's `--inner-state keep` does.
     pub fn optimizer_state(&self) -> (u32, &[f32]) {
-        (self.steps, &self.arena[self.opt_range()])
+        (self.steps, &self.arena.as_ref()[self.opt_range()])
     }
 
     /// Where the optimizer state lies in the arena (after the parameters and gradients).
@@ -239,7 +295,7 @@ impl<'b, 'a> Learner<'b, 'a> {
             return Err(Error::BadOptimizerState { index });
         }
         let opt = self.opt_range();
-        self.arena[opt].copy_from_slice(state);
+        self.arena.as_mut()[opt].copy_from_slice(state);
         self.steps = steps;
         Ok(())
     }
@@ -258,7 +314,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         if state.wire.provenance.algorithm != OPTIMIZER_STATE {
             return Err(Error::NotOptimizerState);
         }
-        let own = &self.blob.wire;
+        let own = &self.blob.get().wire;
         if state.wire.input_shape != own.input_shape || state.wire.layers != own.layers {
             return Err(Error::ArchitectureMismatch);
         }
@@ -268,16 +324,16 @@ impl<'b, 'a> Learner<'b, 'a> {
                 found: self.plan.grads_len,
             });
         }
-        let scales = &self.blob.settings().lr_scale;
-        for t in trained_tensors(&self.plan, self.blob, scales, 0.0) {
+        let scales = &self.blob.get().settings().lr_scale;
+        for t in trained_tensors(&self.plan, self.blob.get(), scales, 0.0) {
             let (dtype, data) = (state.dtypes[t.tensor], state.wire.tensors[t.tensor].data);
             if let Some(j) = (0..t.len).position(|j| dtype.get(data, j) < 0.0) {
                 return Err(Error::BadOptimizerState { index: t.grads + j });
             }
         }
         let o = self.opt_range().start;
-        for t in trained_tensors(&self.plan, self.blob, scales, 0.0) {
-            state.read_tensor(t.tensor, &mut self.arena[o + t.grads..][..t.len]);
+        for t in trained_tensors(&self.plan, self.blob.get(), scales, 0.0) {
+            state.read_tensor(t.tensor, &mut self.arena.as_mut()[o + t.grads..][..t.len]);
         }
         self.steps = u32::try_from(state.wire.provenance.meta_iterations).unwrap_or(u32::MAX);
         Ok(())
@@ -297,13 +353,17 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// learner is [`Learner::reset`] to the blob's parameters and the error is
     /// [`Error::NonFiniteParameter`] (step 0).
     pub fn init_prototypes<S: Samples + ?Sized>(&mut self, samples: &S) -> Result<()> {
-        let node = self.plan.nodes(self.blob).next().ok_or(Error::NotAHead)?;
+        let node = self
+            .plan
+            .nodes(self.blob.get())
+            .next()
+            .ok_or(Error::NotAHead)?;
         let Layer::Dense { inputs, outputs } = node.layer else {
             return Err(Error::NotAHead);
         };
         if !node.resident
-            || self.blob.loss != LossKind::CrossEntropy
-            || self.blob.output_len() != outputs
+            || self.blob.get().loss != LossKind::CrossEntropy
+            || self.blob.get().output_len() != outputs
         {
             return Err(Error::NotAHead);
         }
@@ -338,7 +398,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 return Err(Error::MissingClass { class: c });
             }
         }
-        let r = split(&self.plan, self.arena);
+        let r = split(&self.plan, self.arena.as_mut());
         let (w, rest) = r.params[node.params..].split_at_mut(inputs * outputs);
         let b = &mut rest[..outputs];
         // Class sums into the weight rows, counts into the biases.
@@ -372,7 +432,7 @@ impl<'b, 'a> Learner<'b, 'a> {
             return Err(Error::NonFiniteParameter { step: 0 });
         }
         let p = self.plan.params_len;
-        self.arena[p..].fill(0.0);
+        self.arena.as_mut()[p..].fill(0.0);
         self.steps = 0;
         Ok(())
     }
@@ -386,14 +446,14 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// [`Mode::Device`] frozen dense and convolution layers are read from this learner's own
     /// blob, so `other` must store the same bytes for them (else `ArchitectureMismatch`).
     pub fn load_params_from(&mut self, other: &Blob<'_>) -> Result<()> {
-        let own = &self.blob.wire;
+        let own = &self.blob.get().wire;
         if other.wire.input_shape != own.input_shape
             || other.wire.layers != own.layers
-            || other.dtypes != self.blob.dtypes
+            || other.dtypes != self.blob.get().dtypes
         {
             return Err(Error::ArchitectureMismatch);
         }
-        for node in self.plan.nodes(self.blob).filter(|n| !n.resident) {
+        for node in self.plan.nodes(self.blob.get()).filter(|n| !n.resident) {
             for t in node.tensor0..node.tensor0 + node.layer.tensor_count() {
                 if other.wire.tensors[t].data != own.tensors[t].data {
                     return Err(Error::ArchitectureMismatch);
@@ -401,7 +461,7 @@ impl<'b, 'a> Learner<'b, 'a> {
             }
         }
         let mut t = 0;
-        for node in self.plan.nodes(self.blob) {
+        for node in self.plan.nodes(self.blob.get()) {
             if !node.resident {
                 t += node.layer.tensor_count();
                 continue;
@@ -409,13 +469,13 @@ impl<'b, 'a> Learner<'b, 'a> {
             let mut off = node.params;
             for k in 0..node.layer.tensor_count() {
                 let len = node.layer.tensor_len(node.input, k);
-                other.read_tensor(t, &mut self.arena[off..off + len]);
+                other.read_tensor(t, &mut self.arena.as_mut()[off..off + len]);
                 off += len;
                 t += 1;
             }
         }
         let p = self.plan.params_len;
-        self.arena[p..].fill(0.0);
+        self.arena.as_mut()[p..].fill(0.0);
         self.steps = 0;
         Ok(())
     }
@@ -434,22 +494,22 @@ impl<'b, 'a> Learner<'b, 'a> {
         }
         out.fill(0.0);
         let g0 = self.plan.params_len;
-        for node in self.plan.nodes(self.blob) {
+        for node in self.plan.nodes(self.blob.get()) {
             if let Some(goff) = node.grads {
                 let len = node.layer.trained_len(node.input);
                 out[node.params..node.params + len]
-                    .copy_from_slice(&self.arena[g0 + goff..g0 + goff + len]);
+                    .copy_from_slice(&self.arena.as_ref()[g0 + goff..g0 + goff + len]);
             }
         }
         Ok(())
     }
 
     fn regions(&mut self) -> Regions<'_> {
-        split(&self.plan, self.arena)
+        split(&self.plan, self.arena.as_mut())
     }
 
     fn check_sample(&self, i: usize, input: &[f32], target: Option<&[f32]>) -> Result<()> {
-        let il = self.blob.input_len();
+        let il = self.blob.get().input_len();
         if input.len() != il {
             return Err(Error::SampleLength {
                 sample: i,
@@ -461,7 +521,7 @@ impl<'b, 'a> Learner<'b, 'a> {
             return Err(Error::NonFiniteSample { sample: i });
         }
         if let Some(t) = target {
-            let tl = self.blob.target_len();
+            let tl = self.blob.get().target_len();
             if t.len() != tl {
                 return Err(Error::SampleLength {
                     sample: i,
@@ -472,9 +532,9 @@ impl<'b, 'a> Learner<'b, 'a> {
             if t.iter().any(|v| !v.is_finite()) {
                 return Err(Error::NonFiniteSample { sample: i });
             }
-            if self.blob.loss == LossKind::CrossEntropy {
+            if self.blob.get().loss == LossKind::CrossEntropy {
                 let c = t[0];
-                if c < 0.0 || c != libm::floorf(c) || c as usize >= self.blob.output_len() {
+                if c < 0.0 || c != libm::floorf(c) || c as usize >= self.blob.get().output_len() {
                     return Err(Error::BadLabel { sample: i });
                 }
             }
@@ -495,7 +555,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         samples: &S,
         idx: impl Iterator<Item = usize>,
     ) -> usize {
-        let (il, tl) = (self.blob.input_len(), self.blob.target_len());
+        let (il, tl) = (self.blob.get().input_len(), self.blob.get().target_len());
         let r = self.regions();
         let mut n = 0;
         for i in idx {
@@ -510,8 +570,8 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// statistics in trainable norm layers.
     fn forward(&mut self, n: usize, train: bool, upto: usize) {
         let trainable = self.plan.trainable;
-        let r = split(&self.plan, self.arena);
-        for (i, node) in self.plan.nodes(self.blob).enumerate().take(upto) {
+        let r = split(&self.plan, self.arena.as_mut());
+        for (i, node) in self.plan.nodes(self.blob.get()).enumerate().take(upto) {
             let (il, ol) = (node.input.len(), node.output.len());
             let params = if node.resident {
                 &r.params[node.params..node.params + node.layer.param_len(node.input)]
@@ -554,8 +614,8 @@ impl<'b, 'a> Learner<'b, 'a> {
             match node.layer {
                 Layer::Dense { inputs, outputs } if !node.resident => {
                     let (w, b) = (
-                        self.blob.stored(node.tensor0),
-                        self.blob.stored(node.tensor0 + 1),
+                        self.blob.get().stored(node.tensor0),
+                        self.blob.get().stored(node.tensor0 + 1),
                     );
                     dense::forward_from(inputs, outputs, &w, &b, x, y, n);
                 }
@@ -566,8 +626,8 @@ impl<'b, 'a> Learner<'b, 'a> {
                 Layer::Conv2d { .. } if !node.resident => {
                     let geo = conv_geometry(&node);
                     let (w, b) = (
-                        self.blob.stored(node.tensor0),
-                        self.blob.stored(node.tensor0 + 1),
+                        self.blob.get().stored(node.tensor0),
+                        self.blob.get().stored(node.tensor0 + 1),
                     );
                     conv2d::forward_from(&geo, |i| w.get(i), |c| b.get(c), x, y, n);
                 }
@@ -597,8 +657,8 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// Loss of the first `n` loaded rows (after a full forward pass); with `grad`, also writes
     /// `dL/d(output)` over the output activations.
     fn loss_of_loaded(&mut self, n: usize, grad: bool) -> f32 {
-        let (ol, tl) = (self.blob.output_len(), self.blob.target_len());
-        let kind = self.blob.loss;
+        let (ol, tl) = (self.blob.get().output_len(), self.blob.get().target_len());
+        let kind = self.blob.get().loss;
         let (out_slot, out_post) = (self.plan.out_slot, self.plan.out_post);
         let r = self.regions();
         let y = &r.acts[out_slot..out_slot + n * ol];
@@ -628,10 +688,10 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// [`Mode::Device`]).
     fn backward(&mut self, n: usize, sgd: Option<f32>) -> bool {
         let trainable = self.plan.trainable;
-        let scales = &self.blob.settings().lr_scale;
-        let r = split(&self.plan, self.arena);
-        for i in (0..self.blob.layers.len()).rev() {
-            let Some(node) = self.plan.node(self.blob, i) else {
+        let scales = &self.blob.get().settings().lr_scale;
+        let r = split(&self.plan, self.arena.as_mut());
+        for i in (0..self.blob.get().layers.len()).rev() {
+            let Some(node) = self.plan.node(self.blob.get(), i) else {
                 continue;
             };
             if node.layer.in_place() {
@@ -667,7 +727,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 }
                 Layer::Dense { inputs, outputs } if !node.resident => {
                     if let Some(gx) = gx {
-                        let w = self.blob.stored(node.tensor0);
+                        let w = self.blob.get().stored(node.tensor0);
                         dense::input_grad_from(inputs, outputs, &w, g, gx, n);
                     }
                 }
@@ -687,7 +747,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 }
                 Layer::Conv2d { .. } if !node.resident => {
                     if let Some(gx) = gx {
-                        let w = self.blob.stored(node.tensor0);
+                        let w = self.blob.get().stored(node.tensor0);
                         conv2d::input_grad_from(&conv_geometry(&node), |i| w.get(i), g, gx, n);
                     }
                 }
@@ -752,12 +812,12 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// non-finite: a checking pass, then an applying pass, each a straight loop per tensor.
     fn update(&mut self, lr: f32) -> Result<()> {
         let step = self.steps + 1;
-        let optimizer = self.blob.optimizer;
-        let scales = &self.blob.settings().lr_scale;
+        let optimizer = self.blob.get().optimizer;
+        let scales = &self.blob.get().settings().lr_scale;
         let bias2 = 1.0 - libm::powf(ADAM_BETA2, step as f32);
-        let r = split(&self.plan, self.arena);
+        let r = split(&self.plan, self.arena.as_mut());
         // Every new value is checked before any is written, so a failed step loses nothing.
-        let finite = trained_tensors(&self.plan, self.blob, scales, lr).all(|t| {
+        let finite = trained_tensors(&self.plan, self.blob.get(), scales, lr).all(|t| {
             let (p, g) = (&r.params[t.params..][..t.len], &r.grads[t.grads..][..t.len]);
             match optimizer {
                 Optimizer::Sgd => sgd_finite(p, g, t.lr),
@@ -767,7 +827,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         if !finite {
             return Err(Error::NonFiniteParameter { step });
         }
-        for t in trained_tensors(&self.plan, self.blob, scales, lr) {
+        for t in trained_tensors(&self.plan, self.blob.get(), scales, lr) {
             let p = &mut r.params[t.params..][..t.len];
             let g = &r.grads[t.grads..][..t.len];
             match optimizer {
@@ -785,8 +845,8 @@ impl<'b, 'a> Learner<'b, 'a> {
         SliceSamples::new(
             inputs,
             targets,
-            self.blob.input_len(),
-            self.blob.target_len(),
+            self.blob.get().input_len(),
+            self.blob.get().target_len(),
         )
     }
 
@@ -820,7 +880,7 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// Forward, loss and backward on the first `n` loaded rows. With `sgd = Some(lr)` on a
     /// fused plan the update is applied during the backward pass and the step is counted.
     fn grad_loaded(&mut self, n: usize, sgd: Option<f32>) -> Result<f32> {
-        let layers = self.blob.layers.len();
+        let layers = self.blob.get().layers.len();
         self.forward(n, true, layers);
         let l = self.loss_of_loaded(n, true);
         let step = self.steps + 1;
@@ -906,15 +966,15 @@ impl<'b, 'a> Learner<'b, 'a> {
         self.check_all(samples)?;
         let is_refreshed = |node: &Node| matches!(node.layer, Layer::Norm { .. }) && node.adapts;
         {
-            let r = split(&self.plan, self.arena);
-            for node in self.plan.nodes(self.blob).filter(is_refreshed) {
+            let r = split(&self.plan, self.arena.as_mut());
+            for node in self.plan.nodes(self.blob.get()).filter(is_refreshed) {
                 let c = node.layer.tensor_len(node.input, 0);
                 let stats = &r.params[node.params + 2 * c..node.params + 4 * c];
                 r.norm[node.scratch + 2 * c..node.scratch + 4 * c].copy_from_slice(stats);
             }
         }
-        for i in 0..self.blob.layers.len() {
-            let Some(node) = self.plan.node(self.blob, i) else {
+        for i in 0..self.blob.get().layers.len() {
+            let Some(node) = self.plan.node(self.blob.get(), i) else {
                 continue;
             };
             if !is_refreshed(&node) {
@@ -936,7 +996,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 start = end;
             }
             let total = (count * s) as f32;
-            let r = split(&self.plan, self.arena);
+            let r = split(&self.plan, self.arena.as_mut());
             let (mean, m2) = r.norm[node.scratch..node.scratch + 2 * c].split_at(c);
             let stats = &mut r.params[node.params + 2 * c..node.params + 4 * c];
             stats[..c].copy_from_slice(mean);
@@ -944,7 +1004,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 *v = m / total;
             }
             if stats.iter().any(|v| !v.is_finite()) {
-                for node in self.plan.nodes(self.blob).filter(is_refreshed) {
+                for node in self.plan.nodes(self.blob.get()).filter(is_refreshed) {
                     let c = node.layer.tensor_len(node.input, 0);
                     let saved = &r.norm[node.scratch + 2 * c..node.scratch + 4 * c];
                     r.params[node.params + 2 * c..node.params + 4 * c].copy_from_slice(saved);
@@ -957,7 +1017,7 @@ impl<'b, 'a> Learner<'b, 'a> {
 
     /// Predict for `inputs` (`n × input_len`, any `n`), writing `n × output_len` values.
     pub fn predict(&mut self, inputs: &[f32], outputs: &mut [f32]) -> Result<()> {
-        let (il, ol) = (self.blob.input_len(), self.blob.output_len());
+        let (il, ol) = (self.blob.get().input_len(), self.blob.get().output_len());
         if inputs.len() % il != 0 {
             return Err(Error::SampleLength {
                 sample: inputs.len() / il,
@@ -975,7 +1035,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         for (i, x) in inputs.chunks_exact(il).enumerate() {
             self.check_sample(i, x, None)?;
         }
-        let layers = self.blob.layers.len();
+        let layers = self.blob.get().layers.len();
         let out_slot = self.plan.out_slot;
         for (xin, yout) in inputs
             .chunks(self.plan.batch * il)
@@ -996,7 +1056,7 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// and the paper's transductive evaluation measure; a device predicts per sample with
     /// [`Learner::predict`]. Parameters and stored statistics are not changed.
     pub fn predict_batch_stats(&mut self, inputs: &[f32], outputs: &mut [f32]) -> Result<()> {
-        let (il, ol) = (self.blob.input_len(), self.blob.output_len());
+        let (il, ol) = (self.blob.get().input_len(), self.blob.get().output_len());
         if inputs.len() % il != 0 {
             return Err(Error::SampleLength {
                 sample: inputs.len() / il,
@@ -1023,7 +1083,7 @@ impl<'b, 'a> Learner<'b, 'a> {
         for (i, x) in inputs.chunks_exact(il).enumerate() {
             self.check_sample(i, x, None)?;
         }
-        let layers = self.blob.layers.len();
+        let layers = self.blob.get().layers.len();
         let out_slot = self.plan.out_slot;
         self.regions().acts[..inputs.len()].copy_from_slice(inputs);
         self.forward(n, true, layers);
@@ -1034,7 +1094,7 @@ impl<'b, 'a> Learner<'b, 'a> {
     /// Predicted class (argmax of the output) of one input.
     pub fn classify(&mut self, input: &[f32]) -> Result<usize> {
         let mut out = [0.0f32; 256];
-        let ol = self.blob.output_len();
+        let ol = self.blob.get().output_len();
         if ol > out.len() {
             return Err(Error::BufferTooSmall {
                 needed: ol,
@@ -1052,7 +1112,7 @@ impl<'b, 'a> Learner<'b, 'a> {
             return Err(Error::NoSamples);
         }
         self.check_all(samples)?;
-        let layers = self.blob.layers.len();
+        let layers = self.blob.get().layers.len();
         let mut total = 0.0f32;
         let mut start = 0;
         while start < len {
@@ -1065,10 +1125,10 @@ impl<'b, 'a> Learner<'b, 'a> {
         Ok(total / len as f32)
     }
 
-    fn wire(&self) -> Wire<'b, Exported<'_>> {
-        let w = &self.blob.wire;
+    fn wire(&self) -> Wire<'_, Exported<'_>> {
+        let w = &self.blob.get().wire;
         let mut tensors: HVec<Exported<'_>, MAX_TENSORS> = HVec::new();
-        for node in self.plan.nodes(self.blob) {
+        for node in self.plan.nodes(self.blob.get()) {
             if !node.resident {
                 for t in node.tensor0..node.tensor0 + node.layer.tensor_count() {
                     let _ = tensors.push(Exported::Stored(w.tensors[t]));
@@ -1079,8 +1139,8 @@ impl<'b, 'a> Learner<'b, 'a> {
             for k in 0..node.layer.tensor_count() {
                 let len = node.layer.tensor_len(node.input, k);
                 let _ = tensors.push(Exported::Values(TensorValues {
-                    dtype: self.blob.dtypes[node.tensor0 + k],
-                    values: &self.arena[off..off + len],
+                    dtype: self.blob.get().dtypes[node.tensor0 + k],
+                    values: &self.arena.as_ref()[off..off + len],
                 }));
                 off += len;
             }
@@ -1089,12 +1149,12 @@ impl<'b, 'a> Learner<'b, 'a> {
     }
 
     /// This learner's blob's header, layers and settings with `tensors` and `provenance`.
-    fn wire_with<'t>(
-        &self,
+    fn wire_with<'s, 't>(
+        &'s self,
         tensors: HVec<Exported<'t>, MAX_TENSORS>,
-        provenance: crate::blob::Provenance<'b>,
-    ) -> Wire<'b, Exported<'t>> {
-        let w = &self.blob.wire;
+        provenance: crate::blob::Provenance<'s>,
+    ) -> Wire<'s, Exported<'t>> {
+        let w = &self.blob.get().wire;
         Wire {
             magic: w.magic,
             version: w.version,
@@ -1107,22 +1167,24 @@ impl<'b, 'a> Learner<'b, 'a> {
     }
 
     /// An optimizer-state blob of this learner's architecture: each trained tensor holds its
-    /// optimizer state (Adam's second moments), every other tensor zeros; provenance
+    /// optimizer state (Adam's second moments), every other tensor (and, under SGD, which
+    /// keeps no state, every tensor) zeros; provenance
     /// algorithm [`OPTIMIZER_STATE`], `meta_iterations` the optimizer steps taken.
-    fn state_wire(&self) -> Wire<'b, Exported<'_>> {
-        let opt = &self.arena[self.opt_range()];
-        let scales = &self.blob.settings().lr_scale;
-        let mut trained = trained_tensors(&self.plan, self.blob, scales, 0.0).peekable();
+    fn state_wire(&self) -> Wire<'_, Exported<'_>> {
+        let opt = &self.arena.as_ref()[self.opt_range()];
+        let scales = &self.blob.get().settings().lr_scale;
+        let mut trained = trained_tensors(&self.plan, self.blob.get(), scales, 0.0).peekable();
         let mut tensors: HVec<Exported<'_>, MAX_TENSORS> = HVec::new();
-        for node in self.plan.nodes(self.blob) {
+        for node in self.plan.nodes(self.blob.get()) {
             for k in 0..node.layer.tensor_count() {
                 let t = node.tensor0 + k;
-                let dtype = self.blob.dtypes[t];
-                let tensor = match trained.next_if(|tr| tr.tensor == t) {
-                    Some(tr) => Exported::Values(TensorValues {
-                        dtype,
-                        values: &opt[tr.grads..tr.grads + tr.len],
-                    }),
+                let dtype = self.blob.get().dtypes[t];
+                // SGD keeps no state: its trained tensors are zeros too.
+                let state = trained
+                    .next_if(|tr| tr.tensor == t)
+                    .and_then(|tr| opt.get(tr.grads..tr.grads + tr.len));
+                let tensor = match state {
+                    Some(values) => Exported::Values(TensorValues { dtype, values }),
                     None => Exported::Zeros {
                         dtype,
                         len: node.layer.tensor_len(node.input, k),
@@ -1131,7 +1193,7 @@ impl<'b, 'a> Learner<'b, 'a> {
                 let _ = tensors.push(tensor);
             }
         }
-        let mut provenance = self.blob.wire.provenance;
+        let mut provenance = self.blob.get().wire.provenance;
         provenance.algorithm = OPTIMIZER_STATE;
         provenance.meta_iterations = self.steps as u64;
         self.wire_with(tensors, provenance)
@@ -1144,9 +1206,10 @@ impl<'b, 'a> Learner<'b, 'a> {
 
     /// Write the optimizer's state as an optimizer-state blob into `out`: the architecture,
     /// dtypes and settings of this learner's blob, the optimizer state (Adam's second moments)
-    /// in each trained tensor, zeros in the others, and the steps taken in the provenance's
-    /// `meta_iterations`, under algorithm [`OPTIMIZER_STATE`]. A learner of the same
-    /// architecture continues from it with [`Learner::load_optimizer_state_from`].
+    /// in each trained tensor, zeros in the others (all zeros under SGD, which keeps no
+    /// state), and the steps taken in the provenance's `meta_iterations`, under algorithm
+    /// [`OPTIMIZER_STATE`]. A learner of the same architecture continues from it with
+    /// [`Learner::load_optimizer_state_from`].
     pub fn export_optimizer_state<'o>(&self, out: &'o mut [u8]) -> Result<&'o [u8]> {
         Blob::encode_wire(&self.state_wire(), out)
     }
@@ -1617,6 +1680,33 @@ mod tests {
         );
         assert_eq!(c.optimizer_state(), a.optimizer_state());
         assert_eq!(c.params(), &before[..]);
+    }
+
+    /// SGD keeps no optimizer state: its optimizer-state blob holds zeros in every tensor,
+    /// in both layouts (the device layout has gradient buffers but no state).
+    #[test]
+    fn sgd_exports_an_all_zero_optimizer_state() {
+        let mut buf = [0u8; 4096];
+        let bytes = blob_bytes(&mut buf);
+        let blob = Blob::parse(bytes).unwrap();
+        let y = [0.0, 1.0, 1.0, 0.0];
+        for mode in [Mode::Buffered, Mode::Device] {
+            let mut arena = [0.0f32; 4096];
+            let mut l =
+                Learner::with_mode(&blob, &mut arena, Options::from_blob(&blob), mode).unwrap();
+            l.step(&inputs(0.0), &y, 0.01).unwrap();
+            let mut sbuf = [0u8; 4096];
+            let sbytes = l.export_optimizer_state(&mut sbuf).unwrap();
+            assert_eq!(sbytes.len(), l.optimizer_state_len());
+            let state = Blob::parse(sbytes).unwrap();
+            assert_eq!(state.wire.provenance.algorithm, OPTIMIZER_STATE);
+            assert_eq!(state.wire.provenance.meta_iterations, 1);
+            assert!(state
+                .wire
+                .tensors
+                .iter()
+                .all(|t| t.data.iter().all(|&b| b == 0)));
+        }
     }
 
     #[test]

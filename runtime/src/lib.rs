@@ -25,11 +25,18 @@
 //! Mode::Device)` (SGD fused into the backward pass, frozen layers read from flash; the arena
 //! needs [`Blob::device_arena_len`] f32), and parse in place
 //! (`let mut blob = Blob::empty(); blob.parse_in_place(BLOB)?`). See [`plan::Mode`].
+//!
+//! On a host (feature `std`), `OwnedLearner` is the same engine with its own arena and a
+//! `SharedBlob` that any number of learners read: `OwnedLearner::new(&SharedBlob::parse(bytes)?)?`
+//! (see the `host` module).
 #![no_std]
 #![deny(missing_docs)]
-// `unsafe` only in `simd::host_simd` (x86-64 host builds) and `layers::vfp` (hard-float
+// `unsafe` only in `simd::host_simd` (x86-64 host builds: the AVX2 copy of a kernel, called
+// when the CPU has AVX2), `layers::conv_fma` (x86-64 hosts with the `gemm` feature: the AVX2 and
+// FMA convolution kernels, their loads bounded by assertions) and `layers::vfp` (hard-float
 // bare-metal Arm: FPU assembly kernels), each block with its proof of soundness.
 #![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(feature = "std")]
 extern crate std;
@@ -37,6 +44,8 @@ extern crate std;
 pub mod blob;
 pub mod buffer;
 pub mod error;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod layers;
 pub mod learner;
 pub mod loss;
@@ -50,8 +59,10 @@ mod simd;
 pub use blob::{Blob, DType, LossKind, Optimizer, OPTIMIZER_STATE};
 pub use buffer::{SampleBuffer, Samples, SliceSamples};
 pub use error::{Error, Result};
+#[cfg(feature = "std")]
+pub use host::{OwnedLearner, SharedBlob};
 pub use layers::{Layer, Shape};
-pub use learner::{AdaptReport, Learner, Options, TensorValues};
+pub use learner::{AdaptReport, Engine, Learner, Options, TensorValues};
 #[cfg(feature = "persist")]
 pub use persist::{Loaded, Refused, Store};
 pub use plan::{Mode, Plan};

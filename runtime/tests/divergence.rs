@@ -24,23 +24,7 @@ fn sine() -> Model {
 }
 
 fn cnn() -> Model {
-    let mut m = Model::new(
-        &[1, 8, 8],
-        vec![
-            conv(1, 4, 3, 2, 1),
-            norm(4),
-            Layer::Relu,
-            conv(4, 4, 3, 2, 1),
-            norm(4),
-            Layer::Relu,
-            Layer::Flatten,
-            dense(16, 3),
-        ],
-        CROSS_ENTROPY,
-        12,
-    );
-    m.settings.batch = 6;
-    m
+    small_cnn(12, 6)
 }
 
 /// Adapt at `lr` until it fails; check the rollback against a replay of the good steps.

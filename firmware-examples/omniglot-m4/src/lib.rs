@@ -12,7 +12,7 @@ pub mod episode;
 pub mod split;
 
 use anole::{Blob, Options, SliceSamples};
-use app_sine::Clock;
+use board::Clock;
 use core::fmt;
 use episode::{Episode, EpisodeError, PIXELS};
 use split::SplitError;

@@ -82,6 +82,28 @@ pub fn omniglot(ways: usize, filters: usize) -> Model {
     Model::new(&[1, 28, 28], layers, CROSS_ENTROPY, 1)
 }
 
+/// A small CNN with every kind of layer that has parameters: 2 × [conv 3×3 stride 2 pad 1,
+/// norm, ReLU], flatten, dense to 3 classes, on 1×8×8 inputs; parameters drawn from `seed`.
+pub fn small_cnn(seed: u64, batch: u32) -> Model {
+    let mut m = Model::new(
+        &[1, 8, 8],
+        vec![
+            conv(1, 4, 3, 2, 1),
+            norm(4),
+            Layer::Relu,
+            conv(4, 4, 3, 2, 1),
+            norm(4),
+            Layer::Relu,
+            Layer::Flatten,
+            dense(16, 3),
+        ],
+        CROSS_ENTROPY,
+        seed,
+    );
+    m.settings.batch = batch;
+    m
+}
+
 /// A model on the host: architecture, f32 parameters in blob order, and its settings.
 #[derive(Clone, Debug)]
 pub struct Model {
