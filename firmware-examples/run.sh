@@ -2,9 +2,15 @@
 # Builds every firmware example, runs the emulated ones and prints their cost, one markdown
 # table per target (also written to target/firmware-report.md). Exits non-zero on any failure.
 #
-#   qemu-cortex-m4  Cortex-M4F firmware in QEMU (mps2-an386, -icount shift=0): must exit 0 and
-#                   lower the held-out loss; prints instructions per step/prediction/MAC, stack.
+#   board, app-sine host tests of the board support (the kernel check) and of the sine demo.
+#   qemu-cortex-m4  Cortex-M4F firmware in QEMU (mps2-an386, -icount shift=0): must pass the
+#                   kernel check (the FPU kernels against scalar loops on many shapes), exit 0
+#                   and lower the held-out loss; prints instructions per step/prediction/MAC, stack.
 #   (same, thumbv6m) the same firmware built for Armv6-M (Cortex-M0+), run in QEMU the same way.
+#   (same, thumbv8m) the same firmware built for Armv8-M Mainline with FPU (Cortex-M33), run in
+#                   QEMU mps2-an505.
+#   qemu-riscv32    the sine firmware on RISC-V (QEMU virt, -icount shift=0, instructions from
+#                   minstret), built for RV32IMAC and for RV32IMC (no atomic instructions).
 #   nrf52840        built; booted in QEMU mps2-an386 (same memory map) where it must exit 0;
 #                   also built for thumbv6m and booted on mps2-an385: the rp2040 application.
 #   rp2040          built (its cost is the thumbv6m run's).
@@ -13,12 +19,13 @@
 #                   (query accuracy above chance); prints accuracy, instructions per step and
 #                   per prediction, stack, RAM and flash.
 #   linux-aarch64   cross-built, run under qemu-aarch64: unit tests, the demo (its losses must
-#                   equal the Cortex-M ones bit for bit: one engine), and CSV adapt/predict.
+#                   equal the Cortex-M and RISC-V ones bit for bit: one engine), and CSV
+#                   adapt/predict.
 #
 # Needs: a Rust toolchain with the targets (rustup target add ...) or Debian's rustc-web,
-# cargo-web and rust-web-src; qemu-system-arm, qemu-user, gcc-arm-none-eabi,
-# gcc-aarch64-linux-gnu. Missing Debian packages are installed with apt-get. Offline apart
-# from crates.io.
+# cargo-web and rust-web-src; qemu-system-arm, qemu-system-misc (RISC-V), qemu-user,
+# gcc-arm-none-eabi, binutils-riscv64-unknown-elf, gcc-aarch64-linux-gnu. Missing Debian
+# packages are installed with apt-get. Offline apart from crates.io.
 set -eu
 cd "$(dirname "$0")"
 here=$(pwd)
@@ -42,13 +49,20 @@ rustup_has() { command -v rustup >/dev/null 2>&1 && rustup target list --install
 pkgs=""
 need_cmd() { command -v "$1" >/dev/null 2>&1 || pkgs="$pkgs $2"; }
 need_cmd qemu-system-arm qemu-system-arm
+need_cmd qemu-system-riscv32 qemu-system-misc
+need_cmd riscv64-unknown-elf-size binutils-riscv64-unknown-elf
 need_cmd qemu-aarch64 qemu-user
 need_cmd arm-none-eabi-ld gcc-arm-none-eabi
 need_cmd aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
 need_cmd cc gcc # links the host build scripts
 need_cmd timeout coreutils
 need_cmd awk gawk
-if ! rustup_has thumbv7em-none-eabihf || ! rustup_has thumbv6m-none-eabi || ! rustup_has aarch64-unknown-linux-gnu; then
+all_targets=true
+for t in thumbv7em-none-eabihf thumbv6m-none-eabi thumbv8m.main-none-eabihf \
+    riscv32imac-unknown-none-elf riscv32imc-unknown-none-elf aarch64-unknown-linux-gnu; do
+    rustup_has "$t" || all_targets=false
+done
+if [ "$all_targets" = false ]; then
     [ -x /usr/bin/rustc ] || pkgs="$pkgs rustc-web"
     [ -x /usr/bin/cargo ] || pkgs="$pkgs cargo-web"
     [ -d /usr/lib/rustlib/src/rust/library ] || pkgs="$pkgs rust-web-src"
@@ -68,6 +82,9 @@ fi
 xcargo() { (cd "$1" && shift && "$here/xcargo" "$@" >&2) || die "cargo $* in $1"; }
 elf_m4=target/thumbv7em-none-eabihf/release/anole-qemu-cortex-m4
 elf_m0=target/thumbv6m-none-eabi/release/anole-qemu-cortex-m4
+elf_m33=target/thumbv8m.main-none-eabihf/release/anole-qemu-cortex-m4
+elf_rv=target/riscv32imac-unknown-none-elf/release/anole-qemu-riscv32
+elf_rvc=target/riscv32imc-unknown-none-elf/release/anole-qemu-riscv32
 elf_nrf=target/thumbv7em-none-eabihf/release/anole-nrf52840
 elf_nrf_m0=target/thumbv6m-none-eabi/release/anole-nrf52840
 elf_rp=target/thumbv6m-none-eabi/release/anole-rp2040
@@ -75,11 +92,16 @@ bin_a64=target/aarch64-unknown-linux-gnu/release/anole-linux
 elf_omni=target/thumbv7em-none-eabihf/release/anole-omniglot-m4
 
 # ---------------------------------------------------------------- build
-say "host tests of the shared demo (app-sine)"
+say "host tests of the board support (the kernel check) and of the sine demo (app-sine)"
+xcargo board test --release
 xcargo app-sine test --release
-say "build qemu-cortex-m4 (thumbv7em-none-eabihf and thumbv6m-none-eabi)"
+say "build qemu-cortex-m4 (thumbv7em-none-eabihf, thumbv6m-none-eabi, thumbv8m.main-none-eabihf)"
 xcargo qemu-cortex-m4 build --release
 xcargo qemu-cortex-m4 build --release --target thumbv6m-none-eabi
+xcargo qemu-cortex-m4 build --release --target thumbv8m.main-none-eabihf
+say "build qemu-riscv32 (riscv32imac-unknown-none-elf and riscv32imc-unknown-none-elf)"
+xcargo qemu-riscv32 build --release
+xcargo qemu-riscv32 build --release --target riscv32imc-unknown-none-elf
 say "build nrf52840 (and its defmt application as Armv6-M code, what rp2040 runs, for QEMU)"
 xcargo nrf52840 build --release
 xcargo nrf52840 build --release --target thumbv6m-none-eabi
@@ -105,7 +127,13 @@ run_fw() { # elf output-file [runner]
 }
 value() { sed -n "s/^$2=//p" "$1" | head -n 1; }
 
+# The firmware's own check of the runtime's kernels against scalar loops must have passed.
+check_kernels() { # output-file label
+    grep -qx 'kernel_check=ok' "$1" || die "$2: no kernel_check=ok in its output"
+}
+
 check_demo() { # output-file label
+    check_kernels "$1" "$2"
     before=$(value "$1" loss_before)
     after=$(value "$1" loss_after)
     [ -n "$before" ] && [ -n "$after" ] || die "$2: no loss in its output"
@@ -118,6 +146,14 @@ check_demo "$work/m4.txt" "Cortex-M4F"
 say "run the same firmware built for Armv6-M (thumbv6m, mps2-an385)"
 run_fw "$elf_m0" "$work/m0.txt"
 check_demo "$work/m0.txt" "Armv6-M"
+say "run the same firmware built for Armv8-M (thumbv8m.main, Cortex-M33, mps2-an505)"
+run_fw "$elf_m33" "$work/m33.txt"
+check_demo "$work/m33.txt" "Cortex-M33"
+say "run qemu-riscv32 on RV32IMAC and RV32IMC (QEMU virt)"
+run_fw "$elf_rv" "$work/rv.txt" qemu-riscv32/qemu-run.sh
+check_demo "$work/rv.txt" "RV32IMAC"
+run_fw "$elf_rvc" "$work/rvc.txt" qemu-riscv32/qemu-run.sh
+check_demo "$work/rvc.txt" "RV32IMC"
 # The defmt firmware logs to RTT, which needs a probe, but it checks its own result and stack
 # and exits through semihosting: booting it in QEMU (flash at 0, RAM at 0x20000000, like the
 # nRF52840) checks that the application as flashed adapts within its 64 KB RAM budget.
@@ -128,10 +164,18 @@ run_fw "$elf_nrf_m0" "$work/nrf-m0.txt"
 
 say "run omniglot-m4: Omniglot 5-way 5-shot, head-only (must classify above chance)"
 run_fw "$elf_omni" "$work/omniglot.txt" omniglot-m4/qemu-run.sh
+check_kernels "$work/omniglot.txt" omniglot-m4
 correct=$(value "$work/omniglot.txt" correct)
 queries=$(value "$work/omniglot.txt" queries)
 [ -n "$correct" ] && [ -n "$queries" ] || die "omniglot-m4: no accuracy in its output"
 [ $((correct * 5)) -gt "$queries" ] || die "omniglot-m4: $correct/$queries queries right is not above chance"
+
+# ---------------------------------------------------------------- C firmware (c-cortex-m4)
+# The same demo in C through the C API and its static library; c-cortex-m4/run.sh checks it
+# against the Cortex-M4F run above (losses bit for bit, instructions per step within 1%).
+say "c-cortex-m4: the sine demo in C (make and CMake builds), checked against the Cortex-M4F run"
+bash c-cortex-m4/run.sh "$work/m4.txt" >"$work/c.txt" || die "c-cortex-m4"
+cat "$work/c.txt" >&2
 
 say "linux-aarch64: the demo under qemu-aarch64"
 a64() { linux-aarch64/run-aarch64.sh "$bin_a64" "$@"; }
@@ -140,12 +184,13 @@ cat "$work/a64.txt" >&2
 check_demo "$work/a64.txt" "aarch64"
 for key in loss_before loss_after; do
     m4=$(value "$work/m4.txt" $key)
-    m0=$(value "$work/m0.txt" $key)
-    a=$(value "$work/a64.txt" $key)
-    [ "$m4" = "$m0" ] && [ "$m4" = "$a" ] ||
-        die "$key differs between Cortex-M4F ($m4), Armv6-M ($m0) and aarch64 ($a): the engine is not bit-identical across targets"
+    for run in m0:Armv6-M m33:Cortex-M33 rv:RV32IMAC rvc:RV32IMC a64:aarch64; do
+        other=$(value "$work/${run%%:*}.txt" $key)
+        [ "$other" = "$m4" ] ||
+            die "$key differs between Cortex-M4F ($m4) and ${run#*:} ($other): the engine is not bit-identical across targets"
+    done
 done
-echo "same losses, bit for bit, on Cortex-M4F, Armv6-M and aarch64" >&2
+echo "same losses, bit for bit, on Cortex-M4F, Armv6-M, Cortex-M33, RV32IMAC, RV32IMC and aarch64" >&2
 
 say "linux-aarch64: adapt on CSV samples, predict CSV queries"
 # A sine task the model has not seen: 10 samples, 100 queries, and the truth for the queries.
@@ -180,7 +225,10 @@ a64_pred=$(((cq - c1) / 100))
 # ---------------------------------------------------------------- report
 group() { echo "$1" | awk '{ s = $1; o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o }'; }
 sizes() { # tool elf -> "flash static_ram" (Berkeley: flash = text + data, RAM = data + bss)
-    "$1" "$2" | awk 'NR == 2 { print $1 + $2, $2 + $3 }'
+    # riscv-rt reserves the stack (and a heap, empty here) as NOLOAD sections that size counts
+    # as bss: they are not static data.
+    reserved=$("$1" -A "$2" | awk '$1 == ".stack" || $1 == ".heap" { s += $2 } END { print s + 0 }')
+    "$1" "$2" | awk -v r="$reserved" 'NR == 2 { print $1 + $2, $2 + $3 - r }'
 }
 budget=32768
 table() { # title out-file size-tool elf
@@ -207,11 +255,14 @@ macs=$(value "$work/m4.txt" macs_per_step)
     echo
     echo "One adaptation step = one SGD step on the 10 support samples: $(group "$macs") multiply-accumulates"
     echo "(dense forward, weight gradients and input gradients, per sample x 10). Instructions are guest"
-    echo "instructions counted by QEMU; RAM and flash come from the ELF (arm-none-eabi-size); peak stack"
+    echo "instructions counted by QEMU; RAM and flash come from the ELF (size); peak stack"
     echo "is the painted stack's high-water mark after adapting."
     echo
     table "Cortex-M4F: qemu-cortex-m4 (thumbv7em-none-eabihf, QEMU mps2-an386, -icount shift=0)" "$work/m4.txt" arm-none-eabi-size "$elf_m4"
     table "Cortex-M0+ code: qemu-cortex-m4 built for thumbv6m-none-eabi (soft float; QEMU mps2-an385)" "$work/m0.txt" arm-none-eabi-size "$elf_m0"
+    table "Cortex-M33: qemu-cortex-m4 built for thumbv8m.main-none-eabihf (QEMU mps2-an505, -icount shift=0)" "$work/m33.txt" arm-none-eabi-size "$elf_m33"
+    table "RV32IMAC: qemu-riscv32 (riscv32imac-unknown-none-elf, soft float; QEMU virt, -icount shift=0, minstret)" "$work/rv.txt" riscv64-unknown-elf-size "$elf_rv"
+    table "RV32IMC: qemu-riscv32 built for riscv32imc-unknown-none-elf (no atomics, soft float; QEMU virt, minstret)" "$work/rvc.txt" riscv64-unknown-elf-size "$elf_rvc"
     read -r flash ram <<EOF
 $(sizes arm-none-eabi-size "$elf_nrf")
 EOF

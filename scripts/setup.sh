@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what builds and tests need on a fresh Debian machine; a no-op when all is there.
-# Debian's Rust (rustc-web, with its library source) builds the ARM targets offline with
-# -Z build-std; the ARM GNU linker and QEMU run the firmware; python's onnx and onnxruntime
-# check the exported ONNX files.
+# Debian's Rust (rustc-web, with its library source) builds the Arm and RISC-V targets offline
+# with -Z build-std; the Arm and RISC-V GNU linkers and QEMU run the firmware; python's onnx
+# and onnxruntime check the exported ONNX files.
 set -euo pipefail
 
 apt_pkgs=(rustc-web cargo-web rust-web-src gcc-arm-none-eabi binutils-arm-none-eabi
-          qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+          binutils-riscv64-unknown-elf qemu-system-arm qemu-system-misc qemu-user
+          gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

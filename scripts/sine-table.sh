@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's sine table: Reptile, first-order MAML, joint training and a random
+# Reproduces the sine table of docs/experiments.md: Reptile, first-order MAML, joint training and a random
 # initialization, each evaluated on 1,000 held-out tasks with 10 support points (MSE after
 # 0/1/8/32 steps, 95% confidence interval). Writes the shipped Reptile model to models/sine.
 # Usage: bash scripts/sine-table.sh [meta-iterations]   (default 30000)

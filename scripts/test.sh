@@ -15,6 +15,7 @@ bash scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check
+python3 scripts/results.py --check   # docs/results.md and the README's summary match models/*/card.json
 
 step "lints"
 cargo clippy --workspace --all-targets --release -- -D warnings
@@ -22,15 +23,18 @@ cargo clippy -p anole --all-targets --release -- -D warnings
 cargo clippy -p anole --all-targets --release --all-features -- -D warnings
 
 step "tests (workspace, release)"
-cargo test --workspace --release 2>&1 | tee "$log"
+cargo test --workspace --release --exclude anole-capi 2>&1 | tee "$log"
 
 step "runtime tests by feature: none (the default), no default features, all"
 cargo test -p anole --release 2>&1 | tee -a "$log"
 cargo test -p anole --release --no-default-features 2>&1 | tee -a "$log"
 cargo test -p anole --release --all-features 2>&1 | tee -a "$log"
 
-step "runtime: core-only builds for Cortex-M"
-bash runtime/ci-arm-check.sh
+step "C API: committed header current (cbindgen), host C tests (gcc, valgrind), entry points"
+cargo test -p anole-capi --release 2>&1 | tee -a "$log"
+
+step "runtime: core-only builds for Cortex-M and RISC-V"
+bash runtime/ci-device-check.sh
 
 step "firmware examples (build all, run the emulated ones)"
 bash firmware-examples/run.sh

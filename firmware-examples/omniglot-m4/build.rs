@@ -1,6 +1,6 @@
 //! Embeds the Omniglot model and episode and sizes the RAM for them: parses the blob with the
 //! same runtime the device runs, splits it into frozen body and head as the device does
-//! (`src/split.rs`), checks that `episode.bin` was generated for this model, writes the exact
+//! (`anole::submodel`), checks that `episode.bin` was generated for this model, writes the exact
 //! arena lengths (f32) of the body learner (one image per pass) and of the head learner (the
 //! blob's batch), and puts the memory map where the linker finds it (as `memory.x` in `OUT_DIR`; no
 //! `memory.x` in this folder, where the linker would look first).
@@ -11,9 +11,6 @@
 #[path = "src/episode.rs"]
 #[allow(dead_code)]
 mod episode;
-#[path = "src/split.rs"]
-#[allow(dead_code)]
-mod split;
 
 use std::path::PathBuf;
 use std::{env, fs, process};
@@ -72,8 +69,8 @@ fn run() -> Result<(), String> {
         return Err(format!("{m}: the firmware needs a 28×28 classifier"));
     }
     let (mut body, mut head) = (anole::Blob::empty(), anole::Blob::empty());
-    split::body_into(&blob, &mut body).map_err(|e| format!("{m}: {e}"))?;
-    split::head_into(&blob, &mut head).map_err(|e| format!("{m}: {e}"))?;
+    anole::submodel::body_into(&blob, &mut body).map_err(|e| format!("{m}: {e}"))?;
+    anole::submodel::head_into(&blob, &mut head).map_err(|e| format!("{m}: {e}"))?;
 
     let e = ep_path.display();
     let ep_bytes = fs::read(&ep_path).map_err(|err| {

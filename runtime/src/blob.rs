@@ -1,7 +1,7 @@
 //! The parameter blob: a postcard-encoded, CRC-protected model (architecture, tensors,
 //! recommended adaptation settings, provenance), parsed in place from flash.
 //!
-//! The wire format is specified in `runtime/FORMAT.md`. Parsing borrows every tensor and
+//! The wire format is specified in `docs/format.md`. Parsing borrows every tensor and
 //! string from the input bytes: nothing is copied until a [`crate::Learner`] loads the
 //! parameters into its arena.
 

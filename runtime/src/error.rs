@@ -116,6 +116,10 @@ pub enum Error {
     NotAHead,
     /// Prototype initialization needs at least one sample of every class; `class` has none.
     MissingClass { class: usize },
+    /// A convolution's sizes, given to its kernels directly, are not those of a layer a blob
+    /// could hold: a zero or oversized dimension, a window that does not fit, an output size
+    /// other than the window gives, or more values than the runtime's limits.
+    BadGeometry { what: &'static str },
 }
 
 impl fmt::Display for Error {
@@ -253,6 +257,7 @@ impl fmt::Display for Error {
                 f,
                 "class {class} has no sample: prototypes need at least one of every class"
             ),
+            BadGeometry { what } => write!(f, "convolution geometry: {what}"),
         }
     }
 }

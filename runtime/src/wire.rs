@@ -1,5 +1,5 @@
 //! The blob's records as they are encoded (postcard, then a CRC-32 trailer; specified in
-//! `runtime/FORMAT.md`): the header constants, the layer, tensor, settings and provenance
+//! `docs/format.md`): the header constants, the layer, tensor, settings and provenance
 //! records, and the layer kind codes. [`crate::Blob`] parses and validates them.
 
 use crate::dtype::DType;
@@ -27,7 +27,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 /// One layer as stored: a kind code and up to [`MAX_LAYER_ARGS`] integer arguments.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RawLayer {
-    /// Layer kind code (see FORMAT.md).
+    /// Layer kind code (see docs/format.md).
     pub kind: u8,
     /// Kind-specific arguments.
     pub args: HVec<u32, MAX_LAYER_ARGS>,
@@ -86,7 +86,7 @@ pub struct Wire<'a, T> {
     pub input_shape: HVec<u32, MAX_INPUT_RANK>,
     /// Layers in execution order.
     pub layers: HVec<RawLayer, MAX_LAYERS>,
-    /// Tensors in layer order (see FORMAT.md for each layer's tensors).
+    /// Tensors in layer order (see docs/format.md for each layer's tensors).
     pub tensors: HVec<T, MAX_TENSORS>,
     /// Recommended adaptation settings.
     pub adapt: AdaptSettings,

@@ -5,7 +5,7 @@
 mod common;
 
 use anole::blob::{crc32, RawLayer, RawTensor, FORMAT_VERSION};
-use anole::layers::kind;
+use anole::layers::{conv2d, kind, Window};
 use anole::{Blob, DType, Error, Layer, Learner, Options, SampleBuffer, SliceSamples};
 use common::*;
 
@@ -237,6 +237,7 @@ fn variant(e: &Error) -> &'static str {
         Error::NoBody => "NoBody",
         Error::NotAHead => "NotAHead",
         Error::MissingClass { .. } => "MissingClass",
+        Error::BadGeometry { .. } => "BadGeometry",
         // Signed envelopes (feature `sign`) are tested with that feature.
         Error::Unsigned { .. }
         | Error::EnvelopeVersion { .. }
@@ -248,9 +249,9 @@ fn variant(e: &Error) -> &'static str {
     }
 }
 
-/// Variants blob parsing, the learner, sub-models and the sample buffer produce: every one has
-/// a row.
-const ALL_VARIANTS: usize = 36;
+/// Variants blob parsing, the learner, sub-models, the sample buffer and the convolution kernels'
+/// checks produce: every one has a row.
+const ALL_VARIANTS: usize = 37;
 
 /// Replace the CRC trailer of `bytes` after editing the payload.
 fn recrc(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -669,6 +670,40 @@ fn every_bad_input_gets_its_own_error() {
         "slices: 7 values for 3-value rows",
         "SampleLength",
         SliceSamples::new(&[0.0; 7], &[0.0; 4], 3, 2),
+    );
+
+    // --- convolution sizes given to the kernels directly ---
+    let conv = conv2d::Geometry {
+        cin: 16,
+        h: 4,
+        w: 4,
+        cout: 16,
+        oh: 4,
+        ow: 4,
+        win: Window {
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+    };
+    t.row(
+        "conv2d geometry: 2^60 + 16 input channels",
+        "BadGeometry",
+        conv2d::Geometry {
+            cin: (1 << 60) + 16,
+            ..conv
+        }
+        .check(),
+    );
+    t.row(
+        "conv2d geometry: 5 × 5 output for 4 × 4 by 3×3, padding 1",
+        "BadGeometry",
+        conv2d::Geometry {
+            oh: 5,
+            ow: 5,
+            ..conv
+        }
+        .check(),
     );
 
     let mut seen: Vec<&str> = t.0.iter().map(|r| r.1).collect();

@@ -5,8 +5,8 @@
 //! (garbage collection and wear levelling), refusals (another model, another record or blob
 //! format version, corrupted bytes) and the store's errors.
 //!
-//! `cargo test -p anole --release --features persist --test persist -- --nocapture` prints
-//! one summary line per test (the numbers of the README's power-cut table).
+//! `cargo test -p anole --release --all-features --test persist -- --nocapture` prints
+//! one summary line per test (the numbers of the power-cut table in docs/reliability.md).
 
 mod common;
 

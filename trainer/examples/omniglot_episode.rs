@@ -31,10 +31,12 @@
 //! ```
 
 use anole::{Blob, LossKind};
-use anole_trainer::cmd::eval::read_held_out;
 use anole_trainer::data::omniglot::{Omniglot, Split};
-use anole_trainer::fewshot::{self, AdaptMode, FewShotConfig, HeadInit, HeadSplit, NormMode};
+use anole_trainer::fewshot::{
+    self, AdaptMode, Features, FewShotConfig, HeadInit, HeadSplit, NormMode,
+};
 use anole_trainer::model;
+use anole_trainer::tasks::omniglot::read_held_out;
 use anole_trainer::tasks::omniglot::OmniglotTasks;
 use anole_trainer::tasks::{rng, Stream, TaskFamily};
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -113,8 +115,8 @@ fn pack(image: &[f32], file: &str, row: usize) -> Result<[u8; SIDE * SIDE / 8]> 
 }
 
 fn run(args: &Args) -> Result<()> {
-    let bytes = model::read_blob(&args.model)?;
-    let blob = model::parse(&bytes).with_context(|| args.model.display().to_string())?;
+    let shared = model::read_blob(&args.model)?;
+    let blob = shared.blob();
     ensure!(
         blob.loss == LossKind::CrossEntropy && blob.input_len() == SIDE * SIDE,
         "{}: not a 28×28 classifier",
@@ -126,7 +128,7 @@ fn run(args: &Args) -> Result<()> {
         "--shots and --queries must be at least 1 and the episode at most 255 images"
     );
     let data = Arc::new(Omniglot::load(&args.data)?);
-    let fam = family(args, &blob, &data)?;
+    let fam = family(args, blob, &data)?;
 
     // Episode 0 of `anole eval --seed`, with its characters and drawings.
     let episode = fam.test_pool().episode(
@@ -149,35 +151,25 @@ fn run(args: &Args) -> Result<()> {
     // The host's head-only predictions: the frozen body's features, then the head started from
     // the class prototypes and adapted on the support features for the blob's steps, exactly
     // as `anole eval --adapt head` does.
-    let split = HeadSplit::new(&blob)?;
-    let body = split
-        .body
-        .as_ref()
-        .ok_or_else(|| anyhow!("the model has no body"))?;
-    let body = model::parse(body)?;
-    let head = model::parse(&split.head)?;
-    let (mut arena, mut sf, mut qf) = (Vec::new(), Vec::new(), Vec::new());
-    fewshot::features(&body, &mut arena, &episode.support_inputs, &mut sf)?;
-    fewshot::features(&body, &mut arena, &episode.query_inputs, &mut qf)?;
-    let opts = anole::Options::from_blob(&head);
-    let mut harena = vec![0.0f32; head.arena_len(opts.batch).map_err(|e| anyhow!("{e}"))?];
-    let mut learner =
-        anole::Learner::with_options(&head, &mut harena, opts).map_err(|e| anyhow!("{e}"))?;
-    let samples = anole::SliceSamples::new(&sf, &episode.support_labels, split.features, 1)
-        .map_err(|e| anyhow!("{e}"))?;
+    let split = HeadSplit::new(blob)?;
+    let body = split.body.ok_or_else(|| anyhow!("the model has no body"))?;
+    let mut body = Features::new(&model::shared(body)?)?;
+    let (mut sf, mut qf) = (Vec::new(), Vec::new());
+    body.compute(&episode.support_inputs, &mut sf)?;
+    body.compute(&episode.query_inputs, &mut qf)?;
+    let mut learner = anole::OwnedLearner::new(&model::shared(split.head)?)?;
+    let samples = anole::SliceSamples::new(&sf, &episode.support_labels, split.features, 1)?;
     let steps = blob.settings().steps;
     learner
         .init_prototypes(&samples)
-        .map_err(|e| anyhow!("prototype head: {e}"))?;
+        .context("prototype head")?;
     learner
         .adapt(&samples, steps)
-        .map_err(|e| anyhow!("adapting the head: {e}"))?;
+        .context("adapting the head")?;
     let mut predictions = Vec::with_capacity(episode.query_labels.len());
     let mut logits = vec![0.0f32; ways];
     for f in qf.chunks_exact(split.features) {
-        learner
-            .predict(f, &mut logits)
-            .map_err(|e| anyhow!("{e}"))?;
+        learner.predict(f, &mut logits)?;
         predictions.push(anole::loss::argmax(&logits) as u8);
     }
     let correct = predictions
@@ -198,7 +190,7 @@ fn run(args: &Args) -> Result<()> {
         adapt: AdaptMode::Head,
         head_init: HeadInit::Prototypes,
     };
-    let report = fewshot::evaluate(&blob, &fam, &cfg, &indicatif::ProgressBar::hidden())?;
+    let report = fewshot::evaluate(&shared, &fam, &cfg, &indicatif::ProgressBar::hidden())?;
     let eval_acc = report
         .accuracy("head", "device")
         .ok_or_else(|| anyhow!("internal: no head-only row"))?
@@ -219,6 +211,7 @@ fn run(args: &Args) -> Result<()> {
         SIDE as u8,
     ]);
     out.extend_from_slice(&[0; 3]);
+    let bytes = shared.bytes();
     let crc = &bytes[bytes.len() - 4..];
     out.extend_from_slice(crc);
     out.extend(episode.support_labels.iter().map(|&l| l as u8));

@@ -12,11 +12,12 @@
 //! A checkpoint is written to `checkpoint.new/` and then swapped in, so an interrupted write
 //! leaves the previous checkpoint (or `checkpoint.old/`) intact.
 
+use crate::files::{read, sha256_hex, write};
 use crate::meta::{AlgoState, IterLoss, RunState};
-use crate::model;
+use crate::model::{self, Arch, BlobMeta};
+use anole::DType;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Format of `state.json`.
@@ -51,19 +52,8 @@ pub fn dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn f32_bytes(values: impl Iterator<Item = f32>) -> Vec<u8> {
     values.flat_map(f32::to_le_bytes).collect()
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Write a checkpoint of `state` into `out/checkpoint/`. `params_blob` is `state.params` as an
@@ -106,7 +96,7 @@ pub fn save(
         curve_sha256: sha256_hex(&curve_bytes),
         algo_sha256: (!algo_bytes.is_empty()).then(|| sha256_hex(&algo_bytes)),
     };
-    let text = serde_json::to_string_pretty(&file).map_err(|e| anyhow!("state.json: {e}"))?;
+    let text = serde_json::to_string_pretty(&file).context("state.json")?;
     write(&new.join("state.json"), text.as_bytes())?;
     if old.exists() {
         std::fs::remove_dir_all(&old)
@@ -125,10 +115,6 @@ pub fn save(
     Ok(())
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))
-}
-
 fn f32s(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
     if bytes.len() % 4 != 0 {
         bail!("{}: truncated ({} bytes)", path.display(), bytes.len());
@@ -137,6 +123,27 @@ fn f32s(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
+}
+
+/// [`save`] a run of `arch` at `state`: its meta-parameters as an f32 blob with `meta`'s
+/// settings (provenance: algorithm `checkpoint`, the meta-iterations done).
+pub fn save_run(
+    out: &Path,
+    command: &str,
+    arch: &Arch,
+    meta: &BlobMeta,
+    state: &RunState,
+    curve: &[IterLoss],
+    training_seconds: f64,
+) -> Result<()> {
+    let meta = BlobMeta {
+        dtype: DType::F32,
+        algorithm: "checkpoint".into(),
+        meta_iterations: state.iteration,
+        ..meta.clone()
+    };
+    let blob = model::encode_blob(arch, &state.params, &meta)?;
+    save(out, command, state, &blob, curve, training_seconds).context("writing the checkpoint")
 }
 
 /// Read the checkpoint of `out` for a run of `command`; errors name the file at fault, or say
@@ -184,8 +191,7 @@ pub fn load(out: &Path, command: &str) -> Result<Restored> {
     let params_path = d.join("params.postcard");
     let params_bytes = read(&params_path)?;
     check("params.postcard", &params_bytes, &file.params_sha256)?;
-    let blob =
-        model::parse(&params_bytes).map_err(|e| anyhow!("{}: {e}", params_path.display()))?;
+    let blob = model::parse(&params_bytes).with_context(|| params_path.display().to_string())?;
     let mut params = Vec::new();
     let arch = model::Arch::of(&blob);
     for (t, len) in arch.tensor_lens()?.into_iter().enumerate() {

@@ -9,10 +9,10 @@
 //! (image folders) can produce them too; `ids` names each query row when the source has names.
 
 use anole::{Blob, LossKind};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::borrow::Cow;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Name of the class column of a classification support set.
 pub const LABEL: &str = "label";
@@ -57,7 +57,7 @@ pub struct Table {
 /// Read a CSV file with a header row; every data row must have as many fields as the header.
 pub fn read_table(path: &Path) -> Result<Table> {
     let file =
-        std::fs::File::open(path).map_err(|e| anyhow!("{}: cannot open: {e}", path.display()))?;
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     parse_table(std::io::BufReader::new(file), path)
 }
 
@@ -321,6 +321,40 @@ pub fn write_predictions(
             }
         } else {
             rec.extend(y.iter().map(|v| v.to_string()));
+        }
+        w.write_record(&rec)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Write `file,predicted_class` per row (then the probability of each class with `scores`).
+/// Only the first `names.len()` outputs are considered when `names` is given (a model with
+/// more outputs than the support set has classes); without names the class is the index.
+pub fn write_image_predictions(
+    mut out: impl Write,
+    files: &[PathBuf],
+    outputs: &[f32],
+    k: usize,
+    names: Option<&[String]>,
+    scores: bool,
+) -> Result<()> {
+    let used = names.map(|n| n.len().min(k)).unwrap_or(k);
+    let label = |i: usize| match names {
+        Some(n) => n[i].clone(),
+        None => i.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(&mut out);
+    let mut header = vec!["file".to_string(), "predicted_class".to_string()];
+    if scores {
+        header.extend((0..used).map(|i| format!("p_{}", label(i))));
+    }
+    w.write_record(&header)?;
+    for (f, y) in files.iter().zip(outputs.chunks_exact(k)) {
+        let y = &y[..used];
+        let mut rec = vec![f.display().to_string(), label(anole::loss::argmax(y))];
+        if scores {
+            rec.extend(softmax(y).iter().map(|p| p.to_string()));
         }
         w.write_record(&rec)?;
     }

@@ -2,12 +2,13 @@
 //! engine (`Learner::adapt`, exactly as a device would) and measure the query loss (and accuracy
 //! for classification) after a list of step counts, with 95% confidence intervals over tasks.
 
+use crate::stats::{self, decimal, Stat};
 use crate::tasks::{self, Stream, TaskFamily};
-use anole::{Blob, Learner, LossKind, Options, Samples};
-use anyhow::{anyhow, bail, Context, Result};
+use anole::{LossKind, Options, OwnedLearner, Samples, SharedBlob};
+use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What to evaluate.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,22 +29,6 @@ pub struct EvalConfig {
     pub batch: Option<usize>,
 }
 
-impl EvalConfig {
-    /// The standard protocol: `tasks` tasks, `shots` support points, 100 query points, loss after
-    /// 0, 1, 8 and `steps` steps.
-    pub fn standard(tasks: usize, shots: usize, steps: u32, seed: u64) -> EvalConfig {
-        EvalConfig {
-            tasks,
-            shots,
-            queries: 100,
-            checkpoints: checkpoints(steps),
-            seed,
-            lr: None,
-            batch: None,
-        }
-    }
-}
-
 /// 0, 1, 8 and `steps`, those not above `steps`, ascending and without repeats.
 pub fn checkpoints(steps: u32) -> Vec<u32> {
     let mut v: Vec<u32> = [0, 1, 8, steps]
@@ -55,38 +40,8 @@ pub fn checkpoints(steps: u32) -> Vec<u32> {
     v
 }
 
-/// Mean with its spread over tasks.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Stat {
-    /// Mean over tasks.
-    pub mean: f64,
-    /// Sample standard deviation over tasks.
-    pub sd: f64,
-    /// Half-width of the 95% confidence interval of the mean, 1.96 · sd / √n.
-    pub ci95: f64,
-}
-
-impl Stat {
-    /// Of `values` (at least one).
-    pub fn of(values: &[f64]) -> Stat {
-        let n = values.len().max(1) as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = if values.len() > 1 {
-            values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)
-        } else {
-            0.0
-        };
-        let sd = var.sqrt();
-        Stat {
-            mean,
-            sd,
-            ci95: 1.96 * sd / n.sqrt(),
-        }
-    }
-}
-
 /// Results after one step count.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Adaptation steps taken.
     pub steps: u32,
@@ -98,12 +53,12 @@ pub struct Checkpoint {
 }
 
 /// A full evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Task family.
     pub task: String,
     /// Loss name ("mse" or "cross-entropy").
-    pub loss: &'static str,
+    pub loss: String,
     /// Held-out tasks.
     pub tasks: usize,
     /// Support samples per task.
@@ -160,14 +115,15 @@ impl EvalReport {
     }
 }
 
-/// Evaluate `blob` on `cfg.tasks` held-out tasks of `family`; tasks run in parallel, each in its
-/// own arena, and `progress` advances once per task.
+/// Evaluate `shared` on `cfg.tasks` held-out tasks of `family`; tasks run in parallel, each
+/// thread with its own learner, and `progress` advances once per task.
 pub fn evaluate(
-    blob: &Blob<'_>,
+    shared: &SharedBlob,
     family: &dyn TaskFamily,
     cfg: &EvalConfig,
     progress: &ProgressBar,
 ) -> Result<EvalReport> {
+    let blob = shared.blob();
     if cfg.tasks == 0 {
         bail!("--tasks must be at least 1");
     }
@@ -200,16 +156,14 @@ pub fn evaluate(
     if let Some(b) = cfg.batch {
         opts.batch = b;
     }
-    let len = anole::Plan::new(blob, opts.batch, opts.trainable)
-        .map_err(|e| anyhow!("model: {e}"))?
-        .arena_len();
+    let learner = OwnedLearner::with_options(shared, opts).context("model")?;
     let classify = blob.loss == LossKind::CrossEntropy;
     let per_task: Vec<Result<Vec<(f64, f64)>>> = (0..cfg.tasks)
         .into_par_iter()
         .map_init(
-            || vec![0.0f32; len],
-            |arena, i| {
-                let r = eval_task(blob, family, cfg, opts, classify, arena, i)
+            || learner.clone(),
+            |learner, i| {
+                let r = eval_task(learner, family, cfg, classify, i)
                     .with_context(|| format!("held-out task {}", i + 1));
                 progress.inc(1);
                 r
@@ -236,7 +190,7 @@ pub fn evaluate(
         .collect();
     Ok(EvalReport {
         task: family.name().to_string(),
-        loss: if classify { "cross-entropy" } else { "mse" },
+        loss: if classify { "cross-entropy" } else { "mse" }.to_string(),
         tasks: cfg.tasks,
         shots: cfg.shots,
         queries: cfg.queries,
@@ -247,21 +201,13 @@ pub fn evaluate(
     })
 }
 
-/// `x` as the f64 with the same shortest decimal form (0.02 stays 0.02 in JSON, not
-/// 0.019999999552965164).
-pub fn decimal(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(x as f64)
-}
-
 /// Query (loss, accuracy) of held-out task `i` after each checkpoint's number of steps, every
-/// one adapted from the initialization.
+/// one adapted by `learner` from the initialization.
 fn eval_task(
-    blob: &Blob<'_>,
+    learner: &mut OwnedLearner,
     family: &dyn TaskFamily,
     cfg: &EvalConfig,
-    opts: Options,
     classify: bool,
-    arena: &mut [f32],
     i: usize,
 ) -> Result<Vec<(f64, f64)>> {
     let episode = family.eval_task(
@@ -271,19 +217,20 @@ fn eval_task(
     )?;
     let support = episode.support.samples()?;
     let query = episode.query.samples()?;
-    let mut learner = Learner::with_options(blob, arena, opts).map_err(|e| anyhow!("{e}"))?;
+    learner.reset();
+    let (batch, outputs) = (learner.options().batch, learner.blob().output_len());
     let mut out = Vec::new();
     let mut preds = vec![
         0.0f32;
         if classify {
-            episode.query.len() * blob.output_len()
+            episode.query.len() * outputs
         } else {
             0
         }
     ];
     // When the support set fits in one minibatch every step uses all of it, so adapting on from
     // the previous checkpoint equals adapting from the initialization; otherwise start over.
-    let incremental = support.len() <= opts.batch;
+    let incremental = support.len() <= batch;
     let mut taken = 0;
     for &steps in &cfg.checkpoints {
         if !incremental || steps < taken {
@@ -293,23 +240,15 @@ fn eval_task(
         if steps > taken {
             learner
                 .adapt(&support, steps - taken)
-                .map_err(|e| anyhow!("adapting {steps} steps: {e}"))?;
+                .with_context(|| format!("adapting {steps} steps"))?;
             taken = steps;
         }
-        let loss = learner
-            .loss(&query)
-            .map_err(|e| anyhow!("query loss: {e}"))? as f64;
+        let loss = learner.loss(&query).context("query loss")? as f64;
         let acc = if classify {
             learner
                 .predict(episode.query.input_slice(), &mut preds)
-                .map_err(|e| anyhow!("predict: {e}"))?;
-            let k = blob.output_len();
-            let hits = preds
-                .chunks_exact(k)
-                .zip(episode.query.target_slice())
-                .filter(|(p, &t)| anole::loss::argmax(p) == t as usize)
-                .count();
-            hits as f64 / episode.query.len().max(1) as f64
+                .context("predict")?;
+            stats::accuracy(&preds, episode.query.target_slice(), outputs)
         } else {
             0.0
         };
@@ -328,13 +267,5 @@ mod tests {
         assert_eq!(checkpoints(8), vec![0, 1, 8]);
         assert_eq!(checkpoints(5), vec![0, 1, 5]);
         assert_eq!(checkpoints(0), vec![0]);
-    }
-
-    #[test]
-    fn stat_matches_hand_computation() {
-        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(s.mean, 2.5);
-        assert!((s.sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
-        assert!((s.ci95 - 1.96 * s.sd / 2.0).abs() < 1e-12);
     }
 }

@@ -17,14 +17,14 @@
 //! Episode `i` is drawn from its own random stream (`tasks::rng(seed, Eval, i)`), so results
 //! do not depend on the thread count or on how many episodes are run.
 
-use crate::eval::Stat;
 use crate::model::{self, Arch};
-use crate::tasks::{self, Stream, TaskFamily};
-use anole::{submodel, Blob, Learner, LossKind, Options, Plan, SliceSamples};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::stats::{accuracy, decimal, Stat};
+use crate::tasks::{self, Episode, Stream, TaskFamily};
+use anole::{submodel, Blob, LossKind, Options, OwnedLearner, SharedBlob, SliceSamples};
+use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Which normalisation schemes to measure.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub enum AdaptMode {
 }
 
 /// How the head starts head-only adaptation.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HeadInit {
     /// From the support set: each class's weights twice the mean of its support features
@@ -87,18 +87,18 @@ pub struct FewShotConfig {
 }
 
 /// One measured setting.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     /// "all" or "head".
-    pub adaptation: &'static str,
+    pub adaptation: String,
     /// "device" or "transductive".
-    pub normalisation: &'static str,
+    pub normalisation: String,
     /// Query accuracy over episodes.
     pub accuracy: Stat,
 }
 
 /// A few-shot evaluation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FewShotReport {
     /// Task family.
     pub task: String,
@@ -141,12 +141,12 @@ impl FewShotReport {
                 "{:>5}  {:>5}  {:<18}  {:<12}  {:>17}\n",
                 self.ways,
                 self.shots,
-                match (r.adaptation, self.head_init) {
+                match (r.adaptation.as_str(), self.head_init) {
                     ("all", _) => "all layers",
                     (_, HeadInit::Prototypes) => "head, prototypes",
                     (_, HeadInit::Meta) => "head, meta init",
                 },
-                r.normalisation,
+                &r.normalisation,
                 format!(
                     "{:.2}% ± {:.2}%",
                     100.0 * r.accuracy.mean,
@@ -215,56 +215,65 @@ impl HeadSplit {
     }
 }
 
-/// Body features of `inputs` (`n × input_len`) into `out` (`n × features`); a learner over the
-/// body blob, nothing adapting.
-pub fn features(
-    body: &Blob<'_>,
-    arena: &mut Vec<f32>,
-    inputs: &[f32],
-    out: &mut Vec<f32>,
-) -> Result<()> {
-    let opts = Options {
-        batch: 32,
-        trainable: 0,
-        lr: 0.0,
-    };
-    let len = Plan::new(body, opts.batch, 0)
-        .map_err(|e| anyhow!("body: {e}"))?
-        .arena_len();
-    arena.resize(len, 0.0);
-    let mut l = Learner::with_options(body, arena, opts).map_err(|e| anyhow!("body: {e}"))?;
-    out.resize(inputs.len() / body.input_len() * body.output_len(), 0.0);
-    l.predict(inputs, out)
-        .map_err(|e| anyhow!("body features: {e}"))
+/// A learner over a body blob that computes its features: nothing adapting, the norm layers
+/// with their stored statistics.
+#[derive(Clone)]
+pub struct Features(OwnedLearner);
+
+impl Features {
+    /// Features of the body `body`.
+    pub fn new(body: &SharedBlob) -> Result<Features> {
+        let opts = Options {
+            batch: 32,
+            trainable: 0,
+            lr: 0.0,
+        };
+        Ok(Features(
+            OwnedLearner::with_options(body, opts).context("body")?,
+        ))
+    }
+
+    /// Body features of `inputs` (`n × input_len`) into `out` (`n × features`).
+    pub fn compute(&mut self, inputs: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        let (il, ol) = (self.0.blob().input_len(), self.0.blob().output_len());
+        out.resize(inputs.len() / il * ol, 0.0);
+        self.0.predict(inputs, out).context("body features")
+    }
 }
 
-/// Per-thread buffers.
+/// Per-thread learners and buffers.
 #[derive(Default)]
 struct Scratch {
-    full: Vec<f32>,
-    trans: Vec<f32>,
-    body: Vec<f32>,
-    head: Vec<f32>,
+    full: Option<OwnedLearner>,
+    trans: Option<OwnedLearner>,
+    body: Option<Features>,
+    head: Option<OwnedLearner>,
     outputs: Vec<f32>,
     support_features: Vec<f32>,
     query_features: Vec<f32>,
 }
 
-/// Fraction of rows of `outputs` (`k` logits each) whose argmax is the label.
-fn accuracy(outputs: &[f32], labels: &[f32], k: usize) -> f64 {
-    let hits = outputs
-        .chunks_exact(k)
-        .zip(labels)
-        .filter(|(p, &t)| anole::loss::argmax(p) == t as usize)
-        .count();
-    hits as f64 / labels.len().max(1) as f64
+/// The learner of `blob` with `opts` in `slot` (made there the first time, or when the
+/// options change), reset to the blob's parameters with a fresh optimizer: the same state as a
+/// new learner.
+fn fresh<'s>(
+    slot: &'s mut Option<OwnedLearner>,
+    blob: &SharedBlob,
+    opts: Options,
+) -> Result<&'s mut OwnedLearner> {
+    let l = match slot.take() {
+        Some(l) if l.options() == opts => slot.insert(l),
+        _ => slot.insert(OwnedLearner::with_options(blob, opts)?),
+    };
+    l.reset();
+    Ok(l)
 }
 
 /// Evaluate `blob` on `cfg.episodes` held-out episodes of `family` (a classification family
 /// whose `eval_task` takes shots and queries per class); episodes run in parallel and
 /// `progress` advances once per episode.
 pub fn evaluate(
-    blob: &Blob<'_>,
+    blob: &SharedBlob,
     family: &dyn TaskFamily,
     cfg: &FewShotConfig,
     progress: &ProgressBar,
@@ -276,12 +285,86 @@ pub fn evaluate(
 /// (an optimizer-state blob, e.g. `init.adam.postcard` of a `--inner-state keep` run) instead of
 /// a fresh optimizer. Head-only adaptation always starts fresh.
 pub fn evaluate_from_state(
-    blob: &Blob<'_>,
+    blob: &SharedBlob,
     state: Option<&Blob<'_>>,
     family: &dyn TaskFamily,
     cfg: &FewShotConfig,
     progress: &ProgressBar,
 ) -> Result<FewShotReport> {
+    let opts = options(blob.blob(), family, cfg)?;
+    let (full, head) = match cfg.adapt {
+        AdaptMode::All => (true, false),
+        AdaptMode::Head => (false, true),
+        AdaptMode::Both => (true, true),
+    };
+    let (device, transductive) = match cfg.norm {
+        NormMode::Device => (true, false),
+        NormMode::Transductive => (false, true),
+        NormMode::Both => (true, true),
+    };
+    let split = head.then(|| HeadSplit::new(blob.blob())).transpose()?;
+    let (body, head) = match split {
+        Some(s) => (
+            s.body.map(model::shared).transpose()?,
+            Some(model::shared(s.head)?),
+        ),
+        None => (None, None),
+    };
+    let episodes = Episodes {
+        blob,
+        state,
+        family,
+        cfg,
+        opts,
+        full,
+        device,
+        transductive,
+        body,
+        head,
+    };
+    let rows = episodes.rows();
+    let per_episode: Vec<Result<Vec<f64>>> = (0..cfg.episodes)
+        .into_par_iter()
+        .map_init(Scratch::default, |scratch, i| {
+            let r = episodes
+                .accuracies(scratch, i)
+                .with_context(|| format!("held-out episode {}", i + 1));
+            progress.inc(1);
+            r
+        })
+        .collect();
+    let mut values = vec![Vec::with_capacity(cfg.episodes); rows.len()];
+    for r in per_episode {
+        for (k, a) in r?.into_iter().enumerate() {
+            values[k].push(a);
+        }
+    }
+    Ok(FewShotReport {
+        task: family.name().to_string(),
+        ways: blob.blob().output_len(),
+        shots: cfg.shots,
+        queries: cfg.queries,
+        episodes: cfg.episodes,
+        steps: cfg.steps,
+        batch: opts.batch,
+        lr: decimal(opts.lr),
+        seed: cfg.seed,
+        head_init: cfg.head_init,
+        rows: rows
+            .iter()
+            .zip(&values)
+            .map(|(&(adaptation, normalisation), v)| Row {
+                adaptation: adaptation.to_string(),
+                normalisation: normalisation.to_string(),
+                accuracy: Stat::of(v),
+            })
+            .collect(),
+    })
+}
+
+/// The adaptation options of an evaluation of `blob` on `family` with `cfg` (every layer
+/// adapting); errors on settings that cannot be evaluated.
+fn options(blob: &Blob<'_>, family: &dyn TaskFamily, cfg: &FewShotConfig) -> Result<Options> {
     if cfg.episodes == 0 {
         bail!("--episodes must be at least 1");
     }
@@ -317,168 +400,151 @@ pub fn evaluate_from_state(
         }
         opts.batch = b;
     }
-    let (full, head) = match cfg.adapt {
-        AdaptMode::All => (true, false),
-        AdaptMode::Head => (false, true),
-        AdaptMode::Both => (true, true),
-    };
-    let (device, transductive) = match cfg.norm {
-        NormMode::Device => (true, false),
-        NormMode::Transductive => (false, true),
-        NormMode::Both => (true, true),
-    };
-    let split = if head {
-        Some(HeadSplit::new(blob)?)
-    } else {
-        None
-    };
-    let body = match split.as_ref().and_then(|s| s.body.as_ref()) {
-        Some(b) => Some(model::parse(b)?),
-        None => None,
-    };
-    let head_blob = match &split {
-        Some(s) => Some(model::parse(&s.head)?),
-        None => None,
-    };
-    let mut rows: Vec<(&'static str, &'static str)> = Vec::new();
-    if full && device {
-        rows.push(("all", "device"));
-    }
-    if full && transductive {
-        rows.push(("all", "transductive"));
-    }
-    if head {
-        // The frozen body keeps its stored statistics either way: one row.
-        rows.push(("head", "device"));
-    }
-    let ways = blob.output_len();
-    let per_episode: Vec<Result<Vec<f64>>> = (0..cfg.episodes)
-        .into_par_iter()
-        .map_init(Scratch::default, |scratch, i| {
-            let r = (|| -> Result<Vec<f64>> {
-                let episode = family.eval_task(
-                    &mut tasks::rng(cfg.seed, Stream::Eval, i as u64),
-                    cfg.shots,
-                    cfg.queries,
-                )?;
-                let support = episode.support.samples()?;
-                let qx = episode.query.input_slice();
-                let qy = episode.query.target_slice();
-                let mut acc = Vec::with_capacity(rows.len());
-                if full {
-                    let len = Plan::new(blob, opts.batch, opts.trainable)
-                        .map_err(|e| anyhow!("{e}"))?
-                        .arena_len();
-                    scratch.full.resize(len, 0.0);
-                    let mut l = Learner::with_options(blob, &mut scratch.full, opts)
-                        .map_err(|e| anyhow!("{e}"))?;
-                    if let Some(st) = state {
-                        l.load_optimizer_state_from(st)
-                            .map_err(|e| anyhow!("optimizer state: {e}"))?;
-                    }
-                    l.adapt(&support, cfg.steps)
-                        .map_err(|e| anyhow!("adapting {} steps: {e}", cfg.steps))?;
-                    scratch.outputs.resize(qy.len() * ways, 0.0);
-                    if device {
-                        l.predict(qx, &mut scratch.outputs)
-                            .map_err(|e| anyhow!("predict: {e}"))?;
-                        acc.push(accuracy(&scratch.outputs, qy, ways));
-                    }
-                    if transductive {
-                        if qy.len() <= opts.batch {
-                            l.predict_batch_stats(qx, &mut scratch.outputs)
-                                .map_err(|e| anyhow!("predict: {e}"))?;
-                        } else {
-                            // A learner as wide as the query set, with the adapted parameters.
-                            let wide = Options {
-                                batch: qy.len(),
-                                ..opts
-                            };
-                            let len = Plan::new(blob, wide.batch, wide.trainable)
-                                .map_err(|e| anyhow!("{e}"))?
-                                .arena_len();
-                            scratch.trans.resize(len, 0.0);
-                            let mut t = Learner::with_options(blob, &mut scratch.trans, wide)
-                                .map_err(|e| anyhow!("{e}"))?;
-                            t.set_params(l.params()).map_err(|e| anyhow!("{e}"))?;
-                            t.predict_batch_stats(qx, &mut scratch.outputs)
-                                .map_err(|e| anyhow!("predict: {e}"))?;
-                        }
-                        acc.push(accuracy(&scratch.outputs, qy, ways));
-                    }
-                }
-                if let Some(hb) = &head_blob {
-                    let (sf, qf): (&[f32], &[f32]) = match &body {
-                        Some(b) => {
-                            features(
-                                b,
-                                &mut scratch.body,
-                                episode.support.input_slice(),
-                                &mut scratch.support_features,
-                            )?;
-                            features(b, &mut scratch.body, qx, &mut scratch.query_features)?;
-                            (&scratch.support_features, &scratch.query_features)
-                        }
-                        None => (episode.support.input_slice(), qx),
-                    };
-                    let hopts = Options {
-                        trainable: Arch::of(hb).all_layers(),
-                        ..opts
-                    };
-                    let len = Plan::new(hb, hopts.batch, hopts.trainable)
-                        .map_err(|e| anyhow!("{e}"))?
-                        .arena_len();
-                    scratch.head.resize(len, 0.0);
-                    let mut l = Learner::with_options(hb, &mut scratch.head, hopts)
-                        .map_err(|e| anyhow!("{e}"))?;
-                    let s =
-                        SliceSamples::new(sf, episode.support.target_slice(), hb.input_len(), 1)
-                            .map_err(|e| anyhow!("features: {e}"))?;
-                    if cfg.head_init == HeadInit::Prototypes {
-                        l.init_prototypes(&s)
-                            .map_err(|e| anyhow!("prototype head: {e}"))?;
-                    }
-                    l.adapt(&s, cfg.steps)
-                        .map_err(|e| anyhow!("adapting the head {} steps: {e}", cfg.steps))?;
-                    scratch.outputs.resize(qy.len() * ways, 0.0);
-                    l.predict(qf, &mut scratch.outputs)
-                        .map_err(|e| anyhow!("predict: {e}"))?;
-                    acc.push(accuracy(&scratch.outputs, qy, ways));
-                }
-                Ok(acc)
-            })()
-            .with_context(|| format!("held-out episode {}", i + 1));
-            progress.inc(1);
-            r
-        })
-        .collect();
-    let mut values = vec![Vec::with_capacity(cfg.episodes); rows.len()];
-    for r in per_episode {
-        for (k, a) in r?.into_iter().enumerate() {
-            values[k].push(a);
+    Ok(opts)
+}
+
+/// An evaluation: what every episode adapts and measures.
+struct Episodes<'a> {
+    blob: &'a SharedBlob,
+    /// Where full adaptation's optimizer starts, when not fresh.
+    state: Option<&'a Blob<'a>>,
+    family: &'a dyn TaskFamily,
+    cfg: &'a FewShotConfig,
+    /// Full adaptation's options.
+    opts: Options,
+    /// Measure full adaptation.
+    full: bool,
+    /// ... with the device's normalisation.
+    device: bool,
+    /// ... with the transductive normalisation.
+    transductive: bool,
+    /// Head-only adaptation: the frozen body (none when the head is the first layer) and the
+    /// head.
+    body: Option<SharedBlob>,
+    head: Option<SharedBlob>,
+}
+
+impl Episodes<'_> {
+    /// The (adaptation, normalisation) of every accuracy an episode gives, in order.
+    fn rows(&self) -> Vec<(&'static str, &'static str)> {
+        let mut rows = Vec::new();
+        if self.full && self.device {
+            rows.push(("all", "device"));
         }
+        if self.full && self.transductive {
+            rows.push(("all", "transductive"));
+        }
+        if self.head.is_some() {
+            // The frozen body keeps its stored statistics either way: one row.
+            rows.push(("head", "device"));
+        }
+        rows
     }
-    Ok(FewShotReport {
-        task: family.name().to_string(),
-        ways,
-        shots: cfg.shots,
-        queries: cfg.queries,
-        episodes: cfg.episodes,
-        steps: cfg.steps,
-        batch: opts.batch,
-        lr: crate::eval::decimal(opts.lr),
-        seed: cfg.seed,
-        head_init: cfg.head_init,
-        rows: rows
-            .iter()
-            .zip(&values)
-            .map(|(&(adaptation, normalisation), v)| Row {
-                adaptation,
-                normalisation,
-                accuracy: Stat::of(v),
-            })
-            .collect(),
-    })
+
+    /// The query accuracies of held-out episode `i`, one per row.
+    fn accuracies(&self, scratch: &mut Scratch, i: usize) -> Result<Vec<f64>> {
+        let cfg = self.cfg;
+        let episode = self.family.eval_task(
+            &mut tasks::rng(cfg.seed, Stream::Eval, i as u64),
+            cfg.shots,
+            cfg.queries,
+        )?;
+        let mut acc = Vec::with_capacity(3);
+        if self.full {
+            self.adapt_all(scratch, &episode, &mut acc)?;
+        }
+        if let Some(head) = &self.head {
+            acc.push(self.adapt_head(head, scratch, &episode)?);
+        }
+        Ok(acc)
+    }
+
+    /// Full adaptation on the episode's support set; the query accuracy with the device's
+    /// and/or the transductive normalisation, appended to `acc`.
+    fn adapt_all(
+        &self,
+        scratch: &mut Scratch,
+        episode: &Episode,
+        acc: &mut Vec<f64>,
+    ) -> Result<()> {
+        let (opts, steps) = (self.opts, self.cfg.steps);
+        let ways = self.blob.blob().output_len();
+        let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
+        let l = fresh(&mut scratch.full, self.blob, opts)?;
+        if let Some(st) = self.state {
+            l.load_optimizer_state_from(st).context("optimizer state")?;
+        }
+        l.adapt(&episode.support.samples()?, steps)
+            .with_context(|| format!("adapting {steps} steps"))?;
+        scratch.outputs.resize(qy.len() * ways, 0.0);
+        if self.device {
+            l.predict(qx, &mut scratch.outputs).context("predict")?;
+            acc.push(accuracy(&scratch.outputs, qy, ways));
+        }
+        if self.transductive {
+            if qy.len() <= opts.batch {
+                l.predict_batch_stats(qx, &mut scratch.outputs)
+                    .context("predict")?;
+            } else {
+                // A learner as wide as the query set, with the adapted parameters.
+                let wide = Options {
+                    batch: qy.len(),
+                    ..opts
+                };
+                let t = fresh(&mut scratch.trans, self.blob, wide)?;
+                t.set_params(l.params())?;
+                t.predict_batch_stats(qx, &mut scratch.outputs)
+                    .context("predict")?;
+            }
+            acc.push(accuracy(&scratch.outputs, qy, ways));
+        }
+        Ok(())
+    }
+
+    /// Head-only adaptation on the body's features of the episode's support set; the query
+    /// accuracy.
+    fn adapt_head(
+        &self,
+        head: &SharedBlob,
+        scratch: &mut Scratch,
+        episode: &Episode,
+    ) -> Result<f64> {
+        let steps = self.cfg.steps;
+        let ways = self.blob.blob().output_len();
+        let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
+        let (sf, qf): (&[f32], &[f32]) = match &self.body {
+            Some(b) => {
+                let features = match scratch.body.take() {
+                    Some(f) => scratch.body.insert(f),
+                    None => scratch.body.insert(Features::new(b)?),
+                };
+                features.compute(episode.support.input_slice(), &mut scratch.support_features)?;
+                features.compute(qx, &mut scratch.query_features)?;
+                (&scratch.support_features, &scratch.query_features)
+            }
+            None => (episode.support.input_slice(), qx),
+        };
+        let hopts = Options {
+            trainable: Arch::of(head.blob()).all_layers(),
+            ..self.opts
+        };
+        let l = fresh(&mut scratch.head, head, hopts)?;
+        let s = SliceSamples::new(
+            sf,
+            episode.support.target_slice(),
+            head.blob().input_len(),
+            1,
+        )
+        .context("features")?;
+        if self.cfg.head_init == HeadInit::Prototypes {
+            l.init_prototypes(&s).context("prototype head")?;
+        }
+        l.adapt(&s, steps)
+            .with_context(|| format!("adapting the head {steps} steps"))?;
+        scratch.outputs.resize(qy.len() * ways, 0.0);
+        l.predict(qf, &mut scratch.outputs).context("predict")?;
+        Ok(accuracy(&scratch.outputs, qy, ways))
+    }
 }
 
 #[cfg(test)]
@@ -525,39 +591,38 @@ mod tests {
     fn cached_head_equals_the_head_only_learner() {
         for (optimizer, dtype) in [(0, DType::F32), (1, DType::F32), (1, DType::F16)] {
             let bytes = blob_bytes(5, 6, optimizer, dtype);
-            let blob = Blob::parse(&bytes).unwrap();
+            let shared = SharedBlob::parse(bytes).unwrap();
+            let blob = shared.blob();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
             let n = 10;
             let x: Vec<f32> = (0..n * 784).map(|_| rng.random_range(0.0..1.0)).collect();
             let y: Vec<f32> = (0..n).map(|i| (i % 5) as f32).collect();
             let q: Vec<f32> = (0..5 * 784).map(|_| rng.random_range(0.0..1.0)).collect();
 
-            let arch = Arch::of(&blob);
+            let arch = Arch::of(blob);
             let opts = Options {
                 trainable: arch.head_only(),
-                ..Options::from_blob(&blob)
+                ..Options::from_blob(blob)
             };
-            let mut arena = vec![0.0; Plan::new(&blob, 4, opts.trainable).unwrap().arena_len()];
-            let mut full = Learner::with_options(&blob, &mut arena, opts).unwrap();
+            let mut full = OwnedLearner::with_options(&shared, opts).unwrap();
             full.adapt(&SliceSamples::new(&x, &y, 784, 1).unwrap(), 7)
                 .unwrap();
             let mut expected = vec![0.0; 25];
             full.predict(&q, &mut expected).unwrap();
 
-            let split = HeadSplit::new(&blob).unwrap();
+            let split = HeadSplit::new(blob).unwrap();
             assert_eq!(split.features, 4 * 6);
             let body_bytes = split.body.unwrap();
-            let body = Blob::parse(&body_bytes).unwrap();
-            let head = Blob::parse(&split.head).unwrap();
-            let (mut a, mut sf, mut qf) = (Vec::new(), Vec::new(), Vec::new());
-            features(&body, &mut a, &x, &mut sf).unwrap();
-            features(&body, &mut a, &q, &mut qf).unwrap();
+            let mut body = Features::new(&SharedBlob::parse(body_bytes).unwrap()).unwrap();
+            let head = SharedBlob::parse(split.head).unwrap();
+            let (mut sf, mut qf) = (Vec::new(), Vec::new());
+            body.compute(&x, &mut sf).unwrap();
+            body.compute(&q, &mut qf).unwrap();
             let hopts = Options {
                 trainable: 1,
                 ..opts
             };
-            let mut harena = vec![0.0; Plan::new(&head, 4, 1).unwrap().arena_len()];
-            let mut h = Learner::with_options(&head, &mut harena, hopts).unwrap();
+            let mut h = OwnedLearner::with_options(&head, hopts).unwrap();
             h.adapt(&SliceSamples::new(&sf, &y, 24, 1).unwrap(), 7)
                 .unwrap();
             let mut got = vec![0.0; 25];
@@ -581,7 +646,7 @@ mod tests {
         let data = std::sync::Arc::new(crate::tasks::omniglot::test_data().subset(60).unwrap());
         let fam = OmniglotTasks::new(&data, Split::Paper, 0, 5, 6).unwrap();
         let bytes = blob_bytes(5, 6, 1, DType::F32);
-        let blob = Blob::parse(&bytes).unwrap();
+        let blob = SharedBlob::parse(bytes).unwrap();
         let cfg = FewShotConfig {
             episodes: 6,
             shots: 2,
@@ -605,7 +670,7 @@ mod tests {
         assert_eq!(r, run(2));
         assert_eq!(r.rows.len(), 3);
         // By hand.
-        let arch = Arch::of(&blob);
+        let arch = Arch::of(blob.blob());
         let mut sums = [0.0f64; 3];
         for i in 0..6 {
             let e = fam
@@ -622,8 +687,7 @@ mod tests {
                     trainable: mask,
                     lr: 0.01,
                 };
-                let mut arena = vec![0.0; Plan::new(&blob, 10, mask).unwrap().arena_len()];
-                let mut l = Learner::with_options(&blob, &mut arena, opts).unwrap();
+                let mut l = OwnedLearner::with_options(&blob, opts).unwrap();
                 l.adapt(&s, 5).unwrap();
                 let mut out = vec![0.0; 50];
                 l.predict(qx, &mut out).unwrap();
@@ -631,8 +695,7 @@ mod tests {
                 if k == 0 {
                     // 10 queries > batch 4: a wide learner with the adapted parameters.
                     let wide = Options { batch: 10, ..opts };
-                    let mut a2 = vec![0.0; Plan::new(&blob, 10, mask).unwrap().arena_len()];
-                    let mut t = Learner::with_options(&blob, &mut a2, wide).unwrap();
+                    let mut t = OwnedLearner::with_options(&blob, wide).unwrap();
                     t.set_params(l.params()).unwrap();
                     t.predict_batch_stats(qx, &mut out).unwrap();
                     sums[1] += accuracy(&out, qy, 5);

@@ -9,6 +9,10 @@ pub mod csvio;
 pub mod data;
 
 #[cfg(feature = "full")]
+pub mod calibrate;
+#[cfg(feature = "full")]
+pub mod card;
+#[cfg(feature = "full")]
 pub mod checkpoint;
 #[cfg(feature = "full")]
 pub mod cli;
@@ -21,6 +25,8 @@ pub mod export;
 #[cfg(feature = "full")]
 pub mod fewshot;
 #[cfg(feature = "full")]
+pub mod files;
+#[cfg(feature = "full")]
 pub mod meta;
 #[cfg(feature = "full")]
 pub mod model;
@@ -28,5 +34,9 @@ pub mod model;
 pub mod plots;
 #[cfg(feature = "full")]
 pub mod progress;
+#[cfg(feature = "full")]
+pub mod signing;
+#[cfg(feature = "full")]
+pub mod stats;
 #[cfg(feature = "full")]
 pub mod tasks;

@@ -3,7 +3,7 @@
 
 use anole::blob::{AdaptSettings, Provenance, Wire, FORMAT_VERSION, MAGIC, MAX_TENSORS};
 use anole::layers::Window;
-use anole::{Blob, DType, Layer, Shape, TensorValues};
+use anole::{Blob, DType, Layer, Shape, SharedBlob, TensorValues};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
 use std::path::Path;
@@ -167,6 +167,34 @@ impl Arch {
     }
 }
 
+/// Storage dtype of a written blob (`--dtype`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DTypeArg {
+    /// 32-bit floats.
+    F32,
+    /// IEEE half precision (half the flash).
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl DTypeArg {
+    /// The dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F16 => DType::F16,
+            DTypeArg::Bf16 => DType::Bf16,
+        }
+    }
+}
+
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> DType {
+        d.dtype()
+    }
+}
+
 /// Everything needed to write a blob besides the parameters.
 #[derive(Clone, Debug)]
 pub struct BlobMeta {
@@ -221,26 +249,47 @@ pub fn encode_blob(arch: &Arch, params: &[f32], meta: &BlobMeta) -> Result<Vec<u
         },
     };
     let bytes = anole::blob::encode_to_vec(&wire);
-    Blob::parse(&bytes).map_err(|e| anyhow!("internal: written blob does not parse: {e}"))?;
+    Blob::parse(&bytes).context("internal: written blob does not parse")?;
     Ok(bytes)
 }
 
-/// Read a blob file and check it parses; the error names the file.
-pub fn read_blob(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Blob::parse(&bytes).map_err(|e| anyhow!("{}: not a valid anole blob: {e}", path.display()))?;
-    Ok(bytes)
+/// Read a blob file and parse it, for the host's learners; the error names the file.
+pub fn read_blob(path: &Path) -> Result<SharedBlob> {
+    let bytes = crate::files::read(path)?;
+    SharedBlob::parse(bytes).with_context(|| format!("{}: not a valid anole blob", path.display()))
 }
 
-/// Parse bytes already checked by [`read_blob`].
+/// Read a blob file; an ONNX file gets a hint to convert it first.
+pub fn read_model(path: &Path) -> Result<SharedBlob> {
+    read_blob(path).map_err(|e| {
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
+        {
+            anyhow!(
+                "{e:#} (an ONNX file: convert it with `anole import {} --out model.postcard`)",
+                path.display()
+            )
+        } else {
+            e
+        }
+    })
+}
+
+/// Parse blob bytes.
 pub fn parse(bytes: &[u8]) -> Result<Blob<'_>> {
-    Blob::parse(bytes).map_err(|e| anyhow!("{e}"))
+    Ok(Blob::parse(bytes)?)
+}
+
+/// Parse blob bytes into a blob the host's learners ([`anole::OwnedLearner`]) share.
+pub fn shared(bytes: impl Into<Box<[u8]>>) -> Result<SharedBlob> {
+    Ok(SharedBlob::parse(bytes)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anole::{Learner, SliceSamples};
+    use anole::{OwnedLearner, SliceSamples};
     use rand::SeedableRng;
 
     fn sine_blob(seed: u64) -> Vec<u8> {
@@ -269,9 +318,7 @@ mod tests {
     #[test]
     fn sine_adapts_and_roundtrips() {
         let bytes = sine_blob(1);
-        let blob = Blob::parse(&bytes).unwrap();
-        let mut arena = vec![0.0f32; blob.arena_len(10).unwrap()];
-        let mut l = Learner::new(&blob, &mut arena).unwrap();
+        let mut l = OwnedLearner::new(&shared(bytes.clone()).unwrap()).unwrap();
         assert_eq!(l.export_vec(), bytes);
         let xs: Vec<f32> = (0..10).map(|i| -5.0 + i as f32).collect();
         let ys: Vec<f32> = xs.iter().map(|x| 2.0 * (x + 0.5f32).sin()).collect();

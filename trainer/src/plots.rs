@@ -4,8 +4,8 @@
 
 use crate::meta::IterLoss;
 use crate::tasks::{self, sine, Stream, TaskFamily};
-use anole::{Blob, Learner, Options};
-use anyhow::{anyhow, Result};
+use anole::{OwnedLearner, SharedBlob};
+use anyhow::{anyhow, Context, Result};
 use plotters::coord::combinators::IntoLogRange;
 use plotters::prelude::*;
 use std::path::Path;
@@ -125,7 +125,7 @@ pub fn learning_curve(path: &Path, curve: &[IterLoss], title: &str) -> Result<()
 /// adaptation steps with the blob's settings.
 pub fn sine_adaptation(
     path: &Path,
-    blob: &Blob<'_>,
+    blob: &SharedBlob,
     seed: u64,
     shots: usize,
     steps: u32,
@@ -133,16 +133,10 @@ pub fn sine_adaptation(
 ) -> Result<()> {
     register_font()?;
     let err = draw_err(path);
-    let opts = Options::from_blob(blob);
-    let mut arena = vec![
-        0.0f32;
-        anole::Plan::new(blob, opts.batch, opts.trainable)
-            .map_err(|e| anyhow!("{e}"))?
-            .arena_len()
-    ];
-    let mut learner = Learner::with_options(blob, &mut arena, opts).map_err(|e| anyhow!("{e}"))?;
+    let mut learner = OwnedLearner::new(blob)?;
+    let lr = learner.options().lr;
     let xs = sine::grid(200);
-    let optimizer = match blob.optimizer {
+    let optimizer = match blob.blob().optimizer {
         anole::Optimizer::Sgd => "SGD",
         anole::Optimizer::AdamB1Zero => "Adam (β1 = 0)",
     };
@@ -154,7 +148,7 @@ pub fn sine_adaptation(
         .titled(
             &format!(
                 "held-out sine tasks: {shots} support points, {steps} {optimizer} steps at lr {}",
-                crate::eval::decimal(opts.lr)
+                crate::stats::decimal(lr)
             ),
             ("sans-serif", 22),
         )
@@ -174,15 +168,11 @@ pub fn sine_adaptation(
         let mut before = vec![0.0f32; xs.len()];
         let mut after = vec![0.0f32; xs.len()];
         learner.reset();
-        learner
-            .predict(&xs, &mut before)
-            .map_err(|e| anyhow!("{e}"))?;
+        learner.predict(&xs, &mut before)?;
         learner
             .adapt(&episode.support.samples()?, steps)
-            .map_err(|e| anyhow!("adapting: {e}"))?;
-        learner
-            .predict(&xs, &mut after)
-            .map_err(|e| anyhow!("{e}"))?;
+            .context("adapting")?;
+        learner.predict(&xs, &mut after)?;
         let ymax = truth
             .iter()
             .chain(&before)

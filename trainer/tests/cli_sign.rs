@@ -5,8 +5,8 @@
 
 mod common;
 
-use anole_trainer::cmd::sign::{read_signing_key, sign_blob};
 use anole_trainer::model::Arch;
+use anole_trainer::signing::{read_signing_key, sign_blob};
 use common::{anole, blob_bytes, fails, ok, put};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,15 +1,19 @@
-//! The demo on a board that logs with defmt through a debug probe: run it, log the report, the
-//! peak stack and the verdict.
+//! The demo as a whole firmware that logs with defmt through a debug probe: the kernel check,
+//! the demo, its report, the peak stack and the verdict, then the exit status through
+//! semihosting (0 when adapting lowered the held-out loss and the stack stayed inside RAM).
 
-use crate::cortex_m_probe::{stack_usage, SysTickClock};
-use crate::{DemoError, Report, HELD_OUT, SUPPORT};
+use crate::{Clock, DemoError, Report, HELD_OUT, SUPPORT};
 
-/// Run the demo on `board`, log everything, and return true when adapting lowered the
-/// held-out loss and the stack stayed inside RAM.
-pub fn run_logged(board: &str, arena: &mut [f32], clock: &mut SysTickClock) -> bool {
-    defmt::info!("anole sine demo on {=str}", board);
-    if let Err(e) = crate::kernel_check() {
-        defmt::error!("kernel check: {=str}", e);
+/// Run the firmware on the board called `name` (for the first line) with `arena` (at least
+/// [`crate::ARENA_LEN`] f32) and `clock`, and end the program with its verdict.
+pub fn run_logged(name: &str, arena: &mut [f32], clock: &mut impl Clock) -> ! {
+    board::exit(logged(name, arena, clock))
+}
+
+fn logged(name: &str, arena: &mut [f32], clock: &mut impl Clock) -> bool {
+    defmt::info!("anole sine demo on {=str}", name);
+    if let Err(e) = board::kernel_check(arena) {
+        defmt::error!("kernel check: {}", e);
         return false;
     }
     defmt::info!("kernel_check=ok");
@@ -21,7 +25,7 @@ pub fn run_logged(board: &str, arena: &mut [f32], clock: &mut SysTickClock) -> b
         }
     };
     log_report(&report);
-    let stack = stack_usage();
+    let stack = board::stack::usage();
     defmt::info!("peak_stack={=usize}", stack.peak);
     defmt::info!("stack_available={=usize}", stack.size);
     if stack.exhausted() {

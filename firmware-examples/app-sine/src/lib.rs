@@ -1,11 +1,13 @@
-//! The sine few-shot demo that every anole firmware example runs, written once.
+//! The sine few-shot demo that the anole sine firmwares run, written once.
 //!
 //! On the device: parse the embedded meta-learned blob, draw a new sine task
 //! `y = a·sin(x + b)` (a ~ U[0.1, 5], b ~ U[0, 2π], x ~ U[-5, 5]) from a seeded PRNG, collect
 //! [`SUPPORT`] samples into an [`anole::SampleBuffer`], measure the MSE on [`HELD_OUT`] other
 //! points, adapt for the blob's recommended steps, measure again, and time both adaptation and
-//! prediction with a board-supplied [`Clock`]. Boards only provide the clock, the arena and a
-//! way to print the [`Report`].
+//! prediction with a board-supplied [`Clock`]. Boards only provide the clock and the arena:
+//! `semihosting::run_printed` and `defmt_log::run_logged` (features `semihosting`, `defmt`) run
+//! the whole firmware on the `board` crate: the kernel check, the demo, its report, the stack
+//! check and the exit status.
 //!
 //! Heap-free and `no_std`; the same code runs on the host in this crate's tests, so the losses a
 //! board prints can be compared with the host's.
@@ -13,15 +15,13 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(feature = "cortex-m")]
-pub mod cortex_m_probe;
 #[cfg(feature = "defmt")]
 pub mod defmt_log;
-mod kernel_check;
-
-pub use kernel_check::kernel_check;
+#[cfg(feature = "semihosting")]
+pub mod semihosting;
 
 use anole::{Blob, Learner, SampleBuffer, Samples, SliceSamples};
+use board::Clock;
 use core::f32::consts::PI;
 use core::fmt;
 
@@ -88,14 +88,6 @@ impl SineTask {
     pub fn eval(&self, x: f32) -> f32 {
         self.amplitude * libm::sinf(x + self.phase)
     }
-}
-
-/// A monotonic counter the board times adaptation and prediction with.
-pub trait Clock {
-    /// Current count, in [`Clock::unit`]s.
-    fn now(&mut self) -> u64;
-    /// What one count is ("instructions", "cycles", ...).
-    fn unit(&self) -> &'static str;
 }
 
 /// What went wrong in the demo.
@@ -427,11 +419,6 @@ mod tests {
     extern crate std;
     use super::*;
     use std::vec;
-
-    #[test]
-    fn kernel_check_passes_on_the_host() {
-        assert_eq!(kernel_check(), Ok(()));
-    }
 
     struct Steps(u64);
     impl Clock for Steps {

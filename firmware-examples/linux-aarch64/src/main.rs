@@ -256,7 +256,7 @@ fn column_names(inputs: usize, outputs: usize, classify: bool) -> String {
 /// The microcontroller demo on this machine, timed in nanoseconds.
 struct Nanos(Instant);
 
-impl app_sine::Clock for Nanos {
+impl board::Clock for Nanos {
     fn now(&mut self) -> u64 {
         self.0.elapsed().as_nanos() as u64
     }
@@ -266,11 +266,12 @@ impl app_sine::Clock for Nanos {
 }
 
 fn demo() -> Result<bool, String> {
-    app_sine::kernel_check().map_err(|e| format!("kernel check: {e}"))?;
-    let mut arena = vec![0.0f32; app_sine::ARENA_LEN];
+    let mut arena = vec![0.0f32; app_sine::ARENA_LEN.max(board::SCRATCH_LEN)];
+    board::kernel_check(&mut arena).map_err(|e| format!("kernel check: {e}"))?;
     let report =
         app_sine::run(&mut arena, &mut Nanos(Instant::now())).map_err(|e| e.to_string())?;
     println!("anole sine demo on {} Linux", std::env::consts::ARCH);
+    println!("kernel_check=ok");
     println!("{report}");
     Ok(report.improved())
 }

@@ -5,11 +5,8 @@
 #![no_std]
 #![no_main]
 
-use app_sine::cortex_m_probe::{on_systick, SysTickClock};
-use cortex_m_rt::{entry, exception};
-use cortex_m_semihosting::debug;
-use defmt_rtt as _;
-use panic_probe as _;
+use board::cortex::Cycles;
+use cortex_m_rt::entry;
 
 #[entry]
 fn main() -> ! {
@@ -17,23 +14,9 @@ fn main() -> ! {
     static mut ARENA: [f32; app_sine::ARENA_LEN] = [0.0; app_sine::ARENA_LEN];
 
     let Some(cp) = cortex_m::Peripherals::take() else {
-        defmt::panic!("core peripherals already taken");
+        board::fail(format_args!("core peripherals already taken"));
     };
     // SysTick on the core clock: one tick is one cycle.
-    let mut clock = SysTickClock::start(cp.SYST, 1, "cycles");
-    let ok = app_sine::defmt_log::run_logged("nRF52840 (Cortex-M4F)", ARENA, &mut clock);
-    // The debugger turns the semihosting exit into probe-rs's exit code.
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::bkpt();
-    }
-}
-
-#[exception]
-fn SysTick() {
-    on_systick();
+    let mut clock = Cycles::start(cp.SYST, "cycles");
+    app_sine::defmt_log::run_logged("nRF52840 (Cortex-M4F)", ARENA, &mut clock)
 }

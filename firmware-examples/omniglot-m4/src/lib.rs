@@ -9,13 +9,11 @@
 #![deny(missing_docs)]
 
 pub mod episode;
-pub mod split;
 
 use anole::{Blob, Options, SliceSamples};
-use app_sine::Clock;
+use board::Clock;
 use core::fmt;
 use episode::{Episode, EpisodeError, PIXELS};
-use split::SplitError;
 
 /// The embedded model (`models/omniglot-5way/init.f16.postcard`, or the blob named by
 /// `ANOLE_OMNIGLOT_MODEL` at build time), checked by the build script.
@@ -31,7 +29,7 @@ pub enum AppError {
     /// The embedded blob does not parse.
     Blob(anole::Error),
     /// The blob cannot be split into body and head.
-    Split(SplitError),
+    Split(anole::Error),
     /// The embedded episode does not parse.
     Episode(EpisodeError),
     /// The episode does not fit the model or the buffers.
@@ -244,8 +242,8 @@ impl Default for Parts<'_> {
 pub fn split_model<'a>(bytes: &'a [u8], parts: &mut Parts<'a>) -> Result<(), AppError> {
     let mut whole = Blob::empty();
     whole.parse_in_place(bytes).map_err(AppError::Blob)?;
-    split::body_into(&whole, &mut parts.body).map_err(AppError::Split)?;
-    split::head_into(&whole, &mut parts.head).map_err(AppError::Split)
+    anole::submodel::body_into(&whole, &mut parts.body).map_err(AppError::Split)?;
+    anole::submodel::head_into(&whole, &mut parts.head).map_err(AppError::Split)
 }
 
 /// Run on the embedded [`BLOB`] and [`EPISODE`] with `parts` to split the model into and

@@ -5,11 +5,8 @@
 #![no_std]
 #![no_main]
 
-use app_sine::cortex_m_probe::{on_systick, SysTickClock};
-use cortex_m_rt::{entry, exception};
-use cortex_m_semihosting::debug;
-use defmt_rtt as _;
-use panic_probe as _;
+use board::cortex::Cycles;
+use cortex_m_rt::entry;
 
 /// Second-stage bootloader for the W25Q080 flash of the Raspberry Pi Pico (and most boards);
 /// the boot ROM runs it to set up execute-in-place before jumping to the program.
@@ -23,24 +20,10 @@ fn main() -> ! {
     static mut ARENA: [f32; app_sine::ARENA_LEN] = [0.0; app_sine::ARENA_LEN];
 
     let Some(cp) = cortex_m::Peripherals::take() else {
-        defmt::panic!("core peripherals already taken");
+        board::fail(format_args!("core peripherals already taken"));
     };
     // SysTick on the core clock: one tick is one cycle (of the ring oscillator the chip boots
     // on; without clock setup wall time varies, cycle counts do not).
-    let mut clock = SysTickClock::start(cp.SYST, 1, "cycles");
-    let ok = app_sine::defmt_log::run_logged("RP2040 (Cortex-M0+)", ARENA, &mut clock);
-    // The debugger turns the semihosting exit into probe-rs's exit code.
-    debug::exit(if ok {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    loop {
-        cortex_m::asm::bkpt();
-    }
-}
-
-#[exception]
-fn SysTick() {
-    on_systick();
+    let mut clock = Cycles::start(cp.SYST, "cycles");
+    app_sine::defmt_log::run_logged("RP2040 (Cortex-M0+)", ARENA, &mut clock)
 }

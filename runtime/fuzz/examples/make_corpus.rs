@@ -1,7 +1,8 @@
 //! Writes the seed corpus kept in `corpus/<target>/`: a few small valid blobs (every dtype,
-//! every layer kind, both losses, both optimizers) and edge cases for `blob_parse`, and
-//! well-formed and hostile inputs for `learner_samples`. Run from `runtime/fuzz`:
-//! `cargo run --example make_corpus`.
+//! every layer kind, both losses, both optimizers, a 16 → 16 convolution that takes the host's
+//! FMA kernels) and edge cases for `blob_parse`, well-formed and hostile inputs for
+//! `learner_samples`, and layers for every path of `conv_paths` with raw sizes that wrap. Run
+//! from `runtime/fuzz`: `cargo run --example make_corpus`.
 
 use anole::blob::{encode_to_vec, AdaptSettings, Provenance, Wire, FORMAT_VERSION, MAGIC};
 use anole::layers::Window;
@@ -117,7 +118,26 @@ fn main() {
             outputs: 3,
         },
     ];
+    // 16 → 16 channels, 3×3 over 4 × 4: the host runs it through its FMA kernels.
+    let cnn16 = [
+        Layer::Conv2d {
+            in_channels: 16,
+            out_channels: 16,
+            window: w(3, 1, 1),
+        },
+        Layer::Relu,
+        Layer::Flatten,
+        Layer::Dense {
+            inputs: 256,
+            outputs: 3,
+        },
+    ];
     let dir = Path::new("corpus/blob_parse");
+    write(
+        dir,
+        "cnn16_f32_ce",
+        &blob(&[16, 4, 4], &cnn16, 1, 0, DType::F32, FORMAT_VERSION),
+    );
     write(
         dir,
         "mlp_f32",
@@ -155,6 +175,55 @@ fn main() {
     write(dir, "crc_mismatch", &flipped);
     write(dir, "magic_only", b"ANOL\x01");
     write(dir, "empty", b"");
+
+    // conv_paths: [mode, cin, cout, h, w, kernel, stride, padding, n, seed × 4] (see the
+    // target's layout), and raw sizes after 0xC0.
+    let dir = Path::new("corpus/conv_paths");
+    for (name, bytes) in [
+        ("fma_16_16_n2", &[0, 2, 2, 4, 4, 2, 0, 1, 2, 1, 2, 3, 4][..]),
+        (
+            "fma_32_48_stride2",
+            &[0, 6, 10, 6, 5, 2, 1, 1, 3, 9, 8, 7, 6],
+        ),
+        (
+            "fma_48_48_k5_p7",
+            &[0, 10, 10, 11, 11, 4, 2, 7, 1, 5, 5, 5, 5],
+        ),
+        ("fma_16_16_n0", &[0, 2, 2, 4, 4, 2, 0, 1, 0, 1, 2, 3, 4]),
+        ("gemm_15_17", &[0, 1, 3, 8, 8, 2, 0, 1, 2, 3, 1, 4, 1]),
+        ("im2col_1_16", &[0, 0, 2, 11, 11, 2, 1, 1, 3, 2, 7, 1, 8]),
+        (
+            "forward_only_32_32",
+            &[3, 6, 6, 9, 9, 2, 1, 2, 5, 6, 6, 6, 6],
+        ),
+        // cin = 2^60 + 16: 16·cin wraps to 256.
+        (
+            "raw_wrapping_cin",
+            &[
+                0xC0, 2, 60, 0, 4, 0, 4, 0, 16, 0, 4, 0, 4, 0, 1, 0, 1, 0, 0, 0, 1,
+            ],
+        ),
+        (
+            "raw_valid_16_16",
+            &[
+                0xC0, 0, 16, 0, 4, 0, 4, 0, 16, 0, 4, 0, 4, 0, 1, 0, 1, 0, 0, 0, 1,
+            ],
+        ),
+        (
+            "raw_batch_max",
+            &[
+                0xC0, 0, 16, 0, 4, 0, 4, 0, 16, 0, 4, 0, 4, 0, 1, 0, 1, 0, 0, 3, 0,
+            ],
+        ),
+        (
+            "raw_padding_2_63",
+            &[
+                0xC0, 0, 16, 0, 4, 0, 4, 0, 16, 0, 4, 0, 4, 0, 1, 0, 1, 1, 63, 0, 1,
+            ],
+        ),
+    ] {
+        write(dir, name, bytes);
+    }
 
     let dir = Path::new("corpus/learner_samples");
     let mlp_rows: Vec<f32> = (0..20).map(|i| (i as f32 * 0.37).sin()).collect();

@@ -1,7 +1,8 @@
 //! 2-D convolution with square kernel, stride and symmetric zero padding, CHW layout.
 //! W is `[out, in, k, k]`, one bias per output channel.
 
-use super::Window;
+use super::{Layer, Shape, Window, MAX_DIM};
+use crate::error::{Error, Result};
 
 /// Sizes of one convolution application.
 #[derive(Clone, Copy, Debug)]
@@ -23,11 +24,51 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// Whether these are the sizes of a convolution layer a blob could hold, as [`forward`] and
+    /// [`backward`] require: channels, kernel and stride from 1 to [`MAX_DIM`], padding up to
+    /// it, a non-empty input within [`super::MAX_SHAPE_LEN`] values, a kernel that fits the
+    /// padded input, `oh × ow` the output size the window gives, and output and weights within
+    /// the runtime's limits (the layer's own checks at load). No size computed from a geometry
+    /// that passes overflows.
+    pub fn check(&self) -> Result<()> {
+        let bad = |what| Err(Error::BadGeometry { what });
+        let win = self.win;
+        if [self.cin, self.cout, win.kernel, win.stride]
+            .into_iter()
+            .any(|d| d == 0 || d > MAX_DIM)
+            || win.padding > MAX_DIM
+        {
+            return bad("a channel count, the kernel or the stride is 0 or above MAX_DIM, or the padding above MAX_DIM");
+        }
+        let input = Shape::Chw(self.cin, self.h, self.w);
+        if self.h == 0 || self.w == 0 || input.checked_len().is_none() {
+            return bad("the input is empty or exceeds MAX_SHAPE_LEN values");
+        }
+        let layer = Layer::Conv2d {
+            in_channels: self.cin,
+            out_channels: self.cout,
+            window: win,
+        };
+        if !layer.accepts(input) {
+            return bad("the kernel is larger than the padded input");
+        }
+        if layer.checked_tensor_len(0).is_none() {
+            return bad("the weights exceed MAX_TENSOR_LEN values");
+        }
+        match layer.output_shape(input) {
+            Some(out) if out == Shape::Chw(self.cout, self.oh, self.ow) => Ok(()),
+            Some(_) => bad("the output size is not the one the window gives"),
+            None => bad("the output exceeds MAX_SHAPE_LEN values"),
+        }
+    }
     fn in_len(&self) -> usize {
         self.cin * self.h * self.w
     }
     fn out_len(&self) -> usize {
         self.cout * self.oh * self.ow
+    }
+    fn weights_len(&self) -> usize {
+        self.cout * self.cin * self.win.kernel * self.win.kernel
     }
     /// Range of output positions `o` along an axis of input size `n` for kernel offset `k`
     /// such that the input index `o*stride + k - padding` lies in `0..n`.
@@ -44,32 +85,116 @@ impl Geometry {
     }
 }
 
+/// The contract of [`forward`] and [`backward`]: `g` passes [`Geometry::check`], then each
+/// buffer `buffers` names (what it is, its length, the values it needs) holds what `n` samples
+/// need. Panics naming the function and what is wrong otherwise.
+fn expect_valid<const B: usize>(
+    g: &Geometry,
+    function: &str,
+    n: usize,
+    buffers: impl FnOnce() -> [(&'static str, usize, Size); B],
+) {
+    if let Err(e) = g.check() {
+        panic!("conv2d::{function}: {e}");
+    }
+    for (name, len, size) in buffers() {
+        let need = match size {
+            Size::PerSample(v) => n.checked_mul(v),
+            Size::Layer(v) => Some(v),
+        };
+        if need.is_none_or(|need| len < need) {
+            panic!(
+                "conv2d::{function}: {name} holds {len} values, fewer than {n} samples of this \
+                 geometry need"
+            );
+        }
+    }
+}
+
+/// How many values a buffer of [`expect_valid`] needs.
+#[derive(Clone, Copy)]
+enum Size {
+    /// This many per sample.
+    PerSample(usize),
+    /// This many whatever the batch.
+    Layer(usize),
+}
+
 /// Forward for `n` samples: `x` is `n × cin×h×w`, `y` is `n × cout×oh×ow`.
 /// With the `gemm` feature (host), large convolutions go through im2col and a tuned matrix
 /// product instead (`conv_gemm`).
+///
+/// # Panics
+/// When `g` fails [`Geometry::check`] or a slice is shorter than `n` samples need (the message
+/// says which); nothing is read or written then.
 pub fn forward(g: &Geometry, wt: &[f32], bias: &[f32], x: &[f32], y: &mut [f32], n: usize) {
+    expect_valid(g, "forward", n, || {
+        [
+            ("the weights", wt.len(), Size::Layer(g.weights_len())),
+            ("the bias", bias.len(), Size::Layer(g.cout)),
+            ("the input", x.len(), Size::PerSample(g.in_len())),
+            ("the output", y.len(), Size::PerSample(g.out_len())),
+        ]
+    });
+    if n == 0 {
+        return;
+    }
     #[cfg(feature = "gemm")]
-    if super::conv_gemm::worthwhile(g) {
+    if host_kernels(g) {
         return super::conv_gemm::forward(g, wt, bias, x, y, n);
     }
     forward_from(g, |i| wt[i], |co| bias[co], x, y, n);
 }
 
 /// Backward for `n` samples given `gy = dL/dy`: writes weight and bias gradients when given,
-/// and `gx = dL/dx` when given (`gemm` feature: see [`forward`]).
+/// and `gx = dL/dx` when given (`gemm` feature: see [`forward`]). With `n = 0` the weight and
+/// bias gradients are zeros.
+///
+/// # Panics
+/// When `g` fails [`Geometry::check`] or a slice is shorter than `n` samples need (the message
+/// says which); nothing is read or written then.
 pub fn backward(
     g: &Geometry,
     wt: &[f32],
     x: &[f32],
     gy: &[f32],
-    params_grad: Option<(&mut [f32], &mut [f32])>,
+    mut params_grad: Option<(&mut [f32], &mut [f32])>,
     gx: Option<&mut [f32]>,
     n: usize,
 ) {
+    // A buffer the call does not use is not checked: `usize::MAX` passes.
+    let (dw, db, x_len) = params_grad
+        .as_ref()
+        .map_or((usize::MAX, usize::MAX, usize::MAX), |(dw, db)| {
+            (dw.len(), db.len(), x.len())
+        });
+    let gx_len = gx.as_ref().map_or(usize::MAX, |gx| gx.len());
+    expect_valid(g, "backward", n, || {
+        [
+            ("the weights", wt.len(), Size::Layer(g.weights_len())),
+            ("the input", x_len, Size::PerSample(g.in_len())),
+            (
+                "the output gradient",
+                gy.len(),
+                Size::PerSample(g.out_len()),
+            ),
+            ("the weight gradient", dw, Size::Layer(g.weights_len())),
+            ("the bias gradient", db, Size::Layer(g.cout)),
+            ("the input gradient", gx_len, Size::PerSample(g.in_len())),
+        ]
+    });
+    if n == 0 {
+        if let Some((dw, db)) = params_grad.as_mut() {
+            dw[..g.weights_len()].fill(0.0);
+            db[..g.cout].fill(0.0);
+        }
+        return;
+    }
     #[cfg(feature = "gemm")]
-    if super::conv_gemm::worthwhile(g) {
+    if host_kernels(g) {
         return super::conv_gemm::backward(g, wt, x, gy, params_grad, gx, n);
     }
+    // The direct kernels (every device build's path).
     let k = g.win.kernel;
     let (s, p) = (g.win.stride, g.win.padding);
     let plane = g.oh * g.ow;
@@ -108,6 +233,35 @@ pub fn backward(
     if let Some(gx) = gx {
         input_grad_from(g, |i| wt[i], gy, gx, n);
     }
+}
+
+/// Whether [`forward`] and [`backward`] take the host kernels of `conv_gemm` for `g`.
+#[cfg(feature = "gemm")]
+fn host_kernels(g: &Geometry) -> bool {
+    #[cfg(any(test, fuzzing))]
+    if !HOST.get() {
+        return false;
+    }
+    super::conv_gemm::worthwhile(g)
+}
+
+#[cfg(all(feature = "gemm", any(test, fuzzing)))]
+std::thread_local! {
+    /// Tests and fuzzing builds only: whether this thread's calls may take the host kernels
+    /// (else every call runs the direct ones, the device's).
+    static HOST: core::cell::Cell<bool> = const { core::cell::Cell::new(true) };
+}
+
+/// Tests and fuzzing builds only: runs `f` with [`forward`] and [`backward`] on the direct
+/// kernels (the device's), whatever the features, on this thread.
+#[cfg(any(all(test, feature = "gemm"), fuzzing))]
+pub(crate) fn direct<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "gemm")]
+    let was = HOST.replace(false);
+    let r = f();
+    #[cfg(feature = "gemm")]
+    HOST.set(was);
+    r
 }
 
 /// The direct [`forward`] with weight `i` and bias `co` read through `wt(i)` and `bias(co)`:
@@ -232,5 +386,168 @@ impl Geometry {
     /// (weights first).
     pub fn split<'p>(&self, params: &'p [f32]) -> (&'p [f32], &'p [f32]) {
         params.split_at(params.len() - self.cout)
+    }
+}
+
+/// Hooks for the differential fuzz target of `runtime/fuzz`, compiled only in fuzzing builds
+/// (`cargo fuzz` sets `--cfg fuzzing`): [`forward`] and [`backward`] on the direct kernels
+/// whatever the features, and the host convolution kept off its AVX2/FMA kernels.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Runs `f` with [`super::forward`] and [`super::backward`] on the direct kernels (the
+    /// device's), on this thread.
+    pub fn direct<R>(f: impl FnOnce() -> R) -> R {
+        super::direct(f)
+    }
+
+    /// Whether the host convolution may run its AVX2/FMA kernels (where the CPU has them; on by
+    /// default), for every thread. Off, it takes the matrix-product path, whose results are the
+    /// same bits.
+    #[cfg(all(feature = "gemm", target_arch = "x86_64"))]
+    pub fn set_fma(on: bool) {
+        super::super::conv_fma::DISABLED.store(!on, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::layers::{MAX_SHAPE_LEN, MAX_TENSOR_LEN};
+    use std::vec;
+
+    fn geometry(cin: usize, h: usize, cout: usize, k: usize, s: usize, p: usize) -> Geometry {
+        let win = Window {
+            kernel: k,
+            stride: s,
+            padding: p,
+        };
+        let o = win.out(h).unwrap_or(0);
+        Geometry {
+            cin,
+            h,
+            w: h,
+            cout,
+            oh: o,
+            ow: o,
+            win,
+        }
+    }
+
+    /// The geometry of the soundness report: `16·cin` wraps to 256 in 64 bits, so buffers
+    /// for a 16 → 16 1×1 convolution of 4 × 4 pixels match every unchecked product.
+    fn wrapping() -> Geometry {
+        Geometry {
+            cin: (1 << 60) + 16,
+            ..geometry(16, 4, 16, 1, 1, 0)
+        }
+    }
+
+    fn what(g: Geometry) -> &'static str {
+        match g.check() {
+            Err(Error::BadGeometry { what }) => what,
+            other => panic!("{g:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_accepts_layers_and_refuses_the_rest() {
+        for g in [
+            geometry(1, 28, 64, 3, 2, 1),
+            geometry(64, 2, 64, 3, 2, 1),
+            geometry(16, 4, 16, 5, 3, 7),
+            geometry(3, 1, 2, 1, 1, 0),
+        ] {
+            assert_eq!(g.check(), Ok(()), "{g:?}");
+        }
+        let ok = geometry(16, 4, 16, 3, 1, 1);
+        assert!(what(wrapping()).contains("MAX_DIM"));
+        for g in [
+            Geometry { cin: 0, ..ok },
+            Geometry {
+                cout: MAX_DIM + 1,
+                ..ok
+            },
+            Geometry {
+                win: Window {
+                    stride: 0,
+                    ..ok.win
+                },
+                ..ok
+            },
+            Geometry {
+                win: Window {
+                    padding: usize::MAX / 2 + 1,
+                    ..ok.win
+                },
+                ..ok
+            },
+        ] {
+            assert!(what(g).contains("MAX_DIM"), "{g:?}");
+        }
+        assert!(what(Geometry { h: 0, ..ok }).contains("empty"));
+        assert!(what(Geometry {
+            w: MAX_SHAPE_LEN,
+            ..ok
+        })
+        .contains("MAX_SHAPE_LEN"));
+        assert!(what(geometry(16, 2, 16, 5, 1, 1)).contains("kernel"));
+        assert!(what(Geometry { oh: 5, ..ok }).contains("output size"));
+        assert!(what(Geometry { ow: 3, ..ok }).contains("output size"));
+        let wide = geometry(MAX_DIM, 1, MAX_TENSOR_LEN / MAX_DIM + 1, 1, 1, 0);
+        assert!(what(wide).contains("weights"));
+        let padded = geometry(16, 1, 1, 1, 1, MAX_DIM);
+        assert!(what(padded).contains("output exceeds"));
+    }
+
+    /// The report's reproducer: every unchecked size check passes, the host path would read
+    /// 2^62 bytes past the images. Refused before anything is read.
+    #[test]
+    #[should_panic(expected = "conv2d::forward: convolution geometry")]
+    fn forward_refuses_a_wrapping_geometry() {
+        let (wt, b, x) = ([0.5f32; 256], [0.0f32; 16], [1.0f32; 256]);
+        forward(&wrapping(), &wt, &b, &x, &mut [0.0; 256], 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d::backward: convolution geometry")]
+    fn backward_refuses_a_wrapping_geometry() {
+        let (wt, x, gy) = ([0.5f32; 256], [1.0f32; 256], [1.0f32; 256]);
+        let (mut dw, mut db, mut gx) = ([0.0f32; 256], [0.0f32; 16], [0.0f32; 256]);
+        let pg = Some((&mut dw[..], &mut db[..]));
+        backward(&wrapping(), &wt, &x, &gy, pg, Some(&mut gx), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d::forward: the input holds 31 values")]
+    fn forward_refuses_a_short_input() {
+        let g = geometry(2, 4, 2, 3, 1, 1);
+        forward(&g, &[0.0; 36], &[0.0; 2], &[0.0; 31], &mut [0.0; 64], 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d::backward: the input gradient holds 63 values")]
+    fn backward_refuses_a_short_input_gradient() {
+        let g = geometry(2, 4, 2, 3, 1, 1);
+        let gx = Some(&mut [0.0; 63][..]);
+        backward(&g, &[0.0; 36], &[0.0; 64], &[0.0; 64], None, gx, 2);
+    }
+
+    /// An empty batch: the weight and bias gradients are zeros, nothing else is touched (on
+    /// the host's FMA path too: a 16 → 16 3×3 layer).
+    #[test]
+    fn empty_batch() {
+        for g in [geometry(16, 4, 16, 3, 1, 1), geometry(1, 5, 2, 3, 2, 1)] {
+            let wt = vec![0.25f32; g.weights_len()];
+            let mut y = [7.0f32; 4];
+            forward(&g, &wt, &vec![1.0; g.cout], &[], &mut y, 0);
+            assert_eq!(y, [7.0; 4]);
+            let (mut dw, mut db) = (vec![3.0f32; wt.len()], vec![3.0f32; g.cout]);
+            let mut gx: [f32; 0] = [];
+            let pg = Some((&mut dw[..], &mut db[..]));
+            backward(&g, &wt, &[], &[], pg, Some(&mut gx), 0);
+            assert!(dw.iter().chain(&db).all(|&v| v.to_bits() == 0), "{g:?}");
+        }
     }
 }

@@ -12,12 +12,19 @@
 //!
 //! Every kernel is an outer product: 12 accumulators (6 rows × 2 AVX registers of 8),
 //! 2 vector loads and 6 broadcasts per 12 multiply-adds.
+//!
+//! Soundness: the public functions check the CPU and the buffers against the geometry
+//! (`Layout::check`, panicking otherwise) before they call the `#[target_feature]` kernels;
+//! each kernel reads through slices and asserts, once per block, that the last value it loads
+//! lies inside them, so its unchecked loads stay in bounds whatever it is given. Each `unsafe`
+//! block says why its operations are sound.
+#![allow(unsafe_code)]
 
 use std::vec::Vec;
 
 use core::arch::x86_64::{
-    _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
-    _mm256_storeu_ps,
+    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_setzero_ps, _mm256_storeu_ps,
 };
 
 /// Channels per block: two AVX registers.
@@ -47,14 +54,23 @@ macro_rules! by_rows {
 /// A block's results: `ROWS` rows of [`CH_BLOCK`] values.
 type Block = [[f32; CH_BLOCK]; ROWS];
 
+/// Fuzzing builds only: when set, [`usable`] says no, so the host convolution takes its
+/// matrix-product path and a fuzz target can compare both paths bit for bit.
+#[cfg(fuzzing)]
+pub static DISABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 fn cpu() -> bool {
+    #[cfg(fuzzing)]
+    if DISABLED.load(core::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// Whether this CPU runs the kernels and the geometry suits them (whole blocks of output and
-/// input channels).
+/// input channels, at least one of each).
 pub fn usable(cin: usize, cout: usize) -> bool {
-    cout % CH_BLOCK == 0 && cin % CH_BLOCK == 0 && cpu()
+    cin > 0 && cout > 0 && cin % CH_BLOCK == 0 && cout % CH_BLOCK == 0 && cpu()
 }
 
 /// The weights `[cout, cin, k²]` reordered for [`forward`] into `out`: block `b` of
@@ -128,21 +144,31 @@ impl Layout<'_> {
             s * self.cout * plane + p,
         )
     }
-    /// The checks that bound every read and write of the kernels (so their loads need no
-    /// checks of their own): the images, the output and the weights are as large as the
-    /// geometry says, and every window lies inside its image.
+    /// Panics unless the CPU has AVX2 and FMA, the channels come in whole blocks, the images,
+    /// the output and the weights are as large as the geometry says, and every window lies
+    /// inside its image, all in checked arithmetic: then no index the kernels compute
+    /// overflows. (The kernels bound their own unchecked reads as well, block by block.)
     fn check(&self, images: usize, out: usize, weights: usize, what: &str) {
-        let reach = self.origins.iter().max().copied().unwrap_or(0)
-            + self.starts.iter().max().copied().unwrap_or(0)
-            + 1;
-        let plane = self.starts.len();
+        let fits = || -> Option<bool> {
+            let plane = self.starts.len();
+            let reach = (self.origins.iter().max().copied().unwrap_or(0))
+                .checked_add(self.starts.iter().max().copied().unwrap_or(0))?
+                .checked_add(1)?;
+            Some(
+                reach.checked_mul(self.cin)? <= self.image_len
+                    && self.n.checked_mul(self.image_len)? <= images
+                    && self.n.checked_mul(self.cout)?.checked_mul(plane)? <= out
+                    && (self.cout.checked_mul(self.cin)?).checked_mul(self.origins.len())?
+                        <= weights,
+            )
+        };
         assert!(
-            usable(self.cin, self.cout)
-                && reach * self.cin <= self.image_len
-                && images >= self.n * self.image_len
-                && out >= self.n * self.cout * plane
-                && weights >= self.cout * self.cin * self.origins.len(),
-            "conv_fma::{what}: CPU without AVX2 and FMA, or buffers too small for the geometry"
+            usable(self.cin, self.cout),
+            "conv_fma::{what}: a CPU without AVX2 and FMA, or channels not in blocks of {CH_BLOCK}"
+        );
+        assert!(
+            fits() == Some(true),
+            "conv_fma::{what}: buffers too small for the geometry, or a window outside its image"
         );
     }
 }
@@ -152,39 +178,35 @@ impl Layout<'_> {
 pub fn forward(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32], y: &mut [f32]) {
     lay.check(images.len(), y.len(), wr.len(), "forward");
     assert!(bias.len() >= lay.cout, "conv_fma::forward: bias too short");
-    // SAFETY: `check` confirmed AVX2 and FMA on this CPU (calling a `#[target_feature]`
-    // function needs nothing else) and bounded every pointer `forward_run` reads.
-    #[allow(unsafe_code)]
-    unsafe {
-        forward_run(lay, images, wr, bias, y)
-    }
+    // SAFETY: calling a `#[target_feature]` function needs only that the CPU has its
+    // features; `check` confirmed AVX2 and FMA (through `usable`).
+    unsafe { forward_run(lay, images, wr, bias, y) }
 }
 
-/// # Safety
-/// The CPU has AVX2 and FMA; the buffers passed `Layout::check`.
 #[target_feature(enable = "avx2,fma")]
-#[allow(unsafe_code)]
-unsafe fn forward_run(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32], y: &mut [f32]) {
+fn forward_run(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32], y: &mut [f32]) {
     let (cin, cout, kk) = (lay.cin, lay.cout, lay.origins.len());
     let plane = lay.starts.len();
     let total = lay.positions();
-    let img = images.as_ptr();
+    // Per input channel of a block: the weights of its k² offsets, 16 values each.
+    let step = kk * CH_BLOCK;
     let mut q = 0;
     while q < total {
         let rows = ROWS.min(total - q);
-        let mut px = [0usize; ROWS];
-        for (t, p) in px.iter_mut().enumerate().take(rows) {
-            *p = lay.at(q + t).0;
-        }
+        let px = Rows::new(core::array::from_fn(|t| {
+            if t < rows {
+                lay.at(q + t).0
+            } else {
+                0
+            }
+        }));
         for b in 0..cout / CH_BLOCK {
-            let wb = wr[b * kk * cin * CH_BLOCK..].as_ptr();
+            let wb = &wr[b * cin * step..][..cin * step];
             let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
-            // Per offset and KC input channels: the weights of (ci, j) at wb + (ci·k² + j)·16,
-            // each position's input value at its pixel + origin·cin + ci.
-            let step = kk * CH_BLOCK;
+            // Per offset and KC input channels: the weights of (ci, j) at (ci·k² + j)·16 in
+            // the block's, each position's input value at its pixel + origin·cin + ci.
             for (j, &origin) in lay.origins.iter().enumerate() {
-                let w = wb.add(j * CH_BLOCK);
-                let x = img.add(origin * cin);
+                let (w, x) = (&wb[j * CH_BLOCK..], &images[origin * cin..]);
                 by_rows!(rows, chain(cin, w, step, x, &px, 1, &mut sums));
             }
             for (t, v) in sums.iter().enumerate().take(rows) {
@@ -205,22 +227,16 @@ unsafe fn forward_run(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32]
 pub fn backward_input(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) {
     lay.check(grad.len(), gy.len(), wr.len(), "backward_input");
     // SAFETY: as in `forward`.
-    #[allow(unsafe_code)]
-    unsafe {
-        input_run(lay, gy, wr, grad)
-    }
+    unsafe { input_run(lay, gy, wr, grad) }
 }
 
-/// # Safety
-/// The CPU has AVX2 and FMA; the buffers passed `Layout::check`.
 #[target_feature(enable = "avx2,fma")]
-#[allow(unsafe_code)]
-unsafe fn input_run(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) {
+fn input_run(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) {
     let (cin, cout) = (lay.cin, lay.cout);
     let plane = lay.starts.len();
     let total = lay.positions();
     for (j, &origin) in lay.origins.iter().enumerate() {
-        let wj = wr[j * cout * cin..].as_ptr();
+        let wj = &wr[j * cout * cin..][..cout * cin];
         let mut q = 0;
         while q < total {
             let rows = ROWS.min(total - q);
@@ -229,12 +245,12 @@ unsafe fn input_run(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) 
             for t in 0..rows {
                 (px[t], gq[t]) = lay.at(q + t);
             }
-            let g = gy.as_ptr();
+            let gq = Rows::new(gq);
             for c0 in (0..cin).step_by(CH_BLOCK) {
-                // Chain over the output channels: weights of (j, co) at wj + co·cin + c0.
+                // Chain over the output channels: weights of (j, co) at co·cin + c0 in the
+                // offset's.
                 let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
-                let w = wj.add(c0);
-                by_rows!(rows, chain(cout, w, cin, g, &gq, plane, &mut sums));
+                by_rows!(rows, chain(cout, &wj[c0..], cin, gy, &gq, plane, &mut sums));
                 for (t, v) in sums.iter().enumerate().take(rows) {
                     let d = &mut grad[px[t] + origin * cin + c0..][..CH_BLOCK];
                     for (dv, &value) in d.iter_mut().zip(v) {
@@ -248,36 +264,50 @@ unsafe fn input_run(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) 
 }
 
 /// The weight gradient of output gradient `gy` and the input `images`, written (not added)
-/// into `dw` (`[cout, cin, k²]`).
+/// into `dw` (`[cout, cin, k²]`); zeros for an empty batch.
 pub fn backward_weights(lay: &Layout<'_>, images: &[f32], gy: &[f32], dw: &mut [f32]) {
     lay.check(images.len(), gy.len(), dw.len(), "backward_weights");
     // SAFETY: as in `forward`.
-    #[allow(unsafe_code)]
-    unsafe {
-        weights_run(lay, images, gy, dw)
+    unsafe { weights_run(lay, images, gy, dw) }
+}
+
+/// Every position's window (its first float in the images) and output-gradient value
+/// (channel 0), sample-major, with the largest of each: a kernel bounds all its reads of a
+/// block with one comparison per buffer.
+struct Positions {
+    pix: Vec<usize>,
+    gq: Vec<usize>,
+    /// The largest of `pix` and of `gq`; `None` when there is no position.
+    last: Option<(usize, usize)>,
+}
+
+impl Positions {
+    fn new(lay: &Layout<'_>) -> Positions {
+        let (pix, gq): (Vec<usize>, Vec<usize>) = (0..lay.positions()).map(|q| lay.at(q)).unzip();
+        let last = pix.iter().max().copied().zip(gq.iter().max().copied());
+        Positions { pix, gq, last }
     }
 }
 
-/// # Safety
-/// The CPU has AVX2 and FMA; the buffers passed `Layout::check`.
 #[target_feature(enable = "avx2,fma")]
-#[allow(unsafe_code)]
-unsafe fn weights_run(lay: &Layout<'_>, images: &[f32], gy: &[f32], dw: &mut [f32]) {
+fn weights_run(lay: &Layout<'_>, images: &[f32], gy: &[f32], dw: &mut [f32]) {
     let (cin, cout, kk) = (lay.cin, lay.cout, lay.origins.len());
     let plane = lay.starts.len();
-    let total = lay.positions();
-    // Per position: its window's first float and its output gradient's first value.
-    let (pix, gq): (Vec<usize>, Vec<usize>) = (0..total).map(|q| lay.at(q)).unzip();
-    let (img, g) = (images.as_ptr(), gy.as_ptr());
+    let pos = Positions::new(lay);
+    if pos.last.is_none() {
+        // No position: every sum is empty.
+        dw[..cout * cin * kk].fill(0.0);
+        return;
+    }
     for (j, &origin) in lay.origins.iter().enumerate() {
-        let x = img.add(origin * cin);
         let mut co0 = 0;
         while co0 < cout {
             let rows = ROWS.min(cout - co0);
-            let gc = g.add(co0 * plane);
+            let g = &gy[co0 * plane..];
             for c0 in (0..cin).step_by(CH_BLOCK) {
                 let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
-                by_rows!(rows, outer(&pix, &gq, plane, gc, x.add(c0), &mut sums));
+                let x = &images[origin * cin + c0..];
+                by_rows!(rows, outer(&pos, plane, g, x, &mut sums));
                 for (t, v) in sums.iter().enumerate().take(rows) {
                     for (u, &value) in v.iter().enumerate() {
                         dw[((co0 + t) * cin + c0 + u) * kk + j] = value;
@@ -289,41 +319,70 @@ unsafe fn weights_run(lay: &Layout<'_>, images: &[f32], gy: &[f32], dw: &mut [f3
     }
 }
 
+/// Where the rows of a block start in a buffer, with the largest of them: a kernel bounds the
+/// reads of every row with one comparison.
+struct Rows {
+    at: [usize; ROWS],
+    /// The largest of `at` (by construction).
+    max: usize,
+}
+
+impl Rows {
+    fn new(at: [usize; ROWS]) -> Rows {
+        let max = at.into_iter().max().unwrap_or(0);
+        Rows { at, max }
+    }
+}
+
 /// `R` rows of [`CH_BLOCK`] sums over `depth` terms, added onto `sums`: term `k` of row `t`
-/// is the vector at `w + k·w_step` times the scalar at `x + xs[t] + k·x_step`. (Forward: the
+/// is the vector `w[k·w_step..][..16]` times the scalar `x[xs.at[t] + k·x_step]`. (Forward: the
 /// rows are positions, the vectors output channels, the terms input channels; input
-/// gradient: rows positions, vectors input channels, terms output channels.)
-///
-/// # Safety
-/// AVX2 and FMA; every address named above inside its buffer.
+/// gradient: rows positions, vectors input channels, terms output channels.) Panics unless
+/// the last term of every row lies inside `w` and `x`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-#[allow(unsafe_code)]
-unsafe fn chain<const R: usize>(
+fn chain<const R: usize>(
     depth: usize,
-    w: *const f32,
+    w: &[f32],
     w_step: usize,
-    x: *const f32,
-    xs: &[usize; ROWS],
+    x: &[f32],
+    xs: &Rows,
     x_step: usize,
     sums: &mut Block,
 ) {
+    let Some(last) = depth.checked_sub(1) else {
+        return; // no term: the sums stay as they are
+    };
+    // The bounds of every load below, checked once: the last vector ends inside `w`, and the
+    // last scalar of the row starting farthest lies inside `x` (the other terms lie lower).
+    assert!(
+        ends_within(0, last, w_step, CH_BLOCK, w.len())
+            && ends_within(xs.max, last, x_step, 1, x.len()),
+        "conv_fma::chain: a term outside its buffer"
+    );
+    let (w, x) = (w.as_ptr(), x.as_ptr());
     let mut sum = [[_mm256_setzero_ps(); 2]; R];
     for t in 0..R {
-        sum[t][0] = _mm256_loadu_ps(sums[t].as_ptr());
-        sum[t][1] = _mm256_loadu_ps(sums[t].as_ptr().add(8));
+        sum[t] = load16(&sums[t]);
     }
     let mut k0 = 0;
     while k0 < depth {
         let k1 = (k0 + KC).min(depth);
         let mut ab = [[_mm256_setzero_ps(); 2]; R];
         for k in k0..k1 {
-            let w0 = _mm256_loadu_ps(w.add(k * w_step));
-            let w1 = _mm256_loadu_ps(w.add(k * w_step + 8));
-            for t in 0..R {
-                let b = _mm256_broadcast_ss(&*x.add(xs[t] + k * x_step));
-                ab[t][0] = _mm256_fmadd_ps(w0, b, ab[t][0]);
-                ab[t][1] = _mm256_fmadd_ps(w1, b, ab[t][1]);
+            // SAFETY: `k <= last`, so the 16 floats from `k·w_step` lie inside `w` (asserted
+            // above for `last`, and `k·w_step <= last·w_step`).
+            let (w0, w1) = unsafe {
+                let at = w.add(k * w_step);
+                (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
+            };
+            for (acc, &at) in ab.iter_mut().zip(&xs.at) {
+                // SAFETY: `k <= last` and `at <= xs.max`, so `at + k·x_step` lies inside `x`
+                // (asserted above for `last` and `xs.max`).
+                let v = unsafe { &*x.add(at + k * x_step) };
+                let b = _mm256_broadcast_ss(v);
+                acc[0] = _mm256_fmadd_ps(w0, b, acc[0]);
+                acc[1] = _mm256_fmadd_ps(w1, b, acc[1]);
             }
         }
         for t in 0..R {
@@ -333,56 +392,203 @@ unsafe fn chain<const R: usize>(
         k0 = k1;
     }
     for t in 0..R {
-        _mm256_storeu_ps(sums[t].as_mut_ptr(), sum[t][0]);
-        _mm256_storeu_ps(sums[t].as_mut_ptr().add(8), sum[t][1]);
+        store16(&mut sums[t], sum[t]);
     }
 }
 
-/// The weight gradient's block: `R` output channels (gradient rows at `g + t·plane`) by
-/// [`CH_BLOCK`] input channels (at `x` in each pixel), summed over every position `q` in
-/// order, per [`KC`] positions a chain from zero added onto `sums`: the output gradient at
-/// `g + gq[q] + t·plane` times the vector at `x + pix[q]`.
-///
-/// # Safety
-/// AVX2 and FMA; every address named above inside its buffer.
+/// The weight gradient's block: `R` output channels (gradient rows at `g[t·plane..]`) by
+/// [`CH_BLOCK`] input channels (`x[pix[q]..][..16]` at each position `q`), summed over every
+/// position in order, per [`KC`] positions a chain from zero; written into `sums`: the output
+/// gradient `g[gq[q] + t·plane]` times the vector of position `q`. Panics unless every read
+/// lies inside `g` and `x`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-#[allow(unsafe_code)]
-unsafe fn outer<const R: usize>(
-    pix: &[usize],
-    gq: &[usize],
-    plane: usize,
-    g: *const f32,
-    x: *const f32,
-    sums: &mut Block,
-) {
+fn outer<const R: usize>(pos: &Positions, plane: usize, g: &[f32], x: &[f32], sums: &mut Block) {
     let mut sum = [[_mm256_setzero_ps(); 2]; R];
-    for (pb, gb) in pix.chunks(KC).zip(gq.chunks(KC)) {
-        let mut ab = [[_mm256_setzero_ps(); 2]; R];
-        for (&p, &o) in pb.iter().zip(gb) {
-            let x0 = _mm256_loadu_ps(x.add(p));
-            let x1 = _mm256_loadu_ps(x.add(p + 8));
-            for (t, acc) in ab.iter_mut().enumerate() {
-                let b = _mm256_broadcast_ss(&*g.add(o + t * plane));
-                acc[0] = _mm256_fmadd_ps(b, x0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(b, x1, acc[1]);
+    if let Some((pix_max, gq_max)) = pos.last {
+        // The bounds of every load below, checked once: the largest position's vector ends
+        // inside `x`, its last row's gradient lies inside `g`.
+        assert!(
+            ends_within(pix_max, 0, 0, CH_BLOCK, x.len())
+                && ends_within(gq_max, R - 1, plane, 1, g.len()),
+            "conv_fma::outer: a position outside its buffer"
+        );
+        let (g, x) = (g.as_ptr(), x.as_ptr());
+        for (pb, gb) in pos.pix.chunks(KC).zip(pos.gq.chunks(KC)) {
+            let mut ab = [[_mm256_setzero_ps(); 2]; R];
+            for (&p, &o) in pb.iter().zip(gb) {
+                // SAFETY: `p <= pix_max`, so the 16 floats from `p` lie inside `x` (asserted
+                // above).
+                let (x0, x1) = unsafe {
+                    let at = x.add(p);
+                    (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
+                };
+                for (t, acc) in ab.iter_mut().enumerate() {
+                    // SAFETY: `o <= gq_max` and `t < R`, so `o + t·plane` lies inside `g`
+                    // (asserted above).
+                    let v = unsafe { &*g.add(o + t * plane) };
+                    let b = _mm256_broadcast_ss(v);
+                    acc[0] = _mm256_fmadd_ps(b, x0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(b, x1, acc[1]);
+                }
             }
-        }
-        for t in 0..R {
-            sum[t][0] = _mm256_add_ps(sum[t][0], ab[t][0]);
-            sum[t][1] = _mm256_add_ps(sum[t][1], ab[t][1]);
+            for t in 0..R {
+                sum[t][0] = _mm256_add_ps(sum[t][0], ab[t][0]);
+                sum[t][1] = _mm256_add_ps(sum[t][1], ab[t][1]);
+            }
         }
     }
     for t in 0..R {
-        _mm256_storeu_ps(sums[t].as_mut_ptr(), sum[t][0]);
-        _mm256_storeu_ps(sums[t].as_mut_ptr().add(8), sum[t][1]);
+        store16(&mut sums[t], sum[t]);
+    }
+}
+
+/// Whether `width` values from `at + last·step` end within `len`, in checked arithmetic.
+#[inline(always)]
+fn ends_within(at: usize, last: usize, step: usize, width: usize, len: usize) -> bool {
+    match last.checked_mul(step) {
+        Some(o) => match at.checked_add(o) {
+            Some(start) => start < len && width <= len - start,
+            None => false,
+        },
+        None => false,
+    }
+}
+
+/// A row of [`CH_BLOCK`] values as two AVX registers.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load16(v: &[f32; CH_BLOCK]) -> [__m256; 2] {
+    // SAFETY: `v` holds 16 floats: the 8 from its start and the 8 from its ninth.
+    unsafe {
+        [
+            _mm256_loadu_ps(v.as_ptr()),
+            _mm256_loadu_ps(v.as_ptr().add(8)),
+        ]
+    }
+}
+
+/// Two AVX registers into a row of [`CH_BLOCK`] values.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn store16(v: &mut [f32; CH_BLOCK], r: [__m256; 2]) {
+    // SAFETY: `v` holds 16 floats, borrowed mutably: the 8 from its start and the 8 from its
+    // ninth are written.
+    unsafe {
+        _mm256_storeu_ps(v.as_mut_ptr(), r[0]);
+        _mm256_storeu_ps(v.as_mut_ptr().add(8), r[1]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
     use std::vec;
+
+    /// The panic message of `f`, which must panic.
+    fn panic_message(f: impl FnOnce()) -> std::string::String {
+        let e = catch_unwind(AssertUnwindSafe(f)).expect_err("returned instead of panicking");
+        e.downcast_ref::<std::string::String>()
+            .cloned()
+            .or_else(|| {
+                e.downcast_ref::<&str>()
+                    .map(|s| std::string::String::from(*s))
+            })
+            .unwrap_or_default()
+    }
+
+    /// A 1×1 convolution of 4 × 4 pixels (unpadded), `cin` → 16 channels, `n` samples.
+    fn one_by_one(n: usize, cin: usize, starts: &[usize]) -> Layout<'_> {
+        Layout {
+            n,
+            image_len: cin * 16,
+            cin,
+            cout: 16,
+            starts,
+            origins: &[0],
+        }
+    }
+
+    /// The report's geometry reaches the kernels' checks directly: `16·cin` wraps to 256 in
+    /// 64 bits, so the unchecked products matched buffers of 256 values; checked, it is
+    /// refused before any read.
+    #[test]
+    fn wrapping_sizes_are_refused() {
+        if !usable(16, 16) {
+            return; // the CPU check refuses first, with its own message
+        }
+        let starts: Vec<usize> = (0..16).collect();
+        let lay = Layout {
+            image_len: 256,
+            ..one_by_one(1, (1 << 60) + 16, &starts)
+        };
+        let (images, wr, bias) = (vec![1.0f32; 256], vec![0.5f32; 256], [0.0f32; 16]);
+        let mut out = vec![0.0f32; 256];
+        let m = panic_message(|| forward(&lay, &images, &wr, &bias, &mut out));
+        assert!(m.contains("conv_fma::forward: buffers too small"), "{m}");
+        let m = panic_message(|| backward_weights(&lay, &images, &out, &mut vec![0.0; 256]));
+        assert!(
+            m.contains("conv_fma::backward_weights: buffers too small"),
+            "{m}"
+        );
+        let m = panic_message(|| backward_input(&lay, &out, &wr, &mut vec![0.0; 256]));
+        assert!(
+            m.contains("conv_fma::backward_input: buffers too small"),
+            "{m}"
+        );
+    }
+
+    /// An empty batch with empty buffers: nothing is read, the forward and the input
+    /// gradient write nothing, the weight gradient is zeros.
+    #[test]
+    fn empty_batch() {
+        if !usable(16, 16) {
+            return;
+        }
+        let starts: Vec<usize> = (0..16).collect();
+        let lay = one_by_one(0, 16, &starts);
+        let wr = vec![0.5f32; 256];
+        forward(&lay, &[], &wr, &[0.0; 16], &mut []);
+        backward_input(&lay, &[], &wr, &mut []);
+        let mut dw = vec![3.0f32; 256];
+        backward_weights(&lay, &[], &[], &mut dw);
+        assert!(dw.iter().all(|&v| v.to_bits() == 0));
+    }
+
+    /// The kernels' own bounds: a chain whose last term lies past its buffer panics before
+    /// it loads anything, however its caller computed the offsets.
+    #[test]
+    fn chain_bounds_its_loads() {
+        if !usable(16, 16) {
+            return;
+        }
+        let (w, x) = (vec![1.0f32; 16 * 4], vec![1.0f32; 8]);
+        let run = |depth: usize, xs: [usize; ROWS]| {
+            let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
+            // SAFETY: the CPU has AVX2 and FMA (`usable` above).
+            unsafe { chain::<2>(depth, &w, 16, &x, &Rows::new(xs), 2, &mut sums) };
+            sums[1][0]
+        };
+        // 4 terms: vectors at 0, 16, 32, 48 (the last ends at 64); scalars at xs[t] + 0, 2, 4, 6.
+        assert_eq!(run(4, [0, 1, 0, 0, 0, 0]), 4.0);
+        let m = panic_message(|| {
+            run(5, [0; ROWS]);
+        });
+        assert!(
+            m.contains("conv_fma::chain: a term outside its buffer"),
+            "{m}"
+        );
+        let m = panic_message(|| {
+            run(4, [0, 2, 0, 0, 0, 0]);
+        });
+        assert!(m.contains("a term outside"), "{m}");
+        // The check covers every start given, read or not: conservative, never short.
+        let m = panic_message(|| {
+            run(4, [0, 0, 99, 0, 0, 0]);
+        });
+        assert!(m.contains("a term outside"), "{m}");
+    }
 
     /// Every weight lands where [`backward_input`] reads it, for channel counts with and
     /// without a remainder of 8.

@@ -27,11 +27,21 @@ std::thread_local! {
 }
 
 /// The weights last reordered for the forward FMA kernel on this thread: a few layers'
-/// worth, each kept with a copy of the weights it came from.
+/// worth, each kept with the shape and a copy of the weights it came from.
 #[cfg(target_arch = "x86_64")]
 struct Reordered {
-    entries: Vec<(Vec<f32>, Vec<f32>)>,
+    entries: Vec<ReorderedEntry>,
     next: usize,
+}
+
+/// One layer's weights reordered for the forward FMA kernel (`wr`), from weights of shape
+/// `[cout, cin, k²]` equal to `src`: the order depends on the shape, so weights of equal
+/// values but another shape never share it.
+#[cfg(target_arch = "x86_64")]
+struct ReorderedEntry {
+    shape: (usize, usize, usize),
+    src: Vec<f32>,
+    wr: Vec<f32>,
 }
 
 /// Layers whose reordered weights a thread keeps (the Omniglot CNN has 3 that use them).
@@ -50,21 +60,29 @@ std::thread_local! {
 
 /// Runs `f` on the weights `wt` reordered for the forward FMA kernel. Predictions with
 /// unchanged weights (the common case: one adapted model, many queries) reuse the last
-/// reordering: an entry is used only when its copy equals `wt` value for value, so a stale
-/// one is never read; comparing costs a fraction of reordering, and fails at the first
-/// values when the weights have moved.
+/// reordering: an entry is used only when its shape is the layer's and its copy equals `wt`
+/// value for value, so a stale one or another layer's is never read; comparing costs a
+/// fraction of reordering, and fails at the first values when the weights have moved.
 #[cfg(target_arch = "x86_64")]
 fn with_reordered<R>(g: &Geometry, wt: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
     let kk = g.win.kernel * g.win.kernel;
+    let shape = (g.cout, g.cin, kk);
     let wt = &wt[..g.cout * g.cin * kk];
     REORDERED.with(|r| {
         let mut r = r.borrow_mut();
-        let hit = r.entries.iter().position(|(src, _)| same_bits(src, wt));
+        let hit = r
+            .entries
+            .iter()
+            .position(|e| e.shape == shape && same_bits(&e.src, wt));
         let at = match hit {
             Some(at) => at,
             None => {
                 let at = if r.entries.len() < REORDERED_KEPT {
-                    r.entries.push((Vec::new(), Vec::new()));
+                    r.entries.push(ReorderedEntry {
+                        shape,
+                        src: Vec::new(),
+                        wr: Vec::new(),
+                    });
                     r.entries.len() - 1
                 } else {
                     let at = r.next;
@@ -72,15 +90,16 @@ fn with_reordered<R>(g: &Geometry, wt: &[f32], f: impl FnOnce(&[f32]) -> R) -> R
                     at
                 };
                 // An evicted entry's buffers are reused.
-                let (src, wr) = &mut r.entries[at];
-                src.clear();
-                src.extend_from_slice(wt);
-                wr.resize(wt.len(), 0.0);
-                super::conv_fma::reorder_forward(g.cout, g.cin, kk, wt, wr);
+                let e = &mut r.entries[at];
+                e.shape = shape;
+                e.src.clear();
+                e.src.extend_from_slice(wt);
+                e.wr.resize(wt.len(), 0.0);
+                super::conv_fma::reorder_forward(g.cout, g.cin, kk, wt, &mut e.wr);
                 at
             }
         };
-        f(&r.entries[at].1)
+        f(&r.entries[at].wr)
     })
 }
 
@@ -122,9 +141,31 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 /// Below this many multiply-accumulates per sample the direct kernel is as fast.
 const MIN_MACS: usize = 4096;
 
-/// Whether the GEMM path pays off for this geometry.
+/// Most scratch values per sample the matrix-product paths take: beyond it (a geometry no
+/// real model has, such as a padding far wider than the input) the direct kernels, which need
+/// no scratch, run instead of allocating gigabytes.
+const MAX_SCRATCH: usize = super::MAX_SHAPE_LEN;
+
+/// Whether the GEMM path pays off for this geometry (one that passed
+/// [`Geometry::check`](super::conv2d::Geometry::check)), and its scratch stays within
+/// [`MAX_SCRATCH`] per sample.
 pub fn worthwhile(g: &Geometry) -> bool {
-    g.cout * g.oh * g.ow * g.cin * g.win.kernel * g.win.kernel >= MIN_MACS
+    let k = g.win.kernel;
+    let plane = g.oh.checked_mul(g.ow);
+    let macs = plane
+        .and_then(|p| p.checked_mul(g.cout))
+        .and_then(|m| m.checked_mul(g.cin))
+        .and_then(|m| m.checked_mul(k))
+        .and_then(|m| m.checked_mul(k));
+    // Whichever path runs: the padded images, at most `cin·k²` gathered rows and the
+    // `cout`-row product per position.
+    let (ph, pw) = Padded::dims(g);
+    let scratch = ph
+        .checked_mul(pw)
+        .and_then(|px| px.checked_mul(g.cin))
+        .zip(g.cin.checked_mul(k * k).and_then(|r| r.checked_add(g.cout)))
+        .and_then(|(images, rows)| plane?.checked_mul(rows)?.checked_add(images));
+    macs.is_some_and(|m| m >= MIN_MACS) && scratch.is_some_and(|s| s <= MAX_SCRATCH)
 }
 
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
@@ -157,12 +198,19 @@ struct Padded {
 }
 
 impl Padded {
-    fn new(g: &Geometry) -> Padded {
+    /// The padded plane's height and width: rows (columns) 0..(o-1)·stride + kernel are
+    /// read; the input itself ends at padding + h (w).
+    fn dims(g: &Geometry) -> (usize, usize) {
         let (k, st) = (g.win.kernel, g.win.stride);
-        // Rows (columns) 0..(o-1)·stride + kernel of the padded plane are read; the input
-        // itself ends at padding + h (w).
-        let ph = ((g.oh - 1) * st + k).max(g.win.padding + g.h);
-        let pw = ((g.ow - 1) * st + k).max(g.win.padding + g.w);
+        (
+            ((g.oh - 1) * st + k).max(g.win.padding + g.h),
+            ((g.ow - 1) * st + k).max(g.win.padding + g.w),
+        )
+    }
+    fn new(g: &Geometry) -> Padded {
+        let st = g.win.stride;
+        let (ph, pw) = Padded::dims(g);
+        let k = g.win.kernel;
         let starts = (0..g.oh)
             .flat_map(|oy| (0..g.ow).map(move |ox| oy * st * pw + ox * st))
             .collect();
@@ -917,23 +965,26 @@ mod tests {
             let b = rnd(cout);
             let x = rnd(n * cin * h * h);
             let gy = rnd(n * cout * oh * oh);
+            // The direct kernels against this path.
             let mut y0 = vec![0.0; gy.len()];
             let mut y1 = y0.clone();
-            conv2d::forward(&g, &wt, &b, &x, &mut y0, n);
+            conv2d::direct(|| conv2d::forward(&g, &wt, &b, &x, &mut y0, n));
             forward(&g, &wt, &b, &x, &mut y1, n);
             close(&y1, &y0);
             let (mut dw0, mut db0, mut gx0) =
                 (vec![0.0; wt.len()], vec![0.0; cout], vec![0.0; x.len()]);
             let (mut dw1, mut db1, mut gx1) = (dw0.clone(), db0.clone(), vec![1.0; x.len()]);
-            conv2d::backward(
-                &g,
-                &wt,
-                &x,
-                &gy,
-                Some((&mut dw0, &mut db0)),
-                Some(&mut gx0),
-                n,
-            );
+            conv2d::direct(|| {
+                conv2d::backward(
+                    &g,
+                    &wt,
+                    &x,
+                    &gy,
+                    Some((&mut dw0, &mut db0)),
+                    Some(&mut gx0),
+                    n,
+                )
+            });
             backward(
                 &g,
                 &wt,
@@ -1037,6 +1088,54 @@ mod tests {
                 .collect();
             assert_eq!(same(&bits(&db), &bits(&want)), None, "bias sums, {at}");
         }
+    }
+
+    /// The forward reordering cache holds a layer's weights in an order that depends on its
+    /// shape: layers whose weights have the same values and count but not the same shape
+    /// (32 → 16 and 16 → 32 channels, 3×3) each get their own, in either order and again.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn reordered_weights_are_kept_per_shape() {
+        if !super::super::conv_fma::usable(16, 16) {
+            return; // the cache serves only the FMA kernels
+        }
+        let mut seed = 5;
+        let mut rnd = |len: usize| (0..len).map(|_| lcg(&mut seed)).collect::<Vec<_>>();
+        let wt = rnd(32 * 16 * 9);
+        let b = rnd(32);
+        let (wide, narrow) = (square(16, 5, 32, 3, 1, 1), square(32, 5, 16, 3, 1, 1));
+        let x = rnd(32 * 25);
+        for g in [wide, narrow, wide, narrow, narrow] {
+            let len = g.cout * g.oh * g.ow;
+            let (mut fast, mut gemm) = (vec![0.0; len], vec![1.0; len]);
+            let x = &x[..g.cin * g.h * g.w];
+            forward_offsets(&g, &wt, &b, x, &mut fast, 1);
+            forward_offsets_gemm(&g, &wt, &b, x, &mut gemm, 1);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast), bits(&gemm), "cin {}, cout {}", g.cin, g.cout);
+        }
+    }
+
+    /// A geometry that passes the checks but whose padded images would take gigabytes (a
+    /// 1-pixel input padded by 2^20 on each side, 1×1 kernel, stride 2^20: 3 × 3 outputs) runs
+    /// the direct kernels, which need no scratch.
+    #[test]
+    fn huge_padding_runs_the_direct_kernels() {
+        let big = 1 << 20;
+        let g = square(16, 1, 16, 1, big, big);
+        assert_eq!(g.check(), Ok(()));
+        assert_eq!((g.oh, g.ow), (3, 3));
+        assert!(!worthwhile(&g));
+        let (wt, b) = (vec![1.0; 16 * 16], vec![0.5; 16]);
+        let mut y = vec![0.0; 16 * 9];
+        conv2d::forward(&g, &wt, &b, &[1.0; 16], &mut y, 1);
+        // Only the centre output's window holds the pixel.
+        for (i, &v) in y.iter().enumerate() {
+            let want = if i % 9 == 4 { 16.5 } else { 0.5 };
+            assert_eq!(v, want, "{i}");
+        }
+        // The same geometry with a realistic padding does take the matrix-product path.
+        assert!(worthwhile(&square(16, 5, 16, 3, 1, 1)));
     }
 
     /// A sample's forward output does not depend on the batch it is computed in: the same

@@ -93,7 +93,7 @@ impl Window {
 
 /// One layer of a model.
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[allow(missing_docs)] // fields are the layer's arguments, named as in FORMAT.md
+#[allow(missing_docs)] // fields are the layer's arguments, named as in docs/format.md
 pub enum Layer {
     /// `y = W x + b`, W stored `[outputs, inputs]` row-major.
     Dense { inputs: usize, outputs: usize },
@@ -320,7 +320,7 @@ impl Layer {
         }
     }
 
-    /// Element count of tensor `k` (see FORMAT.md for the order).
+    /// Element count of tensor `k` (see docs/format.md for the order).
     pub const fn tensor_len(self, _input: Shape, k: usize) -> usize {
         match self {
             Layer::Dense { inputs, outputs } => {

@@ -4,16 +4,16 @@
 //! files or folders, preprocessed exactly as in training (`data::images`), printing
 //! `file,predicted_class` per query image.
 
-use crate::csvio::{self, OutputFormat};
-use crate::data::images::{self, PIXELS, SIDE};
+use crate::csvio::{self, write_image_predictions, OutputFormat};
+use crate::data::images::{self, check_image_model, is_png};
 use crate::export::import::AdaptArg;
 use crate::export::onnx::onnx_bytes;
-use crate::fewshot::{self, HeadInit, HeadSplit};
+use crate::fewshot::{Features, HeadInit, HeadSplit};
+use crate::files;
 use crate::model::{self, Arch};
-use anole::{Blob, Learner, LossKind, Options, Plan, SliceSamples};
-use anyhow::{anyhow, bail, Result};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use anole::{Blob, LossKind, Options, OwnedLearner, SliceSamples};
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::PathBuf;
 
 /// Arguments of `anole adapt`.
 #[derive(clap::Args, Debug)]
@@ -60,65 +60,13 @@ pub struct Args {
     pub optimizer_state: Option<PathBuf>,
 }
 
-/// Error unless `blob` classifies 1×28×28 images (what the image folders are preprocessed to).
-pub fn check_image_model(path: &Path, blob: &Blob<'_>) -> Result<()> {
-    let shape: Vec<u32> = blob.wire.input_shape.iter().copied().collect();
-    if shape != [1, SIDE as u32, SIDE as u32] || blob.input_len() != PIXELS {
-        bail!(
-            "{}: takes inputs of shape {shape:?}; images are preprocessed to 1×{SIDE}×{SIDE} (an Omniglot model)",
-            path.display()
-        );
-    }
-    if blob.loss != LossKind::CrossEntropy {
-        bail!(
-            "{}: a regression model; image folders need a classification model",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// Write `file,predicted_class` per row (then the probability of each class with `scores`).
-/// Only the first `names.len()` outputs are considered when `names` is given (a model with
-/// more outputs than the support set has classes); without names the class is the index.
-pub fn write_image_predictions(
-    mut out: impl Write,
-    files: &[PathBuf],
-    outputs: &[f32],
-    k: usize,
-    names: Option<&[String]>,
-    scores: bool,
-) -> Result<()> {
-    let used = names.map(|n| n.len().min(k)).unwrap_or(k);
-    let label = |i: usize| match names {
-        Some(n) => n[i].clone(),
-        None => i.to_string(),
-    };
-    let mut w = csv::Writer::from_writer(&mut out);
-    let mut header = vec!["file".to_string(), "predicted_class".to_string()];
-    if scores {
-        header.extend((0..used).map(|i| format!("p_{}", label(i))));
-    }
-    w.write_record(&header)?;
-    for (f, y) in files.iter().zip(outputs.chunks_exact(k)) {
-        let y = &y[..used];
-        let mut rec = vec![f.display().to_string(), label(anole::loss::argmax(y))];
-        if scores {
-            rec.extend(csvio::softmax(y).iter().map(|p| p.to_string()));
-        }
-        w.write_record(&rec)?;
-    }
-    w.flush()?;
-    Ok(())
-}
-
 /// Run `anole adapt`.
 pub fn run(a: Args) -> Result<()> {
-    let bytes = super::predict::read_model(&a.model)?;
-    let blob = model::parse(&bytes)?;
+    let shared = model::read_model(&a.model)?;
+    let blob = shared.blob();
     let images = a.support.is_dir();
 
-    let mut opts = Options::from_blob(&blob);
+    let mut opts = Options::from_blob(blob);
     if let Some(lr) = a.lr {
         if !(lr.is_finite() && lr >= 0.0) {
             bail!("--lr {lr}: must be finite and >= 0");
@@ -126,87 +74,55 @@ pub fn run(a: Args) -> Result<()> {
         opts.lr = lr;
     }
     match a.adapt {
-        Some(AdaptArg::All) => opts.trainable = Arch::of(&blob).all_layers(),
-        Some(AdaptArg::Head) => opts.trainable = Arch::of(&blob).head_only(),
+        Some(AdaptArg::All) => opts.trainable = Arch::of(blob).all_layers(),
+        Some(AdaptArg::Head) => opts.trainable = Arch::of(blob).head_only(),
         None => {}
     }
     let steps = a.steps.unwrap_or(blob.settings().steps);
-    let model_err = |e: anole::Error| anyhow!("{}: {e}", a.model.display());
+    let model_name = a.model.display().to_string();
+    let support_name = a.support.display().to_string();
 
     let data = if images {
-        Data::images(&a, &blob)?
+        Data::images(&a, blob)?
     } else {
-        Data::csv(&a, &blob)?
+        Data::csv(&a, blob)?
     };
     let (support_inputs, support_targets, support_len) = data.support();
     let (query_inputs, query_len) = data.query();
 
-    let plan = Plan::new(&blob, opts.batch, opts.trainable).map_err(model_err)?;
-    let mut arena = vec![0.0f32; plan.arena_len()];
-    let mut learner = Learner::with_options(&blob, &mut arena, opts).map_err(model_err)?;
-    let support_err = |e: anole::Error| anyhow!("{}: {e}", a.support.display());
+    let mut learner = OwnedLearner::with_options(&shared, opts).context(model_name.clone())?;
     let samples = SliceSamples::new(
         support_inputs,
         support_targets,
         blob.input_len(),
         blob.target_len(),
     )
-    .map_err(support_err)?;
-    let arch = Arch::of(&blob);
-    let head_only = opts.trainable == arch.head_only();
-    let classifier = blob.loss == LossKind::CrossEntropy;
-    // Prototypes need a support sample of every class the head outputs.
-    let every_class = (0..blob.output_len()).all(|c| support_targets.contains(&(c as f32)));
-    match a.head_init {
-        Some(HeadInit::Prototypes) if !(head_only && classifier) => bail!(
-            "--head-init prototypes needs head-only adaptation (--adapt head) of a classifier"
-        ),
-        Some(HeadInit::Meta) if !head_only => {
-            bail!("--head-init needs head-only adaptation (--adapt head)")
-        }
-        None if head_only && classifier && !every_class => eprintln!(
-            "the head starts from the model's weights: its {} classes do not all have support samples",
-            blob.output_len()
-        ),
-        Some(HeadInit::Prototypes) | None if head_only && classifier => {
-            let split = HeadSplit::new(&blob).map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
-            let mut features = Vec::new();
-            match &split.body {
-                Some(b) => {
-                    let body = model::parse(b)?;
-                    fewshot::features(&body, &mut Vec::new(), support_inputs, &mut features)?;
-                }
-                None => features.extend_from_slice(support_inputs),
+    .context(support_name.clone())?;
+    let head_only = opts.trainable == Arch::of(blob).head_only();
+    if head_only && blob.loss == LossKind::CrossEntropy {
+        head_init(&a, &mut learner, support_inputs, support_targets)?;
+    } else if let Some(init) = a.head_init {
+        match init {
+            HeadInit::Prototypes => bail!(
+                "--head-init prototypes needs head-only adaptation (--adapt head) of a classifier"
+            ),
+            HeadInit::Meta if !head_only => {
+                bail!("--head-init needs head-only adaptation (--adapt head)")
             }
-            let hb = model::parse(&split.head)?;
-            let hopts = Options::from_blob(&hb);
-            let mut harena = vec![0.0f32; hb.arena_len(hopts.batch).map_err(model_err)?];
-            let mut head = Learner::with_options(&hb, &mut harena, hopts).map_err(model_err)?;
-            let fs = SliceSamples::new(&features, support_targets, split.features, 1)
-                .map_err(support_err)?;
-            head.init_prototypes(&fs).map_err(support_err)?;
-            let mut p = learner.params().to_vec();
-            let at = p.len() - head.params().len();
-            p[at..].copy_from_slice(head.params());
-            learner.set_params(&p).map_err(model_err)?;
+            HeadInit::Meta => {}
         }
-        _ => {}
     }
     if let Some(p) = &a.optimizer_state {
-        let bytes = model::read_blob(p)?;
-        let state = model::parse(&bytes)?;
+        let state = model::read_blob(p)?;
         learner
-            .load_optimizer_state_from(&state)
-            .map_err(|e| anyhow!("{}: {e}", p.display()))?;
+            .load_optimizer_state_from(state.blob())
+            .with_context(|| p.display().to_string())?;
     }
-    let before = learner.loss(&samples).map_err(support_err)?;
-    learner.adapt(&samples, steps).map_err(|e| {
-        anyhow!(
-            "{}: adapting failed: {e} (try a smaller --lr)",
-            a.support.display()
-        )
-    })?;
-    let after = learner.loss(&samples).map_err(support_err)?;
+    let before = learner.loss(&samples).context(support_name.clone())?;
+    learner
+        .adapt(&samples, steps)
+        .map_err(|e| anyhow!("{support_name}: adapting failed: {e} (try a smaller --lr)"))?;
+    let after = learner.loss(&samples).context(support_name)?;
     eprintln!(
         "adapted on {support_len} support {}: {steps} steps at lr {}, support loss {before} -> {after}",
         if images { "images" } else { "rows" },
@@ -216,18 +132,16 @@ pub fn run(a: Args) -> Result<()> {
     if a.out.is_some() || a.onnx.is_some() {
         let adapted = learner.export_vec();
         if let Some(path) = &a.out {
-            std::fs::write(path, &adapted)
-                .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
+            files::write(path, &adapted)?;
         }
         if let Some(path) = &a.onnx {
-            let b = Blob::parse(&adapted)
-                .map_err(|e| anyhow!("internal: adapted blob does not parse: {e}"))?;
-            std::fs::write(path, onnx_bytes(&b)?)
-                .map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))?;
+            let b = Blob::parse(&adapted).context("internal: adapted blob does not parse")?;
+            files::write(path, &onnx_bytes(&b)?)?;
         }
     }
 
-    let mut outputs = vec![0.0f32; query_len * blob.output_len()];
+    let outputs_len = blob.output_len();
+    let mut outputs = vec![0.0f32; query_len * outputs_len];
     let query_name = a
         .query
         .iter()
@@ -236,13 +150,13 @@ pub fn run(a: Args) -> Result<()> {
         .join(" ");
     learner
         .predict(query_inputs, &mut outputs)
-        .map_err(|e| anyhow!("{query_name}: {e}"))?;
+        .context(query_name)?;
     match &data {
         Data::Images { support, query } => write_image_predictions(
             std::io::stdout().lock(),
             &query.files,
             &outputs,
-            blob.output_len(),
+            outputs_len,
             Some(&support.classes),
             a.scores,
         ),
@@ -251,9 +165,53 @@ pub fn run(a: Args) -> Result<()> {
                 target_names: Some(support.target_names.clone()),
                 scores: a.scores,
             };
-            csvio::write_predictions(std::io::stdout().lock(), &blob, query, &outputs, &fmt)
+            csvio::write_predictions(std::io::stdout().lock(), blob, query, &outputs, &fmt)
         }
     }
+}
+
+/// Head-only adaptation of a classifier: start the head from the support set's class
+/// prototypes (`--head-init prototypes`, the default when every class has support samples), or
+/// keep the model's head.
+fn head_init(
+    a: &Args,
+    learner: &mut OwnedLearner,
+    support_inputs: &[f32],
+    support_targets: &[f32],
+) -> Result<()> {
+    let (model_name, support_name) = (a.model.display(), a.support.display());
+    let blob = learner.blob();
+    // Prototypes need a support sample of every class the head outputs.
+    let every_class = (0..blob.output_len()).all(|c| support_targets.contains(&(c as f32)));
+    match a.head_init {
+        Some(HeadInit::Meta) => return Ok(()),
+        None if !every_class => {
+            eprintln!(
+                "the head starts from the model's weights: its {} classes do not all have support samples",
+                blob.output_len()
+            );
+            return Ok(());
+        }
+        Some(HeadInit::Prototypes) | None => {}
+    }
+    let split = HeadSplit::new(blob).with_context(|| model_name.to_string())?;
+    let mut features = Vec::new();
+    match split.body {
+        Some(b) => Features::new(&model::shared(b)?)?.compute(support_inputs, &mut features)?,
+        None => features.extend_from_slice(support_inputs),
+    }
+    let mut head =
+        OwnedLearner::new(&model::shared(split.head)?).with_context(|| model_name.to_string())?;
+    let fs = SliceSamples::new(&features, support_targets, split.features, 1)
+        .with_context(|| support_name.to_string())?;
+    head.init_prototypes(&fs)
+        .with_context(|| support_name.to_string())?;
+    let mut p = learner.params().to_vec();
+    let at = p.len() - head.params().len();
+    p[at..].copy_from_slice(head.params());
+    learner
+        .set_params(&p)
+        .with_context(|| model_name.to_string())
 }
 
 /// Support and query samples, from CSV files or image folders.
@@ -315,11 +273,4 @@ impl Data {
             Data::Images { query, .. } => (&query.inputs, query.files.len()),
         }
     }
-}
-
-/// True for a path whose name ends in `.png` (any case).
-pub fn is_png(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(images::is_png_name)
 }

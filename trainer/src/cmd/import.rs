@@ -1,8 +1,10 @@
 //! `anole import`: convert a supported ONNX model (the runtime's layers, e.g. exported from
 //! PyTorch or by `anole`) into a blob.
 
-use crate::export::import::{self, AdaptArg, DTypeArg, ImportOptions, LossArg};
-use anyhow::{anyhow, Context, Result};
+use crate::export::import::{self, AdaptArg, ImportOptions, LossArg};
+use crate::files;
+use crate::model::DTypeArg;
+use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 /// Arguments of `anole import`.
@@ -36,7 +38,7 @@ pub struct Args {
 /// Run `anole import`.
 pub fn run(a: Args) -> Result<()> {
     let src = a.model.display();
-    let bytes = std::fs::read(&a.model).map_err(|e| anyhow!("{src}: cannot read: {e}"))?;
+    let bytes = files::read(&a.model)?;
     let imported = import::parse_onnx(&bytes).with_context(|| format!("{src}"))?;
     let opts = ImportOptions {
         lr: a.lr,
@@ -47,7 +49,7 @@ pub fn run(a: Args) -> Result<()> {
         dtype: a.dtype,
     };
     let blob = import::to_blob(&imported, &opts).with_context(|| format!("{src}"))?;
-    std::fs::write(&a.out, &blob).map_err(|e| anyhow!("{}: cannot write: {e}", a.out.display()))?;
+    files::write(&a.out, &blob)?;
     eprintln!(
         "{src} -> {}: {} layers, {} parameters, {} bytes{}",
         a.out.display(),

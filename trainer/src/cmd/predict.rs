@@ -2,12 +2,11 @@
 //! CSV rows, or PNG images (files or folders, preprocessed as in training) printed as
 //! `file,predicted_class`.
 
-use super::adapt::{check_image_model, is_png, write_image_predictions};
-use crate::csvio::{self, OutputFormat};
-use crate::data::images;
+use crate::csvio::{self, write_image_predictions, OutputFormat};
+use crate::data::images::{self, check_image_model, is_png};
 use crate::model;
-use anole::{Learner, Options, Plan};
-use anyhow::{anyhow, bail, Context, Result};
+use anole::{Options, OwnedLearner};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `anole predict`.
@@ -57,42 +56,22 @@ fn class_names(spec: &str) -> Result<Vec<String>> {
     }
 }
 
-/// Read a blob file; an ONNX file gets a hint to convert it first.
-pub fn read_model(path: &Path) -> Result<Vec<u8>> {
-    model::read_blob(path).map_err(|e| {
-        if path
-            .extension()
-            .is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
-        {
-            anyhow!(
-                "{e:#} (an ONNX file: convert it with `anole import {} --out model.postcard`)",
-                path.display()
-            )
-        } else {
-            e
-        }
-    })
-}
-
 /// Run `anole predict`.
 pub fn run(a: Args) -> Result<()> {
-    let bytes = read_model(&a.model)?;
-    let blob = model::parse(&bytes)?;
+    let shared = model::read_model(&a.model)?;
+    let blob = shared.blob();
     let images = a.query.iter().any(|p| p.is_dir() || is_png(p));
     if !images && a.classes.is_some() {
         bail!("--classes is for image queries");
     }
     let opts = Options {
         trainable: 0,
-        ..Options::from_blob(&blob)
+        ..Options::from_blob(blob)
     };
-    let plan = Plan::new(&blob, opts.batch, opts.trainable)
-        .map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
-    let mut arena = vec![0.0f32; plan.arena_len()];
-    let mut learner = Learner::with_options(&blob, &mut arena, opts)
-        .map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
+    let mut learner =
+        OwnedLearner::with_options(&shared, opts).with_context(|| a.model.display().to_string())?;
     if images {
-        check_image_model(&a.model, &blob)?;
+        check_image_model(&a.model, blob)?;
         let names = a.classes.as_deref().map(class_names).transpose()?;
         if let Some(n) = &names {
             if n.len() > blob.output_len() {
@@ -108,7 +87,7 @@ pub fn run(a: Args) -> Result<()> {
         let mut outputs = vec![0.0f32; query.files.len() * blob.output_len()];
         learner
             .predict(&query.inputs, &mut outputs)
-            .map_err(|e| anyhow!("query images: {e}"))?;
+            .context("query images")?;
         return write_image_predictions(
             std::io::stdout().lock(),
             &query.files,
@@ -121,14 +100,14 @@ pub fn run(a: Args) -> Result<()> {
     let [query_path] = a.query.as_slice() else {
         bail!("--query: give one CSV file (or PNG images for an image model)");
     };
-    let query = csvio::read_query(query_path, &blob, None)?;
+    let query = csvio::read_query(query_path, blob, None)?;
     let mut outputs = vec![0.0f32; query.len * blob.output_len()];
     learner
         .predict(&query.inputs, &mut outputs)
-        .map_err(|e| anyhow!("{}: {e}", query_path.display()))?;
+        .with_context(|| query_path.display().to_string())?;
     let fmt = OutputFormat {
         target_names: None,
         scores: a.scores,
     };
-    csvio::write_predictions(std::io::stdout().lock(), &blob, &query, &outputs, &fmt)
+    csvio::write_predictions(std::io::stdout().lock(), blob, &query, &outputs, &fmt)
 }

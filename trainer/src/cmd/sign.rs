@@ -1,14 +1,15 @@
 //! `anole keygen`, `anole sign` and `anole verify`: ed25519 keys for a device fleet, the
 //! signed envelope around a blob (format in `anole::sign`), and its check on the workstation.
 //!
-//! Key files: the secret key is 64 hex characters and a newline, written with mode 0600;
-//! the public key (`KEY.pub`) is the 32 raw bytes, ready for `include_bytes!` in firmware.
-//! Both readers also take the other form (raw 32 bytes or 64 hex characters).
+//! The secret key file is written with mode 0600; key files and the envelope are described in
+//! [`crate::signing`].
 
+use crate::files::hex;
+use crate::signing::{read_public_key, read_signing_key, sign_blob};
 use anole::sign;
 use anole::Blob;
 use anyhow::{anyhow, bail, Context, Result};
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use rand::TryRngCore;
 use std::path::{Path, PathBuf};
 
@@ -46,70 +47,6 @@ pub struct VerifyArgs {
     /// Signed envelope to check.
     #[arg(long = "in")]
     pub input: PathBuf,
-}
-
-/// Lower-case hex of `bytes` (keys, key ids).
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// 32 key bytes from a key file's contents: 32 raw bytes, or 64 hex characters (surrounding
-/// whitespace ignored).
-fn key_bytes(path: &Path, what: &str) -> Result<[u8; 32]> {
-    let data =
-        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    if let Ok(raw) = <[u8; 32]>::try_from(data.as_slice()) {
-        return Ok(raw);
-    }
-    let text = std::str::from_utf8(&data).map(str::trim).unwrap_or("");
-    if text.len() == 64 && text.bytes().all(|c| c.is_ascii_hexdigit()) {
-        let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)?;
-        }
-        return Ok(out);
-    }
-    bail!(
-        "{}: not an {what}: expected 32 raw bytes or 64 hex characters, found {} bytes",
-        path.display(),
-        data.len()
-    )
-}
-
-/// Read a secret signing key written by `anole keygen`.
-pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
-    if path.extension().is_some_and(|e| e == "pub") {
-        bail!(
-            "{}: this is a public key; sign with the secret key file (without .pub)",
-            path.display()
-        );
-    }
-    Ok(SigningKey::from_bytes(&key_bytes(
-        path,
-        "ed25519 secret key",
-    )?))
-}
-
-/// Read a trusted public key (`KEY.pub`).
-pub fn read_public_key(path: &Path) -> Result<[u8; 32]> {
-    key_bytes(path, "ed25519 public key")
-}
-
-/// Wrap `blob` (a valid, unsigned anole blob) in a signed envelope: header, the blob byte
-/// for byte, and the ed25519 signature of `key` (see `anole::sign` for the format).
-pub fn sign_blob(blob: &[u8], key: &SigningKey) -> Result<Vec<u8>> {
-    if sign::is_signed(blob) {
-        bail!("already signed (starts with \"ANSG\"); sign the plain blob");
-    }
-    Blob::parse(blob).map_err(|e| anyhow!("not a valid blob: {e}"))?;
-    let public = key.verifying_key().to_bytes();
-    let header = sign::header(sign::key_id(&public), blob.len()).map_err(|e| anyhow!("{e}"))?;
-    let signature = key.sign(&sign::message(&header, blob));
-    let mut out = Vec::with_capacity(sign::HEADER_LEN + blob.len() + sign::SIGNATURE_LEN);
-    out.extend_from_slice(&header);
-    out.extend_from_slice(blob);
-    out.extend_from_slice(&signature.to_bytes());
-    Ok(out)
 }
 
 fn write_new(path: &Path, bytes: &[u8], force: bool, secret: bool) -> Result<()> {
@@ -152,7 +89,7 @@ pub fn run_keygen(a: KeygenArgs) -> Result<()> {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng
         .try_fill_bytes(&mut secret)
-        .map_err(|e| anyhow!("no randomness from the operating system: {e}"))?;
+        .context("no randomness from the operating system")?;
     let key = SigningKey::from_bytes(&secret);
     let public = key.verifying_key().to_bytes();
     let pub_file = pub_path(&a.out);
@@ -189,7 +126,7 @@ pub fn run(a: Args) -> Result<()> {
     let key = read_signing_key(&a.key)?;
     let blob =
         std::fs::read(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
-    let signed = sign_blob(&blob, &key).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+    let signed = sign_blob(&blob, &key).with_context(|| a.input.display().to_string())?;
     std::fs::write(&a.out, &signed).with_context(|| format!("cannot write {}", a.out.display()))?;
     let id = sign::key_id(&key.verifying_key().to_bytes());
     println!(
@@ -209,7 +146,7 @@ pub fn run_verify(a: VerifyArgs) -> Result<()> {
     let bytes =
         std::fs::read(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
     let blob =
-        Blob::parse_signed(&bytes, &public).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+        Blob::parse_signed(&bytes, &public).with_context(|| a.input.display().to_string())?;
     let p = blob.provenance();
     println!(
         "{}: signature valid (key id {}); blob of {} parameters, task {}, {} run, seed {}",

@@ -17,6 +17,7 @@
 //! 4. store as `u8` (`round(v · 255)`; exact for the 0/1 Omniglot pixels); the network input is
 //!    `u8 / 255` as f32, CHW 1×28×28.
 
+use anole::{Blob, LossKind};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::io::Cursor;
@@ -329,6 +330,13 @@ pub fn is_png_name(name: &str) -> bool {
     !name.starts_with('.') && name.len() > 4 && name[name.len() - 4..].eq_ignore_ascii_case(".png")
 }
 
+/// True for a path whose name ends in `.png` (any case).
+pub fn is_png(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(is_png_name)
+}
+
 /// The PNG files directly inside `dir`, sorted by name; errors name the folder.
 pub fn png_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
@@ -344,6 +352,24 @@ pub fn png_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// Error unless `blob` classifies 1×28×28 images (what the image folders are preprocessed to).
+pub fn check_image_model(path: &Path, blob: &Blob<'_>) -> Result<()> {
+    let shape: Vec<u32> = blob.wire.input_shape.iter().copied().collect();
+    if shape != [1, SIDE as u32, SIDE as u32] || blob.input_len() != PIXELS {
+        bail!(
+            "{}: takes inputs of shape {shape:?}; images are preprocessed to 1×{SIDE}×{SIDE} (an Omniglot model)",
+            path.display()
+        );
+    }
+    if blob.loss != LossKind::CrossEntropy {
+        bail!(
+            "{}: a regression model; image folders need a classification model",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// Labelled support images read from a folder with one sub-folder per class.

@@ -162,13 +162,13 @@ impl Episode {
     /// The support set as engine samples (input length 784, target length 1).
     pub fn support(&self) -> Result<anole::SliceSamples<'_>> {
         anole::SliceSamples::new(&self.support_inputs, &self.support_labels, PIXELS, 1)
-            .map_err(|e| anyhow!("support set: {e}"))
+            .context("support set")
     }
 
     /// The query set as engine samples (input length 784, target length 1).
     pub fn query(&self) -> Result<anole::SliceSamples<'_>> {
         anole::SliceSamples::new(&self.query_inputs, &self.query_labels, PIXELS, 1)
-            .map_err(|e| anyhow!("query set: {e}"))
+            .context("query set")
     }
 }
 

@@ -33,7 +33,7 @@ impl Algorithm for Fomaml {
         &mut self,
         t: u64,
         phi: &mut [f32],
-        workers: &mut [Worker<'_, '_>],
+        workers: &mut [Worker],
         family: &dyn TaskFamily,
         rng: &mut TaskRng,
     ) -> Result<IterLoss> {

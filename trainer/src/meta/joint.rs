@@ -8,7 +8,7 @@ use super::{
     anneal, for_each_worker, sample_tasks, AlgoState, Algorithm, Config, InnerOpt, IterLoss, Worker,
 };
 use crate::tasks::{TaskFamily, TaskRng};
-use anyhow::{anyhow, Result};
+use anyhow::{Context, Result};
 
 const ADAM_BETA2: f32 = 0.999;
 const ADAM_EPS: f32 = 1e-8;
@@ -46,7 +46,7 @@ impl Algorithm for Joint {
         &mut self,
         t: u64,
         phi: &mut [f32],
-        workers: &mut [Worker<'_, '_>],
+        workers: &mut [Worker],
         family: &dyn TaskFamily,
         rng: &mut TaskRng,
     ) -> Result<IterLoss> {
@@ -58,9 +58,7 @@ impl Algorithm for Joint {
             sample_tasks(workers, family, rng, cfg.shots)?;
             let start: &[f32] = phi;
             for_each_worker(workers, |w| {
-                w.learner
-                    .set_params(start)
-                    .map_err(|e| anyhow!("loading parameters: {e}"))?;
+                w.learner.set_params(start).context("loading parameters")?;
                 w.loss.before = w.gradient(0, cfg.inner_batch)?;
                 Ok(())
             })?;

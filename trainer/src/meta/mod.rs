@@ -1,6 +1,6 @@
 //! Meta-learning algorithms (Reptile, first-order MAML, joint training) around one engine:
-//! every inner-loop forward, backward and optimizer step runs in an `anole::Learner`, one per
-//! meta-batch worker, each with its own arena. The meta-batch runs in parallel (rayon); results
+//! every inner-loop forward, backward and optimizer step runs in an `anole::OwnedLearner`, one
+//! per meta-batch worker, each with its own arena (clones of one learner, sharing its blob). The meta-batch runs in parallel (rayon); results
 //! are combined in worker order, so a seed gives the same bytes whatever the thread count.
 
 pub mod fomaml;
@@ -10,7 +10,7 @@ pub mod reptile;
 use crate::model::{self, BlobMeta};
 use crate::tasks::{self, Batch, Stream, TaskFamily, TaskRng};
 use anole::blob::AdaptSettings;
-use anole::{Blob, DType, Learner, LossKind, Options};
+use anole::{DType, LossKind, Options, OwnedLearner};
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 
@@ -257,8 +257,8 @@ pub fn adapt_settings(
 }
 
 /// One meta-batch slot: its learner (own arena), its task and its result.
-pub(crate) struct Worker<'b, 'a> {
-    pub learner: Learner<'b, 'a>,
+pub(crate) struct Worker {
+    pub learner: OwnedLearner,
     pub task: Option<Batch>,
     /// Adapted parameters (Reptile), meta-step (FOMAML) or gradient (joint).
     pub out: Vec<f32>,
@@ -270,7 +270,7 @@ pub(crate) struct Worker<'b, 'a> {
     pub outputs: Vec<f32>,
 }
 
-impl Worker<'_, '_> {
+impl Worker {
     /// One inner optimizer step on minibatch `s` of the worker's task.
     pub fn step(&mut self, s: usize, batch: usize, lr: f32) -> Result<f32> {
         let task = self
@@ -280,7 +280,7 @@ impl Worker<'_, '_> {
         let (x, y) = task.minibatch(s, batch, &mut self.scratch);
         self.learner
             .step(x, y, lr)
-            .map_err(|e| anyhow!("inner step {}: {e}", s + 1))
+            .with_context(|| format!("inner step {}", s + 1))
     }
 
     /// When [`Worker::measure`] is set: the accuracy on minibatch `s` at the current
@@ -298,13 +298,8 @@ impl Worker<'_, '_> {
         self.outputs.resize(y.len() * k, 0.0);
         self.learner
             .predict_batch_stats(x, &mut self.outputs)
-            .map_err(|e| anyhow!("accuracy on minibatch {}: {e}", s + 1))?;
-        let hits = self
-            .outputs
-            .chunks_exact(k)
-            .zip(y)
-            .filter(|(p, &t)| anole::loss::argmax(p) == t as usize)
-            .count();
+            .with_context(|| format!("accuracy on minibatch {}", s + 1))?;
+        let hits = crate::stats::hits(&self.outputs, y, k);
         self.loss.accuracy = Some(hits as f32 / y.len().max(1) as f32);
         Ok(())
     }
@@ -319,10 +314,10 @@ impl Worker<'_, '_> {
         let l = self
             .learner
             .gradient(x, y)
-            .map_err(|e| anyhow!("gradient on minibatch {}: {e}", s + 1))?;
+            .with_context(|| format!("gradient on minibatch {}", s + 1))?;
         self.learner
             .gradient_into(&mut self.out)
-            .map_err(|e| anyhow!("internal: {e}"))?;
+            .context("internal")?;
         Ok(l)
     }
 }
@@ -345,21 +340,21 @@ impl Carried {
 
     /// Start a worker's task: its learner at the meta-parameters `phi`, with the carried
     /// state (which `set_params` clears) when there is one.
-    pub fn start(&self, w: &mut Worker<'_, '_>, phi: &[f32]) -> Result<()> {
+    pub fn start(&self, w: &mut Worker, phi: &[f32]) -> Result<()> {
         w.learner
             .set_params(phi)
-            .map_err(|e| anyhow!("loading meta-parameters: {e}"))?;
+            .context("loading meta-parameters")?;
         if !self.on || self.state.steps == 0 {
             return Ok(());
         }
         let steps = u32::try_from(self.state.steps).unwrap_or(u32::MAX);
         w.learner
             .set_optimizer_state(steps, &self.state.values)
-            .map_err(|e| anyhow!("carried inner optimizer state: {e}"))
+            .context("carried inner optimizer state")
     }
 
     /// After the meta-iteration: the mean of the workers' states, summed in worker order.
-    pub fn gather(&mut self, workers: &[Worker<'_, '_>]) {
+    pub fn gather(&mut self, workers: &[Worker]) {
         let Some(first) = workers.first().filter(|_| self.on) else {
             return;
         };
@@ -395,9 +390,9 @@ impl Carried {
 
 /// Run `f` on every worker (in parallel when there are several) and return the first error in
 /// worker order.
-pub(crate) fn for_each_worker<F>(workers: &mut [Worker<'_, '_>], f: F) -> Result<()>
+pub(crate) fn for_each_worker<F>(workers: &mut [Worker], f: F) -> Result<()>
 where
-    F: Fn(&mut Worker<'_, '_>) -> Result<()> + Sync,
+    F: Fn(&mut Worker) -> Result<()> + Sync,
 {
     if workers.len() == 1 {
         return f(&mut workers[0]).context("task 1");
@@ -410,7 +405,7 @@ where
 }
 
 /// Mean of the workers' losses (and accuracies, when every worker measured one).
-pub(crate) fn mean_loss(workers: &[Worker<'_, '_>]) -> IterLoss {
+pub(crate) fn mean_loss(workers: &[Worker]) -> IterLoss {
     let n = workers.len() as f32;
     let acc: Option<Vec<f32>> = workers.iter().map(|w| w.loss.accuracy).collect();
     IterLoss {
@@ -427,7 +422,7 @@ pub(crate) trait Algorithm {
         &mut self,
         t: u64,
         phi: &mut [f32],
-        workers: &mut [Worker<'_, '_>],
+        workers: &mut [Worker],
         family: &dyn TaskFamily,
         rng: &mut TaskRng,
     ) -> Result<IterLoss>;
@@ -501,47 +496,8 @@ pub fn train_resumable(
     mut on_iter: impl FnMut(u64, IterLoss, Option<&RunState>) -> Result<()>,
 ) -> Result<Trained> {
     cfg.validate()?;
-    let arch = family.arch();
-    let init = arch.init_params(&mut tasks::rng(cfg.seed, Stream::Init, 0))?;
-    // The learners' blob: the architecture, the loss and the inner optimizer. Its parameters
-    // are replaced by the meta-parameters at the start of every task.
-    let meta = BlobMeta {
-        dtype: DType::F32,
-        settings: adapt_settings(family, cfg, cfg.inner_steps as u32, cfg.inner_batch),
-        algorithm: cfg.algo.as_str().into(),
-        task: family.name().into(),
-        seed: cfg.seed,
-        meta_iterations: 0,
-    };
-    let bytes = model::encode_blob(&arch, &init, &meta)?;
-    let blob = Blob::parse(&bytes).map_err(|e| anyhow!("internal: {e}"))?;
-    let opts = Options {
-        batch: cfg.inner_batch,
-        trainable: arch.all_layers(),
-        lr: cfg.inner_lr,
-    };
-    let len = anole::Plan::new(&blob, opts.batch, opts.trainable)
-        .map_err(|e| anyhow!("arena plan: {e}"))?
-        .arena_len();
-    let mut arenas: Vec<Vec<f32>> = (0..cfg.meta_batch).map(|_| vec![0.0f32; len]).collect();
-    let mut workers = Vec::with_capacity(cfg.meta_batch);
-    for arena in arenas.iter_mut() {
-        let learner =
-            Learner::with_options(&blob, arena, opts).map_err(|e| anyhow!("learner: {e}"))?;
-        workers.push(Worker {
-            learner,
-            task: None,
-            out: vec![0.0; init.len()],
-            loss: IterLoss {
-                before: 0.0,
-                after: 0.0,
-                accuracy: None,
-            },
-            scratch: Default::default(),
-            measure: false,
-            outputs: Vec::new(),
-        });
-    }
+    let init = family.init_params(cfg.seed)?;
+    let mut workers = workers(family, cfg, &init)?;
     let mut algorithm: Box<dyn Algorithm> = match cfg.algo {
         Algo::Reptile => Box::new(reptile::Reptile::new(cfg)),
         Algo::Fomaml => Box::new(fomaml::Fomaml::new(cfg)),
@@ -603,9 +559,46 @@ pub fn train_resumable(
     })
 }
 
+/// The meta-batch's workers, each with a learner of `family`'s architecture, loss and inner
+/// optimizer for a run of `cfg` (parameters `init`; replaced by the meta-parameters at the start
+/// of every task).
+fn workers(family: &dyn TaskFamily, cfg: &Config, init: &[f32]) -> Result<Vec<Worker>> {
+    let arch = family.arch();
+    let meta = BlobMeta {
+        dtype: DType::F32,
+        settings: adapt_settings(family, cfg, cfg.inner_steps as u32, cfg.inner_batch),
+        algorithm: cfg.algo.as_str().into(),
+        task: family.name().into(),
+        seed: cfg.seed,
+        meta_iterations: 0,
+    };
+    let blob = model::shared(model::encode_blob(&arch, init, &meta)?)?;
+    let opts = Options {
+        batch: cfg.inner_batch,
+        trainable: arch.all_layers(),
+        lr: cfg.inner_lr,
+    };
+    let learner = OwnedLearner::with_options(&blob, opts).context("learner")?;
+    Ok((0..cfg.meta_batch)
+        .map(|_| Worker {
+            learner: learner.clone(),
+            task: None,
+            out: vec![0.0; init.len()],
+            loss: IterLoss {
+                before: 0.0,
+                after: 0.0,
+                accuracy: None,
+            },
+            scratch: Default::default(),
+            measure: false,
+            outputs: Vec::new(),
+        })
+        .collect())
+}
+
 /// Sample one training task per worker, in worker order.
 pub(crate) fn sample_tasks(
-    workers: &mut [Worker<'_, '_>],
+    workers: &mut [Worker],
     family: &dyn TaskFamily,
     rng: &mut TaskRng,
     shots: usize,

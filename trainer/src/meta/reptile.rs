@@ -30,7 +30,7 @@ impl Algorithm for Reptile {
         &mut self,
         t: u64,
         phi: &mut [f32],
-        workers: &mut [Worker<'_, '_>],
+        workers: &mut [Worker],
         family: &dyn TaskFamily,
         rng: &mut TaskRng,
     ) -> Result<IterLoss> {
@@ -87,7 +87,7 @@ impl Algorithm for Reptile {
 mod tests {
     use crate::meta::{train, Config};
     use crate::tasks::{self, Sine, Stream, TaskFamily};
-    use anole::{Blob, Learner, Options};
+    use anole::{Options, OwnedLearner};
 
     /// One meta-iteration by hand through a learner: φ + ε (W − φ).
     #[test]
@@ -115,11 +115,8 @@ mod tests {
             meta_iterations: 0,
         };
         let bytes = crate::model::encode_blob(&arch, &phi, &meta).unwrap();
-        let blob = Blob::parse(&bytes).unwrap();
-        let mut arena = vec![0.0; blob.arena_len(10).unwrap()];
-        let mut l = Learner::with_options(
-            &blob,
-            &mut arena,
+        let mut l = OwnedLearner::with_options(
+            &crate::model::shared(bytes).unwrap(),
             Options {
                 batch: 10,
                 trainable: arch.all_layers(),

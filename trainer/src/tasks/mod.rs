@@ -1,15 +1,21 @@
 //! Task families: distributions over few-shot tasks that meta-training samples from and
-//! evaluation holds tasks out of. One file per family; each yields tasks as flat f32 batches.
+//! evaluation holds tasks out of, each yielding tasks as flat f32 batches; and their recipes
+//! ([`recipe`]): the arguments, defaults, evaluation and model-card section of `anole train
+//! <family>` and `anole eval`. One folder per family. Adding a family: its folder, a variant of
+//! [`TrainFamily`] and of [`TaskName`], and its eval flags in [`EvalFlags`].
 
 pub mod omniglot;
+pub mod recipe;
 pub mod sine;
 
 use crate::model::Arch;
-use anole::{LossKind, SliceSamples};
-use anyhow::{anyhow, Result};
+use anole::{LossKind, SharedBlob, SliceSamples};
+use anyhow::{bail, Context, Result};
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use recipe::{EvalOptions, EvalOutput, EvalRecipe, Recipe};
+use std::path::Path;
 
 pub use omniglot::OmniglotTasks;
 pub use sine::Sine;
@@ -56,10 +62,8 @@ impl Batch {
         target_len: usize,
     ) -> Result<Batch> {
         let n = inputs.len() / input_len.max(1);
-        let inputs =
-            Array2::from_shape_vec((n, input_len), inputs).map_err(|e| anyhow!("inputs: {e}"))?;
-        let targets = Array2::from_shape_vec((n, target_len), targets)
-            .map_err(|e| anyhow!("targets: {e}"))?;
+        let inputs = Array2::from_shape_vec((n, input_len), inputs).context("inputs")?;
+        let targets = Array2::from_shape_vec((n, target_len), targets).context("targets")?;
         Ok(Batch { inputs, targets })
     }
 
@@ -92,7 +96,7 @@ impl Batch {
             self.inputs.ncols(),
             self.targets.ncols(),
         )
-        .map_err(|e| anyhow!("task batch: {e}"))
+        .context("task batch")
     }
 
     /// Minibatch `step` of `size` rows when cycling through the rows in order (the rows are
@@ -145,6 +149,12 @@ pub trait TaskFamily: Send + Sync {
     fn arch(&self) -> Arch;
     /// The loss it is adapted with.
     fn loss(&self) -> LossKind;
+    /// The parameters meta-training with `seed` starts from: the architecture's initialisation
+    /// (PyTorch's default), drawn from the seed's own stream. A family that starts from a given
+    /// model returns its parameters instead.
+    fn init_params(&self, seed: u64) -> Result<Vec<f32>> {
+        self.arch().init_params(&mut rng(seed, Stream::Init, 0))
+    }
     /// Sample one meta-training task with `shots` support samples (per class for
     /// classification) and no query set, in random row order.
     fn train_task(&self, rng: &mut TaskRng, shots: usize) -> Result<Batch>;
@@ -153,7 +163,26 @@ pub trait TaskFamily: Send + Sync {
     fn eval_task(&self, rng: &mut TaskRng, shots: usize, queries: usize) -> Result<Episode>;
 }
 
-/// The task families the command line knows.
+/// `anole train <family>`: the families meta-training knows, each with its own arguments.
+#[derive(clap::Subcommand, Debug)]
+pub enum TrainFamily {
+    /// y = a·sin(x + b), a ~ U[0.1, 5], b ~ U[0, 2π], x ∈ [−5, 5] (regression, MSE).
+    Sine(sine::TrainArgs),
+    /// N-way K-shot Omniglot character classification (cross-entropy); needs `--data`.
+    Omniglot(omniglot::TrainArgs),
+}
+
+impl TrainFamily {
+    /// The family's recipe, as the command line set it.
+    pub fn recipe(&self) -> &dyn Recipe {
+        match self {
+            TrainFamily::Sine(a) => a,
+            TrainFamily::Omniglot(a) => a,
+        }
+    }
+}
+
+/// The task families `anole eval` knows (`--task`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskName {
     /// y = a·sin(x + b), a ~ U[0.1, 5], b ~ U[0, 2π], x ∈ [−5, 5] (regression, MSE).
@@ -163,21 +192,56 @@ pub enum TaskName {
 }
 
 impl TaskName {
-    /// The lowercase name.
+    /// Every family.
+    pub const ALL: [TaskName; 2] = [TaskName::Sine, TaskName::Omniglot];
+
+    /// The lowercase name, as in the blob's provenance.
     pub fn as_str(self) -> &'static str {
         match self {
-            TaskName::Sine => "sine",
+            TaskName::Sine => sine::NAME,
             TaskName::Omniglot => omniglot::NAME,
         }
     }
 
     /// Parse a provenance task name.
     pub fn from_provenance(name: &str) -> Option<TaskName> {
-        match name {
-            "sine" => Some(TaskName::Sine),
-            omniglot::NAME => Some(TaskName::Omniglot),
-            _ => None,
+        TaskName::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// The flags of `anole eval` that belong to one family, every family's.
+#[derive(clap::Args, Debug)]
+pub struct EvalFlags {
+    #[command(flatten)]
+    pub sine: sine::EvalArgs,
+    #[command(flatten)]
+    pub omniglot: omniglot::EvalArgs,
+}
+
+impl EvalFlags {
+    /// The eval recipe of `task`, with its flags.
+    fn recipe(&self, task: TaskName) -> &dyn EvalRecipe {
+        match task {
+            TaskName::Sine => &self.sine,
+            TaskName::Omniglot => &self.omniglot,
         }
+    }
+
+    /// Evaluate the blob read from `path` as a model of `task`; another family's flags are
+    /// refused.
+    pub fn evaluate(
+        &self,
+        task: TaskName,
+        opts: &EvalOptions,
+        path: &Path,
+        blob: &SharedBlob,
+    ) -> Result<EvalOutput> {
+        for other in TaskName::ALL.into_iter().filter(|t| *t != task) {
+            if let Some(flag) = self.recipe(other).given() {
+                bail!("{flag} is for the {} task family", other.as_str());
+            }
+        }
+        self.recipe(task).evaluate(opts, path, blob)
     }
 }
 

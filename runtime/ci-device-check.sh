@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Check that the runtime builds for Cortex-M with `core` only (no `alloc`, no `std`):
-# thumbv7em-none-eabihf (Cortex-M4F/M7) and thumbv6m-none-eabi (Cortex-M0/M0+).
+# Check that the runtime builds for microcontrollers with `core` only (no `alloc`, no `std`):
+# thumbv7em-none-eabihf (Cortex-M4F/M7), thumbv6m-none-eabi (Cortex-M0/M0+),
+# thumbv8m.main-none-eabihf (Cortex-M33), riscv32imac-unknown-none-elf and
+# riscv32imc-unknown-none-elf (RISC-V without atomic instructions, the ESP32-C3 class: no
+# dependency may need atomic read-modify-write).
 # Prints "OK <target>" per target; exits non-zero if any build fails.
 #
 # Toolchain, in order of preference:
@@ -8,15 +11,16 @@
 #     `rustc-web` + `rust-web-src` at /usr/bin): core is rebuilt for the target with
 #     `-Z build-std=core` (RUSTC_BOOTSTRAP=1 lets a stable compiler take the flag). Only `core`
 #     exists in that sysroot, so any dependency that pulls `alloc` or `std` fails the build;
-#  2. rustup's prebuilt targets (`rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi`),
-#     which builds the same code but cannot prove the absence of `alloc`.
+#  2. rustup's prebuilt targets (`rustup target add` each target above), which builds the same
+#     code but cannot prove the absence of `alloc`.
 # Offline: the build is tried with --offline first (works from a warm cargo cache, shared
 # through CARGO_HOME), then online.
 set -euo pipefail
 cd "$(dirname "$0")"
-targets=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+targets=(thumbv7em-none-eabihf thumbv6m-none-eabi thumbv8m.main-none-eabihf
+    riscv32imac-unknown-none-elf riscv32imc-unknown-none-elf)
 export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
-target_dir="${ARM_TARGET_DIR:-$(pwd)/../target/arm-check}"
+target_dir="${DEVICE_TARGET_DIR:-$(pwd)/../target/device-check}"
 
 has_src() { [ -f "$1/lib/rustlib/src/rust/library/core/src/lib.rs" ]; }
 

@@ -1,11 +1,19 @@
 //! The paper's sine family: y = a·sin(x + b) with amplitude a ~ U[0.1, 5], phase
 //! b ~ U[0, 2π] and inputs x ~ U[−5, 5]; held-out tasks are measured on an even grid of x.
+//! Its recipe (`anole train sine`, `anole eval` of a sine model) is in [`recipe`].
+
+pub mod recipe;
+
+pub use recipe::{CardSection, EvalArgs, TrainArgs};
 
 use super::{Batch, Episode, TaskFamily, TaskRng};
 use crate::model::Arch;
 use anole::LossKind;
 use anyhow::{bail, Result};
 use rand::Rng;
+
+/// Provenance name of the family.
+pub const NAME: &str = "sine";
 
 /// Smallest amplitude.
 pub const AMPLITUDE_MIN: f32 = 0.1;
@@ -66,7 +74,7 @@ pub struct Sine;
 
 impl TaskFamily for Sine {
     fn name(&self) -> &str {
-        "sine"
+        NAME
     }
 
     fn arch(&self) -> Arch {

@@ -1,7 +1,14 @@
 //! The Omniglot few-shot family: N-way K-shot classification episodes drawn from
 //! [`crate::data::omniglot`] (training classes: the training characters in four rotations;
 //! held-out classes: the test characters, unrotated), learned with the paper's CNN
-//! ([`Arch::omniglot`]) and softmax cross-entropy.
+//! ([`Arch::omniglot`]) and softmax cross-entropy. Its recipes: `anole train omniglot`
+//! ([`recipe`]) and `anole eval` of an Omniglot model ([`eval`]).
+
+pub mod eval;
+pub mod recipe;
+
+pub use eval::{read_held_out, EvalArgs};
+pub use recipe::{CardSection, TrainArgs};
 
 use super::{Batch, Episode, TaskFamily, TaskRng};
 use crate::data::omniglot::{Omniglot, Pool, Split};

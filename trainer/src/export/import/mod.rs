@@ -1,0 +1,520 @@
+//! ONNX import, the inverse of the exporter: turn an ONNX model built from the runtime's layers
+//! (written by `anole`, or exported from PyTorch) into an architecture and f32 parameters, and
+//! refuse anything else with an error that names the node and operator.
+//!
+//! Accepted: a single chain of nodes from one float input (`[batch, n]` or `[batch, c, h, w]`)
+//! to one output, made of `Gemm` (`transB` 0 or 1), `MatMul` (+ `Add` of a bias), `Conv`,
+//! `BatchNormalization` (inference mode), `Relu`, `Tanh`, `MaxPool` (no padding), `Flatten`
+//! (`axis = 1`), `Reshape` to `[batch, -1]`, `Identity`, and `Constant` nodes feeding them.
+
+//!
+//! Each operator is read by its own function, registered by name in [`ops`]; the graph walk
+//! here checks the chain and the layers the readers return.
+
+mod ops;
+mod proto;
+
+use crate::export::onnx::{loss_name, optimizer_name, META_PREFIX};
+use crate::model::{encode_blob, Arch, BlobMeta, DTypeArg};
+use anole::blob::AdaptSettings;
+use anole::{DType, Layer, Shape};
+use anyhow::{anyhow, bail, Result};
+use ops::{Node, Step};
+use prost::Message;
+use proto::{at, input_dims, shape_str, Attrs, Consts};
+use std::collections::HashMap;
+use tract_onnx::pb::{ModelProto, NodeProto};
+
+/// Oldest default-domain opset read (BatchNormalization and Gemm have today's semantics since 9).
+pub const MIN_OPSET: i64 = 9;
+
+/// A network read from ONNX: architecture, parameters in blob order, and the settings and
+/// provenance an anole export carries in its metadata (absent for other producers).
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// Architecture.
+    pub arch: Arch,
+    /// Parameters in blob tensor order.
+    pub params: Vec<f32>,
+    /// Settings and provenance from `anole.*` metadata, if the file has them.
+    pub meta: Option<BlobMeta>,
+}
+
+/// Loss to adapt an imported model with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LossArg {
+    /// Mean squared error (regression).
+    Mse,
+    /// Softmax cross-entropy on integer labels (classification).
+    Xent,
+}
+
+/// Which layers adapt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdaptArg {
+    /// Every layer with parameters.
+    All,
+    /// The last layer with parameters only.
+    Head,
+}
+
+/// Overrides of the blob's settings; `None` keeps the file's `anole.*` metadata or, for other
+/// producers, the defaults ([`DEFAULT_LR`], [`DEFAULT_STEPS`], [`DEFAULT_BATCH`], MSE, SGD,
+/// all layers, f32).
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Inner learning rate.
+    pub lr: Option<f32>,
+    /// Adaptation steps.
+    pub steps: Option<u32>,
+    /// Minibatch size of one step.
+    pub batch: Option<u32>,
+    /// Loss.
+    pub loss: Option<LossArg>,
+    /// Which layers adapt.
+    pub adapt: Option<AdaptArg>,
+    /// Storage dtype.
+    pub dtype: Option<DTypeArg>,
+}
+
+/// Learning rate of a model without anole metadata: the sine recipe's adaptation rate.
+pub const DEFAULT_LR: f32 = 0.02;
+/// Steps of a model without anole metadata: the sine recipe's 32 adaptation steps.
+pub const DEFAULT_STEPS: u32 = 32;
+/// Batch of a model without anole metadata: the sine recipe's 10 support points.
+pub const DEFAULT_BATCH: u32 = 10;
+
+/// Decode ONNX bytes and read the network (see the module documentation for what is accepted).
+pub fn parse_onnx(bytes: &[u8]) -> Result<Imported> {
+    let model = ModelProto::decode(bytes)
+        .map_err(|e| anyhow!("not an ONNX model (protobuf decoding failed: {e})"))?;
+    read_model(&model)
+}
+
+/// Encode an imported network as a blob with `opts` applied over its metadata or defaults.
+pub fn to_blob(imp: &Imported, opts: &ImportOptions) -> Result<Vec<u8>> {
+    let mut meta = imp.meta.clone().unwrap_or_else(|| BlobMeta {
+        dtype: DType::F32,
+        settings: AdaptSettings {
+            loss: 0,
+            optimizer: 0,
+            lr: DEFAULT_LR,
+            steps: DEFAULT_STEPS,
+            batch: DEFAULT_BATCH,
+            trainable: imp.arch.all_layers(),
+            lr_scale: Default::default(),
+        },
+        algorithm: "import".into(),
+        task: "onnx".into(),
+        seed: 0,
+        meta_iterations: 0,
+    });
+    let s = &mut meta.settings;
+    if let Some(lr) = opts.lr {
+        if !(lr.is_finite() && lr >= 0.0) {
+            bail!("--lr {lr}: must be finite and >= 0");
+        }
+        s.lr = lr;
+    }
+    if let Some(steps) = opts.steps {
+        s.steps = steps;
+    }
+    if let Some(batch) = opts.batch {
+        if batch == 0 {
+            bail!("--batch must be at least 1");
+        }
+        s.batch = batch;
+    }
+    if let Some(loss) = opts.loss {
+        s.loss = match loss {
+            LossArg::Mse => 0,
+            LossArg::Xent => 1,
+        };
+    }
+    let outputs = imp.arch.shapes()?.last().map(|s| s.len()).unwrap_or(0);
+    if s.loss == 1 && outputs < 2 {
+        bail!("cross-entropy needs at least 2 outputs (classes); the model has {outputs}");
+    }
+    if let Some(adapt) = opts.adapt {
+        s.trainable = match adapt {
+            AdaptArg::All => imp.arch.all_layers(),
+            AdaptArg::Head => imp.arch.head_only(),
+        };
+    }
+    if let Some(d) = opts.dtype {
+        meta.dtype = d.into();
+    }
+    encode_blob(&imp.arch, &imp.params, &meta)
+}
+
+/// Read a decoded model.
+pub fn read_model(model: &ModelProto) -> Result<Imported> {
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| {
+            anyhow!("no default-domain opset import: not an ONNX model of standard operators")
+        })?;
+    if opset < MIN_OPSET {
+        bail!("opset {opset} is older than {MIN_OPSET}, the oldest this importer reads; re-export with a newer opset");
+    }
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| anyhow!("the model has no graph"))?;
+    let mut consts: Consts<'_> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    for n in &graph.node {
+        if n.op_type == "Constant" {
+            if let (Some(out), Some(t)) = (
+                n.output.first(),
+                n.attribute
+                    .iter()
+                    .find(|a| a.name == "value")
+                    .and_then(|a| a.t.as_ref()),
+            ) {
+                consts.insert(out.as_str(), t);
+            }
+        }
+    }
+
+    let inputs: Vec<_> = graph
+        .input
+        .iter()
+        .filter(|v| !consts.contains_key(v.name.as_str()))
+        .collect();
+    let [input] = inputs.as_slice() else {
+        bail!(
+            "the graph has {} inputs besides its weights; the runtime takes exactly one",
+            inputs.len()
+        );
+    };
+    let [output] = graph.output.as_slice() else {
+        bail!(
+            "the graph has {} outputs; the runtime produces exactly one",
+            graph.output.len()
+        );
+    };
+    let input_shape = input_dims(input)?;
+    let shape = Shape::from_dims(&input_shape).ok_or_else(|| {
+        anyhow!(
+            "input '{}': per-sample shape {input_shape:?} must be [n] or [c, h, w]",
+            input.name
+        )
+    })?;
+    let mut chain = Chain {
+        consts: &consts,
+        layers: Vec::new(),
+        tensors: Vec::new(),
+        shape,
+        cur: input.name.clone(),
+        dense_out: None,
+    };
+    for (i, n) in graph.node.iter().enumerate() {
+        chain.node(i, n)?;
+    }
+    let Chain {
+        layers,
+        tensors,
+        cur,
+        ..
+    } = chain;
+    if cur != output.name {
+        bail!(
+            "the graph output '{}' is not the end of the chain of layers (which ends at '{cur}')",
+            output.name
+        );
+    }
+    if layers.is_empty() {
+        bail!("the graph has no layers");
+    }
+    if layers.len() > anole::blob::MAX_LAYERS {
+        bail!(
+            "{} layers; the runtime holds at most {}",
+            layers.len(),
+            anole::blob::MAX_LAYERS
+        );
+    }
+    let arch = Arch {
+        input_shape,
+        layers,
+    };
+    arch.shapes()?;
+    let params: Vec<f32> = tensors.into_iter().flatten().collect();
+    let meta = read_meta(model, &arch)?;
+    Ok(Imported { arch, params, meta })
+}
+
+/// The layers read so far from a single chain of nodes.
+struct Chain<'m> {
+    consts: &'m Consts<'m>,
+    layers: Vec<Layer>,
+    tensors: Vec<Vec<f32>>,
+    /// Per-sample shape of the chain's current value.
+    shape: Shape,
+    /// Name of the chain's current value.
+    cur: String,
+    /// Output name of the last node that made a dense layer, or passed its output on (an `Add`
+    /// reading it is its bias).
+    dense_out: Option<String>,
+}
+
+impl Chain<'_> {
+    /// Read node `i`: check that it continues the chain with constant weights, read it with its
+    /// operator's reader, and check and append what it becomes.
+    fn node(&mut self, i: usize, n: &NodeProto) -> Result<()> {
+        let here = at(i, n);
+        if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+            bail!(
+                "{here}: operator domain '{}' is not supported (only standard ONNX operators)",
+                n.domain
+            );
+        }
+        if n.op_type == "Constant" {
+            return Ok(());
+        }
+        let Some(out) = n.output.first().filter(|o| !o.is_empty()) else {
+            bail!("{here}: has no output");
+        };
+        if n.output.iter().skip(1).any(|o| !o.is_empty()) {
+            bail!(
+                "{here}: optional outputs (training statistics, indices, masks) are not supported"
+            );
+        }
+        let op = ops::find(&n.op_type);
+        if let Some(k) = op.and_then(|o| o.arity).filter(|k| *k != n.input.len()) {
+            bail!(
+                "{here}: {} with {} inputs; expected {k}",
+                n.op_type,
+                n.input.len()
+            );
+        }
+        // The activation this node reads; every other input must be a weight.
+        let cur = &self.cur;
+        let data_pos = if op.is_some_and(|o| o.commutative) {
+            n.input.iter().position(|x| x == cur)
+        } else {
+            Some(0).filter(|_| n.input.first() == Some(cur))
+        };
+        let Some(data_pos) = data_pos else {
+            bail!(
+                "{here}: does not read the previous layer's output '{cur}'; only a single chain of layers is supported"
+            );
+        };
+        for (k, x) in n.input.iter().enumerate() {
+            if k != data_pos && !x.is_empty() && !self.consts.contains_key(x.as_str()) {
+                bail!("{here}: input '{x}' is computed in the graph; the runtime needs it as a constant weight");
+            }
+        }
+        let Some(op) = op else {
+            bail!(
+                "{here}: operator {} is not supported (supported: {})",
+                n.op_type,
+                ops::supported()
+            );
+        };
+        let dense_outputs = match self.layers.last() {
+            Some(Layer::Dense { outputs, .. }) if self.dense_out.as_ref() == Some(cur) => {
+                Some(*outputs)
+            }
+            _ => None,
+        };
+        let step = (op.read)(&Node {
+            here: &here,
+            proto: n,
+            attrs: Attrs {
+                here: &here,
+                node: n,
+            },
+            consts: self.consts,
+            shape: self.shape,
+            data_pos,
+            dense_outputs,
+        })?;
+        self.dense_out = match step {
+            Step::Layer(layer, ts) => self.push(&here, layer, ts)?.then(|| out.clone()),
+            Step::Bias(b) => {
+                if let Some(last) = self.tensors.last_mut() {
+                    for (t, v) in last.iter_mut().zip(&b) {
+                        *t += v;
+                    }
+                }
+                Some(out.clone())
+            }
+            Step::Pass => (self.dense_out.as_ref() == Some(cur)).then(|| out.clone()),
+        };
+        self.cur = out.clone();
+        Ok(())
+    }
+
+    /// Append `layer` with its tensors `ts` after checking that it takes the chain's shape and
+    /// that its tensors have the sizes it needs and finite values; true for a dense layer.
+    fn push(&mut self, here: &str, layer: Layer, ts: Vec<Vec<f32>>) -> Result<bool> {
+        let next = layer.output_shape(self.shape).ok_or_else(|| {
+            anyhow!(
+                "{here}: does not accept its input of shape {}",
+                shape_str(self.shape)
+            )
+        })?;
+        for (k, t) in ts.iter().enumerate() {
+            let expected = layer.tensor_len(self.shape, k);
+            if t.len() != expected {
+                bail!(
+                    "{here}: weight {k} has {} values, the layer needs {expected}",
+                    t.len()
+                );
+            }
+            if let Some(j) = t.iter().position(|v| !v.is_finite()) {
+                bail!("{here}: weight {k} holds a non-finite value at index {j}");
+            }
+        }
+        let dense = matches!(layer, Layer::Dense { .. });
+        self.layers.push(layer);
+        self.tensors.extend(ts);
+        self.shape = next;
+        Ok(dense)
+    }
+}
+
+/// Settings and provenance from the `anole.*` metadata an anole export writes.
+fn read_meta(model: &ModelProto, arch: &Arch) -> Result<Option<BlobMeta>> {
+    let props: HashMap<&str, &str> = model
+        .metadata_props
+        .iter()
+        .filter_map(|p| {
+            p.key
+                .strip_prefix(META_PREFIX)
+                .map(|k| (k, p.value.as_str()))
+        })
+        .collect();
+    if props.is_empty() {
+        return Ok(None);
+    }
+    fn get<'p>(props: &HashMap<&str, &'p str>, k: &str) -> Result<&'p str> {
+        props
+            .get(k)
+            .copied()
+            .ok_or_else(|| anyhow!("metadata {META_PREFIX}{k} is missing"))
+    }
+    fn num<T: std::str::FromStr>(props: &HashMap<&str, &str>, k: &str) -> Result<T> {
+        let v = get(props, k)?;
+        v.parse()
+            .map_err(|_| anyhow!("metadata {META_PREFIX}{k}: '{v}' is not a valid number"))
+    }
+    let loss = match get(&props, "loss")? {
+        l if l == loss_name(anole::LossKind::Mse) => 0,
+        l if l == loss_name(anole::LossKind::CrossEntropy) => 1,
+        l => bail!("metadata {META_PREFIX}loss: unknown loss '{l}'"),
+    };
+    let optimizer = match get(&props, "optimizer")? {
+        o if o == optimizer_name(anole::Optimizer::Sgd) => 0,
+        o if o == optimizer_name(anole::Optimizer::AdamB1Zero) => 1,
+        o => bail!("metadata {META_PREFIX}optimizer: unknown optimizer '{o}'"),
+    };
+    let dtype = match get(&props, "dtypes")?.split(',').next().unwrap_or("") {
+        "f32" => DType::F32,
+        "f16" => DType::F16,
+        "bf16" => DType::Bf16,
+        d => bail!("metadata {META_PREFIX}dtypes: unknown dtype '{d}'"),
+    };
+    let mut lr_scale = heapless::Vec::new();
+    if let Some(v) = props.get("lr_scale") {
+        for x in v.split(',') {
+            let s: f32 = x
+                .parse()
+                .map_err(|_| anyhow!("metadata {META_PREFIX}lr_scale: '{x}' is not a number"))?;
+            lr_scale
+                .push(s)
+                .map_err(|_| anyhow!("metadata {META_PREFIX}lr_scale: too many entries"))?;
+        }
+    }
+    let trainable: u32 = num(&props, "trainable")?;
+    if arch.layers.len() < 32 && trainable >> arch.layers.len() != 0 {
+        bail!("metadata {META_PREFIX}trainable: mask {trainable:#x} names layers the model does not have");
+    }
+    Ok(Some(BlobMeta {
+        dtype,
+        settings: AdaptSettings {
+            loss,
+            optimizer,
+            lr: num(&props, "lr")?,
+            steps: num(&props, "steps")?,
+            batch: num(&props, "batch")?,
+            trainable,
+            lr_scale,
+        },
+        algorithm: get(&props, "algorithm")?.to_string(),
+        task: get(&props, "task")?.to_string(),
+        seed: num(&props, "seed")?,
+        meta_iterations: num(&props, "meta_iterations")?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::onnx::onnx_bytes;
+    use anole::Blob;
+    use rand::SeedableRng;
+
+    fn blob_bytes(arch: &Arch, dtype: DType, loss: u8, seed: u64) -> Vec<u8> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut params = arch.init_params(&mut rng).unwrap();
+        // Non-trivial norm statistics.
+        for p in params.iter_mut().step_by(7) {
+            *p = p.abs() + 0.5;
+        }
+        let meta = BlobMeta {
+            dtype,
+            settings: AdaptSettings {
+                loss,
+                optimizer: 1,
+                lr: 0.001,
+                steps: 5,
+                batch: 7,
+                trainable: arch.head_only(),
+                lr_scale: Default::default(),
+            },
+            algorithm: "reptile".into(),
+            task: "unit".into(),
+            seed,
+            meta_iterations: 12,
+        };
+        encode_blob(arch, &params, &meta).unwrap()
+    }
+
+    #[test]
+    fn export_then_import_is_the_same_blob() {
+        for (arch, dtype, loss) in [
+            (Arch::sine(), DType::F32, 0),
+            (Arch::omniglot(5, 8), DType::F32, 1),
+            (Arch::omniglot(3, 4), DType::F16, 1),
+        ] {
+            let bytes = blob_bytes(&arch, dtype, loss, 9);
+            let blob = Blob::parse(&bytes).unwrap();
+            let imp = parse_onnx(&onnx_bytes(&blob).unwrap()).unwrap();
+            assert_eq!(imp.arch, arch);
+            let back = to_blob(&imp, &ImportOptions::default()).unwrap();
+            assert_eq!(back, bytes, "round trip of {arch:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_unsupported_operator_naming_the_node() {
+        let bytes = blob_bytes(&Arch::sine(), DType::F32, 0, 1);
+        let blob = Blob::parse(&bytes).unwrap();
+        let mut m = crate::export::onnx::onnx_model(&blob).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        g.node[1].op_type = "Sigmoid".into();
+        let e = read_model(&m).unwrap_err().to_string();
+        assert!(
+            e.contains("node 1 'layer1.tanh' (Sigmoid)") && e.contains("not supported"),
+            "{e}"
+        );
+    }
+}

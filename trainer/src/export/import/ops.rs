@@ -1,0 +1,322 @@
+//! The operators the importer reads, one function each, registered by name in [`OPS`] (as
+//! tract's ONNX front-end registers its ops). A reader gets the node (its attributes, constant
+//! inputs and the shape it reads) and says what it becomes: a runtime layer with its tensors, a
+//! bias added to the dense layer before it, or nothing. The graph walk ([`super::read_model`])
+//! checks what every node shares (a single chain, constant weights) and the layer each reader
+//! returns (shapes, tensor sizes, finite values). Adding an operator: its reader and its row.
+
+use super::proto::{constant, floats, ints, Attrs, Consts};
+use anole::layers::{Window, MAX_DIM};
+use anole::{Layer, Shape};
+use anyhow::{anyhow, bail, Context, Result};
+use tract_onnx::pb::NodeProto;
+
+/// What a node becomes.
+pub(super) enum Step {
+    /// A runtime layer with its tensors (in blob order).
+    Layer(Layer, Vec<Vec<f32>>),
+    /// A bias added to the dense layer that produced the node's input.
+    Bias(Vec<f32>),
+    /// Nothing: the node passes its input on.
+    Pass,
+}
+
+/// A node as its reader sees it.
+pub(super) struct Node<'a> {
+    /// Where the node sits, for errors: `node 3 'conv1' (Conv)`.
+    pub here: &'a str,
+    pub proto: &'a NodeProto,
+    pub attrs: Attrs<'a>,
+    pub consts: &'a Consts<'a>,
+    /// Per-sample shape of the activation the node reads.
+    pub shape: Shape,
+    /// Which input is that activation; the others are constants.
+    pub data_pos: usize,
+    /// When the node reads the output of a dense layer (possibly through `Identity` or a bias
+    /// `Add`): that layer's outputs.
+    pub dense_outputs: Option<usize>,
+}
+
+impl Node<'_> {
+    /// Dims and values of constant input `k`, if the node has it.
+    fn weight(&self, k: usize) -> Result<Option<(Vec<i64>, Vec<f32>)>> {
+        match self.proto.input.get(k).filter(|x| !x.is_empty()) {
+            None => Ok(None),
+            Some(x) => {
+                let t = constant(self.consts, x, self.here)?;
+                let values = floats(t).with_context(|| format!("{}: weight '{x}'", self.here))?;
+                Ok(Some((t.dims.clone(), values)))
+            }
+        }
+    }
+
+    /// Constant input `k`, which the operator needs (`what` names it in the error).
+    fn need(&self, k: usize, what: &str) -> Result<(Vec<i64>, Vec<f32>)> {
+        self.weight(k)?
+            .ok_or_else(|| anyhow!("{}: missing {what}", self.here))
+    }
+}
+
+/// An operator the importer reads.
+pub(super) struct Op {
+    /// ONNX operator type.
+    pub name: &'static str,
+    /// How the list of supported operators names it (`None`: not listed on its own).
+    pub listed: Option<&'static str>,
+    /// The number of inputs it must have, when fixed.
+    pub arity: Option<usize>,
+    /// The activation may be any of its inputs (the others are constants), not only the first.
+    pub commutative: bool,
+    /// Its reader.
+    pub read: fn(&Node<'_>) -> Result<Step>,
+}
+
+/// An operator whose activation is its first input.
+const fn op(name: &'static str, listed: &'static str, read: fn(&Node<'_>) -> Result<Step>) -> Op {
+    Op {
+        name,
+        listed: Some(listed),
+        arity: None,
+        commutative: false,
+        read,
+    }
+}
+
+/// An operator refused with an error of its own (not listed as supported).
+const fn refused(name: &'static str, read: fn(&Node<'_>) -> Result<Step>) -> Op {
+    Op {
+        listed: None,
+        ..op(name, name, read)
+    }
+}
+
+/// Every operator read, in the order the list of supported operators gives them.
+pub(super) const OPS: &[Op] = &[
+    op("Gemm", "Gemm", gemm),
+    op("MatMul", "MatMul+Add", matmul),
+    Op {
+        name: "Add",
+        listed: None,
+        arity: Some(2),
+        commutative: true,
+        read: add,
+    },
+    op("Conv", "Conv", conv),
+    op("BatchNormalization", "BatchNormalization", batch_norm),
+    op("Relu", "Relu", |_| Ok(Step::Layer(Layer::Relu, vec![]))),
+    op("Tanh", "Tanh", |_| Ok(Step::Layer(Layer::Tanh, vec![]))),
+    op("MaxPool", "MaxPool", max_pool),
+    op("Flatten", "Flatten", flatten),
+    op("Reshape", "Reshape to [batch, -1]", reshape),
+    op("Identity", "Identity", |_| Ok(Step::Pass)),
+    refused("Softmax", logits_only),
+    refused("LogSoftmax", logits_only),
+];
+
+/// The operator named `name`.
+pub(super) fn find(name: &str) -> Option<&'static Op> {
+    OPS.iter().find(|o| o.name == name)
+}
+
+/// The supported operators, as the error for another one lists them.
+pub(super) fn supported() -> String {
+    OPS.iter()
+        .filter_map(|o| o.listed)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `[r, c]` row-major into `[c, r]` row-major.
+fn transpose(w: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = w[i * c + j];
+        }
+    }
+    out
+}
+
+/// A bias of `len` values (zeros when absent).
+fn bias(b: Option<(Vec<i64>, Vec<f32>)>, len: usize, here: &str) -> Result<Vec<f32>> {
+    match b {
+        None => Ok(vec![0.0; len]),
+        Some((_, v)) if v.len() == len => Ok(v),
+        Some((dims, _)) => bail!("{here}: bias has shape {dims:?}, expected [{len}]"),
+    }
+}
+
+/// `Gemm` (`alpha = beta = 1`, `transA = 0`, `transB` 0 or 1): a dense layer.
+fn gemm(n: &Node<'_>) -> Result<Step> {
+    let (here, attrs) = (n.here, &n.attrs);
+    attrs.expect_float("alpha", 1.0)?;
+    attrs.expect_float("beta", 1.0)?;
+    attrs.expect_int("transA", 0)?;
+    let trans_b = attrs.int("transB", 0)?;
+    let (dims, w) = n.need(1, "weight B")?;
+    let [r, c] = dims.as_slice() else {
+        bail!("{here}: weight B has shape {dims:?}, expected 2-D")
+    };
+    let (outputs, inputs, w) = match trans_b {
+        1 => (*r as usize, *c as usize, w),
+        0 => (
+            *c as usize,
+            *r as usize,
+            transpose(&w, *r as usize, *c as usize),
+        ),
+        t => bail!("{here}: transB = {t} is not 0 or 1"),
+    };
+    let b = bias(n.weight(2)?, outputs, here)?;
+    Ok(Step::Layer(Layer::Dense { inputs, outputs }, vec![w, b]))
+}
+
+/// `MatMul` by a constant `[in, out]`: a dense layer without bias (an `Add` after it gives one).
+fn matmul(n: &Node<'_>) -> Result<Step> {
+    let (dims, w) = n.need(1, "weight B")?;
+    let [r, c] = dims.as_slice() else {
+        bail!(
+            "{}: weight has shape {dims:?}, expected 2-D [in, out]",
+            n.here
+        )
+    };
+    let (inputs, outputs) = (*r as usize, *c as usize);
+    let w = transpose(&w, inputs, outputs);
+    Ok(Step::Layer(
+        Layer::Dense { inputs, outputs },
+        vec![w, vec![0.0; outputs]],
+    ))
+}
+
+/// `Add` of a constant to a dense layer's output: its bias.
+fn add(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let Some(outputs) = n.dense_outputs else {
+        bail!("{here}: Add is only supported as the bias right after Gemm or MatMul");
+    };
+    let (dims, b) = n.need(1 - n.data_pos, "bias")?;
+    if b.len() != outputs || dims.last().copied() != Some(outputs as i64) {
+        bail!("{here}: bias has shape {dims:?}, expected [{outputs}]");
+    }
+    Ok(Step::Bias(b))
+}
+
+/// `Conv` (square kernel, one group, no dilation, equal strides, symmetric padding).
+fn conv(n: &Node<'_>) -> Result<Step> {
+    let (here, attrs) = (n.here, &n.attrs);
+    let (dims, w) = n.need(1, "weight W")?;
+    let &[cout, cin, kh, kw] = dims.as_slice() else {
+        bail!("{here}: weight has shape {dims:?}, expected [out, in, k, k]")
+    };
+    if kh != kw {
+        bail!("{here}: kernel {kh}x{kw} is not square");
+    }
+    attrs.expect_int("group", 1)?;
+    attrs.expect_ints_all("dilations", 1)?;
+    if let Some(ks) = attrs.ints("kernel_shape")? {
+        if ks != [kh, kw] {
+            bail!("{here}: kernel_shape {ks:?} does not match the weight's {kh}x{kw}");
+        }
+    }
+    let stride = attrs.uniform("strides", 1)?;
+    let padding = attrs.pads()?;
+    let b = bias(n.weight(2)?, cout as usize, here)?;
+    let window = Window {
+        kernel: kh as usize,
+        stride: stride as usize,
+        padding: padding as usize,
+    };
+    let layer = Layer::Conv2d {
+        in_channels: cin as usize,
+        out_channels: cout as usize,
+        window,
+    };
+    Ok(Step::Layer(layer, vec![w, b]))
+}
+
+/// `BatchNormalization` in inference mode: a norm layer with its stored statistics.
+fn batch_norm(n: &Node<'_>) -> Result<Step> {
+    let (here, attrs) = (n.here, &n.attrs);
+    attrs.expect_int("training_mode", 0)?;
+    attrs.expect_int("spatial", 1)?;
+    let eps = attrs.float("epsilon", 1e-5)?;
+    if !(eps.is_finite() && eps > 0.0) {
+        bail!("{here}: epsilon {eps} must be positive");
+    }
+    let channels = n.shape.channels_spatial().0;
+    let mut ts = Vec::new();
+    for (k, what) in [(1, "scale"), (2, "bias B"), (3, "mean"), (4, "var")] {
+        let (_, v) = n.need(k, what)?;
+        if v.len() != channels {
+            bail!(
+                "{here}: {what} has {} values, the input has {channels} channels",
+                v.len()
+            );
+        }
+        ts.push(v);
+    }
+    if ts[3].iter().any(|v| *v < 0.0) {
+        bail!("{here}: a variance is negative");
+    }
+    Ok(Step::Layer(Layer::Norm { channels, eps }, ts))
+}
+
+/// `MaxPool` (square kernel, equal strides, no padding, no dilation, floor mode).
+fn max_pool(n: &Node<'_>) -> Result<Step> {
+    let (here, attrs) = (n.here, &n.attrs);
+    let Some(ks) = attrs.ints("kernel_shape")? else {
+        bail!("{here}: kernel_shape is missing")
+    };
+    let &[kh, kw] = ks.as_slice() else {
+        bail!("{here}: kernel_shape {ks:?} is not 2-D")
+    };
+    if kh != kw || kh <= 0 || kh > MAX_DIM as i64 {
+        bail!("{here}: kernel {kh}x{kw} is not a square of positive size");
+    }
+    let stride = attrs.uniform("strides", 1)?;
+    if attrs.pads()? != 0 {
+        bail!("{here}: padding is not supported by the runtime's max pooling");
+    }
+    attrs.expect_int("ceil_mode", 0)?;
+    attrs.expect_ints_all("dilations", 1)?;
+    let window = Window {
+        kernel: kh as usize,
+        stride: stride as usize,
+        padding: 0,
+    };
+    Ok(Step::Layer(Layer::MaxPool2d { window }, vec![]))
+}
+
+/// `Flatten` with `axis = 1`.
+fn flatten(n: &Node<'_>) -> Result<Step> {
+    n.attrs.expect_int("axis", 1)?;
+    Ok(Step::Layer(Layer::Flatten, vec![]))
+}
+
+/// `Reshape` to `[batch, -1]` (or `[batch, n]`): a flatten.
+fn reshape(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    n.attrs.expect_int("allowzero", 0)?;
+    let Some(x) = n.proto.input.get(1) else {
+        bail!("{here}: missing shape")
+    };
+    let target =
+        ints(constant(n.consts, x, here)?).with_context(|| format!("{here}: shape '{x}'"))?;
+    let len = n.shape.len() as i64;
+    let ok = match target.as_slice() {
+        [0, b] => *b == -1 || *b == len,
+        [-1, b] => *b == len,
+        _ => false,
+    };
+    if !ok {
+        bail!("{here}: reshape to {target:?}; only flattening to [batch, -1] (or [batch, {len}]) is supported");
+    }
+    Ok(Step::Layer(Layer::Flatten, vec![]))
+}
+
+/// `Softmax` / `LogSoftmax` at the end of a classifier: refused with what to export instead.
+fn logits_only(n: &Node<'_>) -> Result<Step> {
+    bail!(
+        "{}: not supported; export the logits (the runtime's cross-entropy applies the softmax)",
+        n.here
+    )
+}
