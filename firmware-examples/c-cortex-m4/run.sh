@@ -3,8 +3,8 @@
 # C API's static library that cargo builds for thumbv7em-none-eabihf) and runs it in QEMU
 # mps2-an386 under -icount shift=0, then checks it against the Rust firmware (qemu-cortex-m4):
 # the same loss_before= / loss_after= lines, bit for bit, and instructions per adaptation step,
-# per prediction and per multiply-accumulate within 1%. It also builds the firmware through the CMake snippet
-# (anole.cmake, with CMakeLists.txt) and checks that it prints the same losses. Prints both
+# per prediction and per multiply-accumulate within 1%. It also builds the firmware through the
+# CMake snippet (anole.cmake, with CMakeLists.txt) and checks that it prints the same losses. Prints both
 # firmwares' figures and the C firmware's RAM and flash; exits non-zero on any failure.
 #
 #   bash firmware-examples/c-cortex-m4/run.sh [RUST_FIRMWARE_OUTPUT]
