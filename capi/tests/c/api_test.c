@@ -654,20 +654,6 @@ static void test_learner_calls(void) {
     CHECK(error_mentions(l, "anole_learner_step: step"));
     EXPECT(anole_learner_predict(l, in, 3, out, 3), ANOLE_STATUS_OK);
     CHECK(isfinite(out[0]) && isfinite(out[1]) && isfinite(out[2]));
-    /* One sample at a time (the runtime's per-sample path): the same bits. */
-    for (int i = 0; i < 3; i++) {
-        float one = NAN;
-        EXPECT(anole_learner_predict(l, &in[i], 1, &one, 1), ANOLE_STATUS_OK);
-        CHECK(memcmp(&one, &out[i], sizeof one) == 0);
-    }
-    {
-        float one = NAN, bad = INFINITY;
-        EXPECT(anole_learner_predict(l, &bad, 1, &one, 1), ANOLE_STATUS_NON_FINITE_SAMPLE);
-        CHECK(error_mentions(l, "sample 0"));
-        EXPECT(anole_learner_predict(l, in, 1, &one, 0), ANOLE_STATUS_BUFFER_TOO_SMALL);
-        EXPECT(anole_learner_predict(l, in, 1, in, 1), ANOLE_STATUS_OVERLAP);
-        EXPECT(anole_learner_predict(l, in, 1, arena_a, 1), ANOLE_STATUS_OVERLAP);
-    }
 
     /* Prototypes need a classifier head. */
     EXPECT(anole_learner_init_prototypes(l, s), ANOLE_STATUS_NOT_A_HEAD);
