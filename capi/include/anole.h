@@ -568,7 +568,9 @@ typedef struct anole_learner_options {
 } anole_learner_options;
 
 /**
- * A learner's set-up and costs (`anole_learner_get_info`).
+ * A learner's set-up and costs (`anole_learner_get_info`). The bytes an export writes are
+ * not among them: `anole_learner_export_len` computes them (it lays out the whole blob,
+ * kilobytes of stack on a device).
  */
 typedef struct anole_learner_info {
   /**
@@ -588,10 +590,6 @@ typedef struct anole_learner_info {
    * blob).
    */
   size_t params_in_arena;
-  /**
-   * Bytes `anole_learner_export` writes.
-   */
-  size_t export_len;
   /**
    * Multiply-accumulates of one sample's forward pass.
    */

@@ -44,9 +44,85 @@ impl Span {
         Span::new(p as usize, size_of::<T>(), name, written)
     }
 
+    /// An output value at `p`, written by the call (NULL, an output not wanted: an empty
+    /// region, which overlaps nothing).
+    pub fn out<T>(p: *mut T, name: &'static str) -> Span {
+        let bytes = if p.is_null() { 0 } else { size_of::<T>() };
+        Span::new(p as usize, bytes, name, true)
+    }
+
     /// The same region, written by the call.
     pub fn written(self) -> Span {
         Span { written: 1, ..self }
+    }
+
+    /// The same region, only read by the call.
+    pub fn read(self) -> Span {
+        Span { written: 0, ..self }
+    }
+
+    /// Whether `self` and `b` overlap and one of them is written (an empty region overlaps
+    /// nothing).
+    #[inline(always)]
+    fn conflicts(&self, b: &Span) -> bool {
+        (self.written | b.written) != 0
+            && self.start < b.end
+            && b.start < self.end
+            && self.start < self.end
+            && b.start < b.end
+    }
+}
+
+/// [`Spans::check`] for calls on a hot path (a learner's predict runs it for every sample):
+/// `regions` gives `fixed`, regions known not to overlap one another (a handle's own), and
+/// `args`, the call's other regions, in arrays whose sizes the compiler knows. Inlined, the
+/// loops unroll, the pairs of two read regions fold away and nothing is stored to memory; a
+/// conflict is reported out of line (`regions` called again), as [`Spans::check`] reports it
+/// for the same regions in the same order.
+#[inline(always)]
+pub(crate) fn check_regions<const F: usize, const N: usize>(
+    regions: impl Fn() -> ([Span; F], [Span; N]),
+) -> Result<(), What> {
+    const { assert!(F + N <= MAX_SPANS) };
+    let (fixed, args) = regions();
+    // Index loops: with constant bounds they unroll completely.
+    #[allow(clippy::needless_range_loop)]
+    for j in 0..N {
+        for i in 0..F {
+            if fixed[i].conflicts(&args[j]) {
+                return Err(conflict(regions));
+            }
+        }
+        for i in 0..j {
+            if args[i].conflicts(&args[j]) {
+                return Err(conflict(regions));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The error [`Spans::check`] gives for the regions of [`check_regions`]: `fixed` (trusted),
+/// then `args`.
+#[cold]
+#[inline(never)]
+fn conflict<const F: usize, const N: usize>(regions: impl Fn() -> ([Span; F], [Span; N])) -> What {
+    let (fixed, args) = regions();
+    let mut spans = Spans::new();
+    for s in fixed {
+        spans.add(s);
+    }
+    spans.trust();
+    for s in args {
+        spans.add(s);
+    }
+    match spans.check() {
+        Err(what) => what,
+        // Unreachable: `check_regions` found a conflict, which `check` finds too.
+        Ok(()) => What::Invalid {
+            arg: "(all)",
+            why: "the library's overlap checks disagree",
+        },
     }
 }
 
@@ -88,9 +164,15 @@ impl<T> Array<T> {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// The array's memory, read (`written` false) or written by the call.
+    pub fn span(&self, name: &'static str, written: bool) -> Span {
+        Span::new(self.ptr as usize, self.len * size_of::<T>(), name, written)
+    }
 }
 
 /// Check an array argument: `len` elements of `T` at `p` (NULL allowed only when `len` is 0).
+#[inline(always)]
 pub(crate) fn array<T>(p: *const T, len: usize, arg: &'static str) -> Result<Array<T>, What> {
     if len == 0 {
         return Ok(Array {
@@ -98,22 +180,31 @@ pub(crate) fn array<T>(p: *const T, len: usize, arg: &'static str) -> Result<Arr
             len: 0,
         });
     }
-    out(p.cast_mut(), arg)?;
     let fits = len
         .checked_mul(size_of::<T>())
         .filter(|b| *b <= isize::MAX as usize)
         .and_then(|b| (p as usize).checked_add(b))
         .is_some();
-    if !fits {
-        return Err(What::Invalid {
-            arg,
-            why: "length runs past the end of the address space",
-        });
+    if p.is_null() || (p as usize) % align_of::<T>() != 0 || !fits {
+        return Err(array_refused(p, arg));
     }
     Ok(Array {
         ptr: p.cast_mut(),
         len,
     })
+}
+
+/// Why [`array`] refused a non-empty array at `p`. Out of line: few calls fail.
+#[cold]
+#[inline(never)]
+fn array_refused<T>(p: *const T, arg: &'static str) -> What {
+    match out(p.cast_mut(), arg) {
+        Err(what) => what,
+        Ok(_) => What::Invalid {
+            arg,
+            why: "length runs past the end of the address space",
+        },
+    }
 }
 
 /// Check an output value pointer: non-NULL and aligned.
@@ -199,12 +290,7 @@ impl Spans {
 
     /// Add an array read (`written` false) or written by the call.
     pub fn array<T>(&mut self, a: &Array<T>, name: &'static str, written: bool) -> &mut Spans {
-        self.add(Span::new(
-            a.ptr as usize,
-            a.len * size_of::<T>(),
-            name,
-            written,
-        ))
+        self.add(a.span(name, written))
     }
 
     /// Refuse when a written region overlaps any other region.
@@ -296,6 +382,47 @@ mod tests {
             Ok(())
         );
         assert!(checked(&[(0, 8, true), (0, 8, true), (4, 4, false)], 2).is_err());
+    }
+
+    #[test]
+    fn the_fixed_size_check_reports_what_the_list_check_reports() {
+        // Two trusted regions (one written, one read) and three arguments, each placed in
+        // turn everywhere on a small grid, each read or written.
+        let names = ["a", "b", "c", "d", "e"];
+        let span = |i: usize, (start, len, written): (usize, usize, bool)| {
+            Span::new(start, len, names[i], written)
+        };
+        let fixed = [span(0, (8, 8, true)), span(1, (24, 8, false))];
+        let places = [(0, 4), (6, 4), (12, 8), (16, 0), (14, 12), (30, 4), (40, 2)];
+        let (mut conflicts, mut clean) = (0, 0);
+        for (i, &(s0, l0)) in places.iter().enumerate() {
+            for &(s1, l1) in &places[i..] {
+                for &(s2, l2) in &places {
+                    for w in 0..8 {
+                        let args = [
+                            span(2, (s0, l0, w & 1 != 0)),
+                            span(3, (s1, l1, w & 2 != 0)),
+                            span(4, (s2, l2, w & 4 != 0)),
+                        ];
+                        let mut list = Spans::new();
+                        fixed.iter().for_each(|f| {
+                            list.add(*f);
+                        });
+                        list.trust();
+                        args.iter().for_each(|a| {
+                            list.add(*a);
+                        });
+                        let expected = list.check();
+                        assert_eq!(check_regions(|| (fixed, args)), expected);
+                        match expected {
+                            Ok(()) => clean += 1,
+                            Err(_) => conflicts += 1,
+                        }
+                    }
+                }
+            }
+        }
+        assert!(conflicts > 100 && clean > 100, "{conflicts} {clean}");
     }
 
     #[test]

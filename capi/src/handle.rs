@@ -154,25 +154,34 @@ pub(crate) unsafe fn live<K: Kind>(
     let h = check_ptr(p.cast(), arg)?;
     // SAFETY: `h` is non-NULL and aligned, and the caller guarantees the memory behind it.
     let (t, addr, busy) = unsafe { peek(h) };
-    if addr != h as usize {
-        return Err(What::NotAHandle { arg });
-    }
-    if t == K::TAG {
-        if busy {
-            return Err(What::Busy { arg });
-        }
+    let own = addr == h as usize;
+    if t == K::TAG && own && !busy {
         return Ok(h.cast());
     }
+    Err(refused::<K>(t, own, busy, arg))
+}
+
+/// Why a handle with tag `t` (at its own address if `own`, running a call if `busy`) is not
+/// a live, idle handle of kind `K`. Out of line: every call checks its handles, few fail.
+#[cold]
+#[inline(never)]
+fn refused<K: Kind>(t: u32, own: bool, busy: bool, arg: &'static str) -> What {
+    if !own {
+        return What::NotAHandle { arg };
+    }
+    if t == K::TAG && busy {
+        return What::Busy { arg };
+    }
     if t == RELEASED || t == FAILED {
-        return Err(What::Released { arg });
+        return What::Released { arg };
     }
     match kind_name(t) {
-        Some(found) => Err(What::WrongHandle {
+        Some(found) => What::WrongHandle {
             arg,
             found,
             expected: K::NAME,
-        }),
-        None => Err(What::NotAHandle { arg }),
+        },
+        None => What::NotAHandle { arg },
     }
 }
 

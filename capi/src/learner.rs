@@ -59,7 +59,9 @@ pub struct AnoleAdaptReport {
     pub last_loss: f32,
 }
 
-/// A learner's set-up and costs (`anole_learner_get_info`).
+/// A learner's set-up and costs (`anole_learner_get_info`). The bytes an export writes are
+/// not among them: `anole_learner_export_len` computes them (it lays out the whole blob,
+/// kilobytes of stack on a device).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AnoleLearnerInfo {
@@ -72,8 +74,6 @@ pub struct AnoleLearnerInfo {
     /// Floats of parameters held in the arena (in device mode, frozen layers stay in the
     /// blob).
     pub params_in_arena: usize,
-    /// Bytes `anole_learner_export` writes.
-    pub export_len: usize,
     /// Multiply-accumulates of one sample's forward pass.
     pub forward_macs: usize,
     /// Multiply-accumulates of one sample in one step: the forward pass, the weight
@@ -174,9 +174,16 @@ mod frame {
     pub fn loss(l: &mut Learner<'_, '_>, s: &dyn Samples) -> Result<f32> {
         l.loss(s)
     }
+    /// One sample (`x` and `y` of the model's input and output lengths) through the
+    /// runtime's per-sample path, several through its batched one: the same outputs.
     #[inline(never)]
     pub fn predict(l: &mut Learner<'_, '_>, x: &[f32], y: &mut [f32]) -> Result<()> {
-        l.predict(x, y)
+        let b = l.blob();
+        if x.len() == b.input_len() && y.len() == b.output_len() {
+            l.predict_one(x, y)
+        } else {
+            l.predict(x, y)
+        }
     }
     #[inline(never)]
     pub fn step(l: &mut Learner<'_, '_>, x: &[f32], t: &[f32], lr: f32) -> Result<f32> {
@@ -188,30 +195,39 @@ mod frame {
     }
 }
 
-/// The regions a learner call works on: the handle and arena (written), its blob handle and
-/// bytes (read).
+/// The regions every learner call works on: the handle and arena (written), its blob handle
+/// and bytes (read). Disjoint since the learner was created (checked then).
+fn own_regions(s: *mut Slot<LearnerValue>, v: &LearnerValue) -> [Span; 4] {
+    // SAFETY: the blob is checked live by `with_value` before this is called.
+    let bytes = unsafe { (*Slot::value(v.blob)).bytes };
+    [
+        handle::region::<LearnerKind>(s, true),
+        v.arena.written(),
+        handle::region::<BlobKind>(v.blob, false),
+        bytes.read(),
+    ]
+}
+
+/// [`own_regions`] as the first, trusted regions of a call.
 fn context(s: *mut Slot<LearnerValue>, v: &LearnerValue) -> Spans {
     let mut spans = Spans::new();
-    spans
-        .add(handle::region::<LearnerKind>(s, true))
-        .add(v.arena)
-        .add(handle::region::<BlobKind>(v.blob, false));
-    // SAFETY: the blob is checked live by `with` before `context` is called.
-    let bytes = unsafe { (*Slot::value(v.blob)).bytes };
-    // Disjoint since the learner was created (checked then).
-    spans.add(bytes).trust();
+    for r in own_regions(s, v) {
+        spans.add(r);
+    }
+    spans.trust();
     spans
 }
 
-/// Run `f` on the live learner `p`, whose blob must be live too, with the call's regions so
-/// far; a failure is recorded in the learner.
+/// Run `f` on the live learner `p`, whose blob must be live too; a failure is recorded in
+/// the learner.
 ///
 /// # Safety
 /// `p` follows the handle contract; `f` upholds the safety of what it does.
-unsafe fn with(
+#[inline(always)]
+unsafe fn with_value(
     p: *mut AnoleLearner,
     func: &'static str,
-    f: impl FnOnce(&mut LearnerValue, Spans) -> Result<(), What>,
+    f: impl FnOnce(*mut Slot<LearnerValue>, &mut LearnerValue) -> Result<(), What>,
 ) -> AnoleStatus {
     // SAFETY: the handle contract.
     unsafe {
@@ -225,6 +241,23 @@ unsafe fn with(
                     arg: "the learner's blob",
                 });
             }
+            f(s, v)
+        })
+    }
+}
+
+/// [`with_value`] with the call's regions so far ([`context`]).
+///
+/// # Safety
+/// As [`with_value`].
+unsafe fn with(
+    p: *mut AnoleLearner,
+    func: &'static str,
+    f: impl FnOnce(&mut LearnerValue, Spans) -> Result<(), What>,
+) -> AnoleStatus {
+    // SAFETY: passed on.
+    unsafe {
+        with_value(p, func, |s, v| {
             let spans = context(s, v);
             f(v, spans)
         })
@@ -476,7 +509,6 @@ pub unsafe extern "C" fn anole_learner_get_info(
                     steps_taken: l.steps_taken(),
                     arena_used: plan.arena_len(),
                     params_in_arena: plan.params_len,
-                    export_len: l.export_len(),
                     forward_macs: forward,
                     step_macs: step,
                 },
@@ -502,12 +534,29 @@ pub unsafe extern "C" fn anole_learner_adapt(
 ) -> AnoleStatus {
     // SAFETY: the handle contract.
     unsafe {
-        with(learner, "anole_learner_adapt", |v, mut spans| {
-            let s = self::samples(samples, &mut spans)?;
-            let r = args::optional_out(report, "report", &mut spans)?;
-            spans.check()?;
+        with_value(learner, "anole_learner_adapt", |ls, v| {
+            let ss = handle::live::<SamplesKind>(samples, "samples")?;
+            // SAFETY: live: the value is initialised; only shared references are made during
+            // the call (the buffer is not busy, and it is not this call's subject).
+            let s = &*Slot::value(ss);
+            if !report.is_null() {
+                args::out(report, "report")?;
+            }
+            // The fixed-size check, as for predict: no list of regions in the frame the
+            // training steps run under.
+            let own = &*v;
+            args::check_regions(move || {
+                (
+                    own_regions(ls, own),
+                    [
+                        handle::region::<SamplesKind>(ss, false),
+                        s.storage_span(),
+                        Span::out(report, "report"),
+                    ],
+                )
+            })?;
             let done = frame::adapt(&mut v.learner, s, steps)?;
-            self::report(r, done);
+            self::report(report, done);
             Ok(())
         })
     }
@@ -562,10 +611,24 @@ pub unsafe extern "C" fn anole_learner_step(
 ) -> AnoleStatus {
     // SAFETY: the handle contract.
     unsafe {
-        with(learner, "anole_learner_step", |v, mut spans| {
-            let (x, t) = sample_arrays(&mut spans, inputs, inputs_len, targets, targets_len)?;
-            let out = args::optional_out(loss, "loss", &mut spans)?;
-            spans.check()?;
+        with_value(learner, "anole_learner_step", |s, v| {
+            let x = args::array(inputs, inputs_len, "inputs")?;
+            let t = args::array(targets, targets_len, "targets")?;
+            if !loss.is_null() {
+                args::out(loss, "loss")?;
+            }
+            // A per-sample path: the fixed-size check.
+            let own = &*v;
+            args::check_regions(move || {
+                (
+                    own_regions(s, own),
+                    [
+                        x.span("inputs", false),
+                        t.span("targets", false),
+                        Span::out(loss, "loss"),
+                    ],
+                )
+            })?;
             if !(lr.is_finite() && lr >= 0.0) {
                 return Err(What::Invalid {
                     arg: "lr",
@@ -573,8 +636,8 @@ pub unsafe extern "C" fn anole_learner_step(
                 });
             }
             let l = frame::step(&mut v.learner, x.get(), t.get(), lr)?;
-            if !out.is_null() {
-                args::put(out, l);
+            if !loss.is_null() {
+                args::put(loss, l);
             }
             Ok(())
         })
@@ -598,11 +661,18 @@ pub unsafe extern "C" fn anole_learner_predict(
 ) -> AnoleStatus {
     // SAFETY: the handle contract.
     unsafe {
-        with(learner, "anole_learner_predict", |v, mut spans| {
+        with_value(learner, "anole_learner_predict", |s, v| {
             let x = args::array(inputs, inputs_len, "inputs")?;
             let y = args::array(outputs.cast_const(), outputs_len, "outputs")?;
-            spans.array(&x, "inputs", false).array(&y, "outputs", true);
-            spans.check()?;
+            // The per-sample path: the fixed-size check (the same regions as `context` and
+            // then the arrays).
+            let own = &*v;
+            args::check_regions(move || {
+                (
+                    own_regions(s, own),
+                    [x.span("inputs", false), y.span("outputs", true)],
+                )
+            })?;
             Ok(frame::predict(&mut v.learner, x.get(), y.get_mut())?)
         })
     }
@@ -623,11 +693,17 @@ pub unsafe extern "C" fn anole_learner_classify(
 ) -> AnoleStatus {
     // SAFETY: the handle contract.
     unsafe {
-        with(learner, "anole_learner_classify", |v, mut spans| {
+        with_value(learner, "anole_learner_classify", |s, v| {
             let x = args::array(input, input_len, "input")?;
-            spans.array(&x, "input", false);
-            let out = args::required_out(class_index, "class_index", &mut spans)?;
-            spans.check()?;
+            let out = args::out(class_index, "class_index")?;
+            // A per-sample path: the fixed-size check.
+            let own = &*v;
+            args::check_regions(move || {
+                (
+                    own_regions(s, own),
+                    [x.span("input", false), Span::out(out, "class_index")],
+                )
+            })?;
             let b = v.learner.blob();
             if x.len() != b.input_len() {
                 return Err(anole::Error::SampleLength {

@@ -74,7 +74,10 @@ static void print_f32(const char *key, float v) {
     board_print("\n");
 }
 
-/* Print why `call` failed (with the details recorded in `handle`, if any) and stop. */
+/* Print why `call` failed (with the details recorded in `handle`, if any) and stop. Out of
+ * line: its message buffer then takes no room in the frames the demo runs in. */
+static void fail(const char *call, anole_status s, const void *handle)
+    __attribute__((noinline, noreturn));
 static void fail(const char *call, anole_status s, const void *handle) {
     char details[160];
     print2("error: ", call);
@@ -123,17 +126,26 @@ static float task(float x) {
 
 /* ------------------------------------------------------------------ the demo */
 
-int main(void) {
-    board_clock_start();
-    board_print("anole sine demo in C on Cortex-M4F (QEMU mps2-an386)\n");
+/* What the demo measured (app-sine's Report). */
+typedef struct {
+    anole_blob_info info;
+    anole_learner_info learner;
+    anole_adapt_report adapted;
+    float loss_before, loss_after;
+    uint64_t adapt_cost, predict_cost, macs_per_step;
+} report;
 
+/* Parse the model, collect the samples, adapt, measure. Out of line, as the Rust demo's
+ * `run`: the held-out points live in its frame, and the printing after it (whose float
+ * formatting takes most of the stack it uses) does not add its buffers to this frame. */
+static void run(report *r) __attribute__((noinline));
+static void run(report *r) {
     anole_blob *blob = NULL;
     TRY(anole_blob_parse(blob_mem, sizeof blob_mem, anole_model,
                          (size_t)(anole_model_end - anole_model), &blob),
         blob_mem);
-    anole_blob_info info;
-    TRY(anole_blob_get_info(blob, &info), blob);
-    if (info.input_len != 1 || info.target_len != 1) {
+    TRY(anole_blob_get_info(blob, &r->info), blob);
+    if (r->info.input_len != 1 || r->info.target_len != 1) {
         board_print("error: the sine demo needs a 1-input, 1-output regressor\n");
         board_exit(0);
     }
@@ -167,57 +179,78 @@ int main(void) {
         ys[i] = task(xs[i]);
     }
 
-    float loss_before = 0.0f, loss_after = 0.0f;
-    TRY(anole_learner_loss_arrays(learner, xs, HELD_OUT, ys, HELD_OUT, &loss_before), learner);
-    anole_adapt_report adapted;
+    TRY(anole_learner_loss_arrays(learner, xs, HELD_OUT, ys, HELD_OUT, &r->loss_before), learner);
     uint64_t t0 = board_instructions();
-    TRY(anole_learner_adapt(learner, support, info.steps, &adapted), learner);
-    uint64_t adapt_cost = board_instructions() - t0;
-    TRY(anole_learner_loss_arrays(learner, xs, HELD_OUT, ys, HELD_OUT, &loss_after), learner);
+    TRY(anole_learner_adapt(learner, support, r->info.steps, &r->adapted), learner);
+    r->adapt_cost = board_instructions() - t0;
+    TRY(anole_learner_loss_arrays(learner, xs, HELD_OUT, ys, HELD_OUT, &r->loss_after), learner);
 
-    uint64_t predict_cost = 0;
+    r->predict_cost = 0;
     for (int i = 0; i < HELD_OUT; i++) {
         float y;
         uint64_t t = board_instructions();
         TRY(anole_learner_predict(learner, &xs[i], 1, &y, 1), learner);
-        predict_cost += board_instructions() - t;
+        r->predict_cost += board_instructions() - t;
     }
 
-    anole_learner_info li;
-    TRY(anole_learner_get_info(learner, &li), learner);
+    TRY(anole_learner_get_info(learner, &r->learner), learner);
     size_t count = 0;
     TRY(anole_samples_count(support, &count), support);
-    uint64_t macs = (uint64_t)li.step_macs * (count < li.options.batch ? count : li.options.batch);
-    uint64_t steps = adapted.steps ? adapted.steps : 1;
-    uint64_t per_step = adapt_cost / steps;
-    uint64_t per_mac_x100 = per_step * 100 / (macs ? macs : 1);
+    size_t batch = r->learner.options.batch;
+    r->macs_per_step = (uint64_t)r->learner.step_macs * (count < batch ? count : batch);
+}
+
+/* Print the report as the Rust firmware does. */
+static void print_report(const report *r) __attribute__((noinline));
+static void print_report(const report *r) {
+    uint64_t steps = r->adapted.steps ? r->adapted.steps : 1;
+    uint64_t per_step = r->adapt_cost / steps;
+    uint64_t per_mac_x100 = per_step * 100 / (r->macs_per_step ? r->macs_per_step : 1);
+    const anole_learner_info *li = &r->learner;
 
     char a[24], b[24], c[ANOLE_FORMAT_F32_LEN], d[ANOLE_FORMAT_F32_LEN];
-    print2("model: ", u64_text(info.meta_iterations, a));
-    print2(" meta-iterations, ", u64_text(info.params, b));
-    print2(" parameters, arena ", u64_text(li.arena_used, a));
-    print2(" f32 (", u64_text(li.arena_used * 4, b));
-    print2(" bytes) at batch ", u64_text(li.options.batch, a));
+    print2("model: ", u64_text(r->info.meta_iterations, a));
+    print2(" meta-iterations, ", u64_text(r->info.params, b));
+    print2(" parameters, arena ", u64_text(li->arena_used, a));
+    print2(" f32 (", u64_text(li->arena_used * 4, b));
+    print2(" bytes) at batch ", u64_text(li->options.batch, a));
     board_print("\n");
     print2("task: y = ", f32_text(amplitude, c));
     print2(" sin(x + ", f32_text(phase, d));
     print2("); ", u64_text(SUPPORT, a));
     print2(" support points, ", u64_text(HELD_OUT, b));
     board_print(" held-out points\n");
-    print2("adapt: ", u64_text(adapted.steps, a));
-    print2(" SGD steps at lr ", f32_text(li.options.lr, c));
-    print2(", support loss ", f32_text(adapted.first_loss, d));
-    print2(" -> ", f32_text(adapted.last_loss, c));
+    print2("adapt: ", u64_text(r->adapted.steps, a));
+    print2(" SGD steps at lr ", f32_text(li->options.lr, c));
+    print2(", support loss ", f32_text(r->adapted.first_loss, d));
+    print2(" -> ", f32_text(r->adapted.last_loss, c));
     board_print("\n");
-    print_f32("loss_before=", loss_before);
-    print_f32("loss_after=", loss_after);
+    print_f32("loss_before=", r->loss_before);
+    print_f32("loss_after=", r->loss_after);
     board_print("cost_unit=instructions\n");
     print_u64("per_step=", per_step);
-    print_u64("per_prediction=", predict_cost / HELD_OUT);
-    print_u64("macs_per_step=", macs);
+    print_u64("per_prediction=", r->predict_cost / HELD_OUT);
+    print_u64("macs_per_step=", r->macs_per_step);
     print2("per_mac=", u64_text(per_mac_x100 / 100, a));
     print2(".", u64_text(per_mac_x100 % 100 / 10, b));
     print2(u64_text(per_mac_x100 % 10, a), "\n");
+}
+
+/* The verdict's line. */
+static void print_ok(const report *r) __attribute__((noinline));
+static void print_ok(const report *r) {
+    char c[ANOLE_FORMAT_F32_LEN], d[ANOLE_FORMAT_F32_LEN];
+    print2("ok: held-out loss fell from ", f32_text(r->loss_before, c));
+    print2(" to ", f32_text(r->loss_after, d));
+    board_print("\n");
+}
+
+int main(void) {
+    board_clock_start();
+    board_print("anole sine demo in C on Cortex-M4F (QEMU mps2-an386)\n");
+    report r;
+    run(&r);
+    print_report(&r);
 
     board_stack stack = board_stack_usage();
     print_u64("peak_stack=", stack.peak);
@@ -226,12 +259,10 @@ int main(void) {
         board_print("error: the stack used all the RAM left\n");
         return 1;
     }
-    if (!(loss_after < loss_before)) {
+    if (!(r.loss_after < r.loss_before)) {
         board_print("error: adapting did not lower the held-out loss\n");
         return 1;
     }
-    print2("ok: held-out loss fell from ", f32_text(loss_before, c));
-    print2(" to ", f32_text(loss_after, d));
-    board_print("\n");
+    print_ok(&r);
     return 0;
 }

@@ -2,9 +2,9 @@
 # Builds the C firmware (make: main.c and board.c with arm-none-eabi-gcc, linked with the anole
 # C API's static library that cargo builds for thumbv7em-none-eabihf) and runs it in QEMU
 # mps2-an386 under -icount shift=0, then checks it against the Rust firmware (qemu-cortex-m4):
-# the same loss_before= / loss_after= lines, bit for bit, and instructions per adaptation step
-# and per multiply-accumulate within 1%. It also builds the firmware through the CMake snippet
-# (anole.cmake, with CMakeLists.txt) and checks that it prints the same losses. Prints both
+# the same loss_before= / loss_after= lines, bit for bit, and instructions per adaptation step,
+# per prediction and per multiply-accumulate within 1%. It also builds the firmware through the
+# CMake snippet (anole.cmake, with CMakeLists.txt) and checks that it prints the same losses. Prints both
 # firmwares' figures and the C firmware's RAM and flash; exits non-zero on any failure.
 #
 #   bash firmware-examples/c-cortex-m4/run.sh [RUST_FIRMWARE_OUTPUT]
@@ -86,6 +86,7 @@ within() { # key percent: the C count within percent of the Rust count
         die "$1: C $c, Rust $r: more than $2% apart"
 }
 within per_step 1
+within per_prediction 1
 within per_mac 1
 
 # Berkeley sizes: flash = text + data, static RAM = data + bss.

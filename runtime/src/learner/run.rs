@@ -89,6 +89,34 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         Ok(())
     }
 
+    /// Predict one sample: `input` holds `input_len` floats, `output` receives `output_len`.
+    /// The same result as [`Learner::predict`](super::Learner::predict) on one sample, without
+    /// its batching: the cheaper call for a device that predicts each reading as it arrives (the
+    /// C API's per-sample path).
+    pub fn predict_one(&mut self, input: &[f32], output: &mut [f32]) -> Result<()> {
+        let (il, ol) = (self.blob.get().input_len(), self.blob.get().output_len());
+        if input.len() != il {
+            return Err(Error::SampleLength {
+                sample: 0,
+                expected: il,
+                found: input.len(),
+            });
+        }
+        if output.len() != ol {
+            return Err(Error::BufferTooSmall {
+                needed: ol,
+                available: output.len(),
+            });
+        }
+        self.check_sample(0, input, None)?;
+        let layers = self.blob.get().layers.len();
+        let out_slot = self.plan.out_slot;
+        self.regions().acts[..il].copy_from_slice(input);
+        self.forward(1, false, layers);
+        output.copy_from_slice(&self.regions().acts[out_slot..out_slot + ol]);
+        Ok(())
+    }
+
     /// Predict for `inputs` (`n × input_len`, `1 <= n <= batch`) with the *batch* statistics of
     /// these rows in every trainable norm layer, as the forward pass of an adaptation step computes
     /// them (frozen norm layers use their stored statistics, as in every pass). This is
