@@ -4,9 +4,11 @@
 //! <family>` and `anole eval`. One folder per family. Adding a family: its folder, a variant of
 //! [`TrainFamily`] and of [`TaskName`], and its eval flags in [`EvalFlags`].
 
+pub mod csv;
 pub mod omniglot;
 pub mod recipe;
 pub mod sine;
+pub mod start;
 
 use crate::model::Arch;
 use anole::{LossKind, SharedBlob, SliceSamples};
@@ -33,6 +35,8 @@ pub enum Stream {
     Train = 1,
     /// Held-out evaluation tasks (task `i` has its own stream).
     Eval = 2,
+    /// Which of a family's own tasks are held out.
+    Split = 3,
 }
 
 /// The generator for `purpose` under `seed`. Evaluation tasks additionally take their index,
@@ -170,6 +174,8 @@ pub enum TrainFamily {
     Sine(sine::TrainArgs),
     /// N-way K-shot Omniglot character classification (cross-entropy); needs `--data`.
     Omniglot(omniglot::TrainArgs),
+    /// Your own tasks from CSV files, one file per task (regression or classification).
+    Csv(csv::TrainArgs),
 }
 
 impl TrainFamily {
@@ -178,6 +184,7 @@ impl TrainFamily {
         match self {
             TrainFamily::Sine(a) => a,
             TrainFamily::Omniglot(a) => a,
+            TrainFamily::Csv(a) => a,
         }
     }
 }
