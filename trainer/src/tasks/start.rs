@@ -15,6 +15,7 @@
 //! | `flatten` | channels × height × width to a flat vector |
 
 use crate::export::import;
+use crate::files::sha256_hex;
 use crate::model::{self, Arch};
 use anole::layers::Window;
 use anole::{Layer, LossKind, OwnedLearner, Shape};
@@ -23,6 +24,74 @@ use std::path::{Path, PathBuf};
 
 /// ε of the `norm` layer (the Omniglot CNN's).
 const NORM_EPS: f32 = 1e-3;
+/// Held-out share of a family's tasks or classes without `--eval-data`.
+pub const HOLDOUT: f64 = 0.2;
+
+/// The options of a family of the user's own data (`csv`, `images`): where the held-out tasks
+/// come from, and the model meta-training starts from.
+#[derive(clap::Args, Debug)]
+pub struct OwnArgs {
+    /// Held-out tasks (classes, for images) for the card's evaluation, laid out as --data
+    /// [default: a seeded --holdout share of --data].
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Share of the --data tasks (classes, for images) held out for the evaluation, drawn with
+    /// --seed [0.2].
+    #[arg(long)]
+    pub holdout: Option<f64>,
+    /// The network, in the short syntax below (the input shape comes from the data).
+    #[arg(long, conflicts_with = "init")]
+    pub arch: Option<String>,
+    /// Meta-train from these weights: an ONNX file (.onnx, as `anole import` accepts) or a blob.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+}
+
+impl OwnArgs {
+    /// Errors on flags that exclude each other.
+    pub fn check(&self) -> Result<()> {
+        if self.eval_data.is_some() && self.holdout.is_some() {
+            bail!("--eval-data and --holdout both choose what is held out: give one");
+        }
+        Ok(())
+    }
+
+    /// The held-out share.
+    pub fn holdout(&self) -> f64 {
+        self.holdout.unwrap_or(HOLDOUT)
+    }
+
+    /// The flags, as the run's command line spells them: `--eval-data` or `--holdout`, then
+    /// `--init` or `--arch` if given.
+    pub fn flags(&self) -> String {
+        let mut s = match &self.eval_data {
+            Some(e) => format!(" --eval-data {}", e.display()),
+            None => format!(" --holdout {}", self.holdout()),
+        };
+        match (&self.init, &self.arch) {
+            (Some(i), _) => s.push_str(&format!(" --init {}", i.display())),
+            (None, Some(a)) => s.push_str(&format!(" --arch {a}")),
+            (None, None) => {}
+        }
+        s
+    }
+
+    /// Where the held-out tasks come from, for the card.
+    pub fn held_out_from(&self, seed: u64) -> String {
+        match &self.eval_data {
+            Some(e) => e.display().to_string(),
+            None => format!("--holdout {} of --data (seed {seed})", self.holdout()),
+        }
+    }
+
+    /// How errors name the starting model.
+    pub fn model_name(&self) -> String {
+        match &self.init {
+            Some(p) => format!("{}: the model", p.display()),
+            None => "--arch: the network".to_string(),
+        }
+    }
+}
 
 /// Parse an `--arch` string for inputs of `input_shape`; errors name the layer at fault.
 pub fn parse_arch(spec: &str, input_shape: &[u32]) -> Result<Arch> {
@@ -160,6 +229,8 @@ pub struct Init {
     pub params: Vec<f32>,
     /// The loss a blob (or an ONNX file with anole metadata) records.
     pub loss: Option<LossKind>,
+    /// `FILE (sha256 …)`: the card's record of where a run started.
+    pub description: String,
 }
 
 impl Init {
@@ -167,6 +238,7 @@ impl Init {
     pub fn read(path: &Path) -> Result<Init> {
         let p = path.display();
         let bytes = crate::files::read(path)?;
+        let description = format!("{p} (sha256 {})", sha256_hex(&bytes));
         let onnx = path
             .extension()
             .is_some_and(|x| x.eq_ignore_ascii_case("onnx"));
@@ -181,6 +253,7 @@ impl Init {
                 arch: imported.arch,
                 params: imported.params,
                 loss,
+                description,
             });
         }
         let shared = model::shared(bytes).map_err(|e| {
@@ -193,12 +266,22 @@ impl Init {
             arch: Arch::of(blob),
             params: learner.params().to_vec(),
             loss: Some(blob.loss),
+            description,
         })
     }
 
     /// Input width.
     pub fn input_len(&self) -> usize {
         self.arch.input_shape.iter().map(|&d| d as usize).product()
+    }
+}
+
+/// The parameters a run of `seed` starts from: `init`'s, else `arch`'s initialisation from the
+/// seed's own stream (as every family's).
+pub fn params(arch: &Arch, init: Option<&[f32]>, seed: u64) -> Result<Vec<f32>> {
+    match init {
+        Some(p) => Ok(p.to_vec()),
+        None => arch.init_params(&mut super::rng(seed, super::Stream::Init, 0)),
     }
 }
 

@@ -12,7 +12,7 @@ pub mod recipe;
 
 pub use recipe::{CardSection, TrainArgs};
 
-use super::{rng, Batch, Episode, Stream, TaskFamily, TaskRng};
+use super::{holdout_indices, start, Batch, Episode, TaskFamily, TaskRng};
 use crate::csvio::{self, Columns, Table, LABEL};
 use crate::model::Arch;
 use anole::LossKind;
@@ -225,22 +225,12 @@ fn split_tasks(file: &Path, t: Table) -> Result<Vec<(String, Table)>> {
         .collect())
 }
 
-/// Split `tasks` into training and held-out tasks: `fraction` of them (at least one, and at
-/// least one left to train on), drawn with `seed`; the rest keep their order.
+/// Split `tasks` into training and held-out tasks ([`holdout_indices`]); both keep their order.
 pub fn holdout(tasks: Vec<Task>, fraction: f64, seed: u64) -> Result<(Vec<Task>, Vec<Task>)> {
-    let n = tasks.len();
-    if !(fraction > 0.0 && fraction < 1.0) {
-        bail!("--holdout must be between 0 and 1 (exclusive), got {fraction}");
-    }
-    if n < 2 {
-        bail!("--holdout needs at least 2 tasks to hold some out; the data has {n} (or give --eval-data)");
-    }
-    let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
-    let picked = index::sample(&mut rng(seed, Stream::Split, 0), n, held).into_vec();
-    let mut train = Vec::with_capacity(n - held);
-    let mut test = Vec::with_capacity(held);
+    let picked = holdout_indices(tasks.len(), fraction, seed, "tasks")?;
+    let (mut train, mut test) = (Vec::new(), Vec::new());
     for (i, t) in tasks.into_iter().enumerate() {
-        if picked.contains(&i) {
+        if picked.binary_search(&i).is_ok() {
             test.push(t);
         } else {
             train.push(t);
@@ -382,10 +372,7 @@ impl TaskFamily for CsvTasks {
 
     /// The `--init` model's parameters, else the architecture's initialisation.
     fn init_params(&self, seed: u64) -> Result<Vec<f32>> {
-        match &self.init {
-            Some(p) => Ok(p.clone()),
-            None => self.arch.init_params(&mut rng(seed, Stream::Init, 0)),
-        }
+        start::params(&self.arch, self.init.as_deref(), seed)
     }
 
     /// `shots` random rows (per class for classification) of a random training task.
@@ -405,6 +392,7 @@ impl TaskFamily for CsvTasks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tasks::{rng, Stream};
 
     fn tables(text: &str) -> (tempfile::TempDir, Tables) {
         let dir = tempfile::tempdir().unwrap();

@@ -3,18 +3,16 @@
 //! 8 and N adaptation steps on K support rows of each.
 
 use super::{holdout, CsvTasks, Tables, Task, NAME};
-use crate::csvio::{Columns, LABEL, MAX_CLASSES};
+use crate::csvio::{LABEL, MAX_CLASSES};
 use crate::eval::{self, EvalConfig, EvalReport};
-use crate::files::sha256_hex;
 use crate::meta::{Config, InnerState};
-use crate::model::Arch;
 use crate::progress;
 use crate::stats::{last_percent, recent};
 use crate::tasks::recipe::{
     defaults_help, inner_flags, run_flags, Evaluation, Exported, Prepared, Recipe, TrainOptions,
 };
 use crate::tasks::sine::recipe::LossTail;
-use crate::tasks::start::{output_len, parse_arch, Init};
+use crate::tasks::start::{output_len, parse_arch, Init, OwnArgs};
 use crate::tasks::TaskFamily;
 use anole::LossKind;
 use anyhow::{anyhow, bail, Context, Result};
@@ -23,8 +21,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Held-out share of the tasks without `--eval-data`.
-const HOLDOUT: f64 = 0.2;
 /// Hidden layers of the default network (`dense:64,tanh,dense:64,tanh,dense:OUT`).
 const HIDDEN: &str = "dense:64,tanh,dense:64,tanh";
 /// Adaptation steps a regression blob recommends.
@@ -86,23 +82,12 @@ pub struct TrainArgs {
     /// with a `task` column naming each row's task.
     #[arg(long)]
     pub data: PathBuf,
-    /// Held-out tasks for the card's evaluation, in the same form as --data [default: a
-    /// seeded --holdout share of --data].
-    #[arg(long)]
-    pub eval_data: Option<PathBuf>,
-    /// Share of the --data tasks held out for the evaluation, drawn with --seed [0.2].
-    #[arg(long)]
-    pub holdout: Option<f64>,
+    #[command(flatten)]
+    pub own: OwnArgs,
     /// Support rows (per class for classification) of each held-out task in the evaluation;
     /// the rest of the task is the query set [regression 10, classification 5].
     #[arg(long)]
     pub eval_shots: Option<usize>,
-    /// The network, in the short syntax below (the input width comes from the columns).
-    #[arg(long, conflicts_with = "init")]
-    pub arch: Option<String>,
-    /// Meta-train from these weights: an ONNX file (.onnx, as `anole import` accepts) or a blob.
-    #[arg(long)]
-    pub init: Option<PathBuf>,
     /// Regression: the number of target columns (the last ones) [the model's outputs, else 1].
     #[arg(long)]
     pub targets: Option<usize>,
@@ -148,14 +133,17 @@ impl TrainArgs {
 
     /// Read the tasks and the starting model, and check that they fit each other.
     fn load(&self) -> Result<Loaded> {
-        if self.eval_data.is_some() && self.holdout.is_some() {
-            bail!("--eval-data and --holdout both choose the held-out tasks: give one");
-        }
+        self.own.check()?;
         if self.eval_shots == Some(0) {
             bail!("--eval-shots must be at least 1");
         }
         let tables = Tables::read(&self.data)?;
-        let eval_tables = self.eval_data.as_deref().map(Tables::read).transpose()?;
+        let eval_tables = self
+            .own
+            .eval_data
+            .as_deref()
+            .map(Tables::read)
+            .transpose()?;
         let first = tables.tasks[0].1.clone();
         let f = first.display();
         if let Some(e) = &eval_tables {
@@ -168,7 +156,7 @@ impl TrainArgs {
                 );
             }
         }
-        let init = self.init.as_deref().map(Init::read).transpose()?;
+        let init = self.own.init.as_deref().map(Init::read).transpose()?;
         let classify = tables.header.last().is_some_and(|h| h == LABEL);
         if !classify && self.ways.is_some() {
             bail!(
@@ -188,7 +176,7 @@ impl TrainArgs {
             }
         }
         // The model's output width, where the model is given.
-        let model_out = match (&init, &self.arch) {
+        let model_out = match (&init, &self.own.arch) {
             (Some(i), _) => Some(output_len(&i.arch)?),
             (None, Some(spec)) => {
                 let provisional = tables.header.len().saturating_sub(1).max(1) as u32;
@@ -227,7 +215,7 @@ impl TrainArgs {
             if n >= tables.header.len() {
                 bail!(
                     "{} gives {n} output(s); {f}: row 1 has {} column(s) ('{}'), too few for an input and {n} target(s)",
-                    model_name(&self.init),
+                    self.own.model_name(),
                     tables.header.len(),
                     tables.header.join(",")
                 );
@@ -258,20 +246,22 @@ impl TrainArgs {
                 LABEL
             );
         }
-        let (arch, params, start) = match (&init, &self.arch) {
+        let (arch, params, start) = match (&init, &self.own.arch) {
             (Some(i), _) => {
-                let p = i.path.display();
                 if i.input_len() != columns.inputs {
                     bail!(
-                        "{p}: the model takes {} inputs; {f}: row 1 has {} input column(s) ('{}')",
+                        "{}: the model takes {} inputs; {f}: row 1 has {} input column(s) ('{}')",
+                        i.path.display(),
                         i.input_len(),
                         columns.inputs,
                         input_names.join(",")
                     );
                 }
-                let bytes = crate::files::read(&i.path)?;
-                let start = format!("{} (sha256 {})", i.path.display(), sha256_hex(&bytes));
-                (i.arch.clone(), Some(i.params.clone()), start)
+                (
+                    i.arch.clone(),
+                    Some(i.params.clone()),
+                    i.description.clone(),
+                )
             }
             (None, spec) => {
                 let default = format!("{HIDDEN},dense:{out}");
@@ -284,16 +274,19 @@ impl TrainArgs {
                 )
             }
         };
-        check_output(
-            &arch,
-            out,
-            classify,
-            self.ways,
-            &f.to_string(),
-            &columns,
-            &target_names,
-            &self.init,
-        )?;
+        let got = output_len(&arch)?;
+        if got != out {
+            let want = match self.ways {
+                _ if !classify => format!(
+                    "{f}: row 1 has {} target column(s) ('{}'; set --targets to change)",
+                    columns.targets,
+                    target_names.join(",")
+                ),
+                Some(w) => format!("--ways {w} needs {w}"),
+                None => format!("the '{LABEL}' column has classes 0 to {}", out - 1),
+            };
+            bail!("{} gives {got} output(s); {want}", self.own.model_name());
+        }
         let loss = if classify {
             LossKind::CrossEntropy
         } else {
@@ -315,7 +308,7 @@ impl TrainArgs {
         }
         let (train, test) = match eval_tasks {
             Some(e) => (tasks, e),
-            None => holdout(tasks, self.holdout.unwrap_or(HOLDOUT), self.options.seed)
+            None => holdout(tasks, self.own.holdout(), self.options.seed)
                 .with_context(|| format!("{}", self.data.display()))?,
         };
         Ok(Loaded {
@@ -325,43 +318,6 @@ impl TrainArgs {
             start,
         })
     }
-}
-
-/// How errors name the starting model.
-fn model_name(init: &Option<PathBuf>) -> String {
-    match init {
-        Some(p) => format!("{}: the model", p.display()),
-        None => "--arch: the network".to_string(),
-    }
-}
-
-/// The network's output width must be what the columns ask for.
-#[allow(clippy::too_many_arguments)]
-fn check_output(
-    arch: &Arch,
-    out: usize,
-    classify: bool,
-    ways: Option<usize>,
-    first: &str,
-    columns: &Columns,
-    target_names: &[String],
-    init: &Option<PathBuf>,
-) -> Result<()> {
-    let got = output_len(arch)?;
-    if got == out {
-        return Ok(());
-    }
-    let model = model_name(init);
-    let want = match (classify, ways) {
-        (false, _) => format!(
-            "{first}: row 1 has {} target column(s) ('{}'; set --targets to change)",
-            columns.targets,
-            target_names.join(",")
-        ),
-        (true, Some(w)) => format!("--ways {w} needs {w}"),
-        (true, None) => format!("the '{}' column has classes 0 to {}", LABEL, out - 1),
-    };
-    bail!("{model} gives {got} output(s); {want}")
 }
 
 impl Recipe for TrainArgs {
@@ -407,16 +363,7 @@ impl Recipe for TrainArgs {
             self.data.display(),
             out.display()
         );
-        match &self.eval_data {
-            Some(e) => s.push_str(&format!(" --eval-data {}", e.display())),
-            None => s.push_str(&format!(" --holdout {}", self.holdout.unwrap_or(HOLDOUT))),
-        }
-        if let Some(i) = &self.init {
-            s.push_str(&format!(" --init {}", i.display()));
-        }
-        if let Some(a) = &self.arch {
-            s.push_str(&format!(" --arch {a}"));
-        }
+        s.push_str(&self.own.flags());
         if let Some(t) = self.targets {
             s.push_str(&format!(" --targets {t}"));
         }
@@ -581,14 +528,7 @@ impl Prepared for CsvRun<'_> {
         let section = CardSection {
             data: DataSection {
                 path: args.data.display().to_string(),
-                held_out_from: match &args.eval_data {
-                    Some(e) => e.display().to_string(),
-                    None => format!(
-                        "--holdout {} of --data (seed {})",
-                        args.holdout.unwrap_or(HOLDOUT),
-                        run.cfg.seed
-                    ),
-                },
+                held_out_from: args.own.held_out_from(run.cfg.seed),
                 input_columns: self.loaded.input_names.clone(),
                 target_columns: self.loaded.target_names.clone(),
                 ways: args.ways,
