@@ -5,7 +5,7 @@
 mod common;
 
 use anole_trainer::model::Arch;
-use common::{anole, blob_bytes, fails, ok, put};
+use common::{anole, blob_bytes, card_loss, fails, ok, put};
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -52,17 +52,6 @@ fn card(out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap()
 }
 
-fn mse(card: &Value, steps: u64) -> f64 {
-    card["metrics"]["init.postcard"]["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["steps"] == steps)
-        .unwrap()["loss"]["mean"]
-        .as_f64()
-        .unwrap()
-}
-
 #[test]
 fn regression_trains_and_adapts_better_than_its_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,8 +77,9 @@ fn regression_trains_and_adapts_better_than_its_start() {
         ok(&o);
         out
     };
-    let start = card(&run("start", "0"));
-    let trained = card(&run("reptile", "1500"));
+    let start_dir = run("start", "0");
+    let trained_dir = run("reptile", "1500");
+    let trained = card(&trained_dir);
     assert_eq!(trained["task"], "csv");
     assert_eq!(
         trained["data"]["held_out_tasks"].as_array().unwrap().len(),
@@ -100,7 +90,7 @@ fn regression_trains_and_adapts_better_than_its_start() {
         8
     );
     assert_eq!(trained["data"]["input_columns"], serde_json::json!(["x"]));
-    let (a, b) = (mse(&start, 32), mse(&trained, 32));
+    let (a, b) = (card_loss(&start_dir, 32), card_loss(&trained_dir, 32));
     assert!(
         b < a,
         "adapted MSE from the meta-trained init {b} not below the start's {a}"

@@ -274,6 +274,46 @@ impl CsvTasks {
         })
     }
 
+    /// The tasks of `path` (laid out as `--data`) read for the model `blob`, every one held
+    /// out: to evaluate a model on them.
+    pub fn held_out_for(path: &Path, blob: &anole::Blob<'_>) -> Result<CsvTasks> {
+        let columns = Columns {
+            inputs: blob.input_len(),
+            targets: blob.target_len(),
+            classes: (blob.loss == LossKind::CrossEntropy).then(|| blob.output_len()),
+        };
+        let tables = Tables::read(path)?;
+        let first = tables.tasks[0].1.display().to_string();
+        if tables.header.len() != columns.inputs + columns.targets {
+            bail!(
+                "{first}: row 1: {} columns; the model takes {} inputs and {} target(s)",
+                tables.header.len(),
+                columns.inputs,
+                columns.targets
+            );
+        }
+        let tasks = tables.parse(&columns)?;
+        CsvTasks::new(Arch::of(blob), None, blob.loss, None, tasks.clone(), tasks)
+    }
+
+    /// The most query rows (per class) an episode of `shots` support rows has: the rest of the
+    /// largest held-out task (class).
+    pub fn max_queries(&self, shots: usize) -> usize {
+        self.test
+            .iter()
+            .map(|t| match self.loss {
+                LossKind::CrossEntropy => t
+                    .class_counts()
+                    .map(|(_, n)| n.saturating_sub(shots))
+                    .max()
+                    .unwrap_or(0),
+                _ => t.len().saturating_sub(shots),
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1)
+    }
+
     /// The training tasks.
     pub fn train(&self) -> &[Task] {
         &self.train

@@ -404,18 +404,7 @@ impl Recipe for TrainArgs {
         if self.options.eval_tasks == 0 {
             bail!("--eval-tasks must be at least 1");
         }
-        let queries = tasks
-            .held_out()
-            .iter()
-            .map(|t| {
-                if classify {
-                    t.class_counts().map(|(_, n)| n - shots).max().unwrap_or(0)
-                } else {
-                    t.len() - shots
-                }
-            })
-            .max()
-            .unwrap_or(1);
+        let queries = tasks.max_queries(shots);
         Ok(Box::new(CsvRun {
             args: self,
             loaded,
