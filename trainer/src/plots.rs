@@ -27,6 +27,24 @@ fn register_font() -> Result<()> {
     }
 }
 
+/// Draw the legend of `chart` in the upper right corner and write the image.
+fn legend_and_save<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    path: &Path,
+) -> Result<()> {
+    let err = draw_err(path);
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(&err)?;
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
 fn draw_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("{}: cannot draw plot: {e}", path.display())
 }
@@ -109,15 +127,7 @@ pub fn learning_curve(path: &Path, curve: &[IterLoss], title: &str) -> Result<()
             .label("last inner minibatch, after the steps before it")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    legend_and_save(&mut chart, &root, path)
 }
 
 /// One model's line of [`loss_vs_steps`]: its name and (steps, mean, ci95) points.
@@ -176,15 +186,7 @@ pub fn loss_vs_steps(path: &Path, title: &str, y_desc: &str, curves: &[Curve]) -
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    legend_and_save(&mut chart, &root, path)
 }
 
 /// Held-out sine tasks (the first `panels` tasks `anole eval --seed SEED` uses): the true
