@@ -372,6 +372,13 @@ fn bad_input_fails_in_one_line() {
             "class 0 has 8 row(s); --eval-shots 8 needs 9 per class",
         ],
     );
+    // A task without rows.
+    let hollow = linear_tasks(&d.join("hollow"), 3, 20);
+    put(&hollow, "t1.csv", "x,y\n");
+    fails(
+        &train(&hollow, &[]),
+        &["t1.csv: no sample rows after the header"],
+    );
     // Folders without CSV files, a single task.
     let empty = d.join("empty");
     std::fs::create_dir_all(&empty).unwrap();

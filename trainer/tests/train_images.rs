@@ -216,11 +216,22 @@ fn bad_input_fails_in_one_line() {
         &train(&data, &out, &["--arch", "conv:4,relu,flatten,dense:5"]),
         &["--arch: the network gives 5 output(s); --ways 3 needs 3"],
     );
-    let mlp = Arch::sine();
-    let mlp = put(d, "mlp.postcard", blob_bytes(&mlp, 0, 10));
+    let sine = put(d, "sine.postcard", blob_bytes(&Arch::sine(), 0, 10));
+    fails(
+        &train(&data, &out, &["--init", &s(&sine)]),
+        &["sine.postcard: a regression (MSE) model; image families classify"],
+    );
+    let mlp = Arch {
+        input_shape: vec![2],
+        layers: vec![anole::Layer::Dense {
+            inputs: 2,
+            outputs: 3,
+        }],
+    };
+    let mlp = put(d, "mlp.postcard", blob_bytes(&mlp, 1, 10));
     fails(
         &train(&data, &out, &["--init", &s(&mlp)]),
-        &["mlp.postcard: the model takes inputs of shape [1]; images are preprocessed to [1, 28, 28]"],
+        &["mlp.postcard: the model takes inputs of shape [2]; images are preprocessed to [1, 28, 28]"],
     );
     fails(
         &train(&data, &out, &["--holdout", "0.2", "--eval-data", &s(&data)]),

@@ -103,9 +103,6 @@ impl Tables {
         for file in files {
             let t = csvio::read_table(&file)?;
             let split = split_tasks(&file, t)?;
-            if split.is_empty() {
-                continue;
-            }
             let this = &split[0].1.header;
             match &header {
                 None => header = Some((file.clone(), this.clone())),
@@ -120,7 +117,7 @@ impl Tables {
             }
             tasks.extend(split.into_iter().map(|(n, t)| (n, file.clone(), t)));
         }
-        let (_, header) = header.ok_or_else(|| anyhow!("{p}: no sample rows in any file"))?;
+        let (_, header) = header.ok_or_else(|| anyhow!("{p}: no CSV file read"))?;
         if path.is_file() && tasks.len() < 2 {
             bail!("{p}: one task only: give a folder of CSV files (one per task) or a '{TASK}' column with several values");
         }
@@ -181,12 +178,11 @@ impl Tables {
 /// A table as its tasks: one, or one per value of its `task` column (in order of appearance).
 fn split_tasks(file: &Path, t: Table) -> Result<Vec<(String, Table)>> {
     let name = file.display().to_string();
+    if t.rows.is_empty() {
+        bail!("{name}: no sample rows after the header: every task needs rows");
+    }
     let Some(col) = t.header.iter().position(|h| h == TASK) else {
-        return Ok(if t.rows.is_empty() {
-            Vec::new()
-        } else {
-            vec![(name, t)]
-        });
+        return Ok(vec![(name, t)]);
     };
     let header: Vec<String> = t
         .header

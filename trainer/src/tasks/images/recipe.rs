@@ -92,6 +92,12 @@ impl TrainArgs {
         let (arch, params, start) = match (&self.own.init, &self.own.arch) {
             (Some(path), _) => {
                 let init = Init::read(path)?;
+                if init.loss == Some(anole::LossKind::Mse) {
+                    bail!(
+                        "{}: a regression (MSE) model; image families classify (cross-entropy)",
+                        path.display()
+                    );
+                }
                 if init.arch.input_shape != input {
                     bail!(
                         "{}: the model takes inputs of shape {:?}; images are preprocessed to {input:?}",
