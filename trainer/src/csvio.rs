@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 /// Name of the class column of a classification support set.
 pub const LABEL: &str = "label";
 
+/// Class indices are stored as f32, exact up to 2²⁴: the largest number of classes read.
+pub const MAX_CLASSES: usize = 1 << 24;
+
 /// Labelled samples to adapt on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Support {
@@ -161,9 +164,31 @@ pub fn read_support(path: &Path, blob: &Blob<'_>) -> Result<Support> {
 
 /// [`read_support`] on a table already read from `path`.
 pub fn support_from_table(path: &Path, t: Table, blob: &Blob<'_>) -> Result<Support> {
+    let columns = Columns {
+        inputs: blob.input_len(),
+        targets: blob.target_len(),
+        classes: (blob.loss == LossKind::CrossEntropy).then(|| blob.output_len()),
+    };
+    support_with_columns(path, t, &columns)
+}
+
+/// The columns of a support table: inputs, then targets (regression) or a `label` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Columns {
+    /// Input columns.
+    pub inputs: usize,
+    /// Target columns (1 for classification: the label).
+    pub targets: usize,
+    /// Classification: `Some(n)` accepts labels `0..n` (at most [`MAX_CLASSES`]).
+    pub classes: Option<usize>,
+}
+
+/// [`support_from_table`] for a model described by its columns alone (meta-training reads its
+/// tasks with it before any model exists).
+pub fn support_with_columns(path: &Path, t: Table, layout: &Columns) -> Result<Support> {
     let p = path.display();
-    let (il, tl) = (blob.input_len(), blob.target_len());
-    let classify = blob.loss == LossKind::CrossEntropy;
+    let (il, tl) = (layout.inputs, layout.targets);
+    let classify = layout.classes.is_some();
     if t.header.len() != il + tl {
         let targets = if classify {
             format!("a '{LABEL}' column")
@@ -183,7 +208,7 @@ pub fn support_from_table(path: &Path, t: Table, blob: &Blob<'_>) -> Result<Supp
     if t.rows.is_empty() {
         bail!("{p}: no sample rows after the header: the support set is empty");
     }
-    let classes = blob.output_len();
+    let classes = layout.classes.unwrap_or(0);
     let mut inputs = Vec::with_capacity(t.rows.len() * il);
     let mut targets = Vec::with_capacity(t.rows.len() * tl);
     for (row, cells) in &t.rows {

@@ -27,6 +27,24 @@ fn register_font() -> Result<()> {
     }
 }
 
+/// Draw the legend of `chart` in the upper right corner and write the image.
+fn legend_and_save<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    path: &Path,
+) -> Result<()> {
+    let err = draw_err(path);
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(&err)?;
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
 fn draw_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("{}: cannot draw plot: {e}", path.display())
 }
@@ -109,15 +127,66 @@ pub fn learning_curve(path: &Path, curve: &[IterLoss], title: &str) -> Result<()
             .label("last inner minibatch, after the steps before it")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
     }
+    legend_and_save(&mut chart, &root, path)
+}
+
+/// One model's line of [`loss_vs_steps`]: its name and (steps, mean, ci95) points.
+pub type Curve = (String, Vec<(u32, f64, f64)>);
+
+/// Held-out loss against adaptation steps, one line (with its 95% confidence band) per model.
+pub fn loss_vs_steps(path: &Path, title: &str, y_desc: &str, curves: &[Curve]) -> Result<()> {
+    register_font()?;
+    let err = draw_err(path);
+    let points = curves.iter().flat_map(|(_, c)| c.iter());
+    let (steps, hi) = points.fold((1u32, 0f64), |(s, h), &(k, m, c)| (s.max(k), h.max(m + c)));
+    let hi = if hi > 0.0 && hi.is_finite() {
+        hi * 1.1
+    } else {
+        1.0
+    };
+    let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..steps as f64, 0f64..hi)
+        .map_err(&err)?;
     chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .configure_mesh()
+        .x_desc("adaptation steps on the support set")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc(y_desc)
+        .y_label_formatter(&|y| format!("{y:.2}"))
         .draw()
         .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    for (i, (name, c)) in curves.iter().enumerate() {
+        let colour = [BLUE, RED, RGBColor(90, 90, 90), GREEN, MAGENTA][i % 5].to_rgba();
+        let band: Vec<(f64, f64)> = c
+            .iter()
+            .map(|&(k, m, ci)| (k as f64, m + ci))
+            .chain(
+                c.iter()
+                    .rev()
+                    .map(|&(k, m, ci)| (k as f64, (m - ci).max(0.0))),
+            )
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.15))))
+            .map_err(&err)?;
+        chart
+            .draw_series(LineSeries::new(
+                c.iter().map(|&(k, m, _)| (k as f64, m)),
+                colour.stroke_width(2),
+            ))
+            .map_err(&err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    legend_and_save(&mut chart, &root, path)
 }
 
 /// Held-out sine tasks (the first `panels` tasks `anole eval --seed SEED` uses): the true

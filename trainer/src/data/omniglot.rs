@@ -87,6 +87,10 @@ pub struct Character {
 impl Character {
     /// `alphabet/character`: the identity written to model cards.
     pub fn name(&self) -> String {
+        if self.alphabet.is_empty() {
+            // A user's class folder without a group (`Omniglot::load_classes`).
+            return self.character.clone();
+        }
         format!("{}/{}", self.alphabet, self.character)
     }
 
@@ -235,6 +239,75 @@ impl Omniglot {
         }
         let characters = order.into_iter().map(|i| characters[i].clone()).collect();
         Ok(Omniglot { characters, pixels })
+    }
+
+    /// A user's image classes: `dir/<class>/<image>.png`, or grouped one level deeper,
+    /// `dir/<group>/<class>/<image>.png` (as Omniglot's alphabets), told apart by whether the
+    /// first sub-folder holds PNG files. Each image is preprocessed as for Omniglot (any size);
+    /// the group is the class's alphabet (empty without groups). Errors name the folder or file.
+    pub fn load_classes(dir: &Path) -> Result<Omniglot> {
+        if !dir.is_dir() {
+            bail!(
+                "{}: not a folder (expected one sub-folder of PNG images per class)",
+                dir.display()
+            );
+        }
+        let layout = || {
+            format!(
+                "expected {0}/<class>/<image>.png or {0}/<group>/<class>/<image>.png",
+                dir.display()
+            )
+        };
+        let top = sub_dirs(dir, &layout)?;
+        let Some((_, first)) = top.first() else {
+            bail!("{} holds no class folders ({})", dir.display(), layout());
+        };
+        let grouped = std::fs::read_dir(first)
+            .with_context(|| format!("cannot list folder {}", first.display()))?
+            .filter_map(|e| e.ok())
+            .all(|e| !(images::is_png(&e.path()) && e.path().is_file()));
+        let mut entries = Vec::new();
+        for (name, path) in top {
+            if grouped {
+                for (class, class_dir) in sub_dirs(&path, &layout)? {
+                    class_images(&name, &class, &class_dir, &layout, &mut entries)?;
+                }
+            } else {
+                class_images("", &name, &path, &layout, &mut entries)?;
+            }
+        }
+        if entries.is_empty() {
+            bail!("{} holds no class folders ({})", dir.display(), layout());
+        }
+        let (entries, decoded) = decode(entries)?;
+        let mut characters = Vec::new();
+        let mut pixels = Vec::new();
+        group(
+            Part::Background,
+            entries,
+            decoded,
+            &mut characters,
+            &mut pixels,
+        );
+        Ok(Omniglot { characters, pixels })
+    }
+
+    /// A pool of the given characters, each also in 3 rotations (90°, 180°, 270°) with
+    /// `rotations`.
+    pub fn pool_of(self: &Arc<Self>, characters: &[usize], rotations: bool) -> Pool {
+        let turns = if rotations { 4 } else { 1 };
+        Pool {
+            data: Arc::clone(self),
+            classes: characters
+                .iter()
+                .flat_map(|&character| {
+                    (0..turns).map(move |rotation| Class {
+                        character,
+                        rotation,
+                    })
+                })
+                .collect(),
+        }
     }
 
     /// All characters, ordered by `(alphabet, character)`.
@@ -533,40 +606,17 @@ fn load_folder(dir: &Path) -> Result<(Vec<Entry<PathBuf>>, Vec<Pixels>)> {
     let mut entries = Vec::new();
     for (alphabet, alphabet_dir) in sub_dirs(dir, &layout)? {
         for (character, character_dir) in sub_dirs(&alphabet_dir, &layout)? {
-            let before = entries.len();
-            for item in std::fs::read_dir(&character_dir)
-                .with_context(|| format!("cannot list folder {}", character_dir.display()))?
-            {
-                let item = item
-                    .with_context(|| format!("cannot list folder {}", character_dir.display()))?;
-                let path = item.path();
-                let name = utf8_name(&path)?;
-                if images::is_png_name(&name) && path.is_file() {
-                    entries.push(Entry {
-                        alphabet: alphabet.clone(),
-                        character: character.clone(),
-                        file: name,
-                        source: path,
-                    });
-                } else if path.is_dir() && !name.starts_with('.') {
-                    bail!(
-                        "{}: unexpected folder inside a character folder ({})",
-                        path.display(),
-                        layout()
-                    );
-                }
-            }
-            if entries.len() == before {
-                bail!(
-                    "character folder {} holds no PNG images",
-                    character_dir.display()
-                );
-            }
+            class_images(&alphabet, &character, &character_dir, &layout, &mut entries)?;
         }
     }
     if entries.is_empty() {
         bail!("{} holds no alphabet folders ({})", dir.display(), layout());
     }
+    decode(entries)
+}
+
+/// Sorts the entries and decodes them in parallel.
+fn decode(mut entries: Vec<Entry<PathBuf>>) -> Result<(Vec<Entry<PathBuf>>, Vec<Pixels>)> {
     entries.sort_by(|a, b| {
         (&a.alphabet, &a.character, &a.file).cmp(&(&b.alphabet, &b.character, &b.file))
     });
@@ -575,6 +625,46 @@ fn load_folder(dir: &Path) -> Result<(Vec<Entry<PathBuf>>, Vec<Pixels>)> {
         .map(|e| images::load_png(&e.source))
         .collect::<Result<Vec<_>>>()?;
     Ok((entries, decoded))
+}
+
+/// Appends the PNG files of one class folder; a sub-folder in it, or no PNG, is an error.
+fn class_images(
+    alphabet: &str,
+    character: &str,
+    character_dir: &Path,
+    layout: &dyn Fn() -> String,
+    entries: &mut Vec<Entry<PathBuf>>,
+) -> Result<()> {
+    let before = entries.len();
+    for item in std::fs::read_dir(character_dir)
+        .with_context(|| format!("cannot list folder {}", character_dir.display()))?
+    {
+        let item =
+            item.with_context(|| format!("cannot list folder {}", character_dir.display()))?;
+        let path = item.path();
+        let name = utf8_name(&path)?;
+        if images::is_png_name(&name) && path.is_file() {
+            entries.push(Entry {
+                alphabet: alphabet.to_owned(),
+                character: character.to_owned(),
+                file: name,
+                source: path,
+            });
+        } else if path.is_dir() && !name.starts_with('.') {
+            bail!(
+                "{}: unexpected folder inside a class folder ({})",
+                path.display(),
+                layout()
+            );
+        }
+    }
+    if entries.len() == before {
+        bail!(
+            "class folder {} holds no PNG images",
+            character_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// The non-hidden sub-folders of `dir`, sorted; a PNG directly in `dir` is a layout error.
@@ -593,7 +683,7 @@ fn sub_dirs(dir: &Path, layout: &dyn Fn() -> String) -> Result<Vec<(String, Path
             out.push((name, path));
         } else if images::is_png_name(&name) {
             bail!(
-                "{}: image outside a character folder ({})",
+                "{}: image outside a class folder ({})",
                 path.display(),
                 layout()
             );

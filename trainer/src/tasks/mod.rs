@@ -4,9 +4,12 @@
 //! <family>` and `anole eval`. One folder per family. Adding a family: its folder, a variant of
 //! [`TrainFamily`] and of [`TaskName`], and its eval flags in [`EvalFlags`].
 
+pub mod csv;
+pub mod images;
 pub mod omniglot;
 pub mod recipe;
 pub mod sine;
+pub mod start;
 
 use crate::model::Arch;
 use anole::{LossKind, SharedBlob, SliceSamples};
@@ -33,6 +36,8 @@ pub enum Stream {
     Train = 1,
     /// Held-out evaluation tasks (task `i` has its own stream).
     Eval = 2,
+    /// Which of a family's own tasks are held out.
+    Split = 3,
 }
 
 /// The generator for `purpose` under `seed`. Evaluation tasks additionally take their index,
@@ -41,6 +46,22 @@ pub fn rng(seed: u64, purpose: Stream, index: u64) -> TaskRng {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     r.set_stream(((purpose as u64) << 56) | (index & ((1 << 56) - 1)));
     r
+}
+
+/// The held-out share of a family's own `n` tasks or classes (`--holdout FRACTION`): sorted
+/// indices of `fraction · n` of them (at least one, and at least one left to train on), drawn
+/// with `seed`. `what` names them in errors ("tasks", "classes").
+pub fn holdout_indices(n: usize, fraction: f64, seed: u64, what: &str) -> Result<Vec<usize>> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        bail!("--holdout must be between 0 and 1 (exclusive), got {fraction}");
+    }
+    if n < 2 {
+        bail!("--holdout needs at least 2 {what} to hold some out; the data has {n} (or give --eval-data)");
+    }
+    let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+    let mut picked = rand::seq::index::sample(&mut rng(seed, Stream::Split, 0), n, held).into_vec();
+    picked.sort_unstable();
+    Ok(picked)
 }
 
 /// Rows of labelled samples: `inputs` is `n × input_len`, `targets` is `n × target_len`
@@ -170,6 +191,10 @@ pub enum TrainFamily {
     Sine(sine::TrainArgs),
     /// N-way K-shot Omniglot character classification (cross-entropy); needs `--data`.
     Omniglot(omniglot::TrainArgs),
+    /// Your own tasks from CSV files, one file per task (regression or classification).
+    Csv(csv::TrainArgs),
+    /// Your own image classes, one folder of PNGs per class (N-way K-shot classification).
+    Images(images::TrainArgs),
 }
 
 impl TrainFamily {
@@ -178,6 +203,8 @@ impl TrainFamily {
         match self {
             TrainFamily::Sine(a) => a,
             TrainFamily::Omniglot(a) => a,
+            TrainFamily::Csv(a) => a,
+            TrainFamily::Images(a) => a,
         }
     }
 }

@@ -81,3 +81,18 @@ pub fn fails(out: &Output, must: &[&str]) -> String {
     }
     stderr
 }
+
+/// The held-out loss of `init.postcard` after `steps` adaptation steps in the card.json of a
+/// `sine` or `csv` run in `out`.
+pub fn card_loss(out: &Path, steps: u64) -> f64 {
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap();
+    card["metrics"]["init.postcard"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["steps"] == steps)
+        .unwrap()["loss"]["mean"]
+        .as_f64()
+        .unwrap()
+}

@@ -346,7 +346,7 @@ impl Prepared for OmniglotRun<'_> {
 }
 
 /// The printed results: one row per setting, rows of other blobs than `init.postcard` named.
-fn table(reports: &[(String, FewShotReport)]) -> String {
+pub(crate) fn table(reports: &[(String, FewShotReport)]) -> String {
     let mut s = String::new();
     if reports.is_empty() {
         return s;
