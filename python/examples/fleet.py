@@ -61,8 +61,8 @@ def device(blob, seed, steps, shots):
     """One device: its drift, its support set, adaptation step by step; accuracy and loss on
     its query set after 0, 1, ..., steps steps."""
     rng = np.random.default_rng(seed)
-    offset = rng.normal(0.0, 1.0, size=FEATURES)
-    gain = rng.uniform(0.7, 1.3, size=FEATURES)
+    offset = rng.normal(0.0, 2.0, size=FEATURES)
+    gain = rng.uniform(0.5, 1.5, size=FEATURES)
     # The first `shots` samples of every class the device collects.
     x, y = factory_data(rng, 50 * shots, offset, gain)
     pick = np.concatenate([np.flatnonzero(y == c)[:shots] for c in range(CLASSES)])
