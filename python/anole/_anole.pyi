@@ -161,3 +161,7 @@ def public_key(secret: bytes) -> bytes:
 def train(family: str, out: _Path, **options: Any) -> Blob:
     """Meta-train a built-in task family in this process (``anole train FAMILY --out OUT``,
     keyword options as its flags); returns ``OUT/init.postcard``."""
+
+def _time_adapt(learner: Learner, x: npt.NDArray[np.float32], y: npt.ArrayLike, steps: int, reps: int) -> float:
+    """Seconds per ``reset()`` + ``adapt(x, y, steps)`` looped ``reps`` times in Rust (for
+    python/bench/adapt_overhead.py)."""
