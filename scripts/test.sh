@@ -33,6 +33,15 @@ cargo test -p anole --release --all-features 2>&1 | tee -a "$log"
 step "C API: committed header current (cbindgen), host C tests (gcc, valgrind), entry points"
 cargo test -p anole-capi --release 2>&1 | tee -a "$log"
 
+step "Python package: pip install ./python (maturin, the workspace's target/), pytest, the docs example"
+# The tests compare with the CLI the workspace tests built (target/release/anole); the example
+# runs the code of docs/python.md on its committed ONNX model.
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+python3 -m pip install -q numpy pytest onnx matplotlib
+python3 -m pip install -q --force-reinstall --no-deps ./python
+python3 -m pytest -q python/tests 2>&1 | tee -a "$log"
+python3 python/examples/fleet.py --plot target/fleet.png
+
 step "runtime: core-only builds for Cortex-M and RISC-V"
 bash runtime/ci-device-check.sh
 
@@ -42,6 +51,6 @@ bash firmware-examples/run.sh
 step "fuzzing: runtime and CLI readers (${FUZZ_SECONDS:-60} s per target)"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 
-passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+passed=$(grep -Eo 'test result: ok\. [0-9]+ passed|^[0-9]+ passed' "$log" | awk '{s += $(NF - 1)} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
 printf '\nall steps passed\n%s passed, %s failed\n' "$passed" "$failed"

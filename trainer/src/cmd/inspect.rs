@@ -78,15 +78,15 @@ struct Summary<'b> {
 
 /// The arenas to adapt and predict at the blob's batch (and at `--batch`), in the host and
 /// the device layout.
-fn arenas(a: &Args, blob: &Blob<'_>) -> Result<Vec<Arena>> {
+fn arenas(file: &str, batch: Option<usize>, blob: &Blob<'_>) -> Result<Vec<Arena>> {
     let s = blob.settings();
-    let name = || a.model.display().to_string();
+    let name = || file.to_string();
     let mut arenas = vec![Arena {
         what: "adapt",
         batch: s.batch as usize,
         plan: Plan::new(blob, s.batch as usize, s.trainable).with_context(name)?,
     }];
-    if let Some(b) = a.batch {
+    if let Some(b) = batch {
         arenas.push(Arena {
             what: "adapt",
             batch: b,
@@ -113,9 +113,14 @@ fn arenas(a: &Args, blob: &Blob<'_>) -> Result<Vec<Arena>> {
 }
 
 impl<'b> Summary<'b> {
-    fn new(a: &Args, blob: &'b Blob<'b>, flash: usize) -> Result<Summary<'b>> {
+    fn new(
+        file: &str,
+        batch: Option<usize>,
+        blob: &'b Blob<'b>,
+        flash: usize,
+    ) -> Result<Summary<'b>> {
         let trainable = blob.settings().trainable;
-        let arenas = arenas(a, blob)?;
+        let arenas = arenas(file, batch, blob)?;
         let mut dtypes: Vec<&str> = blob.dtypes.iter().map(|d| d.name()).collect();
         dtypes.dedup();
         let mut rows = Vec::new();
@@ -159,10 +164,10 @@ impl<'b> Summary<'b> {
         })
     }
 
-    fn json(&self, file: &Path) -> serde_json::Value {
+    fn json(&self, file: &str) -> serde_json::Value {
         let (blob, s, p) = (self.blob, self.blob.settings(), self.blob.provenance());
         json!({
-            "file": file.display().to_string(),
+            "file": file,
             "flash_bytes": self.flash,
             "input": shape_str(blob.input_shape()),
             "output": shape_str(blob.output_shape()),
@@ -260,12 +265,24 @@ impl<'b> Summary<'b> {
     }
 }
 
+/// What `anole inspect --json` prints about `blob` (read from `file`, `flash` bytes), with
+/// the arena also sized for adapting at `batch` if given.
+pub fn json(
+    file: &str,
+    batch: Option<usize>,
+    blob: &Blob<'_>,
+    flash: usize,
+) -> Result<serde_json::Value> {
+    Ok(Summary::new(file, batch, blob, flash)?.json(file))
+}
+
 /// Run `anole inspect`.
 pub fn run(a: Args) -> Result<()> {
     let shared = model::read_model(&a.model)?;
-    let summary = Summary::new(&a, shared.blob(), shared.bytes().len())?;
+    let file = a.model.display().to_string();
+    let summary = Summary::new(&file, a.batch, shared.blob(), shared.bytes().len())?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary.json(&a.model))?);
+        println!("{}", serde_json::to_string_pretty(&summary.json(&file))?);
     } else {
         summary.print(&a.model);
     }
