@@ -1,10 +1,11 @@
-//! Meta-learning algorithms (Reptile, first-order MAML, joint training) around one engine:
+//! Meta-learning algorithms (Reptile, first- and second-order MAML, joint training) around one engine:
 //! every inner-loop forward, backward and optimizer step runs in an `anole::OwnedLearner`, one
 //! per meta-batch worker, each with its own arena (clones of one learner, sharing its blob). The meta-batch runs in parallel (rayon); results
 //! are combined in worker order, so a seed gives the same bytes whatever the thread count.
 
 pub mod fomaml;
 pub mod joint;
+pub mod maml;
 pub mod reptile;
 
 use crate::model::{self, BlobMeta};
@@ -26,6 +27,10 @@ pub enum Algo {
     /// First-order MAML: φ moves along the inner optimizer's step on the last minibatch, taken
     /// at the parameters adapted on the minibatches before it.
     Fomaml,
+    /// Second-order MAML: φ moves against the gradient of the last minibatch's loss with
+    /// respect to φ, through the inner SGD steps before it (Hessian-vector products by central
+    /// differences of the engine's gradients); scaled by the inner lr like FOMAML.
+    Maml,
     /// Joint training: plain SGD on minibatches of freshly sampled tasks (the baseline that
     /// minimises the average loss over tasks), with as many gradient evaluations.
     Joint,
@@ -37,6 +42,7 @@ impl Algo {
         match self {
             Algo::Reptile => "reptile",
             Algo::Fomaml => "fomaml",
+            Algo::Maml => "maml",
             Algo::Joint => "joint",
         }
     }
@@ -179,6 +185,9 @@ impl Config {
                 "--inner-lr must be a positive number, got {}",
                 self.inner_lr
             );
+        }
+        if self.algo == Algo::Maml && self.inner_opt != InnerOpt::Sgd {
+            bail!("--algo maml differentiates through plain SGD inner steps: it needs --inner-opt sgd");
         }
         if self.inner_state == InnerState::Keep {
             if self.inner_opt != InnerOpt::Adam {
@@ -501,6 +510,7 @@ pub fn train_resumable(
     let mut algorithm: Box<dyn Algorithm> = match cfg.algo {
         Algo::Reptile => Box::new(reptile::Reptile::new(cfg)),
         Algo::Fomaml => Box::new(fomaml::Fomaml::new(cfg)),
+        Algo::Maml => Box::new(maml::Maml::new(cfg)),
         Algo::Joint => Box::new(joint::Joint::new(cfg, init.len())),
     };
     let mut rng = tasks::rng(cfg.seed, Stream::Train, 0);
