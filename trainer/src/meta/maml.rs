@@ -148,7 +148,7 @@ pub fn meta_gradient(
 
 /// H v of the loss on (`x`, `y`) at `at`, into `plus`, by a central difference of the engine's
 /// gradients along v of length `h`; `probe` and `minus` are scratch.
-fn hessian_vector(
+pub(crate) fn hessian_vector(
     learner: &mut OwnedLearner,
     x: &[f32],
     y: &[f32],

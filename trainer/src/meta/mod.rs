@@ -7,6 +7,7 @@ pub mod fomaml;
 pub mod joint;
 pub mod maml;
 pub mod reptile;
+pub mod theory;
 
 use crate::model::{self, BlobMeta};
 use crate::tasks::{self, Batch, Stream, TaskFamily, TaskRng};
