@@ -3,6 +3,7 @@
 //! per meta-batch worker, each with its own arena (clones of one learner, sharing its blob). The meta-batch runs in parallel (rayon); results
 //! are combined in worker order, so a seed gives the same bytes whatever the thread count.
 
+pub mod combination;
 pub mod fomaml;
 pub mod joint;
 pub mod maml;
@@ -124,6 +125,9 @@ pub struct Config {
     pub inner_state: InnerState,
     /// Seed of the initial parameters and of the training tasks.
     pub seed: u64,
+    /// Reptile with the meta-update summed over these inner steps only (`--meta-update`);
+    /// `None`: every step (Reptile itself).
+    pub meta_update: Option<combination::MetaUpdate>,
 }
 
 impl Config {
@@ -142,6 +146,7 @@ impl Config {
             inner_opt: InnerOpt::Sgd,
             inner_state: InnerState::Reset,
             seed: 0,
+            meta_update: None,
         }
     }
 
@@ -164,6 +169,7 @@ impl Config {
             inner_opt: InnerOpt::Adam,
             inner_state: InnerState::Keep,
             seed: 0,
+            meta_update: None,
         }
     }
 
@@ -186,6 +192,12 @@ impl Config {
                 "--inner-lr must be a positive number, got {}",
                 self.inner_lr
             );
+        }
+        if let Some(m) = &self.meta_update {
+            if self.algo != Algo::Reptile {
+                bail!("--meta-update selects the inner steps of reptile's meta-update: it needs --algo reptile");
+            }
+            m.check(self.inner_steps)?;
         }
         if self.algo == Algo::Maml && self.inner_opt != InnerOpt::Sgd {
             bail!("--algo maml differentiates through plain SGD inner steps: it needs --inner-opt sgd");
@@ -414,6 +426,16 @@ where
     Ok(())
 }
 
+/// φ ← φ + `step` · mean of the workers' `out`, added in worker order.
+pub(crate) fn add_mean_update(phi: &mut [f32], workers: &[Worker], step: f32) {
+    let eps = step / workers.len() as f32;
+    for w in workers {
+        for (p, &d) in phi.iter_mut().zip(&w.out) {
+            *p += eps * d;
+        }
+    }
+}
+
 /// Mean of the workers' losses (and accuracies, when every worker measured one).
 pub(crate) fn mean_loss(workers: &[Worker]) -> IterLoss {
     let n = workers.len() as f32;
@@ -509,7 +531,10 @@ pub fn train_resumable(
     let init = family.init_params(cfg.seed)?;
     let mut workers = workers(family, cfg, &init)?;
     let mut algorithm: Box<dyn Algorithm> = match cfg.algo {
-        Algo::Reptile => Box::new(reptile::Reptile::new(cfg)),
+        Algo::Reptile => match &cfg.meta_update {
+            Some(m) => Box::new(combination::Combination::new(cfg, m)),
+            None => Box::new(reptile::Reptile::new(cfg)),
+        },
         Algo::Fomaml => Box::new(fomaml::Fomaml::new(cfg)),
         Algo::Maml => Box::new(maml::Maml::new(cfg)),
         Algo::Joint => Box::new(joint::Joint::new(cfg, init.len())),
