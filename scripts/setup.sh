@@ -23,3 +23,9 @@ if ! python3 -c 'import onnx, onnxruntime, numpy' >/dev/null 2>&1; then
   echo "setup: installing python onnx, onnxruntime, numpy"
   python3 -m pip install -q --disable-pip-version-check onnx onnxruntime numpy
 fi
+
+# The exact second-order MAML reference of trainer/tests/maml_autograd.rs.
+if ! python3 -c 'import autograd' >/dev/null 2>&1; then
+  echo "setup: installing python autograd"
+  python3 -m pip install -q --disable-pip-version-check autograd
+fi

@@ -20,9 +20,11 @@ UNAVAILABLE = 77
 PACKAGES = [("onnx", "onnx>=1.15"), ("onnxruntime", "onnxruntime>=1.17"), ("numpy", "numpy")]
 
 
-def ensure_packages():
+def ensure_packages(packages=PACKAGES):
+    """Import check of `packages` ((module, pip requirement) pairs), installing the missing ones
+    with pip; exits with UNAVAILABLE when pip is not there."""
     missing = []
-    for module, requirement in PACKAGES:
+    for module, requirement in packages:
         try:
             importlib.import_module(module)
         except ImportError:

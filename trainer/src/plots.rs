@@ -300,6 +300,84 @@ pub fn sine_adaptation(
     Ok(())
 }
 
+/// Lines through points (x, y), one colour per series, with a legend; x on a log scale when
+/// `log_x` (every x then positive).
+pub fn lines(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    log_x: bool,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    register_font()?;
+    let err = draw_err(path);
+    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1, y0, y1) = points().fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(a, b, c, d), &(x, y)| (a.min(x), b.max(x), c.min(y), d.max(y)),
+    );
+    if !(x0.is_finite() && y0.is_finite()) || (log_x && x0 <= 0.0) {
+        return Err(anyhow!("{}: nothing to plot", path.display()));
+    }
+    let pad = ((y1 - y0) * 0.08).max(1e-9);
+    let root = BitMapBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64);
+    let y_range = (y0 - pad)..(y1 + pad);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .x_labels(6)
+                .x_label_formatter(&|x| format!("{x:.1e}"))
+                .draw()
+                .map_err(&err)?;
+            for (i, (name, p)) in series.iter().enumerate() {
+                let color = Palette99::pick(i).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(p.iter().copied(), color.stroke_width(2)))
+                    .map_err(&err)?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                chart
+                    .draw_series(p.iter().map(|&q| Circle::new(q, 3, color.filled())))
+                    .map_err(&err)?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerLeft)
+                .draw()
+                .map_err(&err)?;
+        }};
+    }
+    if log_x {
+        draw!(builder
+            .build_cartesian_2d((x0..x1).log_scale(), y_range)
+            .map_err(&err)?);
+    } else {
+        draw!(builder.build_cartesian_2d(x0..x1, y_range).map_err(&err)?);
+    }
+    root.present().map_err(&err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@
 //! (as the paper's implementation does) keeps `--outer-lr` comparable with Reptile's.
 
 use super::{
-    for_each_worker, mean_loss, sample_tasks, AlgoState, Algorithm, Carried, Config, InnerOpt,
-    IterLoss, Worker,
+    add_mean_update, for_each_worker, mean_loss, sample_tasks, AlgoState, Algorithm, Carried,
+    Config, InnerOpt, IterLoss, Worker,
 };
 use crate::tasks::{TaskFamily, TaskRng};
 use anyhow::Result;
@@ -76,12 +76,7 @@ impl Algorithm for Fomaml {
             Ok(())
         })?;
         self.carried.gather(workers);
-        let eps = cfg.outer_step(t) / workers.len() as f32;
-        for w in workers.iter() {
-            for (p, &d) in phi.iter_mut().zip(&w.out) {
-                *p += eps * d;
-            }
-        }
+        add_mean_update(phi, workers, cfg.outer_step(t));
         Ok(mean_loss(workers))
     }
 

@@ -1,11 +1,14 @@
-//! Meta-learning algorithms (Reptile, first-order MAML, joint training) around one engine:
+//! Meta-learning algorithms (Reptile, first- and second-order MAML, joint training) around one engine:
 //! every inner-loop forward, backward and optimizer step runs in an `anole::OwnedLearner`, one
 //! per meta-batch worker, each with its own arena (clones of one learner, sharing its blob). The meta-batch runs in parallel (rayon); results
 //! are combined in worker order, so a seed gives the same bytes whatever the thread count.
 
+pub mod combination;
 pub mod fomaml;
 pub mod joint;
+pub mod maml;
 pub mod reptile;
+pub mod theory;
 
 use crate::model::{self, BlobMeta};
 use crate::tasks::{self, Batch, Stream, TaskFamily, TaskRng};
@@ -26,6 +29,10 @@ pub enum Algo {
     /// First-order MAML: φ moves along the inner optimizer's step on the last minibatch, taken
     /// at the parameters adapted on the minibatches before it.
     Fomaml,
+    /// Second-order MAML: φ moves against the gradient of the last minibatch's loss with
+    /// respect to φ, through the inner SGD steps before it (Hessian-vector products by central
+    /// differences of the engine's gradients); scaled by the inner lr like FOMAML.
+    Maml,
     /// Joint training: plain SGD on minibatches of freshly sampled tasks (the baseline that
     /// minimises the average loss over tasks), with as many gradient evaluations.
     Joint,
@@ -37,6 +44,7 @@ impl Algo {
         match self {
             Algo::Reptile => "reptile",
             Algo::Fomaml => "fomaml",
+            Algo::Maml => "maml",
             Algo::Joint => "joint",
         }
     }
@@ -117,6 +125,9 @@ pub struct Config {
     pub inner_state: InnerState,
     /// Seed of the initial parameters and of the training tasks.
     pub seed: u64,
+    /// Reptile with the meta-update summed over these inner steps only (`--meta-update`);
+    /// `None`: every step (Reptile itself).
+    pub meta_update: Option<combination::MetaUpdate>,
 }
 
 impl Config {
@@ -135,6 +146,7 @@ impl Config {
             inner_opt: InnerOpt::Sgd,
             inner_state: InnerState::Reset,
             seed: 0,
+            meta_update: None,
         }
     }
 
@@ -157,6 +169,7 @@ impl Config {
             inner_opt: InnerOpt::Adam,
             inner_state: InnerState::Keep,
             seed: 0,
+            meta_update: None,
         }
     }
 
@@ -179,6 +192,15 @@ impl Config {
                 "--inner-lr must be a positive number, got {}",
                 self.inner_lr
             );
+        }
+        if let Some(m) = &self.meta_update {
+            if self.algo != Algo::Reptile {
+                bail!("--meta-update selects the inner steps of reptile's meta-update: it needs --algo reptile");
+            }
+            m.check(self.inner_steps)?;
+        }
+        if self.algo == Algo::Maml && self.inner_opt != InnerOpt::Sgd {
+            bail!("--algo maml differentiates through plain SGD inner steps: it needs --inner-opt sgd");
         }
         if self.inner_state == InnerState::Keep {
             if self.inner_opt != InnerOpt::Adam {
@@ -404,6 +426,16 @@ where
     Ok(())
 }
 
+/// φ ← φ + `step` · mean of the workers' `out`, added in worker order.
+pub(crate) fn add_mean_update(phi: &mut [f32], workers: &[Worker], step: f32) {
+    let eps = step / workers.len() as f32;
+    for w in workers {
+        for (p, &d) in phi.iter_mut().zip(&w.out) {
+            *p += eps * d;
+        }
+    }
+}
+
 /// Mean of the workers' losses (and accuracies, when every worker measured one).
 pub(crate) fn mean_loss(workers: &[Worker]) -> IterLoss {
     let n = workers.len() as f32;
@@ -499,8 +531,12 @@ pub fn train_resumable(
     let init = family.init_params(cfg.seed)?;
     let mut workers = workers(family, cfg, &init)?;
     let mut algorithm: Box<dyn Algorithm> = match cfg.algo {
-        Algo::Reptile => Box::new(reptile::Reptile::new(cfg)),
+        Algo::Reptile => match &cfg.meta_update {
+            Some(m) => Box::new(combination::Combination::new(cfg, m)),
+            None => Box::new(reptile::Reptile::new(cfg)),
+        },
         Algo::Fomaml => Box::new(fomaml::Fomaml::new(cfg)),
+        Algo::Maml => Box::new(maml::Maml::new(cfg)),
         Algo::Joint => Box::new(joint::Joint::new(cfg, init.len())),
     };
     let mut rng = tasks::rng(cfg.seed, Stream::Train, 0);

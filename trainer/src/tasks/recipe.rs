@@ -10,6 +10,7 @@
 //! [`super::TaskName`].
 
 use super::TaskFamily;
+use crate::meta::combination::MetaUpdate;
 use crate::meta::{Algo, Config, InnerOpt, InnerState, IterLoss};
 use crate::model::DTypeArg;
 use anole::SharedBlob;
@@ -58,6 +59,10 @@ pub struct TrainOptions {
     /// fomaml with --inner-opt adam), else reset].
     #[arg(long, value_enum)]
     pub inner_state: Option<InnerState>,
+    /// With --algo reptile: make the meta-update from the updates of these inner steps only,
+    /// e.g. g4 (the last of four, like FOMAML) or g1+g2 [every step: Reptile].
+    #[arg(long)]
+    pub meta_update: Option<MetaUpdate>,
     /// Storage dtype of init.postcard (with f32, an f16 copy init.f16.postcard is also written).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
@@ -124,6 +129,7 @@ impl TrainOptions {
                 _ => InnerState::Reset,
             }),
             seed: self.seed,
+            meta_update: self.meta_update.clone(),
         }
     }
 }
@@ -238,16 +244,20 @@ pub struct EvalOutput {
     pub text: String,
 }
 
-/// `--seed S --iters N --algo A --meta-batch B`: how a run of `cfg` meta-trains, for its
-/// command line.
+/// `--seed S --iters N --algo A --meta-batch B [--meta-update U]`: how a run of `cfg`
+/// meta-trains, for its command line.
 pub fn run_flags(cfg: &Config) -> String {
-    format!(
+    let mut flags = format!(
         "--seed {} --iters {} --algo {} --meta-batch {}",
         cfg.seed,
         cfg.iters,
         cfg.algo.as_str(),
         cfg.meta_batch
-    )
+    );
+    if let Some(m) = &cfg.meta_update {
+        flags.push_str(&format!(" --meta-update {m}"));
+    }
+    flags
 }
 
 /// `--inner-steps … --inner-opt O`: the inner loop and outer step of `cfg`, as flags.
