@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Meta-iterations of the recipe: more than the paper's 30,000, which leave the query loss
-/// after 32 steps above the paper's own figure for some seeds (see `docs/results.md`).
+/// Meta-iterations of the recipe: more than the paper's 30,000, after which the adapted query
+/// loss still varies widely from seed to seed (`docs/experiments.md`).
 const ITERS: u64 = 100_000;
 /// Adaptation steps a sine blob recommends.
 const ADAPT_STEPS: u32 = 32;
