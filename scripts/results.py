@@ -384,10 +384,12 @@ def omniglot_section(cards):
     out += [
         "```",
         "",
-        "These Omniglot models were written by earlier versions of the code. Whether today's code "
-        "writes them again byte for byte has not been checked (a full run takes hours); the sine "
-        "model of the same period did not come out the same (the low bits of its parameters "
-        "differed; see the [changelog](../CHANGELOG.md)), so a rerun may differ in its bits.",
+        "These Omniglot models were written by earlier versions of the code, before cards "
+        "recorded a fingerprint of a run's first meta-iterations (`checkpoint`), so their cards "
+        "have none. Whether today's code writes them again byte for byte has not been checked (a "
+        "full run takes hours); the sine model of the same period did not come out the same (the "
+        "low bits of its parameters differed; see the [changelog](../CHANGELOG.md)), so a rerun "
+        "may differ in its bits.",
         "",
         "Learning curves: " + ", ".join(
             f"[`{c.name}`](../models/{c.name}/learning_curve.png)" for c in models
