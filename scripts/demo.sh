@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # The main job, end to end: meta-train the sine initialization with Reptile, export it
 # (ONNX + blob), then adapt it from 10 samples of a new task and show the result.
-# Usage: bash scripts/demo.sh [meta-iterations]   (default 30000, the paper's recipe)
+# Usage: bash scripts/demo.sh [meta-iterations]   (default: the recipe's, as the shipped model)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-iters="${1:-30000}"
+iters=()
+[ -z "${1:-}" ] || iters=(--iters "$1")
 out=out/demo
 mkdir -p "$out"
 
 cargo build --release -q -p anole-trainer
 anole=target/release/anole
 
-echo "== 1. meta-train (Reptile, sine family, $iters meta-iterations)"
-$anole train sine --out "$out/sine" --iters "$iters" --seed 0
+echo "== 1. meta-train (Reptile, sine family${1:+, $1 meta-iterations})"
+$anole train sine --out "$out/sine" "${iters[@]}" --seed 0
 
 echo "== 2. the exported initialization"
 ls -l "$out/sine"

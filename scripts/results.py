@@ -154,6 +154,15 @@ def sine_section(card):
     lr = card.number("lr", node=metrics)
     batch = card.number("batch", node=metrics)
     hyper = card.get("hyperparameters")
+    inputs = {
+        "grid": "are the paper's even grid over [−5, 5], in a random order",
+        "uniform": "are drawn from U[−5, 5]",
+    }
+    points = card.get("training_points")
+    if points not in inputs:
+        raise CardError(
+            f"{card.path}: field training_points is not one of {sorted(inputs)}: {points!r}"
+        )
     head = " | ".join(f"{s} step{'s' if s != 1 else ''}" for s in steps)
     out = [
         "## Sine regression",
@@ -161,7 +170,9 @@ def sine_section(card):
         f"The paper's toy problem, `y = a·sin(x + b)`. Model {card.link()}: "
         f"{thousands(card.number('parameters'))} parameters, "
         f"{thousands(card.number('meta_iterations', node=hyper))} meta-iterations of "
-        f"`{card.get('algorithm')}`. Evaluation: {thousands(tasks)} held-out tasks, {shots} support "
+        f"`{card.get('algorithm')}` on training tasks whose "
+        f"{card.number('points_per_task', node=hyper)} inputs {inputs[points]} "
+        f"(`--points {points}`). Evaluation: {thousands(tasks)} held-out tasks, {shots} support "
         f"points each, mean squared error on {queries} query points after each number of "
         f"`Learner::adapt` steps ({card.get('adaptation', 'optimizer').upper()} at lr {lr}, batch "
         f"{batch}); mean ± 95% interval over the tasks.",
@@ -372,6 +383,13 @@ def omniglot_section(cards):
     out += [card.get("command") for card in models]
     out += [
         "```",
+        "",
+        "These Omniglot models were written by earlier versions of the code, before cards "
+        "recorded a fingerprint of a run's first meta-iterations (`checkpoint`), so their cards "
+        "have none. Whether today's code writes them again byte for byte has not been checked (a "
+        "full run takes hours); the sine model of the same period did not come out the same (the "
+        "low bits of its parameters differed; see the [changelog](../CHANGELOG.md)), so a rerun "
+        "may differ in its bits.",
         "",
         "Learning curves: " + ", ".join(
             f"[`{c.name}`](../models/{c.name}/learning_curve.png)" for c in models

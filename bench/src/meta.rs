@@ -33,7 +33,7 @@ pub fn sine(iters: u64, runs: usize) -> Result<f64> {
         iters,
         ..Config::sine()
     };
-    rate(&Sine, &cfg, runs).context("sine meta-training")
+    rate(&Sine::default(), &cfg, runs).context("sine meta-training")
 }
 
 /// Omniglot loaded from `data` (outside the timing) and split as `anole train omniglot` does.

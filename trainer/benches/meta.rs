@@ -26,7 +26,7 @@ fn reptile(c: &mut Criterion) {
         };
         g.bench_function(name, |b| {
             b.iter(|| {
-                meta::train(&Sine, &cfg, |_, _| {})
+                meta::train(&Sine::default(), &cfg, |_, _| {})
                     .map(|t| t.params[0])
                     .unwrap_or(f32::NAN)
             })

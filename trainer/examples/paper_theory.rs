@@ -69,7 +69,7 @@ fn run(args: &Args) -> Result<()> {
     };
     let meta = BlobMeta {
         dtype: DType::F32,
-        settings: adapt_settings(&Sine, &Config::sine(), 1, 10),
+        settings: adapt_settings(&Sine::default(), &Config::sine(), 1, 10),
         algorithm: "theory".into(),
         task: "sine".into(),
         seed: args.seed,
@@ -92,7 +92,7 @@ fn run(args: &Args) -> Result<()> {
         let mut r = rng(args.seed, Stream::Train, k as u64);
         let terms = measure(
             &mut learner,
-            &Sine,
+            &Sine::default(),
             &mut r,
             &phi,
             args.tasks,

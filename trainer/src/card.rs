@@ -43,12 +43,26 @@ pub struct Card<F> {
     pub wall_time_s: WallTime,
     /// Version of the `anole` trainer that wrote the card.
     pub anole_version: String,
+    /// A fingerprint of the run's first meta-iterations, which `--stop-after` reproduces in
+    /// seconds; absent from runs too short for it and from cards written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
     /// With `--sign`: the key and the signed envelopes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<Signature>,
     /// The task family's section.
     #[serde(flatten)]
     pub family: F,
+}
+
+/// The meta-parameters after the first meta-iterations of a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Meta-iterations done.
+    pub iteration: u64,
+    /// sha256 of the meta-parameters as little-endian f32, lower-case hex (what `anole train
+    /// --stop-after` prints when it stops there).
+    pub params_sha256: String,
 }
 
 /// Meta-training hyper-parameters.

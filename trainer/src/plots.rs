@@ -228,7 +228,7 @@ pub fn sine_adaptation(
         .enumerate()
         .take(panels)
     {
-        let episode = tasks::Sine.eval_task(
+        let episode = tasks::Sine::default().eval_task(
             &mut tasks::rng(seed, Stream::Eval, i as u64),
             shots,
             xs.len(),

@@ -29,7 +29,7 @@ fn learner(arch: &Arch, phi: &[f32], batch: usize, lr: f32) -> OwnedLearner {
     };
     let meta = BlobMeta {
         dtype: DType::F32,
-        settings: adapt_settings(&Sine, &cfg, 5, batch),
+        settings: adapt_settings(&Sine::default(), &cfg, 5, batch),
         algorithm: "maml".into(),
         task: "sine".into(),
         seed: 0,

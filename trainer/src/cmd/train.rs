@@ -67,6 +67,8 @@ struct Run<'a> {
 /// A finished meta-training session.
 struct Session {
     trained: meta::Trained,
+    /// The parameters' fingerprint after [`FINGERPRINT_ITERATIONS`], for runs that long.
+    fingerprint: Option<card::Checkpoint>,
     curve: Vec<IterLoss>,
     /// When this session's training started.
     started: Instant,
@@ -86,6 +88,16 @@ struct Exports {
     optimizer_state: Option<SharedBlob>,
     /// `--sign`: the envelopes and the card's entry about them.
     signed: Option<(Vec<Signed>, card::Signature)>,
+}
+
+/// Meta-iterations after which the card records a fingerprint of the parameters (runs longer
+/// than this): a prefix of the run that `--stop-after` reproduces in seconds.
+const FINGERPRINT_ITERATIONS: u64 = 10;
+
+/// sha256 of meta-parameters, as little-endian f32: the card's `checkpoint` fingerprint.
+fn params_sha256(params: &[f32]) -> String {
+    let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
+    sha256_hex(&bytes)
 }
 
 /// The error that ends a run at `--stop-after`.
@@ -162,6 +174,42 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The iteration of the card's fingerprint, for runs longer than it.
+    fn fingerprint_at(&self) -> Option<u64> {
+        (self.cfg.iters > FINGERPRINT_ITERATIONS).then_some(FINGERPRINT_ITERATIONS)
+    }
+
+    /// The fingerprint of a run resumed past its iteration: the run's first iterations again,
+    /// in memory.
+    fn replay_fingerprint(&self, at: u64) -> Result<card::Checkpoint> {
+        let mut hash = None;
+        let result = meta::train_resumable(
+            self.family,
+            self.cfg,
+            None,
+            |done| done == at,
+            |t, _, state| {
+                if t + 1 < at {
+                    return Ok(());
+                }
+                let s = state.ok_or_else(|| anyhow::anyhow!("internal: no state at {at}"))?;
+                hash = Some(params_sha256(&s.params));
+                Err(Stopped.into())
+            },
+        );
+        match result {
+            Err(e) if e.downcast_ref::<Stopped>().is_some() => {}
+            Err(e) => return Err(e.context("replaying the fingerprint's meta-iterations")),
+            Ok(_) => {}
+        }
+        let params_sha256 =
+            hash.ok_or_else(|| anyhow::anyhow!("internal: the replay did not reach {at}"))?;
+        Ok(card::Checkpoint {
+            iteration: at,
+            params_sha256,
+        })
+    }
+
     /// Meta-train, from the checkpoint with `--resume`, writing checkpoints on the way; `None`
     /// when the run stopped at `--stop-after`.
     fn train(&self) -> Result<Option<Session>> {
@@ -188,7 +236,13 @@ impl<'a> Run<'a> {
         let mut last_draw = Instant::now();
         let mut last_log = Instant::now();
         let stop_at = self.opts.stop_after;
-        let wants_state = |done: u64| (every > 0 && done % every == 0) || stop_at == Some(done);
+        let fingerprint_at = self.fingerprint_at();
+        let mut fingerprint = None;
+        let wants_state = |done: u64| {
+            (every > 0 && done % every == 0)
+                || stop_at == Some(done)
+                || fingerprint_at == Some(done)
+        };
         let result = meta::train_resumable(self.family, cfg, start, wants_state, |t, l, state| {
             curve.push(l);
             let done = t + 1;
@@ -209,6 +263,12 @@ impl<'a> Run<'a> {
                 last_log = Instant::now();
             }
             let stop = stop_at == Some(done) && done < cfg.iters;
+            if let Some(s) = state.filter(|_| fingerprint_at == Some(done) || stop) {
+                fingerprint = Some(card::Checkpoint {
+                    iteration: done,
+                    params_sha256: params_sha256(&s.params),
+                });
+            }
             if let Some(s) = state.filter(|_| every > 0 || stop) {
                 let secs = prior_secs + started.elapsed().as_secs_f64();
                 checkpoint::save_run(out, &self.identity, &self.arch, &self.meta, s, &curve, secs)?;
@@ -223,8 +283,10 @@ impl<'a> Run<'a> {
         let trained = match result {
             Ok(t) => t,
             Err(e) if e.downcast_ref::<Stopped>().is_some() => {
+                let hash = fingerprint.map(|f| f.params_sha256).unwrap_or_default();
                 println!(
-                    "stopped after meta-iteration {}; continue with the same command and --resume",
+                    "stopped after meta-iteration {} (parameters sha256 {hash}); continue with \
+                     the same command and --resume",
                     curve.len()
                 );
                 return Ok(None);
@@ -242,8 +304,14 @@ impl<'a> Run<'a> {
         } else {
             0.0
         };
+        let fingerprint = match fingerprint_at {
+            Some(at) if first >= at => Some(self.replay_fingerprint(at)?),
+            Some(_) => fingerprint.filter(|f| Some(f.iteration) == fingerprint_at),
+            None => None,
+        };
         Ok(Some(Session {
             trained,
+            fingerprint,
             curve,
             started,
             train_secs,
@@ -443,6 +511,7 @@ impl<'a> Run<'a> {
                 total: session.prior_secs + session.started.elapsed().as_secs_f64(),
             },
             anole_version: env!("CARGO_PKG_VERSION").into(),
+            checkpoint: session.fingerprint.clone(),
             signature,
             family: section,
         })

@@ -173,7 +173,7 @@ mod tests {
             meta_update: update.map(|u| u.parse().unwrap()),
             ..Config::sine()
         };
-        train(&Sine, &cfg, |_, _| {}).unwrap().params
+        train(&Sine::default(), &cfg, |_, _| {}).unwrap().params
     }
 
     fn close(a: &[f32], b: &[f32]) -> bool {
@@ -201,7 +201,7 @@ mod tests {
             meta_update: Some("g4".parse().unwrap()),
             ..Config::sine()
         };
-        let e = train(&Sine, &cfg, |_, _| {}).unwrap_err().to_string();
+        let e = train(&Sine::default(), &cfg, |_, _| {}).unwrap_err().to_string();
         assert!(
             e.contains("--meta-update g4") && e.contains("--inner-steps"),
             "{e}"
@@ -211,7 +211,7 @@ mod tests {
             meta_update: Some("g1".parse().unwrap()),
             ..Config::sine()
         };
-        let e = train(&Sine, &cfg, |_, _| {}).unwrap_err().to_string();
+        let e = train(&Sine::default(), &cfg, |_, _| {}).unwrap_err().to_string();
         assert!(e.contains("--meta-update") && e.contains("reptile"), "{e}");
     }
 }

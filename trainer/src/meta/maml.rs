@@ -282,7 +282,7 @@ mod tests {
                 inner_steps,
                 ..Config::sine()
             };
-            train(&Sine, &cfg, |_, _| {}).unwrap().params
+            train(&Sine::default(), &cfg, |_, _| {}).unwrap().params
         };
         assert_eq!(run(Algo::Maml, 1), run(Algo::Fomaml, 1));
         assert_ne!(run(Algo::Maml, 3), run(Algo::Fomaml, 3));
@@ -302,7 +302,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| train(&Sine, &cfg, |_, _| {}).unwrap().params)
+            pool.install(|| train(&Sine::default(), &cfg, |_, _| {}).unwrap().params)
         };
         assert_eq!(run(1), run(3));
     }
@@ -316,7 +316,7 @@ mod tests {
             inner_lr: 1e-3,
             ..Config::sine()
         };
-        let e = train(&Sine, &cfg, |_, _| {}).unwrap_err().to_string();
+        let e = train(&Sine::default(), &cfg, |_, _| {}).unwrap_err().to_string();
         assert!(
             e.contains("--algo maml") && e.contains("--inner-opt sgd"),
             "{e}"

@@ -714,10 +714,10 @@ mod tests {
                 ..Config::sine()
             },
         ] {
-            let full = train(&Sine, &cfg, |_, _| {}).unwrap().params;
+            let full = train(&Sine::default(), &cfg, |_, _| {}).unwrap().params;
             let mut saved = None;
             let stopped = train_resumable(
-                &Sine,
+                &Sine::default(),
                 &cfg,
                 None,
                 |d| d % 7 == 0,
@@ -736,7 +736,7 @@ mod tests {
             assert_eq!(state.iteration, 14);
             let mut seen = Vec::new();
             let resumed = train_resumable(
-                &Sine,
+                &Sine::default(),
                 &cfg,
                 Some(state),
                 |_| false,
@@ -769,8 +769,8 @@ mod tests {
             inner_state: InnerState::Keep,
             ..reset.clone()
         };
-        let a = train(&Sine, &reset, |_, _| {}).unwrap();
-        let b = train(&Sine, &keep, |_, _| {}).unwrap();
+        let a = train(&Sine::default(), &reset, |_, _| {}).unwrap();
+        let b = train(&Sine::default(), &keep, |_, _| {}).unwrap();
         assert_eq!(a.state, AlgoState::default());
         assert_eq!(b.state.steps, 6 * 5);
         assert_eq!(b.state.values.len(), a.params.len());
@@ -788,7 +788,9 @@ mod tests {
                 ..keep.clone()
             },
         ] {
-            let e = train(&Sine, &bad, |_, _| {}).unwrap_err().to_string();
+            let e = train(&Sine::default(), &bad, |_, _| {})
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("--inner-state keep"), "{e}");
         }
     }

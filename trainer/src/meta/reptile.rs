@@ -97,18 +97,18 @@ mod tests {
             seed: 5,
             ..Config::sine()
         };
-        let trained = train(&Sine, &cfg, |_, _| {}).unwrap();
-        let arch = Sine.arch();
+        let trained = train(&Sine::default(), &cfg, |_, _| {}).unwrap();
+        let arch = Sine::default().arch();
         let phi = arch
             .init_params(&mut tasks::rng(5, Stream::Init, 0))
             .unwrap();
         assert_eq!(phi, trained.init);
-        let task = Sine
+        let task = Sine::default()
             .train_task(&mut tasks::rng(5, Stream::Train, 0), 50)
             .unwrap();
         let meta = crate::model::BlobMeta {
             dtype: anole::DType::F32,
-            settings: crate::meta::adapt_settings(&Sine, &cfg, 5, 10),
+            settings: crate::meta::adapt_settings(&Sine::default(), &cfg, 5, 10),
             algorithm: "reptile".into(),
             task: "sine".into(),
             seed: 5,
@@ -151,7 +151,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| train(&Sine, &cfg, |_, _| {}).unwrap().params)
+            pool.install(|| train(&Sine::default(), &cfg, |_, _| {}).unwrap().params)
         };
         assert_eq!(run(1), run(3));
     }

@@ -289,7 +289,7 @@ mod tests {
         let cfg = Config::sine();
         let meta = BlobMeta {
             dtype: DType::F32,
-            settings: adapt_settings(&Sine, &cfg, 2, 10),
+            settings: adapt_settings(&Sine::default(), &cfg, 2, 10),
             algorithm: "random".into(),
             task: "sine".into(),
             seed: 0,
@@ -306,7 +306,7 @@ mod tests {
         )
         .unwrap();
         let mut rng = tasks::rng(3, Stream::Train, 0);
-        let terms = measure(&mut l, &Sine, &mut rng, &phi, 50, 50, 2, 10, &[1e-3, 0.5]).unwrap();
+        let terms = measure(&mut l, &Sine::default(), &mut rng, &phi, 50, 50, 2, 10, &[1e-3, 0.5]).unwrap();
         let fits = terms.fits();
         for (f, (a, b)) in fits[0].1.iter().zip(theory(2)) {
             assert!((f.a - a).abs() < 0.01 * a.abs(), "{f:?} vs ({a}, {b})");

@@ -1,6 +1,8 @@
 //! The paper's sine family: y = a·sin(x + b) with amplitude a ~ U[0.1, 5], phase
-//! b ~ U[0, 2π] and inputs x ~ U[−5, 5]; held-out tasks are measured on an even grid of x.
-//! Its recipe (`anole train sine`, `anole eval` of a sine model) is in [`recipe`].
+//! b ~ U[0, 2π] and inputs x in [−5, 5]. A training task's inputs are the paper's even grid
+//! over [−5, 5] in random order, or x ~ U[−5, 5] ([`Points`]); a held-out task's support
+//! points are drawn from U[−5, 5] and its queries are an even grid of x. Its recipe
+//! (`anole train sine`, `anole eval` of a sine model) is in [`recipe`].
 
 pub mod recipe;
 
@@ -10,6 +12,7 @@ use super::{Batch, Episode, TaskFamily, TaskRng};
 use crate::model::Arch;
 use anole::LossKind;
 use anyhow::{bail, Result};
+use rand::seq::SliceRandom;
 use rand::Rng;
 
 /// Provenance name of the family.
@@ -68,9 +71,34 @@ pub fn grid(n: usize) -> Vec<f32> {
     }
 }
 
-/// The sine family with the paper's 1 → 64 → 64 → 1 tanh network.
+/// The inputs of a meta-training task.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Points {
+    /// The paper's: the even grid over [−5, 5] (both ends included), in a random order drawn
+    /// for each task, so that the inner minibatches are random subsets of the grid.
+    #[default]
+    Grid,
+    /// x ~ U[−5, 5], drawn for each task.
+    Uniform,
+}
+
+impl Points {
+    /// The lowercase name, as on the command line and in the model card.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Points::Grid => "grid",
+            Points::Uniform => "uniform",
+        }
+    }
+}
+
+/// The sine family with the paper's 1 → 64 → 64 → 1 tanh network; the default trains on the
+/// paper's grid.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Sine;
+pub struct Sine {
+    /// The inputs of a meta-training task.
+    pub points: Points,
+}
 
 impl TaskFamily for Sine {
     fn name(&self) -> &str {
@@ -85,13 +113,20 @@ impl TaskFamily for Sine {
         LossKind::Mse
     }
 
-    /// `shots` points with x ~ U[−5, 5].
+    /// `shots` points in random order: the even grid over [−5, 5], or x ~ U[−5, 5].
     fn train_task(&self, rng: &mut TaskRng, shots: usize) -> Result<Batch> {
         if shots == 0 {
             bail!("a sine task needs at least one point");
         }
         let task = SineTask::sample(rng);
-        task.random_points(rng, shots)
+        match self.points {
+            Points::Grid => {
+                let mut xs = grid(shots);
+                xs.shuffle(rng);
+                task.points(xs)
+            }
+            Points::Uniform => task.random_points(rng, shots),
+        }
     }
 
     /// `shots` support points with x ~ U[−5, 5]; the query set is the task on an even grid of
@@ -122,16 +157,46 @@ mod tests {
             assert!((AMPLITUDE_MIN..AMPLITUDE_MAX).contains(&t.amplitude));
             assert!((0.0..std::f32::consts::TAU).contains(&t.phase));
         }
-        let a = Sine.train_task(&mut rng(3, Stream::Train, 0), 50).unwrap();
-        let b = Sine.train_task(&mut rng(3, Stream::Train, 0), 50).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.len(), 50);
-        assert!(a.input_slice().iter().all(|x| x.abs() <= X_MAX));
+        for points in [Points::Grid, Points::Uniform] {
+            let sine = Sine { points };
+            let a = sine.train_task(&mut rng(3, Stream::Train, 0), 50).unwrap();
+            let b = sine.train_task(&mut rng(3, Stream::Train, 0), 50).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a.len(), 50);
+            assert!(a.input_slice().iter().all(|x| x.abs() <= X_MAX));
+        }
+    }
+
+    #[test]
+    fn grid_tasks_are_the_shuffled_grid() {
+        let sine = Sine::default();
+        let a = sine.train_task(&mut rng(3, Stream::Train, 0), 50).unwrap();
+        let b = sine.train_task(&mut rng(3, Stream::Train, 1), 50).unwrap();
+        let sorted = |t: &Batch| {
+            let mut x = t.input_slice().to_vec();
+            x.sort_by(f32::total_cmp);
+            x
+        };
+        assert_eq!(sorted(&a), grid(50));
+        assert_eq!(sorted(&b), grid(50));
+        // In a random order, a different one for each task.
+        assert_ne!(a.input_slice(), grid(50).as_slice());
+        assert_ne!(a.input_slice(), b.input_slice());
+        // Targets on one curve of the family: y = a·sin(x + b) at those inputs.
+        let task = SineTask::sample(&mut rng(3, Stream::Train, 0));
+        assert_eq!(a, task.points(a.input_slice().to_vec()).unwrap());
+        // Uniform inputs are not the grid.
+        let u = Sine {
+            points: Points::Uniform,
+        }
+        .train_task(&mut rng(3, Stream::Train, 0), 50)
+        .unwrap();
+        assert_ne!(sorted(&u), grid(50));
     }
 
     #[test]
     fn eval_query_is_the_grid() {
-        let e = Sine
+        let e = Sine::default()
             .eval_task(&mut rng(0, Stream::Eval, 4), 10, 100)
             .unwrap();
         assert_eq!(e.support.len(), 10);
