@@ -141,10 +141,12 @@ fn sigmoid_clip_and_prelu() {
     let x = uniform(&mut r, 6 * 128, -1.0, 1.0);
     let y: Vec<f32> = (0..6).map(|i| (i % 3) as f32).collect();
     let adapted = adapted(&init, &x, &y, 10);
-    // Adaptation moved the PReLU slopes away from their initial 0.25.
+    // Adaptation moved the second PReLU's slopes (tensor 7) away from their initial 0.25 (the
+    // first one's negative outputs are clipped to 0 by the ReLU6 after it, so its slopes get
+    // no gradient).
     let b = Blob::parse(&adapted).unwrap();
-    let mut slopes = vec![0.0; 4];
-    b.read_tensor(2, &mut slopes);
+    let mut slopes = vec![0.0; 6];
+    b.read_tensor(7, &mut slopes);
     assert!(
         slopes.iter().any(|s| (s - 0.25).abs() > 1e-4),
         "slopes did not adapt: {slopes:?}"
