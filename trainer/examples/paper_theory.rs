@@ -59,13 +59,13 @@ fn run(args: &Args) -> Result<()> {
     if args.lrs.iter().any(|&a| !(a.is_finite() && a > 0.0)) {
         bail!("--lrs: every inner lr must be a positive number");
     }
-    let arch = Sine.arch();
+    let arch = Sine::default().arch();
     let phi = match &args.model {
         Some(p) => OwnedLearner::new(&read_blob(p)?)
             .with_context(|| format!("{}: not a sine model", p.display()))?
             .params()
             .to_vec(),
-        None => Sine.init_params(args.seed)?,
+        None => Sine::default().init_params(args.seed)?,
     };
     let meta = BlobMeta {
         dtype: DType::F32,

@@ -284,8 +284,8 @@ mod tests {
     /// initialization); at a large one they are not.
     #[test]
     fn small_lr_matches_the_expansion() {
-        let arch = Sine.arch();
-        let phi = Sine.init_params(0).unwrap();
+        let arch = Sine::default().arch();
+        let phi = Sine::default().init_params(0).unwrap();
         let cfg = Config::sine();
         let meta = BlobMeta {
             dtype: DType::F32,
