@@ -124,6 +124,8 @@ impl TrainOptions {
                 _ => InnerState::Reset,
             }),
             seed: self.seed,
+            head_start: base.head_start,
+            proto_shots: base.proto_shots,
         }
     }
 }
