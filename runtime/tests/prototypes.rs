@@ -1,4 +1,5 @@
-//! `Learner::init_prototypes`: the nearest-prototype start of a classifier head.
+//! `Learner::init_prototypes` and `Learner::init_head_prototypes`: the nearest-prototype start
+//! of a classifier head, on cached features and on a whole model.
 
 mod common;
 
@@ -118,5 +119,122 @@ fn not_a_head() {
         let mut arena = Vec::new();
         let mut l = learner(&blob, &mut arena);
         assert_eq!(l.init_prototypes(&s), Err(Error::NotAHead));
+    }
+}
+
+/// Three 1×8×8 images, one per class of [`small_cnn`].
+fn one_shot(rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
+    (rng.vec(3 * 64, -1.0, 1.0), vec![2.0, 0.0, 1.0])
+}
+
+/// Head-only: the whole model's head started from prototypes equals a head learner started
+/// from the body's cached features (the `anole::submodel` split), bit for bit.
+#[test]
+fn whole_model_head_matches_the_cached_features_head() {
+    let model = small_cnn(7, 4);
+    let bytes = model.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let (x, y) = one_shot(&mut Rng::new(3));
+    let s = SliceSamples::new(&x, &y, 64, 1).unwrap();
+    let head_bit = 1 << (model.layers.len() - 1);
+    let opts = Options {
+        batch: 2,
+        trainable: head_bit,
+        ..Options::from_blob(&blob)
+    };
+    let mut arena = vec![0.0; blob.arena_len(2).unwrap()];
+    let mut whole = Learner::with_options(&blob, &mut arena, opts).unwrap();
+    let before = whole.params().to_vec();
+    whole.init_head_prototypes(&s).unwrap();
+
+    let (mut body, mut head_blob) = (Blob::empty(), Blob::empty());
+    anole::submodel::body_into(&blob, &mut body).unwrap();
+    anole::submodel::head_into(&blob, &mut head_blob).unwrap();
+    let mut barena = vec![0.0; body.arena_len(1).unwrap()];
+    let mut b = Learner::new(&body, &mut barena).unwrap();
+    let mut features = vec![0.0; 3 * 16];
+    for (xi, fi) in x.chunks(64).zip(features.chunks_mut(16)) {
+        b.predict(xi, fi).unwrap();
+    }
+    let mut harena = vec![0.0; head_blob.arena_len(4).unwrap()];
+    let mut h = Learner::new(&head_blob, &mut harena).unwrap();
+    h.init_prototypes(&SliceSamples::new(&features, &y, 16, 1).unwrap())
+        .unwrap();
+    let n = whole.params().len();
+    let head_len = h.params().len();
+    assert_eq!(&whole.params()[n - head_len..], h.params());
+    // The body (frozen norm statistics included) is untouched.
+    assert_eq!(&whole.params()[..n - head_len], &before[..n - head_len]);
+}
+
+/// Every layer adapting: the norm statistics are the support set's (as after `adapt`), and
+/// with one shot per class every support image is its own class's prototype.
+#[test]
+fn whole_model_head_classifies_its_support_set() {
+    let model = small_cnn(11, 4);
+    let bytes = model.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let (x, y) = one_shot(&mut Rng::new(5));
+    let s = SliceSamples::new(&x, &y, 64, 1).unwrap();
+    let mut arena = Vec::new();
+    let mut l = learner(&blob, &mut arena);
+    let mut arena2 = Vec::new();
+    let mut r = learner(&blob, &mut arena2);
+    r.refresh_norm_stats(&s).unwrap();
+    l.init_head_prototypes(&s).unwrap();
+    let head_len = 16 * 3 + 3;
+    let n = l.params().len();
+    assert_eq!(&l.params()[..n - head_len], &r.params()[..n - head_len]);
+    assert_ne!(&l.params()[n - head_len..], &r.params()[n - head_len..]);
+    for (xi, &c) in x.chunks(64).zip(&y) {
+        assert_eq!(l.classify(xi).unwrap(), c as usize);
+    }
+    assert_eq!(l.optimizer_state().0, 0);
+    // Then adaptation fine-tunes from there.
+    let start = l.loss(&s).unwrap();
+    l.adapt(&s, 5).unwrap();
+    assert!(l.loss(&s).unwrap() <= start);
+}
+
+/// Bad requests on a whole model leave its parameters as they were; a model whose last layer
+/// is not a dense classifier head is refused.
+#[test]
+fn whole_model_errors() {
+    let bytes = small_cnn(2, 4).encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let mut arena = Vec::new();
+    let mut l = learner(&blob, &mut arena);
+    let start = l.params().to_vec();
+    let x = Rng::new(1).vec(3 * 64, -1.0, 1.0);
+    let mut nan = x.clone();
+    nan[70] = f32::NAN;
+    let cases: [(&[f32], &[f32], Error); 4] = [
+        (&x, &[0.0, 1.0, 1.0], Error::MissingClass { class: 2 }),
+        (&x, &[0.0, 0.5, 2.0], Error::BadLabel { sample: 1 }),
+        (&x, &[0.0, 1.0, 3.0], Error::BadLabel { sample: 2 }),
+        (&nan, &[0.0, 1.0, 2.0], Error::NonFiniteSample { sample: 1 }),
+    ];
+    for (inputs, targets, err) in cases {
+        let s = SliceSamples::new(inputs, targets, 64, 1).unwrap();
+        assert_eq!(l.init_head_prototypes(&s), Err(err));
+        assert_eq!(l.params(), start);
+    }
+    let none = SliceSamples::new(&[], &[], 64, 1).unwrap();
+    assert_eq!(l.init_head_prototypes(&none), Err(Error::NoSamples));
+    let wrong = SliceSamples::new(&x[..60], &[0.0], 60, 1).unwrap();
+    assert!(matches!(
+        l.init_head_prototypes(&wrong),
+        Err(Error::SampleLength { .. })
+    ));
+    assert_eq!(l.params(), start);
+    let s = SliceSamples::new(&[0.5, 0.5], &[0.0], 2, 1).unwrap();
+    for bytes in [
+        Model::new(&[2], vec![dense(2, 4), Layer::Relu, dense(4, 1)], MSE, 1).encode(),
+        Model::new(&[2], vec![dense(2, 4), Layer::Relu], CROSS_ENTROPY, 1).encode(),
+    ] {
+        let blob = Blob::parse(&bytes).unwrap();
+        let mut arena = Vec::new();
+        let mut l = learner(&blob, &mut arena);
+        assert_eq!(l.init_head_prototypes(&s), Err(Error::NotAHead));
     }
 }

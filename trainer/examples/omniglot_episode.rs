@@ -189,6 +189,7 @@ fn run(args: &Args) -> Result<()> {
         norm: NormMode::Device,
         adapt: AdaptMode::Head,
         head_init: HeadInit::Prototypes,
+        head_start: anole_trainer::meta::HeadStart::Meta,
     };
     let report = fewshot::evaluate(&shared, &fam, &cfg, &indicatif::ProgressBar::hidden())?;
     let eval_acc = report

@@ -17,6 +17,7 @@
 //! Episode `i` is drawn from its own random stream (`tasks::rng(seed, Eval, i)`), so results
 //! do not depend on the thread count or on how many episodes are run.
 
+use crate::meta::HeadStart;
 use crate::model::{self, Arch};
 use crate::stats::{accuracy, decimal, Stat};
 use crate::tasks::{self, Episode, Stream, TaskFamily};
@@ -84,6 +85,9 @@ pub struct FewShotConfig {
     pub adapt: AdaptMode,
     /// Where head-only adaptation starts.
     pub head_init: HeadInit,
+    /// Where full adaptation starts the head: the blob's, or the class prototypes of the
+    /// support set's features (`Learner::init_head_prototypes`, first-order Proto-MAML).
+    pub head_start: HeadStart,
 }
 
 /// One measured setting.
@@ -120,6 +124,9 @@ pub struct FewShotReport {
     pub seed: u64,
     /// Where head-only adaptation started.
     pub head_init: HeadInit,
+    /// Where full adaptation started the head (left out of JSON when the blob's).
+    #[serde(default, skip_serializing_if = "HeadStart::is_meta")]
+    pub head_start: HeadStart,
     /// One row per (adaptation, normalisation) measured.
     pub rows: Vec<Row>,
 }
@@ -142,6 +149,9 @@ impl FewShotReport {
                 self.ways,
                 self.shots,
                 match (r.adaptation.as_str(), self.head_init) {
+                    ("all", _) if self.head_start == HeadStart::Prototypes => {
+                        "all, prototypes"
+                    }
                     ("all", _) => "all layers",
                     (_, HeadInit::Prototypes) => "head, prototypes",
                     (_, HeadInit::Meta) => "head, meta init",
@@ -350,6 +360,7 @@ pub fn evaluate_from_state(
         lr: decimal(opts.lr),
         seed: cfg.seed,
         head_init: cfg.head_init,
+        head_start: cfg.head_start,
         rows: rows
             .iter()
             .zip(&values)
@@ -471,6 +482,10 @@ impl Episodes<'_> {
         let ways = self.blob.blob().output_len();
         let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
         let l = fresh(&mut scratch.full, self.blob, opts)?;
+        if self.cfg.head_start == HeadStart::Prototypes {
+            l.init_head_prototypes(&episode.support.samples()?)
+                .context("starting the head from class prototypes")?;
+        }
         if let Some(st) = self.state {
             l.load_optimizer_state_from(st).context("optimizer state")?;
         }
@@ -658,6 +673,7 @@ mod tests {
             norm: NormMode::Both,
             adapt: AdaptMode::Both,
             head_init: HeadInit::Meta,
+            head_start: HeadStart::Meta,
         };
         let run = |threads| {
             let pool = rayon::ThreadPoolBuilder::new()

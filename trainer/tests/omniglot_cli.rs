@@ -190,19 +190,16 @@ fn short_training_beats_chance_and_random_init() {
     );
 }
 
-/// A 24-meta-iteration run of a 4-filter CNN on 60 characters, checkpointing every 5,
-/// evaluated on `episodes` 1-shot episodes, with `extra` flags.
+/// A 24-meta-iteration run of a 4-filter CNN on 60 characters (unless `extra` gives
+/// `--subset`), checkpointing every 5, evaluated on `episodes` 1-shot episodes, with `extra`
+/// flags.
 fn small_run(out: &Path, episodes: &str, extra: &[&str]) -> std::process::Output {
     let data = data_dir();
-    let mut args = vec![
-        "train",
-        "omniglot",
-        "--data",
-        s(&data),
-        "--out",
-        s(out),
-        "--subset",
-        "60",
+    let mut args = vec!["train", "omniglot", "--data", s(&data), "--out", s(out)];
+    if !extra.contains(&"--subset") {
+        args.extend(["--subset", "60"]);
+    }
+    args.extend([
         "--filters",
         "4",
         "--iters",
@@ -217,7 +214,7 @@ fn small_run(out: &Path, episodes: &str, extra: &[&str]) -> std::process::Output
         "3",
         "--checkpoint-every",
         "5",
-    ];
+    ]);
     args.extend_from_slice(extra);
     anole(&args)
 }
@@ -669,4 +666,204 @@ fn bad_omniglot_input_is_named() {
         &anole(["eval", "--model", s(&model), "--task", "omniglot"]),
         &["--data"],
     );
+}
+
+/// First-order Proto-MAML (`--head-start prototypes --proto-shots K`), meta-validation
+/// characters (`--val-chars`), within-alphabet training episodes (`--train-classes
+/// alphabet`): recorded in the command and the card, the card's full adaptation starts from
+/// prototypes, and `anole eval` follows the card's head start and evaluates the validation
+/// characters on request. Lake's split and protocol: `"split": "lake"` in the card's data and
+/// 1-shot within-alphabet episodes of the evaluation alphabets.
+#[test]
+fn proto_maml_validation_and_lake_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (plain, proto) = (tmp.path().join("plain"), tmp.path().join("proto"));
+    let extra = [
+        "--subset",
+        "120",
+        "--head-start",
+        "prototypes",
+        "--proto-shots",
+        "1",
+        "--val-chars",
+        "6",
+        "--train-classes",
+        "alphabet",
+    ];
+    ok(&small_run(&plain, "4", &extra[..2]));
+    ok(&small_run(&proto, "4", &extra));
+    assert_ne!(
+        std::fs::read(plain.join("init.postcard")).unwrap(),
+        std::fs::read(proto.join("init.postcard")).unwrap(),
+        "the prototype-started inner loop trains another model"
+    );
+    let (cp, c) = (card(&plain), card(&proto));
+    assert!(cp.get("head_start").is_none() && cp.get("validation_characters").is_none());
+    let command = c["command"].as_str().unwrap();
+    for flag in [
+        "--head-start prototypes",
+        "--proto-shots 1",
+        "--val-chars 6",
+        "--train-classes alphabet",
+    ] {
+        assert!(command.contains(flag), "{command}");
+    }
+    assert_eq!(c["head_start"], "prototypes");
+    assert_eq!(c["proto_shots"], 1);
+    assert!(c["data"]["training_episodes"].is_string());
+    let val: Vec<&str> = c["validation_characters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let held: Vec<&str> = c["held_out_characters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(val.len(), 6);
+    assert!(val.iter().all(|v| !held.contains(v)));
+    let report = &c["results"]["init.postcard"][0];
+    assert_eq!(report["head_start"], "prototypes");
+    let card_acc = accuracy(report, "all", "device");
+    // anole eval starts the head as the card says, and reproduces its figure.
+    let data = data_dir();
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            s(&proto),
+            "--data",
+            s(&data),
+            "--subset",
+            "120",
+            "--tasks",
+            "4",
+            "--shots",
+            "1",
+            "--steps",
+            "3",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        anole(&args)
+    };
+    let out: Value = serde_json::from_str(&ok(&eval(&["--adapt", "all"]))).unwrap();
+    let r = &out["reports"][0];
+    assert_eq!(r["head_start"], "prototypes");
+    assert_eq!(accuracy(r, "all", "device"), card_acc);
+    let out: Value =
+        serde_json::from_str(&ok(&eval(&["--adapt", "all", "--head-start", "meta"]))).unwrap();
+    assert!(out["reports"][0].get("head_start").is_none());
+    let out: Value = serde_json::from_str(&ok(&eval(&["--validation"]))).unwrap();
+    assert!(
+        out["classes"]
+            .as_str()
+            .unwrap()
+            .contains("6 validation characters"),
+        "{out}"
+    );
+    fails(
+        &eval(&["--validation", "--split", "paper"]),
+        &["--validation"],
+    );
+    let plain_eval = anole([
+        "eval",
+        "--model",
+        s(&plain),
+        "--data",
+        s(&data),
+        "--subset",
+        "120",
+        "--validation",
+    ]);
+    fails(&plain_eval, &["validation_characters", "--val-chars"]);
+
+    // Lake: the background alphabets train, 1-shot episodes within an evaluation alphabet.
+    let lake = tmp.path().join("lake");
+    ok(&small_run(&lake, "4", &["--split", "lake"]));
+    let cl = card(&lake);
+    assert_eq!(cl["data"]["split"], "lake");
+    let lake_eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            s(&lake),
+            "--data",
+            s(&data),
+            "--split",
+            "lake",
+            "--tasks",
+            "6",
+            "--steps",
+            "2",
+            "--adapt",
+            "all",
+            "--norm",
+            "device",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        anole(&args)
+    };
+    let out: Value = serde_json::from_str(&ok(&lake_eval(&["--protocol", "lake"]))).unwrap();
+    let r = &out["reports"][0];
+    assert_eq!(
+        (r["shots"].as_u64(), r["episodes"].as_u64()),
+        (Some(1), Some(6))
+    );
+    fails(
+        &lake_eval(&["--protocol", "lake", "--shots", "5"]),
+        &["--protocol lake is 1-shot"],
+    );
+}
+
+/// Bad values of the Proto-MAML, validation and Lake options are refused, naming the flag.
+#[test]
+fn bad_proto_and_validation_options_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    for (extra, expect) in [
+        (
+            &["--head-start", "prototypes", "--proto-shots", "0"][..],
+            "--proto-shots must be at least 1",
+        ),
+        (
+            &["--proto-shots", "2"][..],
+            "--proto-shots needs --head-start prototypes",
+        ),
+        (
+            &["--head-start", "prototypes", "--algo", "joint"][..],
+            "not joint training",
+        ),
+        (
+            &[
+                "--head-start",
+                "prototypes",
+                "--proto-shots",
+                "11",
+                "--train-shots",
+                "10",
+            ][..],
+            "--proto-shots 11",
+        ),
+        (
+            &["--val-chars", "60"][..],
+            "validation characters leave no training characters",
+        ),
+        (
+            &["--train-classes", "alphabet", "--ways", "10"][..],
+            "need an alphabet with 10 classes",
+        ),
+    ] {
+        let o = small_run(&out, "2", extra);
+        fails(&o, &[expect]);
+        assert!(!out.join("init.postcard").exists());
+    }
+    // An unknown value is a usage error of the argument parser.
+    let o = small_run(&out, "2", &["--head-start", "sometimes"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("'sometimes' for '--head-start"));
 }

@@ -172,6 +172,104 @@ fn lake_split_is_background_vs_evaluation() {
     );
 }
 
+/// Validation characters come out of the training split only: the test characters are those
+/// of the split without them, and the three sets are disjoint and cover every character.
+#[test]
+fn validation_characters_come_from_the_training_split() {
+    let data = full();
+    for split in [Split::Paper, Split::Lake] {
+        let plain = data.split(split, 4).unwrap();
+        let s = data.split_with_validation(split, 4, 50).unwrap();
+        assert_eq!(s.test.character_names(), plain.test.character_names());
+        let val = s.validation.character_names();
+        assert_eq!(val.len(), 50);
+        assert!(s.validation.classes().iter().all(|c| c.rotation == 0));
+        let train: BTreeSet<String> = s.train.character_names().into_iter().collect();
+        let test: BTreeSet<String> = s.test.character_names().into_iter().collect();
+        let plain_train: BTreeSet<String> = plain.train.character_names().into_iter().collect();
+        assert_eq!(train.len() + val.len(), plain_train.len());
+        for v in &val {
+            assert!(plain_train.contains(v) && !train.contains(v) && !test.contains(v));
+        }
+        assert_eq!(
+            data.split_with_validation(split, 4, 50)
+                .unwrap()
+                .validation
+                .character_names(),
+            val
+        );
+        assert_eq!(
+            data.split_with_validation(split, 4, 0)
+                .unwrap()
+                .validation
+                .len(),
+            0
+        );
+    }
+    let e = data.split_with_validation(Split::Lake, 0, 964).unwrap_err();
+    assert!(format!("{e:#}").contains("964 validation characters leave no training characters"));
+}
+
+/// Within-alphabet episodes and Lake's episodes: every class of one alphabet; Lake's support
+/// set is one drawer's drawings and the query set another's, one of each class.
+#[test]
+fn within_alphabet_and_lake_episodes() {
+    use anole_trainer::data::omniglot::Classes;
+    let data = full();
+    let s = data.split(Split::Lake, 0).unwrap();
+    let alphabet =
+        |c: &anole_trainer::data::omniglot::Class| data.characters()[c.character].alphabet.clone();
+    let mut alphabets = BTreeSet::new();
+    for i in 0..40 {
+        let mut rng = ChaCha8Rng::seed_from_u64(i);
+        let ep = s.test.lake_episode(20, &mut rng).unwrap();
+        assert_eq!((ep.ways, ep.shots, ep.queries), (20, 1, 1));
+        let names: BTreeSet<String> = ep.classes.iter().map(alphabet).collect();
+        assert_eq!(names.len(), 1, "one alphabet per episode");
+        alphabets.extend(names);
+        assert_eq!(ep.classes.iter().collect::<BTreeSet<_>>().len(), 20);
+        let (sd, qd) = (ep.support_drawings[0], ep.query_drawings[0]);
+        assert_ne!(sd, qd);
+        assert!(ep.support_drawings.iter().all(|&d| d == sd));
+        assert!(ep.query_drawings.iter().all(|&d| d == qd));
+        let mut labels = ep.query_labels.clone();
+        labels.sort_by(f32::total_cmp);
+        assert_eq!(labels, (0..20).map(|l| l as f32).collect::<Vec<_>>());
+        let again = s
+            .test
+            .lake_episode(20, &mut ChaCha8Rng::seed_from_u64(i))
+            .unwrap();
+        assert_eq!(again, ep);
+        let mut rng = ChaCha8Rng::seed_from_u64(i);
+        let tr = s
+            .train
+            .episode_of(Classes::Alphabet, 5, 3, 2, &mut rng)
+            .unwrap();
+        assert_eq!(
+            tr.classes
+                .iter()
+                .map(alphabet)
+                .collect::<BTreeSet<_>>()
+                .len(),
+            1
+        );
+        assert_eq!(tr.support_labels.len(), 15);
+    }
+    assert!(alphabets.len() > 5, "{alphabets:?}");
+    // The default episodes are those of `Classes::Any`.
+    let mut a = ChaCha8Rng::seed_from_u64(3);
+    let mut b = ChaCha8Rng::seed_from_u64(3);
+    assert_eq!(
+        s.test.episode(5, 1, 1, &mut a).unwrap(),
+        s.test.episode_of(Classes::Any, 5, 1, 1, &mut b).unwrap()
+    );
+    let e = s.test.lake_episode(60, &mut a).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("need an alphabet with 60 classes"),
+        "{e:#}"
+    );
+}
+
 #[test]
 fn episodes_are_well_formed_disjoint_and_deterministic() {
     let data = full();

@@ -1,10 +1,13 @@
-//! A classifier head started from class prototypes (nearest-prototype initialisation).
+//! A classifier head started from class prototypes (nearest-prototype initialisation): on
+//! cached features ([`Engine::init_prototypes`]) or on a whole model, the body's features
+//! computed by a forward pass ([`Engine::init_head_prototypes`]).
 
 use super::{split, Arena, BlobRef, Engine};
 use crate::blob::LossKind;
 use crate::buffer::Samples;
 use crate::error::{Error, Result};
 use crate::layers::Layer;
+use crate::plan::Node;
 
 impl<B: BlobRef, A: Arena> Engine<B, A> {
     /// Start a classifier head from class prototypes: sets the model's first layer, a dense layer
@@ -26,28 +29,8 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             .nodes(self.blob.get())
             .next()
             .ok_or(Error::NotAHead)?;
-        let Layer::Dense { inputs, outputs } = node.layer else {
-            return Err(Error::NotAHead);
-        };
-        if !node.resident
-            || self.blob.get().loss != LossKind::CrossEntropy
-            || self.blob.get().output_len() != outputs
-        {
-            return Err(Error::NotAHead);
-        }
-        let n = samples.len();
-        if n == 0 {
-            return Err(Error::NoSamples);
-        }
-        let class = |i: usize| -> Result<usize> {
-            let t = samples.target(i).first().copied().unwrap_or(-1.0);
-            if t >= 0.0 && t < outputs as f32 && t == libm::truncf(t) {
-                Ok(t as usize)
-            } else {
-                Err(Error::BadLabel { sample: i })
-            }
-        };
-        for i in 0..n {
+        let (inputs, outputs) = self.head_shape(&node)?;
+        for i in 0..samples.len() {
             let x = samples.input(i);
             if x.len() != inputs {
                 return Err(Error::SampleLength {
@@ -59,29 +42,94 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             if x.iter().any(|v| !v.is_finite()) {
                 return Err(Error::NonFiniteSample { sample: i });
             }
-            class(i)?;
         }
-        for c in 0..outputs {
-            if !(0..n).any(|i| class(i) == Ok(c)) {
-                return Err(Error::MissingClass { class: c });
-            }
-        }
+        check_classes(samples, outputs)?;
         let r = split(&self.plan, self.arena.as_mut());
-        let (w, rest) = r.params[node.params..].split_at_mut(inputs * outputs);
-        let b = &mut rest[..outputs];
-        // Class sums into the weight rows, counts into the biases.
+        let (w, b) = head(r.params, &node, inputs, outputs);
         w.fill(0.0);
         b.fill(0.0);
-        for i in 0..n {
-            let c = class(i)?;
-            for (acc, &v) in w[c * inputs..(c + 1) * inputs]
-                .iter_mut()
-                .zip(samples.input(i))
-            {
-                *acc += v;
-            }
-            b[c] += 1.0;
+        for i in 0..samples.len() {
+            add_to_class(w, b, class_of(samples, i), samples.input(i));
         }
+        self.finish_prototypes(&node, inputs, outputs)
+    }
+
+    /// Start the classifier head of a whole model from class prototypes (first-order
+    /// Proto-MAML's initialisation, Triantafillou et al. 2020): the model's last layer, a dense
+    /// layer with one output per class, becomes the nearest-prototype classifier (as
+    /// [`Engine::init_prototypes`]) of the features `samples` give at its input. The features
+    /// are computed with the support set's own statistics in adapting norm layers (first
+    /// recomputed from `samples`, as after [`Learner::adapt`](super::Learner::adapt)) and with
+    /// the stored ones in frozen norm layers. Then `adapt` fine-tunes the model (all layers or
+    /// the head only). Clears optimizer state.
+    ///
+    /// Errors, with the parameters unchanged: [`Error::NotAHead`] (the last layer is not an
+    /// adapting dense layer with one output per class, or the loss is not cross-entropy),
+    /// [`Error::NoSamples`], a bad sample ([`Error::SampleLength`],
+    /// [`Error::NonFiniteSample`], [`Error::BadLabel`]), [`Error::MissingClass`], or
+    /// [`Error::NonFiniteParameter`] from a norm statistic that overflows (as
+    /// [`Engine::refresh_norm_stats`]). If a prototype overflows, the learner is
+    /// [`Learner::reset`](super::Learner::reset) and the error is
+    /// [`Error::NonFiniteParameter`] (step 0).
+    pub fn init_head_prototypes<S: Samples + ?Sized>(&mut self, samples: &S) -> Result<()> {
+        let last = self
+            .blob
+            .get()
+            .layers
+            .len()
+            .checked_sub(1)
+            .ok_or(Error::NotAHead)?;
+        let node = self
+            .plan
+            .node(self.blob.get(), last)
+            .ok_or(Error::NotAHead)?;
+        let (inputs, outputs) = self.head_shape(&node)?;
+        if samples.is_empty() {
+            return Err(Error::NoSamples);
+        }
+        self.check_all(samples)?;
+        check_classes(samples, outputs)?;
+        self.refresh_norm_stats(samples)?;
+        {
+            let r = split(&self.plan, self.arena.as_mut());
+            let (w, b) = head(r.params, &node, inputs, outputs);
+            w.fill(0.0);
+            b.fill(0.0);
+        }
+        let mut start = 0;
+        while start < samples.len() {
+            let end = (start + self.plan.batch).min(samples.len());
+            let m = self.load(samples, start..end);
+            self.forward(m, false, last);
+            let r = split(&self.plan, self.arena.as_mut());
+            let (w, b) = head(r.params, &node, inputs, outputs);
+            let features = &r.acts[node.in_slot..node.in_slot + m * inputs];
+            for (j, x) in features.chunks_exact(inputs).enumerate() {
+                add_to_class(w, b, class_of(samples, start + j), x);
+            }
+            start = end;
+        }
+        self.finish_prototypes(&node, inputs, outputs)
+    }
+
+    /// The (inputs, outputs) of `node` if it can be a classifier head started from
+    /// prototypes: an adapting dense layer with one output per class of a cross-entropy model.
+    fn head_shape(&self, node: &Node) -> Result<(usize, usize)> {
+        let Layer::Dense { inputs, outputs } = node.layer else {
+            return Err(Error::NotAHead);
+        };
+        let blob = self.blob.get();
+        if !node.resident || blob.loss != LossKind::CrossEntropy || blob.output_len() != outputs {
+            return Err(Error::NotAHead);
+        }
+        Ok((inputs, outputs))
+    }
+
+    /// Turn the class sums in the head's weight rows (counts in its biases) into the
+    /// nearest-prototype classifier; clears optimizer state. On overflow resets the learner.
+    fn finish_prototypes(&mut self, node: &Node, inputs: usize, outputs: usize) -> Result<()> {
+        let r = split(&self.plan, self.arena.as_mut());
+        let (w, b) = head(r.params, node, inputs, outputs);
         let mut finite = true;
         for (row, bias) in w.chunks_exact_mut(inputs).zip(b.iter_mut()) {
             let count = *bias;
@@ -102,4 +150,54 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         self.clear_state();
         Ok(())
     }
+}
+
+/// The weights (`outputs` rows of `inputs`) and biases of the dense layer `node` in `params`.
+fn head<'p>(
+    params: &'p mut [f32],
+    node: &Node,
+    inputs: usize,
+    outputs: usize,
+) -> (&'p mut [f32], &'p mut [f32]) {
+    let (w, rest) = params[node.params..].split_at_mut(inputs * outputs);
+    (w, &mut rest[..outputs])
+}
+
+/// The class of sample `i`, checked by [`check_classes`].
+fn class_of<S: Samples + ?Sized>(samples: &S, i: usize) -> usize {
+    samples.target(i).first().copied().unwrap_or(0.0) as usize
+}
+
+/// Every sample's target is a class index below `outputs` and every class has a sample.
+fn check_classes<S: Samples + ?Sized>(samples: &S, outputs: usize) -> Result<()> {
+    let n = samples.len();
+    if n == 0 {
+        return Err(Error::NoSamples);
+    }
+    let class = |i: usize| -> Result<usize> {
+        let t = samples.target(i).first().copied().unwrap_or(-1.0);
+        if t >= 0.0 && t < outputs as f32 && t == libm::truncf(t) {
+            Ok(t as usize)
+        } else {
+            Err(Error::BadLabel { sample: i })
+        }
+    };
+    for i in 0..n {
+        class(i)?;
+    }
+    for c in 0..outputs {
+        if !(0..n).any(|i| class(i) == Ok(c)) {
+            return Err(Error::MissingClass { class: c });
+        }
+    }
+    Ok(())
+}
+
+/// Add feature vector `x` to class `c`'s sum (weight row) and count (bias).
+fn add_to_class(w: &mut [f32], b: &mut [f32], c: usize, x: &[f32]) {
+    let inputs = x.len();
+    for (acc, &v) in w[c * inputs..(c + 1) * inputs].iter_mut().zip(x) {
+        *acc += v;
+    }
+    b[c] += 1.0;
 }

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -128,6 +128,30 @@ pub struct Pool {
     classes: Vec<Class>,
 }
 
+/// Where the classes of an episode come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Classes {
+    /// Any classes of the pool.
+    #[default]
+    Any,
+    /// The classes of one alphabet (harder: similar characters side by side, as in Lake et
+    /// al.'s challenge).
+    Alphabet,
+}
+
+impl fmt::Display for Classes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Classes::Any => "any",
+            Classes::Alphabet => "alphabet",
+        })
+    }
+}
+
+/// Seed of the meta-validation characters' shuffle, mixed with the run's seed so that they
+/// differ from the `paper` split's shuffle.
+const VALIDATION_SEED: u64 = 0x7661_6c69_6461_7465;
+
 /// Meta-training and held-out classes.
 #[derive(Clone, Debug)]
 pub struct Splits {
@@ -135,6 +159,9 @@ pub struct Splits {
     pub train: Pool,
     /// Held-out test classes: the test characters, unrotated.
     pub test: Pool,
+    /// Meta-validation classes: characters taken out of the training split (never test
+    /// characters), unrotated; empty unless asked for.
+    pub validation: Pool,
 }
 
 /// One N-way K-shot episode; labels are class indices `0..ways` stored as f32.
@@ -362,6 +389,18 @@ impl Omniglot {
     /// Divides the characters into meta-training (augmented with 90°/180°/270° rotations) and
     /// held-out test classes. `seed` drives the `paper` shuffle (ChaCha8); `lake` ignores it.
     pub fn split(self: &Arc<Self>, split: Split, seed: u64) -> Result<Splits> {
+        self.split_with_validation(split, seed, 0)
+    }
+
+    /// [`Omniglot::split`], with `validation` of the training characters held out for
+    /// meta-validation (drawn with a ChaCha8 shuffle of the training characters seeded by
+    /// `seed`); the test characters are the same as without them.
+    pub fn split_with_validation(
+        self: &Arc<Self>,
+        split: Split,
+        seed: u64,
+        validation: usize,
+    ) -> Result<Splits> {
         let n = self.characters.len();
         let (mut train, mut test): (Vec<usize>, Vec<usize>) = match split {
             Split::Paper => {
@@ -382,8 +421,30 @@ impl Omniglot {
             "the {split} split leaves no {} characters",
             if train.is_empty() { "training" } else { "test" }
         );
+        ensure!(
+            validation < train.len(),
+            "{validation} validation characters leave no training characters: the {split} split has {}",
+            train.len()
+        );
         train.sort_unstable();
+        let mut val = Vec::new();
+        if validation > 0 {
+            let mut order = train.clone();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ VALIDATION_SEED));
+            val = order.split_off(order.len() - validation);
+            val.sort_unstable();
+            train.retain(|c| val.binary_search(c).is_err());
+        }
         test.sort_unstable();
+        let unrotated = |chars: &[usize]| -> Vec<Class> {
+            chars
+                .iter()
+                .map(|&character| Class {
+                    character,
+                    rotation: 0,
+                })
+                .collect()
+        };
         let train = train
             .iter()
             .flat_map(|&character| {
@@ -393,13 +454,6 @@ impl Omniglot {
                 })
             })
             .collect();
-        let test = test
-            .iter()
-            .map(|&character| Class {
-                character,
-                rotation: 0,
-            })
-            .collect();
         Ok(Splits {
             train: Pool {
                 data: Arc::clone(self),
@@ -407,7 +461,11 @@ impl Omniglot {
             },
             test: Pool {
                 data: Arc::clone(self),
-                classes: test,
+                classes: unrotated(&test),
+            },
+            validation: Pool {
+                data: Arc::clone(self),
+                classes: unrotated(&val),
             },
         })
     }
@@ -514,6 +572,18 @@ impl Pool {
         queries: usize,
         rng: &mut R,
     ) -> Result<Episode> {
+        self.episode_of(Classes::Any, ways, shots, queries, rng)
+    }
+
+    /// [`Pool::episode`] with its classes drawn as `classes` says.
+    pub fn episode_of<R: Rng + ?Sized>(
+        &self,
+        classes: Classes,
+        ways: usize,
+        shots: usize,
+        queries: usize,
+        rng: &mut R,
+    ) -> Result<Episode> {
         ensure!(
             ways >= 1 && shots >= 1,
             "an episode needs at least 1 way and 1 shot (got {ways}-way {shots}-shot)"
@@ -523,8 +593,13 @@ impl Pool {
             "{ways}-way episodes need {ways} classes; this pool has {}",
             self.classes.len()
         );
-        let picked = index::sample(rng, self.classes.len(), ways).into_vec();
-        let classes: Vec<Class> = picked.iter().map(|&i| self.classes[i]).collect();
+        let classes = match classes {
+            Classes::Any => {
+                let picked = index::sample(rng, self.classes.len(), ways).into_vec();
+                picked.iter().map(|&i| self.classes[i]).collect()
+            }
+            Classes::Alphabet => self.alphabet_classes(ways, rng)?,
+        };
         let mut support = Vec::with_capacity(ways * shots);
         let mut query = Vec::with_capacity(ways * queries);
         for (label, &class) in classes.iter().enumerate() {
@@ -539,12 +614,25 @@ impl Pool {
             support.extend(drawn[..shots].iter().map(|&i| (class, i, label)));
             query.extend(drawn[shots..].iter().map(|&i| (class, i, label)));
         }
+        Ok(self.assemble(classes, (shots, queries), support, query, rng))
+    }
+
+    /// The episode of `classes` with the rows (class, drawing, label) `support` and `query`,
+    /// the rows of each set shuffled.
+    fn assemble<R: Rng + ?Sized>(
+        &self,
+        classes: Vec<Class>,
+        (shots, queries): (usize, usize),
+        mut support: Vec<(Class, usize, usize)>,
+        mut query: Vec<(Class, usize, usize)>,
+        rng: &mut R,
+    ) -> Episode {
         support.shuffle(rng);
         query.shuffle(rng);
         let (support_inputs, support_labels) = self.rows(&support);
         let (query_inputs, query_labels) = self.rows(&query);
-        Ok(Episode {
-            ways,
+        Episode {
+            ways: classes.len(),
             shots,
             queries,
             classes,
@@ -554,7 +642,63 @@ impl Pool {
             query_labels,
             support_drawings: support.iter().map(|&(_, i, _)| i).collect(),
             query_drawings: query.iter().map(|&(_, i, _)| i).collect(),
-        })
+        }
+    }
+
+    /// Samples an episode of Lake et al.'s one-shot challenge (Science 2015): `ways` classes of
+    /// one alphabet ([`Classes::Alphabet`]) and two different drawers: the support set is the
+    /// first drawer's drawing of each class, the query set the second's (one shot, one query
+    /// per class). Drawing `i` of a character is drawer `i + 1` of the release (files
+    /// `XXXX_YY.png` in name order). Deterministic given `rng`.
+    pub fn lake_episode<R: Rng + ?Sized>(&self, ways: usize, rng: &mut R) -> Result<Episode> {
+        ensure!(ways >= 1, "an episode needs at least 1 way");
+        let classes = self.alphabet_classes(ways, rng)?;
+        let drawers = classes
+            .iter()
+            .map(|c| self.data.characters[c.character].count)
+            .min()
+            .unwrap_or(0);
+        ensure!(
+            drawers >= 2,
+            "Lake's episodes need two drawers of every character; {} has {drawers}",
+            classes
+                .iter()
+                .find(|c| self.data.characters[c.character].count == drawers)
+                .map(|&c| self.class_name(c))
+                .unwrap_or_default()
+        );
+        let pair = index::sample(rng, drawers, 2).into_vec();
+        let drawn = |drawer: usize| -> Vec<(Class, usize, usize)> {
+            classes
+                .iter()
+                .enumerate()
+                .map(|(label, &c)| (c, drawer, label))
+                .collect()
+        };
+        let (support, query) = (drawn(pair[0]), drawn(pair[1]));
+        Ok(self.assemble(classes, (1, 1), support, query, rng))
+    }
+
+    /// `ways` distinct classes of one alphabet in random order: the alphabet drawn uniformly
+    /// among those with at least `ways` classes in the pool (rotations count as classes).
+    fn alphabet_classes<R: Rng + ?Sized>(&self, ways: usize, rng: &mut R) -> Result<Vec<Class>> {
+        let mut by_alphabet: BTreeMap<&str, Vec<Class>> = BTreeMap::new();
+        for &c in &self.classes {
+            by_alphabet
+                .entry(self.data.characters[c.character].alphabet.as_str())
+                .or_default()
+                .push(c);
+        }
+        let alphabets: Vec<&Vec<Class>> =
+            by_alphabet.values().filter(|v| v.len() >= ways).collect();
+        ensure!(
+            !alphabets.is_empty(),
+            "within-alphabet {ways}-way episodes need an alphabet with {ways} classes; this pool's largest has {}",
+            by_alphabet.values().map(Vec::len).max().unwrap_or(0)
+        );
+        let alphabet = alphabets[rng.random_range(0..alphabets.len())];
+        let picked = index::sample(rng, alphabet.len(), ways).into_vec();
+        Ok(picked.iter().map(|&i| alphabet[i]).collect())
     }
 
     fn rows(&self, rows: &[(Class, usize, usize)]) -> (Vec<f32>, Vec<f32>) {

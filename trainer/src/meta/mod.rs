@@ -100,6 +100,44 @@ impl InnerState {
     }
 }
 
+/// Where adaptation starts the classifier head: every training task's inner loop, and the
+/// evaluation's full adaptation.
+#[derive(
+    clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadStart {
+    /// From the meta-learned head (the paper's recipe).
+    #[default]
+    Meta,
+    /// From the class prototypes of the task's support features (first-order Proto-MAML,
+    /// Triantafillou et al. 2020): the body is meta-learned for prototype-started adaptation.
+    Prototypes,
+}
+
+impl HeadStart {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadStart::Meta => "meta",
+            HeadStart::Prototypes => "prototypes",
+        }
+    }
+
+    /// The default (a report or card leaves it out).
+    pub fn is_meta(&self) -> bool {
+        *self == HeadStart::Meta
+    }
+}
+
 /// Hyper-parameters of one meta-training run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -125,6 +163,12 @@ pub struct Config {
     pub inner_state: InnerState,
     /// Seed of the initial parameters and of the training tasks.
     pub seed: u64,
+    /// Where every task's inner loop starts the classifier head.
+    pub head_start: HeadStart,
+    /// With [`HeadStart::Prototypes`]: the prototypes are the mean features of the first this
+    /// many training images of each class (all of them if `None`).
+    pub proto_shots: Option<usize>,
+
     /// Reptile with the meta-update summed over these inner steps only (`--meta-update`);
     /// `None`: every step (Reptile itself).
     pub meta_update: Option<combination::MetaUpdate>,
@@ -146,6 +190,9 @@ impl Config {
             inner_opt: InnerOpt::Sgd,
             inner_state: InnerState::Reset,
             seed: 0,
+            head_start: HeadStart::Meta,
+            proto_shots: None,
+
             meta_update: None,
         }
     }
@@ -169,6 +216,9 @@ impl Config {
             inner_opt: InnerOpt::Adam,
             inner_state: InnerState::Keep,
             seed: 0,
+            head_start: HeadStart::Meta,
+            proto_shots: None,
+
             meta_update: None,
         }
     }
@@ -209,6 +259,16 @@ impl Config {
             if self.algo == Algo::Joint {
                 bail!("--inner-state keep is for reptile and fomaml (joint training keeps its own Adam state)");
             }
+        }
+        if self.head_start == HeadStart::Prototypes && self.algo == Algo::Joint {
+            bail!("--head-start prototypes starts every task's inner loop from prototypes: it is for reptile and fomaml, not joint training");
+        }
+        match self.proto_shots {
+            Some(0) => bail!("--proto-shots must be at least 1"),
+            Some(_) if self.head_start != HeadStart::Prototypes => {
+                bail!("--proto-shots needs --head-start prototypes")
+            }
+            _ => {}
         }
         if !(self.outer_lr.is_finite() && self.outer_lr > 0.0) {
             bail!(
@@ -350,6 +410,9 @@ impl Worker {
 pub(crate) struct Carried {
     on: bool,
     state: AlgoState,
+    /// Where every task's head starts, and from how many images per class.
+    head_start: HeadStart,
+    proto_shots: Option<usize>,
 }
 
 impl Carried {
@@ -357,15 +420,34 @@ impl Carried {
         Carried {
             on: cfg.inner_state == InnerState::Keep,
             state: AlgoState::default(),
+            head_start: cfg.head_start,
+            proto_shots: cfg.proto_shots,
         }
     }
 
-    /// Start a worker's task: its learner at the meta-parameters `phi`, with the carried
-    /// state (which `set_params` clears) when there is one.
+    /// Start a worker's task: its learner at the meta-parameters `phi`, the head started from
+    /// the task's class prototypes under [`HeadStart::Prototypes`], with the carried state
+    /// (which both clear) when there is one.
     pub fn start(&self, w: &mut Worker, phi: &[f32]) -> Result<()> {
         w.learner
             .set_params(phi)
             .context("loading meta-parameters")?;
+        if self.head_start == HeadStart::Prototypes {
+            let task = w
+                .task
+                .as_ref()
+                .ok_or_else(|| anyhow!("internal: worker has no task"))?;
+            let started = match self.proto_shots {
+                None => w.learner.init_head_prototypes(&task.samples()?),
+                Some(k) => {
+                    let (x, y) = first_per_class(task, k, &mut w.scratch);
+                    let il = task.inputs.ncols();
+                    w.learner
+                        .init_head_prototypes(&anole::SliceSamples::new(x, y, il, 1)?)
+                }
+            };
+            started.context("starting the head from class prototypes")?;
+        }
         if !self.on || self.state.steps == 0 {
             return Ok(());
         }
@@ -408,6 +490,28 @@ impl Carried {
         self.state = state.clone();
         Ok(())
     }
+}
+
+/// The first `k` rows of each class of a classification `task` (in row order), into `scratch`.
+fn first_per_class<'s>(
+    task: &Batch,
+    k: usize,
+    scratch: &'s mut (Vec<f32>, Vec<f32>),
+) -> (&'s [f32], &'s [f32]) {
+    let (xs, ys) = scratch;
+    xs.clear();
+    ys.clear();
+    let mut seen: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    let il = task.inputs.ncols();
+    for (x, &y) in task.input_slice().chunks_exact(il).zip(task.target_slice()) {
+        let c = seen.entry(y.to_bits()).or_insert(0);
+        if *c < k {
+            *c += 1;
+            xs.extend_from_slice(x);
+            ys.push(y);
+        }
+    }
+    (&xs[..], &ys[..])
 }
 
 /// Run `f` on every worker (in parallel when there are several) and return the first error in

@@ -129,6 +129,9 @@ impl TrainOptions {
                 _ => InnerState::Reset,
             }),
             seed: self.seed,
+            head_start: base.head_start,
+            proto_shots: base.proto_shots,
+
             meta_update: self.meta_update.clone(),
         }
     }

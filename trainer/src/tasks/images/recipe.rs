@@ -329,6 +329,7 @@ impl Prepared for ImageRun<'_> {
                     norm: NormMode::Device,
                     adapt: AdaptMode::All,
                     head_init: HeadInit::Prototypes,
+                    head_start: Default::default(),
                 };
                 let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
                 let report = fewshot::evaluate(blob, &self.tasks, &cfg, &bar)

@@ -4,9 +4,10 @@
 //! characters are those listed in the card next to the model, in a file, or of a split.
 
 use super::recipe::EVAL_SHOTS;
-use super::OmniglotTasks;
+use super::{OmniglotTasks, Protocol};
 use crate::data::omniglot::{Omniglot, Split};
 use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
+use crate::meta::HeadStart;
 use crate::model::{self, Arch};
 use crate::progress;
 use crate::tasks::recipe::{EvalOptions, EvalOutput, EvalRecipe};
@@ -54,6 +55,20 @@ pub struct EvalArgs {
     /// nearest-prototype classifier, then fine-tuned) or from the meta-learned head.
     #[arg(long, value_enum, default_value_t = HeadInit::Prototypes)]
     pub head_init: HeadInit,
+    /// Omniglot, full adaptation: start the head from the blob's (meta) or from the class
+    /// prototypes of the support set's features [the card's `head_start` next to the model,
+    /// else meta].
+    #[arg(long, value_enum)]
+    pub head_start: Option<HeadStart>,
+    /// Omniglot: how episodes are drawn: standard (any held-out classes, drawings at random)
+    /// or lake (Lake et al.'s challenge: 1-shot, the classes of one alphabet, support and
+    /// queries from two drawers).
+    #[arg(long, value_enum, default_value_t = Protocol::Standard)]
+    pub protocol: Protocol,
+    /// Omniglot: evaluate on the meta-validation characters listed in the card
+    /// (`validation_characters`, from `train --val-chars`) instead of the held-out ones.
+    #[arg(long)]
+    pub validation: bool,
     /// Omniglot, full adaptation: start every episode's optimizer from this optimizer-state
     /// blob (the `init.adam.postcard` a `--inner-state keep` run writes) instead of a fresh one.
     #[arg(long, value_name = "FILE")]
@@ -81,6 +96,18 @@ impl EvalArgs {
         let data = Arc::new(data);
         let card = path.parent().map(|d| d.join("card.json"));
         let split_given = self.split.is_some() || self.split_seed.is_some();
+        if self.validation {
+            if split_given || self.held_out.is_some() {
+                bail!("--validation evaluates the characters the card lists: give no --held-out, --split or --split-seed");
+            }
+            let c = card.filter(|c| c.is_file()).ok_or_else(|| {
+                anyhow!(
+                    "--validation: no card.json next to {} to list the validation characters",
+                    path.display()
+                )
+            })?;
+            return listed(&data, &c, VALIDATION_KEY, "validation", (ways, filters));
+        }
         let list_file = match (&self.held_out, &card) {
             (Some(f), _) => Some(f.clone()),
             (None, Some(c)) if !split_given && c.is_file() && read_held_out(c).is_ok() => {
@@ -92,18 +119,7 @@ impl EvalArgs {
             if split_given {
                 bail!("give either --held-out or --split / --split-seed, not both");
             }
-            let names = read_held_out(f)?;
-            let pool = data
-                .pool(&names)
-                .with_context(|| format!("{}: held-out characters", f.display()))?;
-            return Ok((
-                OmniglotTasks::from_pools(None, pool, ways, filters)?,
-                format!(
-                    "{} held-out characters listed in {}",
-                    names.len(),
-                    f.display()
-                ),
-            ));
+            return listed(&data, f, HELD_OUT_KEY, "held-out", (ways, filters));
         }
         let split = self.split.unwrap_or_default();
         let seed = self.split_seed.unwrap_or(blob.provenance().seed);
@@ -128,6 +144,9 @@ impl EvalRecipe for EvalArgs {
             ("--subset", self.subset.is_some()),
             ("--batch", self.batch.is_some()),
             ("--optimizer-state", self.optimizer_state.is_some()),
+            ("--head-start", self.head_start.is_some()),
+            ("--protocol", self.protocol != Protocol::Standard),
+            ("--validation", self.validation),
         ]
         .into_iter()
         .find_map(|(flag, set)| set.then_some(flag))
@@ -146,10 +165,20 @@ impl EvalRecipe for EvalArgs {
             }
         }
         let (family, classes) = self.held_out(path, blob, ways, filters)?;
-        let ks = if opts.shots.is_empty() {
-            EVAL_SHOTS.to_vec()
-        } else {
-            opts.shots.clone()
+        let family = family.with_protocol(self.protocol);
+        let ks = match self.protocol {
+            Protocol::Lake => {
+                if opts.shots.iter().any(|&k| k != 1) || opts.queries.is_some_and(|q| q != 1) {
+                    bail!("--protocol lake is 1-shot with one query per class: give no --shots or --queries other than 1");
+                }
+                vec![1]
+            }
+            Protocol::Standard if opts.shots.is_empty() => EVAL_SHOTS.to_vec(),
+            Protocol::Standard => opts.shots.clone(),
+        };
+        let head_start = match self.head_start {
+            Some(h) => h,
+            None => card_head_start(path)?,
         };
         let state = self
             .optimizer_state
@@ -169,6 +198,7 @@ impl EvalRecipe for EvalArgs {
                 norm: self.norm,
                 adapt: self.adapt,
                 head_init: self.head_init,
+                head_start,
             };
             let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
             let report = fewshot::evaluate_from_state(
@@ -201,9 +231,67 @@ impl EvalRecipe for EvalArgs {
     }
 }
 
+/// The card's keys listing the held-out and the meta-validation characters.
+const HELD_OUT_KEY: &str = "held_out_characters";
+const VALIDATION_KEY: &str = "validation_characters";
+
+/// Evaluation episodes of the characters listed in `file` (under `key` in a card), for a
+/// model of (ways, filters), and their description ("N `what` characters listed in FILE").
+fn listed(
+    data: &Arc<Omniglot>,
+    file: &Path,
+    key: &str,
+    what: &str,
+    (ways, filters): (usize, usize),
+) -> Result<(OmniglotTasks, String)> {
+    let names = read_characters(file, key)?;
+    let pool = data
+        .pool(&names)
+        .with_context(|| format!("{}: {what} characters", file.display()))?;
+    Ok((
+        OmniglotTasks::from_pools(None, pool, ways, filters)?,
+        format!(
+            "{} {what} characters listed in {}",
+            names.len(),
+            file.display()
+        ),
+    ))
+}
+
+/// The head start the card next to the model at `path` records (`head_start`), or meta when
+/// there is no card or it records none.
+fn card_head_start(path: &Path) -> Result<HeadStart> {
+    let Some(card) = path
+        .parent()
+        .map(|d| d.join("card.json"))
+        .filter(|c| c.is_file())
+    else {
+        return Ok(HeadStart::Meta);
+    };
+    let text = std::fs::read_to_string(&card)
+        .with_context(|| format!("{}: cannot read the card", card.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{}: not valid JSON ({e})", card.display()))?;
+    match v.get("head_start") {
+        None => Ok(HeadStart::Meta),
+        Some(h) => serde_json::from_value(h.clone()).map_err(|e| {
+            anyhow!(
+                "{}: \"head_start\" is not meta or prototypes ({e})",
+                card.display()
+            )
+        }),
+    }
+}
+
 /// The held-out characters listed in `path`: a card.json's `held_out_characters`, or one
 /// `alphabet/character` per line of a text file.
 pub fn read_held_out(path: &Path) -> Result<Vec<String>> {
+    read_characters(path, HELD_OUT_KEY)
+}
+
+/// The characters listed in `path`: a card.json's list `key`, or one `alphabet/character` per
+/// line of a text file.
+fn read_characters(path: &Path, key: &str) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "{}: cannot read the held-out character list",
@@ -213,24 +301,23 @@ pub fn read_held_out(path: &Path) -> Result<Vec<String>> {
     if text.trim_start().starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| anyhow!("{}: not valid JSON ({e})", path.display()))?;
-        let list = v
-            .get("held_out_characters")
-            .and_then(|l| l.as_array())
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: no \"held_out_characters\" list (is this a model card?)",
-                    path.display()
-                )
-            })?;
+        let list = v.get(key).and_then(|l| l.as_array()).ok_or_else(|| {
+            anyhow!(
+                "{}: no \"{key}\" list (is this a model card{}?)",
+                path.display(),
+                if key == VALIDATION_KEY {
+                    " of a run with --val-chars"
+                } else {
+                    ""
+                }
+            )
+        })?;
         list.iter()
             .enumerate()
             .map(|(i, n)| {
-                n.as_str().map(str::to_owned).ok_or_else(|| {
-                    anyhow!(
-                        "{}: held_out_characters[{i}] is not a string",
-                        path.display()
-                    )
-                })
+                n.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("{}: {key}[{i}] is not a string", path.display()))
             })
             .collect()
     } else {

@@ -11,7 +11,7 @@ pub use eval::{read_held_out, EvalArgs};
 pub use recipe::{CardSection, TrainArgs};
 
 use super::{Batch, Episode, TaskFamily, TaskRng};
-use crate::data::omniglot::{Omniglot, Pool, Split};
+use crate::data::omniglot::{Classes, Omniglot, Pool, Split};
 use crate::data::PIXELS;
 use crate::model::Arch;
 use anole::LossKind;
@@ -21,6 +21,17 @@ use std::sync::Arc;
 /// Provenance name of the family (the number of ways is the blob's output length).
 pub const NAME: &str = "omniglot";
 
+/// How held-out episodes are drawn.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// N-way K-shot episodes of any held-out classes, drawings drawn at random (the paper's).
+    #[default]
+    Standard,
+    /// Lake et al.'s one-shot challenge: N-way 1-shot, every class of one alphabet, the support
+    /// set one drawer's drawings and the queries another's.
+    Lake,
+}
+
 /// N-way classification episodes of Omniglot characters.
 #[derive(Clone, Debug)]
 pub struct OmniglotTasks {
@@ -28,6 +39,10 @@ pub struct OmniglotTasks {
     filters: usize,
     train: Option<Pool>,
     test: Pool,
+    /// Where the classes of a training episode come from.
+    train_classes: Classes,
+    /// How held-out episodes are drawn.
+    protocol: Protocol,
 }
 
 impl OmniglotTasks {
@@ -77,7 +92,21 @@ impl OmniglotTasks {
             filters,
             train,
             test,
+            train_classes: Classes::Any,
+            protocol: Protocol::Standard,
         })
+    }
+
+    /// Training episodes with their classes drawn as `classes` says.
+    pub fn with_train_classes(mut self, classes: Classes) -> OmniglotTasks {
+        self.train_classes = classes;
+        self
+    }
+
+    /// Held-out episodes drawn by `protocol`.
+    pub fn with_protocol(mut self, protocol: Protocol) -> OmniglotTasks {
+        self.protocol = protocol;
+        self
     }
 
     /// Classes per episode.
@@ -105,15 +134,8 @@ impl OmniglotTasks {
         self.test.character_names()
     }
 
-    /// One episode of `pool` as a support batch and a query batch.
-    fn sample(
-        pool: &Pool,
-        ways: usize,
-        rng: &mut TaskRng,
-        shots: usize,
-        queries: usize,
-    ) -> Result<Episode> {
-        let e = pool.episode(ways, shots, queries, rng)?;
+    /// One episode as a support batch and a query batch.
+    fn batches(e: crate::data::omniglot::Episode) -> Result<Episode> {
         Ok(Episode {
             support: Batch::from_flat(e.support_inputs, PIXELS, e.support_labels, 1)?,
             query: Batch::from_flat(e.query_inputs, PIXELS, e.query_labels, 1)?,
@@ -140,13 +162,24 @@ impl TaskFamily for OmniglotTasks {
             .train
             .as_ref()
             .ok_or_else(|| anyhow!("internal: no Omniglot training classes loaded"))?;
-        Ok(OmniglotTasks::sample(pool, self.ways, rng, shots, 0)?.support)
+        let e = pool.episode_of(self.train_classes, self.ways, shots, 0, rng)?;
+        Ok(OmniglotTasks::batches(e)?.support)
     }
 
     /// `ways` held-out classes, `shots` support and `queries` query drawings **per class**
-    /// (disjoint), rows of each set shuffled.
+    /// (disjoint), rows of each set shuffled; under [`Protocol::Lake`], Lake's one-shot
+    /// episodes (one shot, one query).
     fn eval_task(&self, rng: &mut TaskRng, shots: usize, queries: usize) -> Result<Episode> {
-        OmniglotTasks::sample(&self.test, self.ways, rng, shots, queries)
+        let e = match self.protocol {
+            Protocol::Standard => self.test.episode(self.ways, shots, queries, rng)?,
+            Protocol::Lake => {
+                if shots != 1 || queries != 1 {
+                    bail!("the lake protocol is 1-shot with 1 query per class (got {shots}-shot, {queries} queries)");
+                }
+                self.test.lake_episode(self.ways, rng)?
+            }
+        };
+        OmniglotTasks::batches(e)
     }
 }
 

@@ -7,9 +7,9 @@
 use super::{OmniglotTasks, NAME};
 use crate::calibrate::STATISTICS_TASKS;
 use crate::card::TrainingBudget;
-use crate::data::omniglot::{Omniglot, Split};
+use crate::data::omniglot::{Classes, Omniglot, Split};
 use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
-use crate::meta::Config;
+use crate::meta::{Config, HeadStart};
 use crate::progress;
 use crate::stats::{last_percent, recent};
 use crate::tasks::recipe::{
@@ -87,6 +87,22 @@ pub struct TrainArgs {
     /// Use only this many characters, spread over the alphabets (quick runs, CI).
     #[arg(long)]
     pub subset: Option<usize>,
+    /// Where every training task's inner loop, and the card's full adaptation, start the
+    /// classifier head: the meta-learned head, or the class prototypes of the task's support
+    /// features (first-order Proto-MAML).
+    #[arg(long, value_enum, default_value_t = HeadStart::Meta)]
+    pub head_start: HeadStart,
+    /// With --head-start prototypes: the training prototypes are the mean features of the
+    /// first K training images of each class [all --train-shots of them].
+    #[arg(long, value_name = "K")]
+    pub proto_shots: Option<usize>,
+    /// Hold this many training characters out of meta-training for meta-validation (never
+    /// test characters); listed in the card.
+    #[arg(long, default_value_t = 0)]
+    pub val_chars: usize,
+    /// The classes of a training episode: any training classes, or those of one alphabet.
+    #[arg(long, value_enum, default_value_t = Classes::Any)]
+    pub train_classes: Classes,
 }
 
 impl TrainArgs {
@@ -113,7 +129,19 @@ impl Recipe for TrainArgs {
             bail!("--shots must be at least 1");
         }
         self.options.check()?;
-        Ok(self.options.config(&Config::omniglot(self.ways)))
+        let base = Config {
+            head_start: self.head_start,
+            proto_shots: self.proto_shots,
+            ..Config::omniglot(self.ways)
+        };
+        let cfg = self.options.config(&base);
+        if let Some(k) = cfg.proto_shots.filter(|&k| k > cfg.shots) {
+            bail!(
+                "--proto-shots {k}: a training task has only {} images per class (--train-shots)",
+                cfg.shots
+            );
+        }
+        Ok(cfg)
     }
 
     fn adapt_steps(&self) -> u32 {
@@ -154,6 +182,19 @@ impl Recipe for TrainArgs {
             s.push_str(&format!(" --subset {n}"));
         }
         s.push_str(&format!(" --inner-state {}", cfg.inner_state.as_str()));
+        // Options off by default are written only when set, so older commands stay valid.
+        if cfg.head_start != HeadStart::Meta {
+            s.push_str(&format!(" --head-start {}", cfg.head_start.as_str()));
+        }
+        if let Some(k) = cfg.proto_shots {
+            s.push_str(&format!(" --proto-shots {k}"));
+        }
+        if self.val_chars > 0 {
+            s.push_str(&format!(" --val-chars {}", self.val_chars));
+        }
+        if self.train_classes != Classes::Any {
+            s.push_str(&format!(" --train-classes {}", self.train_classes));
+        }
         s
     }
 
@@ -167,11 +208,16 @@ impl Recipe for TrainArgs {
             data = data.subset(n)?;
         }
         let data = Arc::new(data);
-        let tasks = OmniglotTasks::new(&data, self.split, cfg.seed, self.ways, self.filters)?;
+        let splits = data.split_with_validation(self.split, cfg.seed, self.val_chars)?;
+        let validation = splits.validation.character_names();
+        let tasks =
+            OmniglotTasks::from_pools(Some(splits.train), splits.test, self.ways, self.filters)?
+                .with_train_classes(self.train_classes);
         Ok(Box::new(OmniglotRun {
             args: self,
             characters: data.characters().len(),
             tasks,
+            validation,
         }))
     }
 }
@@ -182,6 +228,8 @@ struct OmniglotRun<'a> {
     /// Characters loaded.
     characters: usize,
     tasks: OmniglotTasks,
+    /// The meta-validation characters, `alphabet/character`, sorted.
+    validation: Vec<String>,
 }
 
 /// The Omniglot family's section of card.json.
@@ -199,12 +247,23 @@ pub struct CardSection {
     pub training_budget: TrainingBudget,
     /// Meta-training losses and accuracy over the last 1% of the run.
     pub meta_train_last_1pct: TrainTail,
+    /// Where every training task's inner loop and the evaluation's full adaptation started
+    /// the head (left out when the meta-learned head).
+    #[serde(default, skip_serializing_if = "HeadStart::is_meta")]
+    pub head_start: HeadStart,
+    /// `--proto-shots`, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto_shots: Option<usize>,
     /// Per evaluated blob (and adaptation start): one report per K-shot setting.
     pub results: BTreeMap<String, Vec<FewShotReport>>,
     /// Wall time of the evaluation, in seconds.
     pub evaluation_wall_time_s: f64,
     /// The held-out characters, `alphabet/character`, sorted.
     pub held_out_characters: Vec<String>,
+    /// The meta-validation characters (`--val-chars`), `alphabet/character`, sorted: taken out
+    /// of the training characters, never trained on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation_characters: Vec<String>,
 }
 
 /// The data of an Omniglot run.
@@ -222,6 +281,10 @@ pub struct DataSection {
     pub training_classes: String,
     /// Number of held-out characters.
     pub held_out_characters_count: usize,
+    /// Where the classes of a training episode come from (left out when any training
+    /// classes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_episodes: Option<String>,
 }
 
 /// Mean meta-training losses and accuracy over the last 1% of a run (at least 64
@@ -278,6 +341,7 @@ impl OmniglotRun<'_> {
                         AdaptMode::All
                     },
                     head_init: HeadInit::Prototypes,
+                    head_start: self.args.head_start,
                 };
                 let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
                 let report = fewshot::evaluate_from_state(blob, state, &self.tasks, &cfg, &bar)
@@ -317,7 +381,11 @@ impl Prepared for OmniglotRun<'_> {
                 training_classes: "training characters × 4 rotations (0°, 90°, 180°, 270°)"
                     .into(),
                 held_out_characters_count: held_out.len(),
+                training_episodes: (args.train_classes == Classes::Alphabet)
+                    .then(|| "the classes of one alphabet per episode".to_string()),
             },
+            head_start: args.head_start,
+            proto_shots: cfg.proto_shots,
             stored_statistics: format!(
                 "the initialization's norm statistics are those of {} images of {STATISTICS_TASKS} training tasks; used when predicting without adaptation and by head-only adaptation",
                 STATISTICS_TASKS * cfg.shots * args.ways
@@ -336,6 +404,7 @@ impl Prepared for OmniglotRun<'_> {
             results,
             evaluation_wall_time_s,
             held_out_characters: held_out,
+            validation_characters: self.validation.clone(),
         };
         Ok(Evaluation {
             section: serde_json::to_value(&section).context("card.json")?,
