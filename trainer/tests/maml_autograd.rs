@@ -78,7 +78,9 @@ fn maml_meta_gradient_matches_exact_autograd() {
         })
         .collect();
     let batch = 10;
-    let inits: Vec<Vec<f32>> = (0..2).map(|s| Sine::default().init_params(s).unwrap()).collect();
+    let inits: Vec<Vec<f32>> = (0..2)
+        .map(|s| Sine::default().init_params(s).unwrap())
+        .collect();
     let mut rng = tasks::rng(11, Stream::Train, 0);
     let task_list: Vec<Batch> = (0..3)
         .map(|_| Sine::default().train_task(&mut rng, 50).unwrap())

@@ -201,7 +201,9 @@ mod tests {
             meta_update: Some("g4".parse().unwrap()),
             ..Config::sine()
         };
-        let e = train(&Sine::default(), &cfg, |_, _| {}).unwrap_err().to_string();
+        let e = train(&Sine::default(), &cfg, |_, _| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("--meta-update g4") && e.contains("--inner-steps"),
             "{e}"
@@ -211,7 +213,9 @@ mod tests {
             meta_update: Some("g1".parse().unwrap()),
             ..Config::sine()
         };
-        let e = train(&Sine::default(), &cfg, |_, _| {}).unwrap_err().to_string();
+        let e = train(&Sine::default(), &cfg, |_, _| {})
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--meta-update") && e.contains("reptile"), "{e}");
     }
 }

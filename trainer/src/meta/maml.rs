@@ -316,7 +316,9 @@ mod tests {
             inner_lr: 1e-3,
             ..Config::sine()
         };
-        let e = train(&Sine::default(), &cfg, |_, _| {}).unwrap_err().to_string();
+        let e = train(&Sine::default(), &cfg, |_, _| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("--algo maml") && e.contains("--inner-opt sgd"),
             "{e}"

@@ -306,7 +306,18 @@ mod tests {
         )
         .unwrap();
         let mut rng = tasks::rng(3, Stream::Train, 0);
-        let terms = measure(&mut l, &Sine::default(), &mut rng, &phi, 50, 50, 2, 10, &[1e-3, 0.5]).unwrap();
+        let terms = measure(
+            &mut l,
+            &Sine::default(),
+            &mut rng,
+            &phi,
+            50,
+            50,
+            2,
+            10,
+            &[1e-3, 0.5],
+        )
+        .unwrap();
         let fits = terms.fits();
         for (f, (a, b)) in fits[0].1.iter().zip(theory(2)) {
             assert!((f.a - a).abs() < 0.01 * a.abs(), "{f:?} vs ({a}, {b})");
