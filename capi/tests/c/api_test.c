@@ -819,7 +819,7 @@ typedef struct {
     uint32_t word;          /* the flash's write unit */
     int fail_writes_after;  /* < 0: never; else this many writes succeed, then all fail (-5) */
     int fail_once_after;    /* < 0: never; else this many writes succeed, then one fails */
-    int corrupting;         /* long writes clear one bit too many */
+    int corrupting;         /* long writes clear one set bit too many */
     int misbehaving;        /* a write that clears no bit it should is reported here */
     anole_learner *reenter; /* the read callback calls the library with these */
     anole_store *reenter_store;
@@ -864,7 +864,14 @@ static int32_t flash_write(void *ctx, uint32_t offset, const uint8_t *buf, size_
         f->data[offset + i] &= buf[i];
     }
     if (f->corrupting && len > 256) {
-        f->data[offset + len / 2] &= 0xFE;
+        /* Clear one set bit from the middle on, whatever the record's bytes are. */
+        for (size_t i = len / 2; i < len; i++) {
+            uint8_t b = f->data[offset + i];
+            if (b != 0) {
+                f->data[offset + i] = (uint8_t)(b & (b - 1));
+                break;
+            }
+        }
     }
     return 0;
 }
