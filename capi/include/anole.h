@@ -92,7 +92,7 @@
 /**
  * Bytes of memory a learner handle needs (`anole_learner_init`).
  */
-#define ANOLE_LEARNER_SIZE 384
+#define ANOLE_LEARNER_SIZE 320
 #endif
 
 #if defined(ANOLE_PTR32)
