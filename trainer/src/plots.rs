@@ -27,18 +27,19 @@ fn register_font() -> Result<()> {
     }
 }
 
-/// Draw the legend of `chart` in the upper right corner and write the image.
+/// Draw the legend of `chart` at `position` and write the image.
 fn legend_and_save<'a, X: Ranged, Y: Ranged>(
     chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
     root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
     path: &Path,
+    position: SeriesLabelPosition,
 ) -> Result<()> {
     let err = draw_err(path);
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .draw()
         .map_err(&err)?;
     root.present().map_err(&err)?;
@@ -127,7 +128,7 @@ pub fn learning_curve(path: &Path, curve: &[IterLoss], title: &str) -> Result<()
             .label("last inner minibatch, after the steps before it")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
     }
-    legend_and_save(&mut chart, &root, path)
+    legend_and_save(&mut chart, &root, path, SeriesLabelPosition::UpperRight)
 }
 
 /// One model's line of [`loss_vs_steps`]: its name and (steps, mean, ci95) points.
@@ -186,7 +187,7 @@ pub fn loss_vs_steps(path: &Path, title: &str, y_desc: &str, curves: &[Curve]) -
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
             });
     }
-    legend_and_save(&mut chart, &root, path)
+    legend_and_save(&mut chart, &root, path, SeriesLabelPosition::UpperRight)
 }
 
 /// Held-out sine tasks (the first `panels` tasks `anole eval --seed SEED` uses): the true
@@ -358,24 +359,16 @@ pub fn lines(
                     .draw_series(p.iter().map(|&q| Circle::new(q, 3, color.filled())))
                     .map_err(&err)?;
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerLeft)
-                .draw()
-                .map_err(&err)?;
+            legend_and_save(&mut chart, &root, path, SeriesLabelPosition::LowerLeft)
         }};
     }
     if log_x {
         draw!(builder
             .build_cartesian_2d((x0..x1).log_scale(), y_range)
-            .map_err(&err)?);
+            .map_err(&err)?)
     } else {
-        draw!(builder.build_cartesian_2d(x0..x1, y_range).map_err(&err)?);
+        draw!(builder.build_cartesian_2d(x0..x1, y_range).map_err(&err)?)
     }
-    root.present().map_err(&err)?;
-    Ok(())
 }
 
 #[cfg(test)]

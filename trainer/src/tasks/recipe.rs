@@ -149,11 +149,16 @@ pub trait Recipe {
     /// Adaptation steps recommended in the blob and used by the evaluation.
     fn adapt_steps(&self) -> u32;
 
-    /// Adaptation minibatch recommended in the blob.
-    fn adapt_batch(&self, cfg: &Config) -> usize;
+    /// Adaptation minibatch recommended in the blob: `--adapt-batch`, else the inner batch.
+    fn adapt_batch(&self, cfg: &Config) -> usize {
+        self.options().adapt_batch.unwrap_or(cfg.inner_batch)
+    }
 
-    /// Write a checkpoint every this many meta-iterations (0: only at the end).
-    fn checkpoint_every(&self) -> u64;
+    /// Write a checkpoint every this many meta-iterations (0: only at the end):
+    /// `--checkpoint-every`, else only at the end.
+    fn checkpoint_every(&self) -> u64 {
+        self.options().checkpoint_every.unwrap_or(0)
+    }
 
     /// The `anole train` command line of the run with output folder `out`, every
     /// hyper-parameter spelled out (without `--sign`, which does not change the blobs): the

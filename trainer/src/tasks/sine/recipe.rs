@@ -116,14 +116,6 @@ impl Recipe for TrainArgs {
         self.options.adapt_steps.unwrap_or(ADAPT_STEPS)
     }
 
-    fn adapt_batch(&self, cfg: &Config) -> usize {
-        self.options.adapt_batch.unwrap_or(cfg.inner_batch)
-    }
-
-    fn checkpoint_every(&self) -> u64 {
-        self.options.checkpoint_every.unwrap_or(0)
-    }
-
     fn command(&self, cfg: &Config, out: &Path) -> String {
         let o = &self.options;
         let mut s = format!(
