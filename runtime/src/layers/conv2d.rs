@@ -2,6 +2,9 @@
 //! W is `[out, in, k, k]`, one bias per output channel.
 
 use super::{Layer, Shape, Window, MAX_DIM};
+use crate::dtype::Stored;
+#[cfg(target_arch = "arm")]
+use crate::dtype::{f16_to_f32, DType};
 use crate::error::{Error, Result};
 
 /// Sizes of one convolution application.
@@ -267,7 +270,59 @@ pub(crate) fn direct<R>(f: impl FnOnce() -> R) -> R {
 /// The direct [`forward`] with weight `i` and bias `co` read through `wt(i)` and `bias(co)`:
 /// a frozen layer's tensors decoded in place from the blob (flash), each weight once per
 /// sample and output channel. [`forward`]'s direct path (every device build) is this kernel.
+/// On Arm, 3 × 3 stride-2 padding-1 layers run register-blocked (`conv2d_blocked`), with the
+/// same additions in the same order.
 pub fn forward_from(
+    g: &Geometry,
+    wt: impl Fn(usize) -> f32,
+    bias: impl Fn(usize) -> f32,
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    #[cfg(target_arch = "arm")]
+    {
+        let run = |start: usize, out: &mut [f32]| {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = wt(start + k);
+            }
+        };
+        if super::conv2d_blocked::forward(g, &wt, run, &bias, x, y, n) {
+            return;
+        }
+    }
+    forward_direct(g, wt, bias, x, y, n);
+}
+
+/// [`forward_from`] for a frozen layer's weights and bias as stored in the blob: on Arm, runs
+/// of f16 weights are decoded in one loop.
+pub fn forward_stored(
+    g: &Geometry,
+    wt: &Stored<'_>,
+    bias: &Stored<'_>,
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    #[cfg(target_arch = "arm")]
+    if wt.dtype == DType::F16 {
+        let run = |start: usize, out: &mut [f32]| {
+            let bytes = &wt.bytes[2 * start..][..2 * out.len()];
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+            }
+        };
+        let get = |i| wt.get(i);
+        if super::conv2d_blocked::forward(g, get, run, |c| bias.get(c), x, y, n) {
+            return;
+        }
+    }
+    forward_from(g, |i| wt.get(i), |c| bias.get(c), x, y, n);
+}
+
+/// [`forward_from`]'s loops for every geometry: per output channel, input channel and kernel
+/// tap, the whole output plane.
+pub(super) fn forward_direct(
     g: &Geometry,
     wt: impl Fn(usize) -> f32,
     bias: impl Fn(usize) -> f32,

@@ -4,6 +4,8 @@
 
 pub mod act;
 pub mod conv2d;
+#[cfg(any(test, target_arch = "arm"))]
+mod conv2d_blocked;
 #[cfg(all(feature = "gemm", target_arch = "x86_64"))]
 mod conv_fma;
 #[cfg(feature = "gemm")]

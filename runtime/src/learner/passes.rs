@@ -70,7 +70,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                         self.blob.get().stored(node.tensor0),
                         self.blob.get().stored(node.tensor0 + 1),
                     );
-                    conv2d::forward_from(&geo, |i| w.get(i), |c| b.get(c), x, y, n);
+                    conv2d::forward_stored(&geo, &w, &b, x, y, n);
                 }
                 Layer::Conv2d { .. } => {
                     let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
