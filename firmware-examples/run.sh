@@ -16,8 +16,9 @@
 #   rp2040          built (its cost is the thumbv6m run's).
 #   omniglot-m4     Omniglot 5-way 5-shot, head-only, f16 init in flash: built for the
 #                   netduinoplus2 (STM32F405: 1 MB flash, 128 KB SRAM) and run in QEMU; must exit 0
-#                   (query accuracy above chance); prints accuracy, instructions per step and
-#                   per prediction, stack, RAM and flash.
+#                   (query accuracy above chance) and pass the convolution kernel check (the
+#                   register-blocked kernels against a scalar loop); prints accuracy,
+#                   instructions per step and per prediction, stack, RAM and flash.
 #   linux-aarch64   cross-built, run under qemu-aarch64: unit tests, the demo (its losses must
 #                   equal the Cortex-M and RISC-V ones bit for bit: one engine), and CSV
 #                   adapt/predict.
@@ -165,6 +166,7 @@ run_fw "$elf_nrf_m0" "$work/nrf-m0.txt"
 say "run omniglot-m4: Omniglot 5-way 5-shot, head-only (must classify above chance)"
 run_fw "$elf_omni" "$work/omniglot.txt" omniglot-m4/qemu-run.sh
 check_kernels "$work/omniglot.txt" omniglot-m4
+grep -qx 'conv_kernel_check=ok' "$work/omniglot.txt" || die "omniglot-m4: no conv_kernel_check=ok in its output"
 correct=$(value "$work/omniglot.txt" correct)
 queries=$(value "$work/omniglot.txt" queries)
 [ -n "$correct" ] && [ -n "$queries" ] || die "omniglot-m4: no accuracy in its output"

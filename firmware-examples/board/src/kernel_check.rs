@@ -99,7 +99,7 @@ impl fmt::Display for KernelCheckError {
 }
 
 /// Deterministic values in [-0.5, 0.5).
-fn fill(seed: u32, v: &mut [f32]) {
+pub(crate) fn fill(seed: u32, v: &mut [f32]) {
     let mut s = seed;
     for x in v {
         s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -107,7 +107,7 @@ fn fill(seed: u32, v: &mut [f32]) {
     }
 }
 
-fn same(a: f32, b: f32) -> bool {
+pub(crate) fn same(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits()
 }
 

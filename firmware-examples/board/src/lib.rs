@@ -10,7 +10,8 @@
 //!   defmt over RTT, panics through panic-probe, the exit status through semihosting.
 //! - [`kernel_check`]: the runtime's dense kernels as built for this target (FPU assembly on
 //!   hard-float Cortex-M, Rust elsewhere) against scalar loops on many shapes, bit for bit, in
-//!   scratch memory the firmware lends (its arena, before the application uses it).
+//!   scratch memory the firmware lends (its arena, before the application uses it);
+//!   [`conv_kernel_check`] likewise for the convolution of the Omniglot firmware's layers.
 //!
 //! The architecture is taken from the target: Cortex-M (Armv6-M, Armv7E-M, Armv8-M) on
 //! `thumb*-none-eabi*` with cortex-m-rt, RISC-V on `riscv32*-unknown-none-elf` with riscv-rt.
@@ -27,6 +28,7 @@ compile_error!("feature `semihosting` is for bare-metal Cortex-M and RISC-V targ
 #[cfg(all(feature = "defmt", not(cortex_m)))]
 compile_error!("feature `defmt` is for bare-metal Cortex-M targets");
 
+mod conv_check;
 #[cfg(cortex_m)]
 pub mod cortex;
 #[cfg(feature = "defmt")]
@@ -39,11 +41,12 @@ mod semihosting;
 #[cfg(any(cortex_m, riscv32))]
 pub mod stack;
 
+pub use conv_check::{conv_kernel_check, ConvCheckError, CONV_SCRATCH_LEN};
 #[cfg(feature = "defmt")]
 pub use defmt_out::fail;
 pub use kernel_check::{kernel_check, KernelCheckError, SCRATCH_LEN};
 #[cfg(feature = "semihosting")]
-pub use semihosting::{check_kernels, check_stack, fail, println};
+pub use semihosting::{check_conv_kernels, check_kernels, check_stack, fail, println};
 
 /// A monotonic counter that adaptation and prediction are timed with.
 pub trait Clock {

@@ -22,6 +22,15 @@ pub fn check_kernels(scratch: &mut [f32]) {
     println!("kernel_check=ok");
 }
 
+/// Run [`crate::conv_kernel_check`] in `scratch` and print `conv_kernel_check=ok`, or end with
+/// failure.
+pub fn check_conv_kernels(scratch: &mut [f32]) {
+    if let Err(e) = crate::conv_kernel_check(scratch) {
+        fail(format_args!("convolution kernel check: {e}"));
+    }
+    println!("conv_kernel_check=ok");
+}
+
 /// Print the stack's high-water mark (`peak_stack=`, `stack_available=`), or end with failure
 /// when the stack used all of it.
 pub fn check_stack() -> crate::stack::StackUsage {

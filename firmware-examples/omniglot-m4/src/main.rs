@@ -1,6 +1,7 @@
 //! Omniglot 5-way 5-shot on a Cortex-M4F with 128 KB of RAM, under QEMU (netduinoplus2, an
-//! STM32F405): after the kernel check, the f16 init stays in flash, the head adapts on the
-//! frozen body's support features, every query image is classified. Prints the query accuracy and the cost
+//! STM32F405): after the kernel checks (dense and convolution), the f16 init stays in flash,
+//! the head adapts on the frozen body's support features, every query image is classified.
+//! Prints the query accuracy and the cost
 //! (instructions per adaptation step, per support image's features and per prediction, peak
 //! stack, static RAM and flash) over semihosting; exits 0 when the accuracy is above chance.
 #![cfg_attr(target_os = "none", no_std)]
@@ -46,6 +47,7 @@ mod firmware {
             SysTickClock::<{ PER_TICK.0 }, { PER_TICK.1 }>::start(cp.SYST, "instructions");
         println!("anole Omniglot on {}", MACHINE);
         board::check_kernels(REGION_A_RAM);
+        board::check_conv_kernels(REGION_A_RAM);
         let report =
             match anole_omniglot_m4::run(PARTS, REGION_A_RAM, REGION_B_RAM, SAVED_HEAD, &mut clock)
             {
