@@ -41,7 +41,10 @@ mod semihosting;
 #[cfg(any(cortex_m, riscv32))]
 pub mod stack;
 
-pub use conv_check::{conv_kernel_check, ConvCheckError, CONV_SCRATCH_LEN};
+pub use conv_check::{
+    conv_costs, conv_kernel_check, ConvCheckError, ConvCost, CONV_SCRATCH_LEN, COST_SCRATCH_LEN,
+    COST_SHAPES,
+};
 #[cfg(feature = "defmt")]
 pub use defmt_out::fail;
 pub use kernel_check::{kernel_check, KernelCheckError, SCRATCH_LEN};

@@ -48,6 +48,27 @@ mod firmware {
         println!("anole Omniglot on {}", MACHINE);
         board::check_kernels(REGION_A_RAM);
         board::check_conv_kernels(REGION_A_RAM);
+        let Some(costs) = board::conv_costs(REGION_A_RAM, &mut clock) else {
+            fail(format_args!(
+                "the convolution costs need more scratch than region A"
+            ));
+        };
+        for c in costs {
+            let (cin, cout, h, w) = c.shape;
+            let per_mac = |count: u64| {
+                let hundredths = count * 100 / c.macs as u64;
+                (hundredths / 100, hundredths % 100)
+            };
+            let (f, i, g) = (
+                per_mac(c.forward),
+                per_mac(c.input_grad),
+                per_mac(c.weight_grad),
+            );
+            println!(
+                "conv_cost={}x{}x{}->{}: {} MACs, per MAC: forward {}.{:02}, input gradient {}.{:02}, weight gradient {}.{:02}",
+                cin, h, w, cout, c.macs, f.0, f.1, i.0, i.1, g.0, g.1
+            );
+        }
         let report =
             match anole_omniglot_m4::run(PARTS, REGION_A_RAM, REGION_B_RAM, SAVED_HEAD, &mut clock)
             {

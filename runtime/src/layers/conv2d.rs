@@ -198,43 +198,66 @@ pub fn backward(
         return super::conv_gemm::backward(g, wt, x, gy, params_grad, gx, n);
     }
     // The direct kernels (every device build's path).
+    if let Some((dw, db)) = params_grad {
+        bias_grad(g, gy, db, n);
+        #[cfg(target_arch = "arm")]
+        if super::conv2d_blocked::weight_grad(g, x, gy, dw, n) {
+            if let Some(gx) = gx {
+                input_grad_from(g, |i| wt[i], gy, gx, n);
+            }
+            return;
+        }
+        weight_grad_direct(g, x, gy, dw, n);
+    }
+    if let Some(gx) = gx {
+        input_grad_from(g, |i| wt[i], gy, gx, n);
+    }
+}
+
+/// The bias gradient of [`backward`] (`db`, written): per sample, each output channel's
+/// output gradients summed in order, added onto `db`.
+fn bias_grad(g: &Geometry, gy: &[f32], db: &mut [f32], n: usize) {
+    db.fill(0.0);
+    for gs in gy.chunks_exact(g.out_len()).take(n) {
+        for (d, gc) in db.iter_mut().zip(gs.chunks_exact(g.oh * g.ow)) {
+            *d += gc.iter().sum::<f32>();
+        }
+    }
+}
+
+/// The weight gradient of [`backward`]'s direct path (`dw`, written): per sample, output and
+/// input channel and kernel tap, the sum over the output positions, added onto `dw`.
+pub(super) fn weight_grad_direct(g: &Geometry, x: &[f32], gy: &[f32], dw: &mut [f32], n: usize) {
     let k = g.win.kernel;
     let (s, p) = (g.win.stride, g.win.padding);
     let plane = g.oh * g.ow;
-    if let Some((dw, db)) = params_grad {
-        dw.fill(0.0);
-        db.fill(0.0);
-        for (xs, gs) in x
-            .chunks_exact(g.in_len())
-            .zip(gy.chunks_exact(g.out_len()))
-            .take(n)
-        {
-            for (co, gc) in gs.chunks_exact(plane).enumerate() {
-                db[co] += gc.iter().sum::<f32>();
-                for ci in 0..g.cin {
-                    let xc = &xs[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-                    for ky in 0..k {
-                        let (oy0, oy1) = g.valid(g.h, g.oh, ky);
-                        for kx in 0..k {
-                            let (ox0, ox1) = g.valid(g.w, g.ow, kx);
-                            let mut acc = 0.0f32;
-                            for oy in oy0..oy1 {
-                                let iy = oy * s + ky - p;
-                                let grow = &gc[oy * g.ow..(oy + 1) * g.ow];
-                                let xrow = &xc[iy * g.w..(iy + 1) * g.w];
-                                for ox in ox0..ox1 {
-                                    acc += grow[ox] * xrow[ox * s + kx - p];
-                                }
+    dw.fill(0.0);
+    for (xs, gs) in x
+        .chunks_exact(g.in_len())
+        .zip(gy.chunks_exact(g.out_len()))
+        .take(n)
+    {
+        for (co, gc) in gs.chunks_exact(plane).enumerate() {
+            for ci in 0..g.cin {
+                let xc = &xs[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+                for ky in 0..k {
+                    let (oy0, oy1) = g.valid(g.h, g.oh, ky);
+                    for kx in 0..k {
+                        let (ox0, ox1) = g.valid(g.w, g.ow, kx);
+                        let mut acc = 0.0f32;
+                        for oy in oy0..oy1 {
+                            let iy = oy * s + ky - p;
+                            let grow = &gc[oy * g.ow..(oy + 1) * g.ow];
+                            let xrow = &xc[iy * g.w..(iy + 1) * g.w];
+                            for ox in ox0..ox1 {
+                                acc += grow[ox] * xrow[ox * s + kx - p];
                             }
-                            dw[((co * g.cin + ci) * k + ky) * k + kx] += acc;
                         }
+                        dw[((co * g.cin + ci) * k + ky) * k + kx] += acc;
                     }
                 }
             }
         }
-    }
-    if let Some(gx) = gx {
-        input_grad_from(g, |i| wt[i], gy, gx, n);
     }
 }
 
@@ -306,14 +329,8 @@ pub fn forward_stored(
 ) {
     #[cfg(target_arch = "arm")]
     if wt.dtype == DType::F16 {
-        let run = |start: usize, out: &mut [f32]| {
-            let bytes = &wt.bytes[2 * start..][..2 * out.len()];
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-            }
-        };
         let get = |i| wt.get(i);
-        if super::conv2d_blocked::forward(g, get, run, |c| bias.get(c), x, y, n) {
+        if super::conv2d_blocked::forward(g, get, f16_run(wt), |c| bias.get(c), x, y, n) {
             return;
         }
     }
@@ -365,6 +382,52 @@ pub(super) fn forward_direct(
 /// through `wt(i)`: a frozen layer in flash behind an adapting one, and [`backward`]'s own
 /// direct path.
 pub fn input_grad_from(
+    g: &Geometry,
+    wt: impl Fn(usize) -> f32,
+    gy: &[f32],
+    gx: &mut [f32],
+    n: usize,
+) {
+    #[cfg(target_arch = "arm")]
+    {
+        let run = |start: usize, out: &mut [f32]| {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = wt(start + k);
+            }
+        };
+        if super::conv2d_blocked::input_grad(g, &wt, run, gy, gx, n) {
+            return;
+        }
+    }
+    input_grad_direct(g, wt, gy, gx, n);
+}
+
+/// [`input_grad_from`] for a frozen layer's weights as stored in the blob: on Arm, runs of f16
+/// weights are decoded in one loop.
+pub fn input_grad_stored(g: &Geometry, wt: &Stored<'_>, gy: &[f32], gx: &mut [f32], n: usize) {
+    #[cfg(target_arch = "arm")]
+    if wt.dtype == DType::F16 {
+        let get = |i| wt.get(i);
+        if super::conv2d_blocked::input_grad(g, get, f16_run(wt), gy, gx, n) {
+            return;
+        }
+    }
+    input_grad_from(g, |i| wt.get(i), gy, gx, n);
+}
+
+/// Fills `out` with the f16 weights of `wt` from `start` on.
+#[cfg(target_arch = "arm")]
+fn f16_run<'a>(wt: &'a Stored<'_>) -> impl Fn(usize, &mut [f32]) + 'a {
+    |start: usize, out: &mut [f32]| {
+        let bytes = &wt.bytes[2 * start..][..2 * out.len()];
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+        }
+    }
+}
+
+/// [`input_grad_from`]'s loops for every geometry.
+pub(super) fn input_grad_direct(
     g: &Geometry,
     wt: impl Fn(usize) -> f32,
     gy: &[f32],

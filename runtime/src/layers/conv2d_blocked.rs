@@ -60,7 +60,6 @@ pub(super) fn forward(
     }
     let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
     let mut buf = [0.0f32; CI * TAPS];
-    let mut taps = [0.0f32; 9];
     for (xs, ys) in x
         .chunks_exact(g.cin * plane_in)
         .zip(y.chunks_exact_mut(g.cout * plane_out))
@@ -74,14 +73,9 @@ pub(super) fn forward(
         for (b, yb) in blocks.chunks_exact_mut(CB * plane_out).enumerate() {
             for ci0 in (0..g.cin).step_by(CI) {
                 let cn = CI.min(g.cin - ci0);
-                for c in 0..CB {
-                    for k in 0..cn {
-                        run(((b * CB + c) * g.cin + ci0 + k) * 9, &mut taps);
-                        for (t, &v) in taps.iter().enumerate() {
-                            buf[k * TAPS + t * CB + c] = v;
-                        }
-                    }
-                }
+                gather(&mut buf, cn, &run, |k, c| {
+                    ((b * CB + c) * g.cin + ci0 + k) * 9
+                });
                 let xc = &xs[ci0 * plane_in..(ci0 + cn) * plane_in];
                 sweep(g, &buf[..cn * TAPS], xc, yb);
             }
@@ -91,6 +85,25 @@ pub(super) fn forward(
         }
     }
     true
+}
+
+/// Decodes the 9 weights of `cn` channel pairs into `buf`, `[k][ky][kx][c]`: those of pair
+/// `(k, c)` (`k < cn`, `c < CB`) start at weight `start(k, c)`.
+fn gather(
+    buf: &mut [f32; CI * TAPS],
+    cn: usize,
+    run: &impl Fn(usize, &mut [f32]),
+    start: impl Fn(usize, usize) -> usize,
+) {
+    let mut taps = [0.0f32; 9];
+    for c in 0..CB {
+        for k in 0..cn {
+            run(start(k, c), &mut taps);
+            for (t, &v) in taps.iter().enumerate() {
+                buf[k * TAPS + t * CB + c] = v;
+            }
+        }
+    }
 }
 
 /// One output channel `co` (the last, partial block), onto the bias in `yc`: the direct loop's
@@ -199,6 +212,254 @@ fn rust_block<const Q: usize>(g: &Geometry, b: &Block, wb: &[f32], xc: &[f32], y
     for (c, a) in acc.iter().enumerate() {
         yb[c * plane_out + b.y0..][..Q].copy_from_slice(a);
     }
+}
+
+/// The input gradient of [`super::conv2d::input_grad_from`] (`gx`, written) for a geometry
+/// that [`applies`], the same results, weights read as [`forward`] reads them. Every input
+/// gradient is a chain from `+0.0` over output channels in increasing order, each adding its
+/// kernel rows in increasing order and, within a row, column 0 before column 2: here a block of
+/// [`CB`] input channels × up to [`P`] columns of one input row keeps its chains in registers
+/// across [`CI`] output channels. Returns false, having done nothing, for any other geometry.
+///
+/// # Panics
+/// As `input_grad_from`, when `gy` or `gx` is shorter than `n` samples need or `wt`, `run`
+/// panic.
+pub(super) fn input_grad(
+    g: &Geometry,
+    wt: impl Fn(usize) -> f32,
+    run: impl Fn(usize, &mut [f32]),
+    gy: &[f32],
+    gx: &mut [f32],
+    n: usize,
+) -> bool {
+    if !applies(g) {
+        return false;
+    }
+    let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+    let mut buf = [0.0f32; CI * TAPS];
+    for (gxs, gs) in gx
+        .chunks_exact_mut(g.cin * plane_in)
+        .zip(gy.chunks_exact(g.cout * plane_out))
+        .take(n)
+    {
+        gxs.fill(0.0);
+        let full = g.cin / CB * CB;
+        let (blocks, rest) = gxs.split_at_mut(full * plane_in);
+        for (b, gxb) in blocks.chunks_exact_mut(CB * plane_in).enumerate() {
+            for co0 in (0..g.cout).step_by(CI) {
+                let cn = CI.min(g.cout - co0);
+                gather(&mut buf, cn, &run, |k, c| {
+                    ((co0 + k) * g.cin + b * CB + c) * 9
+                });
+                let gc = &gs[co0 * plane_out..(co0 + cn) * plane_out];
+                sweep_input(g, &buf[..cn * TAPS], gc, gxb);
+            }
+        }
+        for (c, gxc) in rest.chunks_exact_mut(plane_in).enumerate() {
+            single_input(g, &wt, full + c, gs, gxc);
+        }
+    }
+    true
+}
+
+/// The input gradient of one input channel `ci` (the last, partial block), onto `gxc`: the
+/// direct loop's chains.
+fn single_input(g: &Geometry, wt: &impl Fn(usize) -> f32, ci: usize, gs: &[f32], gxc: &mut [f32]) {
+    let plane_out = g.oh * g.ow;
+    for (co, gc) in gs.chunks_exact(plane_out).enumerate() {
+        for ky in 0..3 {
+            let (oy0, oy1) = g.valid(g.h, g.oh, ky);
+            for kx in 0..3 {
+                let wv = wt(((co * g.cin + ci) * 3 + ky) * 3 + kx);
+                let (ox0, ox1) = g.valid(g.w, g.ow, kx);
+                for oy in oy0..oy1 {
+                    let row = &mut gxc[(2 * oy + ky - 1) * g.w..][..g.w];
+                    for ox in ox0..ox1 {
+                        row[2 * ox + kx - 1] += wv * gc[oy * g.ow + ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output rows and kernel rows that reach input row `iy`, kernel rows in increasing order:
+/// an even row is under kernel row 1 of output row `iy / 2`; an odd one under row 0 of output
+/// row `(iy + 1) / 2` (when there is one) and row 2 of `(iy − 1) / 2`.
+fn rows_under(g: &Geometry, iy: usize) -> ([(usize, usize); 2], usize) {
+    if iy % 2 == 0 {
+        ([(1, iy / 2), (0, 0)], 1)
+    } else if iy.div_ceil(2) < g.oh {
+        ([(0, iy.div_ceil(2)), (2, (iy - 1) / 2)], 2)
+    } else {
+        ([(2, (iy - 1) / 2), (0, 0)], 1)
+    }
+}
+
+/// Adds the `cn = wb.len() / TAPS` output channels of `gc` into the input gradients of the
+/// [`CB`] input channels `gxb`, block by block.
+fn sweep_input(g: &Geometry, wb: &[f32], gc: &[f32], gxb: &mut [f32]) {
+    for iy in 0..g.h {
+        let (rows, nrows) = rows_under(g, iy);
+        let rows = &rows[..nrows];
+        let mut ix0 = 0;
+        while ix0 < g.w {
+            let l = P.min(g.w - ix0);
+            let last = ix0 + l - 1;
+            // Column 0 of the kernel reaches an odd input column from the next output column.
+            let right = last % 2 == 1 && last.div_ceil(2) >= g.ow;
+            let at = iy * g.w + ix0;
+            match l {
+                4 => input_block::<4>(g, rows, ix0 / 2, right, wb, gc, gxb, at),
+                3 => input_block::<3>(g, rows, ix0 / 2, right, wb, gc, gxb, at),
+                2 => input_block::<2>(g, rows, ix0 / 2, right, wb, gc, gxb, at),
+                _ => input_block::<1>(g, rows, ix0 / 2, right, wb, gc, gxb, at),
+            }
+            ix0 += l;
+        }
+    }
+}
+
+/// `L` input columns from the even column `2·m0` of one row (first gradient at `at` in each of
+/// the [`CB`] planes `gxb`), over every output channel of `gc` and `wb`, through kernel rows
+/// `rows` (`(ky, oy)`). An even column `2m` takes kernel column 1 of output column `m`; an odd
+/// one `2m + 1` column 0 of output column `m + 1` (not when `right` and it is the last) and
+/// then column 2 of `m`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_block<const L: usize>(
+    g: &Geometry,
+    rows: &[(usize, usize)],
+    m0: usize,
+    right: bool,
+    wb: &[f32],
+    gc: &[f32],
+    gxb: &mut [f32],
+    at: usize,
+) {
+    let plane_in = g.h * g.w;
+    let plane_out = g.oh * g.ow;
+    let mut acc = [[0.0f32; L]; CB];
+    for (c, a) in acc.iter_mut().enumerate() {
+        a.copy_from_slice(&gxb[c * plane_in + at..][..L]);
+    }
+    for (wp, gp) in wb.chunks_exact(TAPS).zip(gc.chunks_exact(plane_out)) {
+        for &(ky, oy) in rows {
+            let grow = &gp[oy * g.ow..][..g.ow];
+            let wk = &wp[ky * 3 * CB..][..3 * CB];
+            for j in 0..L {
+                let m = m0 + j / 2;
+                if j % 2 == 0 {
+                    let gv = grow[m];
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        a[j] += wk[CB + c] * gv;
+                    }
+                } else {
+                    if !(right && j == L - 1) {
+                        let gv = grow[m + 1];
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            a[j] += wk[c] * gv;
+                        }
+                    }
+                    let gv = grow[m];
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        a[j] += wk[2 * CB + c] * gv;
+                    }
+                }
+            }
+        }
+    }
+    for (c, a) in acc.iter().enumerate() {
+        gxb[c * plane_in + at..][..L].copy_from_slice(a);
+    }
+}
+
+/// The weight gradient of [`super::conv2d::backward`] (`dw`, written) for a geometry that
+/// [`applies`], the same results: per sample, each weight's sum from `+0.0` over the output
+/// positions in row-major order, added onto `dw` (from `+0.0`). Here a block of [`CB`] output
+/// channels × the 3 kernel columns of one kernel row keeps its 12 sums in registers over the
+/// positions, each output gradient loaded once per block and each input value serving
+/// [`CB`] weights. Returns false, having done nothing, for any other geometry.
+///
+/// # Panics
+/// When `x` or `gy` is shorter than `n` samples need or `dw` than the layer's weights.
+pub(super) fn weight_grad(g: &Geometry, x: &[f32], gy: &[f32], dw: &mut [f32], n: usize) -> bool {
+    if !applies(g) {
+        return false;
+    }
+    let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+    dw.fill(0.0);
+    for (xs, gs) in x
+        .chunks_exact(g.cin * plane_in)
+        .zip(gy.chunks_exact(g.cout * plane_out))
+        .take(n)
+    {
+        let mut co = 0;
+        while co < g.cout {
+            let cb = CB.min(g.cout - co);
+            let gb = &gs[co * plane_out..(co + cb) * plane_out];
+            for (ci, xc) in xs.chunks_exact(plane_in).enumerate() {
+                for ky in 0..3 {
+                    let sums = if cb == CB {
+                        weight_block::<CB>(g, gb, xc, ky)
+                    } else {
+                        let mut sums = [[0.0f32; 3]; CB];
+                        for (c, gc) in gb.chunks_exact(plane_out).enumerate() {
+                            sums[c] = weight_block::<1>(g, gc, xc, ky)[0];
+                        }
+                        sums
+                    };
+                    for (c, s) in sums.iter().enumerate().take(cb) {
+                        let d = &mut dw[(((co + c) * g.cin + ci) * 3 + ky) * 3..][..3];
+                        for (d, s) in d.iter_mut().zip(s) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+            co += cb;
+        }
+    }
+    true
+}
+
+/// The sums of kernel row `ky`'s 3 columns for the `C` output channels of `gb` (planes one
+/// after the other) and input channel `xc`, over the output positions in row-major order.
+#[inline(always)]
+fn weight_block<const C: usize>(g: &Geometry, gb: &[f32], xc: &[f32], ky: usize) -> [[f32; 3]; C] {
+    let plane_out = g.oh * g.ow;
+    let mut acc = [[0.0f32; 3]; C];
+    let (oy0, oy1) = g.valid(g.h, g.oh, ky);
+    for oy in oy0..oy1 {
+        let xrow = &xc[(2 * oy + ky - 1) * g.w..][..g.w];
+        let mut grows = [&[][..]; C];
+        for (c, r) in grows.iter_mut().enumerate() {
+            *r = &gb[c * plane_out + oy * g.ow..][..g.ow];
+        }
+        for ox in 0..g.ow {
+            let mut gv = [0.0f32; C];
+            for (v, r) in gv.iter_mut().zip(&grows) {
+                *v = r[ox];
+            }
+            if ox > 0 {
+                let xv = xrow[2 * ox - 1];
+                for (a, v) in acc.iter_mut().zip(&gv) {
+                    a[0] += v * xv;
+                }
+            }
+            let xv = xrow[2 * ox];
+            for (a, v) in acc.iter_mut().zip(&gv) {
+                a[1] += v * xv;
+            }
+            if 2 * ox + 1 < g.w {
+                let xv = xrow[2 * ox + 1];
+                for (a, v) in acc.iter_mut().zip(&gv) {
+                    a[2] += v * xv;
+                }
+            }
+        }
+    }
+    acc
 }
 
 /// The assembly of [`asm_block`] for 4 output columns.
@@ -675,6 +936,39 @@ mod tests {
                     assert!(forward(&g, |i| wt[i], run, |c| bias[c], &x, &mut got, n));
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got), bits(&want), "{g:?}, n = {n}");
+                }
+            }
+        }
+    }
+
+    /// The input and weight gradients: the same bits as the direct loops on the shapes of
+    /// the forward test.
+    #[test]
+    fn gradients_give_the_direct_loops_bits() {
+        let mut seed = 1000;
+        let small = [(1, 4), (4, 2), (5, 3), (8, 1), (9, 4)].map(|c| (c, 1..16));
+        let wide = [(4, CI), (6, CI + 1), (5, 2 * CI + 3)].map(|c| (c, 1..6));
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for ((cin, cout), hs) in small.into_iter().chain(wide) {
+            for h in hs {
+                for w in [1, 2, 3, 4, 5, 7, 8, 14, h] {
+                    let g = geometry(cin, h, w, cout);
+                    seed += 1;
+                    let n = 1 + seed as usize % 2;
+                    let wt = values(seed, cout * cin * 9);
+                    let x = values(seed + 3, n * cin * h * w);
+                    let gy = values(seed + 5, n * cout * g.oh * g.ow);
+                    let (mut want, mut got) = (std::vec![1.5; x.len()], std::vec![2.5; x.len()]);
+                    conv2d::input_grad_direct(&g, |i| wt[i], &gy, &mut want, n);
+                    let run =
+                        |s: usize, out: &mut [f32]| out.copy_from_slice(&wt[s..s + out.len()]);
+                    assert!(input_grad(&g, |i| wt[i], run, &gy, &mut got, n));
+                    assert_eq!(bits(&got), bits(&want), "input gradient {g:?}, n = {n}");
+                    let mut dw0 = std::vec![0.0; wt.len()];
+                    conv2d::weight_grad_direct(&g, &x, &gy, &mut dw0, n);
+                    let mut dw = std::vec![7.0; wt.len()];
+                    assert!(weight_grad(&g, &x, &gy, &mut dw, n));
+                    assert_eq!(bits(&dw), bits(&dw0), "weight gradient {g:?}, n = {n}");
                 }
             }
         }

@@ -192,9 +192,9 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                 Layer::Conv2d { .. } if !node.resident => {
                     if let Some(gx) = gx {
                         let w = self.blob.get().stored(node.tensor0);
-                        conv2d::input_grad_from(
+                        conv2d::input_grad_stored(
                             &conv2d::Geometry::of(node.layer, node.input, node.output),
-                            |i| w.get(i),
+                            &w,
                             g,
                             gx,
                             n,
