@@ -1,10 +1,12 @@
 //! 2-D convolution with square kernel, stride and symmetric zero padding, CHW layout.
 //! W is `[out, in, k, k]`, one bias per output channel.
 
-use super::{Layer, Shape, Window, MAX_DIM};
-use crate::dtype::Stored;
 #[cfg(target_arch = "arm")]
-use crate::dtype::{f16_to_f32, DType};
+use super::conv2d_blocked as blocked;
+use super::{Layer, Shape, Window, MAX_DIM};
+#[cfg(target_arch = "arm")]
+use crate::dtype::DType;
+use crate::dtype::Stored;
 use crate::error::{Error, Result};
 
 /// Sizes of one convolution application.
@@ -304,15 +306,8 @@ pub fn forward_from(
     n: usize,
 ) {
     #[cfg(target_arch = "arm")]
-    {
-        let run = |start: usize, out: &mut [f32]| {
-            for (k, o) in out.iter_mut().enumerate() {
-                *o = wt(start + k);
-            }
-        };
-        if super::conv2d_blocked::forward(g, &wt, run, &bias, x, y, n) {
-            return;
-        }
+    if super::conv2d_blocked::forward(g, blocked::Each(&wt), &bias, x, y, n) {
+        return;
     }
     forward_direct(g, wt, bias, x, y, n);
 }
@@ -329,8 +324,8 @@ pub fn forward_stored(
 ) {
     #[cfg(target_arch = "arm")]
     if wt.dtype == DType::F16 {
-        let get = |i| wt.get(i);
-        if super::conv2d_blocked::forward(g, get, f16_run(wt), |c| bias.get(c), x, y, n) {
+        let f16 = blocked::F16(wt.bytes);
+        if super::conv2d_blocked::forward(g, f16, |c| bias.get(c), x, y, n) {
             return;
         }
     }
@@ -389,15 +384,8 @@ pub fn input_grad_from(
     n: usize,
 ) {
     #[cfg(target_arch = "arm")]
-    {
-        let run = |start: usize, out: &mut [f32]| {
-            for (k, o) in out.iter_mut().enumerate() {
-                *o = wt(start + k);
-            }
-        };
-        if super::conv2d_blocked::input_grad(g, &wt, run, gy, gx, n) {
-            return;
-        }
+    if super::conv2d_blocked::input_grad(g, blocked::Each(&wt), gy, gx, n) {
+        return;
     }
     input_grad_direct(g, wt, gy, gx, n);
 }
@@ -407,23 +395,11 @@ pub fn input_grad_from(
 pub fn input_grad_stored(g: &Geometry, wt: &Stored<'_>, gy: &[f32], gx: &mut [f32], n: usize) {
     #[cfg(target_arch = "arm")]
     if wt.dtype == DType::F16 {
-        let get = |i| wt.get(i);
-        if super::conv2d_blocked::input_grad(g, get, f16_run(wt), gy, gx, n) {
+        if super::conv2d_blocked::input_grad(g, blocked::F16(wt.bytes), gy, gx, n) {
             return;
         }
     }
     input_grad_from(g, |i| wt.get(i), gy, gx, n);
-}
-
-/// Fills `out` with the f16 weights of `wt` from `start` on.
-#[cfg(target_arch = "arm")]
-fn f16_run<'a>(wt: &'a Stored<'_>) -> impl Fn(usize, &mut [f32]) + 'a {
-    |start: usize, out: &mut [f32]| {
-        let bytes = &wt.bytes[2 * start..][..2 * out.len()];
-        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-        }
-    }
 }
 
 /// [`input_grad_from`]'s loops for every geometry.

@@ -23,6 +23,7 @@
 #![allow(unsafe_code)]
 
 use super::conv2d::Geometry;
+use crate::dtype::f16_to_f32;
 
 /// Output channels per block.
 const CB: usize = 4;
@@ -33,23 +34,62 @@ const CI: usize = 32;
 /// Weights per input channel in the buffer: `[ky][kx][c]`.
 const TAPS: usize = 9 * CB;
 
+/// Where the kernels read a layer's weights from.
+pub(super) trait Source {
+    /// Weight `i`.
+    fn at(&self, i: usize) -> f32;
+    /// Weights `start..start + out.len()`, into `out`.
+    fn run(&self, start: usize, out: &mut [f32]);
+}
+
+/// Weights read one at a time through a function.
+pub(super) struct Each<F>(pub F);
+
+impl<F: Fn(usize) -> f32> Source for Each<F> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> f32 {
+        (self.0)(i)
+    }
+    #[inline(always)]
+    fn run(&self, start: usize, out: &mut [f32]) {
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = (self.0)(start + k);
+        }
+    }
+}
+
+/// Weights stored as little-endian f16 (a frozen layer in the blob).
+pub(super) struct F16<'a>(pub &'a [u8]);
+
+impl Source for F16<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize) -> f32 {
+        f16_to_f32(u16::from_le_bytes([self.0[2 * i], self.0[2 * i + 1]]))
+    }
+    #[inline(always)]
+    fn run(&self, start: usize, out: &mut [f32]) {
+        let bytes = &self.0[2 * start..][..2 * out.len()];
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+        }
+    }
+}
+
 /// Whether [`forward`] computes layers of geometry `g`.
 pub(super) fn applies(g: &Geometry) -> bool {
     g.win.kernel == 3 && g.win.stride == 2 && g.win.padding == 1
 }
 
 /// [`super::conv2d::forward_from`] for a geometry that [`applies`] (and passes
-/// [`Geometry::check`]), the same results, with weight `i` read through `wt(i)` and runs of
-/// consecutive weights through `run(start, out)` (which fills `out` with weights
-/// `start..start + out.len()`). Returns false, having done nothing, for any other geometry.
+/// [`Geometry::check`]), the same results, with the weights read from `wt`. Returns false,
+/// having done nothing, for any other geometry.
 ///
 /// # Panics
-/// As `forward_from`, when `x` or `y` is shorter than `n` samples need or `wt`, `run` or
-/// `bias` panic.
+/// As `forward_from`, when `x` or `y` is shorter than `n` samples need or `wt` or `bias`
+/// panic.
 pub(super) fn forward(
     g: &Geometry,
-    wt: impl Fn(usize) -> f32,
-    run: impl Fn(usize, &mut [f32]),
+    wt: impl Source,
     bias: impl Fn(usize) -> f32,
     x: &[f32],
     y: &mut [f32],
@@ -73,7 +113,7 @@ pub(super) fn forward(
         for (b, yb) in blocks.chunks_exact_mut(CB * plane_out).enumerate() {
             for ci0 in (0..g.cin).step_by(CI) {
                 let cn = CI.min(g.cin - ci0);
-                gather(&mut buf, cn, &run, |k, c| {
+                gather(&mut buf, cn, &wt, |k, c| {
                     ((b * CB + c) * g.cin + ci0 + k) * 9
                 });
                 let xc = &xs[ci0 * plane_in..(ci0 + cn) * plane_in];
@@ -89,16 +129,17 @@ pub(super) fn forward(
 
 /// Decodes the 9 weights of `cn` channel pairs into `buf`, `[k][ky][kx][c]`: those of pair
 /// `(k, c)` (`k < cn`, `c < CB`) start at weight `start(k, c)`.
+#[inline(always)]
 fn gather(
     buf: &mut [f32; CI * TAPS],
     cn: usize,
-    run: &impl Fn(usize, &mut [f32]),
+    wt: &impl Source,
     start: impl Fn(usize, usize) -> usize,
 ) {
     let mut taps = [0.0f32; 9];
     for c in 0..CB {
         for k in 0..cn {
-            run(start(k, c), &mut taps);
+            wt.run(start(k, c), &mut taps);
             for (t, &v) in taps.iter().enumerate() {
                 buf[k * TAPS + t * CB + c] = v;
             }
@@ -108,14 +149,14 @@ fn gather(
 
 /// One output channel `co` (the last, partial block), onto the bias in `yc`: the direct loop's
 /// chains, one output at a time.
-fn single(g: &Geometry, wt: &impl Fn(usize) -> f32, co: usize, xs: &[f32], yc: &mut [f32]) {
+fn single(g: &Geometry, wt: &impl Source, co: usize, xs: &[f32], yc: &mut [f32]) {
     let plane_in = g.h * g.w;
     for ci in 0..g.cin {
         let xc = &xs[ci * plane_in..(ci + 1) * plane_in];
         for ky in 0..3 {
             let (oy0, oy1) = g.valid(g.h, g.oh, ky);
             for kx in 0..3 {
-                let wv = wt(((co * g.cin + ci) * 3 + ky) * 3 + kx);
+                let wv = wt.at(((co * g.cin + ci) * 3 + ky) * 3 + kx);
                 let (ox0, ox1) = g.valid(g.w, g.ow, kx);
                 for oy in oy0..oy1 {
                     let xrow = &xc[(2 * oy + ky - 1) * g.w..][..g.w];
@@ -222,12 +263,10 @@ fn rust_block<const Q: usize>(g: &Geometry, b: &Block, wb: &[f32], xc: &[f32], y
 /// across [`CI`] output channels. Returns false, having done nothing, for any other geometry.
 ///
 /// # Panics
-/// As `input_grad_from`, when `gy` or `gx` is shorter than `n` samples need or `wt`, `run`
-/// panic.
+/// As `input_grad_from`, when `gy` or `gx` is shorter than `n` samples need or `wt` panics.
 pub(super) fn input_grad(
     g: &Geometry,
-    wt: impl Fn(usize) -> f32,
-    run: impl Fn(usize, &mut [f32]),
+    wt: impl Source,
     gy: &[f32],
     gx: &mut [f32],
     n: usize,
@@ -248,7 +287,7 @@ pub(super) fn input_grad(
         for (b, gxb) in blocks.chunks_exact_mut(CB * plane_in).enumerate() {
             for co0 in (0..g.cout).step_by(CI) {
                 let cn = CI.min(g.cout - co0);
-                gather(&mut buf, cn, &run, |k, c| {
+                gather(&mut buf, cn, &wt, |k, c| {
                     ((co0 + k) * g.cin + b * CB + c) * 9
                 });
                 let gc = &gs[co0 * plane_out..(co0 + cn) * plane_out];
@@ -264,13 +303,13 @@ pub(super) fn input_grad(
 
 /// The input gradient of one input channel `ci` (the last, partial block), onto `gxc`: the
 /// direct loop's chains.
-fn single_input(g: &Geometry, wt: &impl Fn(usize) -> f32, ci: usize, gs: &[f32], gxc: &mut [f32]) {
+fn single_input(g: &Geometry, wt: &impl Source, ci: usize, gs: &[f32], gxc: &mut [f32]) {
     let plane_out = g.oh * g.ow;
     for (co, gc) in gs.chunks_exact(plane_out).enumerate() {
         for ky in 0..3 {
             let (oy0, oy1) = g.valid(g.h, g.oh, ky);
             for kx in 0..3 {
-                let wv = wt(((co * g.cin + ci) * 3 + ky) * 3 + kx);
+                let wv = wt.at(((co * g.cin + ci) * 3 + ky) * 3 + kx);
                 let (ox0, ox1) = g.valid(g.w, g.ow, kx);
                 for oy in oy0..oy1 {
                     let row = &mut gxc[(2 * oy + ky - 1) * g.w..][..g.w];
@@ -400,7 +439,21 @@ pub(super) fn weight_grad(g: &Geometry, x: &[f32], gy: &[f32], dw: &mut [f32], n
             let gb = &gs[co * plane_out..(co + cb) * plane_out];
             for (ci, xc) in xs.chunks_exact(plane_in).enumerate() {
                 for ky in 0..3 {
-                    let sums = if cb == CB {
+                    #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+                    let done = if cb == CB {
+                        asm_weight_block(g, gb, xc, ky)
+                    } else {
+                        None
+                    };
+                    #[cfg(not(all(
+                        target_arch = "arm",
+                        target_abi = "eabihf",
+                        target_os = "none"
+                    )))]
+                    let done = None;
+                    let sums = if let Some(sums) = done {
+                        sums
+                    } else if cb == CB {
                         weight_block::<CB>(g, gb, xc, ky)
                     } else {
                         let mut sums = [[0.0f32; 3]; CB];
@@ -460,6 +513,146 @@ fn weight_block<const C: usize>(g: &Geometry, gb: &[f32], xc: &[f32], ky: usize)
         }
     }
     acc
+}
+
+/// The assembly of [`asm_weight_block`]: per output row, position 0 (kernel column 0 on the
+/// padding), the inner positions, then the last one when column 2 falls on the padding.
+#[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+macro_rules! asm_weight_rows {
+    () => {
+        concat!(
+            "vpush {{d0-d15}}\n",
+            "ldr {t}, [{prm}, #12]\n",
+            "vldm {t}, {{s0-s11}}\n",
+            "1:\n",
+            "vldmia {g0}!, {{s12}}\n",
+            "vldmia {g1}!, {{s13}}\n",
+            "vldmia {g2}!, {{s14}}\n",
+            "vldmia {g3}!, {{s15}}\n",
+            "vldm {xp}, {{s16, s17}}\n",
+            "add {xp}, {xp}, #4\n",
+            "vmla.f32 s1, s12, s16\n",
+            "vmla.f32 s4, s13, s16\n",
+            "vmla.f32 s7, s14, s16\n",
+            "vmla.f32 s10, s15, s16\n",
+            "vmla.f32 s2, s12, s17\n",
+            "vmla.f32 s5, s13, s17\n",
+            "vmla.f32 s8, s14, s17\n",
+            "vmla.f32 s11, s15, s17\n",
+            "ldr {k}, [{prm}]\n",
+            "cmp {k}, #0\n",
+            "beq 3f\n",
+            "2:\n",
+            "vldmia {g0}!, {{s12}}\n",
+            "vldmia {g1}!, {{s13}}\n",
+            "vldmia {g2}!, {{s14}}\n",
+            "vldmia {g3}!, {{s15}}\n",
+            "vldm {xp}, {{s16, s17, s18}}\n",
+            "add {xp}, {xp}, #8\n",
+            "vmla.f32 s0, s12, s16\n",
+            "vmla.f32 s3, s13, s16\n",
+            "vmla.f32 s6, s14, s16\n",
+            "vmla.f32 s9, s15, s16\n",
+            "vmla.f32 s1, s12, s17\n",
+            "vmla.f32 s4, s13, s17\n",
+            "vmla.f32 s7, s14, s17\n",
+            "vmla.f32 s10, s15, s17\n",
+            "vmla.f32 s2, s12, s18\n",
+            "vmla.f32 s5, s13, s18\n",
+            "vmla.f32 s8, s14, s18\n",
+            "vmla.f32 s11, s15, s18\n",
+            "subs {k}, {k}, #1\n",
+            "bne 2b\n",
+            "3:\n",
+            "ldr {t}, [{prm}, #4]\n",
+            "cmp {t}, #0\n",
+            "beq 4f\n",
+            "vldmia {g0}!, {{s12}}\n",
+            "vldmia {g1}!, {{s13}}\n",
+            "vldmia {g2}!, {{s14}}\n",
+            "vldmia {g3}!, {{s15}}\n",
+            "vldm {xp}, {{s16, s17}}\n",
+            "vmla.f32 s0, s12, s16\n",
+            "vmla.f32 s3, s13, s16\n",
+            "vmla.f32 s6, s14, s16\n",
+            "vmla.f32 s9, s15, s16\n",
+            "vmla.f32 s1, s12, s17\n",
+            "vmla.f32 s4, s13, s17\n",
+            "vmla.f32 s7, s14, s17\n",
+            "vmla.f32 s10, s15, s17\n",
+            "4:\n",
+            "ldr {t}, [{prm}, #8]\n",
+            "add {xp}, {xp}, {t}\n",
+            "subs {rows}, {rows}, #1\n",
+            "bne 1b\n",
+            "ldr {t}, [{prm}, #12]\n",
+            "vstm {t}, {{s0-s11}}\n",
+            "vpop {{d0-d15}}\n",
+        )
+    };
+}
+
+/// [`weight_block`] for [`CB`] channels in assembly: the sums `s(3c + kx)` over the rows of
+/// kernel row `ky`, each position's 4 output gradients loaded through their plane's pointer
+/// (`vldmia`, advancing it) and its 3 inputs by one `vldm`. `None` (nothing done) when the
+/// output is 1 column wide or no output row lies under `ky`, or the slices are short (never
+/// for [`weight_grad`]'s).
+#[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
+fn asm_weight_block(g: &Geometry, gb: &[f32], xc: &[f32], ky: usize) -> Option<[[f32; 3]; CB]> {
+    use core::arch::asm;
+    let plane_out = g.oh * g.ow;
+    let (oy0, oy1) = g.valid(g.h, g.oh, ky);
+    let rows = oy1 - oy0;
+    // Kernel column 2 of the last output column on the right padding.
+    let right = 2 * (g.ow - 1) + 1 >= g.w;
+    let inner = g.ow.checked_sub(1 + usize::from(right))?;
+    let fits = g.ow >= 2
+        && rows >= 1
+        && oy1 <= g.oh
+        && 2 * oy1 + ky <= g.h + 1
+        && oy0 * 2 + ky >= 1
+        && gb.len() >= CB * plane_out
+        && xc.len() >= g.h * g.w
+        && 8 * g.w <= u32::MAX as usize;
+    if !fits {
+        return None;
+    }
+    let mut out = [[0.0f32; 3]; CB];
+    // Inner positions; whether the last is on the right padding; bytes from where a row's
+    // loads leave the input pointer to the next row's start; where the sums go.
+    let prm: [u32; 4] = [
+        inner as u32,
+        u32::from(right),
+        (8 * g.w - 4 - 8 * inner) as u32,
+        out.as_mut_ptr() as u32,
+    ];
+    let at = oy0 * g.ow;
+    // SAFETY: `fits` holds. Row `r < rows` (output row `oy0 + r < oh`, input row
+    // `2·(oy0 + r) + ky − 1`, within `0..h` by `2·oy0 + ky >= 1` and `2·oy1 + ky <= h + 1`)
+    // reads each plane's `ow` output gradients `gb[c·plane_out + (oy0 + r)·ow..][..ow]` (the
+    // pointers advance one value per position, `1 + inner + right = ow` positions, so each
+    // reaches the next row's start) and inputs of the input row only: columns 0 and 1 (the
+    // width is at least 3 as `ow >= 2`), `2·ox − 1..=2·ox + 1` for the inner `ox`, at most
+    // `2·ow − 1 < w` without right padding and `2·ow − 3` with it, and `2·ow − 3`, `2·ow − 2 <
+    // w` for the last on the padding. After the row the pointer has advanced `4 + 8·inner`
+    // bytes; `prm[2]` moves it to the next row's start, `2·w` values on. The sums are loaded
+    // from and stored to `out` (12 `f32`s), borrowed mutably here. Registers and stack as in
+    // `asm_block`.
+    unsafe {
+        asm!(
+            asm_weight_rows!(),
+            g0 = inout(reg) gb[at..].as_ptr() => _,
+            g1 = inout(reg) gb[plane_out + at..].as_ptr() => _,
+            g2 = inout(reg) gb[2 * plane_out + at..].as_ptr() => _,
+            g3 = inout(reg) gb[3 * plane_out + at..].as_ptr() => _,
+            xp = inout(reg) xc[(2 * oy0 + ky - 1) * g.w..].as_ptr() => _,
+            rows = inout(reg) rows => _,
+            prm = in(reg) prm.as_ptr(),
+            k = out(reg) _,
+            t = out(reg) _,
+        );
+    }
+    Some(out)
 }
 
 /// The assembly of [`asm_block`] for 4 output columns.
@@ -924,16 +1117,25 @@ mod tests {
                     g.check().unwrap();
                     seed += 1;
                     let n = 1 + seed as usize % 2;
-                    let wt = values(seed, cout * cin * 9);
+                    // Weights that f16 holds exactly, read as f32 or (every other shape) f16.
+                    let halves: Vec<u16> = values(seed, cout * cin * 9)
+                        .iter()
+                        .map(|&v| half::f16::from_f32(v).to_bits())
+                        .collect();
+                    let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+                    let wt: Vec<f32> = halves.iter().map(|&h| f16_to_f32(h)).collect();
                     let mut bias = values(seed + 7, cout);
                     bias[0] = -0.0;
                     let x = values(seed + 13, n * cin * h * w);
                     let len = n * cout * g.oh * g.ow;
                     let (mut want, mut got) = (std::vec![1.5; len], std::vec![2.5; len]);
                     conv2d::forward_direct(&g, |i| wt[i], |c| bias[c], &x, &mut want, n);
-                    let run =
-                        |s: usize, out: &mut [f32]| out.copy_from_slice(&wt[s..s + out.len()]);
-                    assert!(forward(&g, |i| wt[i], run, |c| bias[c], &x, &mut got, n));
+                    let done = if seed % 2 == 0 {
+                        forward(&g, Each(|i| wt[i]), |c| bias[c], &x, &mut got, n)
+                    } else {
+                        forward(&g, F16(&bytes), |c| bias[c], &x, &mut got, n)
+                    };
+                    assert!(done);
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got), bits(&want), "{g:?}, n = {n}");
                 }
@@ -960,9 +1162,7 @@ mod tests {
                     let gy = values(seed + 5, n * cout * g.oh * g.ow);
                     let (mut want, mut got) = (std::vec![1.5; x.len()], std::vec![2.5; x.len()]);
                     conv2d::input_grad_direct(&g, |i| wt[i], &gy, &mut want, n);
-                    let run =
-                        |s: usize, out: &mut [f32]| out.copy_from_slice(&wt[s..s + out.len()]);
-                    assert!(input_grad(&g, |i| wt[i], run, &gy, &mut got, n));
+                    assert!(input_grad(&g, Each(|i| wt[i]), &gy, &mut got, n));
                     assert_eq!(bits(&got), bits(&want), "input gradient {g:?}, n = {n}");
                     let mut dw0 = std::vec![0.0; wt.len()];
                     conv2d::weight_grad_direct(&g, &x, &gy, &mut dw0, n);
@@ -981,15 +1181,7 @@ mod tests {
         g.oh = 2;
         g.ow = 2;
         let mut y = [3.0f32; 4];
-        assert!(!forward(
-            &g,
-            |_| 1.0,
-            |_, o: &mut [f32]| o.fill(1.0),
-            |_| 0.0,
-            &[1.0; 36],
-            &mut y,
-            1
-        ));
+        assert!(!forward(&g, Each(|_| 1.0), |_| 0.0, &[1.0; 36], &mut y, 1));
         assert_eq!(y, [3.0; 4]);
     }
 }
