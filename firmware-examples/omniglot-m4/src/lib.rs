@@ -121,6 +121,11 @@ impl Report {
     pub fn per_feature(&self) -> u64 {
         self.feature_cost / (self.ways * self.shots).max(1) as u64
     }
+    /// Cost of the whole episode: the support features, the head's adaptation and every
+    /// query's classification.
+    pub fn episode(&self) -> u64 {
+        self.feature_cost + self.adapt_cost + self.predict_cost
+    }
     /// Cost of classifying one query image (body + head).
     pub fn per_prediction(&self) -> u64 {
         self.predict_cost / self.queries.max(1) as u64
@@ -165,6 +170,7 @@ impl fmt::Display for Report {
         writeln!(f, "per_feature={}", self.per_feature())?;
         writeln!(f, "per_step={}", self.per_step())?;
         writeln!(f, "adaptation={}", self.feature_cost + self.adapt_cost)?;
+        writeln!(f, "episode={}", self.episode())?;
         write!(f, "per_prediction={}", self.per_prediction())
     }
 }
