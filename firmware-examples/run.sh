@@ -310,9 +310,16 @@ EOF
     echo "is then classified on its own (body + head). Held-out characters; the host's head-only"
     echo "predictions for the same episode agree on $(value "$o" host_agreement) queries."
     echo
-    echo "| query accuracy | instructions / adaptation step | instructions / support image (features) | instructions / prediction | peak stack | static RAM | RAM used | flash |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
-    echo "| $correct/$queries = $(value "$o" accuracy)% | $(group "$(value "$o" per_step)") | $(group "$(value "$o" per_feature)") | $(group "$(value "$o" per_prediction)") | $(group "$stack") B | $(group "$ram") B | $(group "$used") B | $(group "$flash") B |"
+    episode=$(value "$o" episode)
+    # One instruction per cycle at the STM32F405's 168 MHz: an estimate (QEMU counts instructions).
+    seconds=$(awk -v e="$episode" 'BEGIN { printf "%.2f", e / 168e6 }')
+    echo "| query accuracy | instructions / adaptation step | instructions / support image (features) | instructions / prediction | instructions / episode | seconds at 168 MHz (estimate) | peak stack | static RAM | RAM used | flash |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| $correct/$queries = $(value "$o" accuracy)% | $(group "$(value "$o" per_step)") | $(group "$(value "$o" per_feature)") | $(group "$(value "$o" per_prediction)") | $(group "$episode") | $seconds | $(group "$stack") B | $(group "$ram") B | $(group "$used") B | $(group "$flash") B |"
+    echo
+    echo "Convolution cost per MAC on the body's layer shapes (one sample, 4 output channels):"
+    echo
+    sed -n 's/^conv_cost=\(.*\)$/- \1/p' "$o"
     echo
 } >"$report"
 cat "$report"
