@@ -62,7 +62,6 @@ fn class_of(e: &anole::Error) -> &'static str {
         E::NonFiniteLoss { .. } | E::NonFiniteParameter { .. } => "DivergedError",
         E::BadLabel { .. } | E::NoSamples | E::MissingClass { .. } => "SampleError",
         E::BadSettings { .. }
-        | E::BadHeadStart { .. }
         | E::BadTrainableMask { .. }
         | E::NotAHead
         | E::NotOptimizerState
