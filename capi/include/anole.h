@@ -73,6 +73,17 @@
 #define ANOLE_LOSS_CROSS_ENTROPY 1
 
 /**
+ * Head start of `anole_blob_info.head_start`: adaptation starts from the blob's parameters.
+ */
+#define ANOLE_HEAD_START_META 0
+
+/**
+ * Head start of `anole_blob_info.head_start` (format version 2): adaptation starts the head
+ * from the class prototypes of the support set (`anole_learner_start_head`).
+ */
+#define ANOLE_HEAD_START_PROTOTYPES 1
+
+/**
  * Optimizer code of `anole_blob_info.optimizer`: plain SGD.
  */
 #define ANOLE_OPTIMIZER_SGD 0
@@ -192,8 +203,9 @@
 
 /**
  * What a call did: `ANOLE_STATUS_OK` (0), or why it refused or failed. Every function of the
- * library returns one. Codes 1-19 are about the arguments and handles, 20-39 a blob, 40-59 a
- * signed envelope, 60-79 a learner and its samples, 80-99 the flash store.
+ * library returns one. Codes 1-19 are about the arguments and handles, 20-39 a blob (and 47,
+ * a blob's head start), 40-46 a signed envelope, 60-79 a learner and its samples, 80-99 the
+ * flash store.
  * `anole_status_message` gives a code's meaning; `anole_last_error` the details of the last
  * failed call on a handle (which argument, which sizes).
  */
@@ -353,6 +365,11 @@ enum anole_status
    * The trusted public key is not a valid ed25519 key.
    */
   ANOLE_STATUS_BAD_PUBLIC_KEY = 46,
+  /**
+   * The blob's head start is unknown (format version 2: `ANOLE_HEAD_START_META` or
+   * `ANOLE_HEAD_START_PROTOTYPES`).
+   */
+  ANOLE_STATUS_BAD_HEAD_START = 47,
   /**
    * The arena holds fewer floats than the learner needs (`anole_arena_len`).
    */
@@ -539,6 +556,11 @@ typedef struct anole_blob_info {
    * Recommended trainable layers: bit i set, layer i adapts.
    */
   uint32_t trainable;
+  /**
+   * Where adaptation starts the head: `ANOLE_HEAD_START_META` or
+   * `ANOLE_HEAD_START_PROTOTYPES`.
+   */
+  uint32_t head_start;
   /**
    * Meta-iterations the initialisation was trained for.
    */
@@ -861,6 +883,12 @@ anole_status anole_learner_get_info(struct anole_learner *learner, struct anole_
  * oldest sample first). `report` (NULL: not wanted) gets the steps and losses. On a failed
  * step the learner keeps the parameters of the last good one and still predicts.
  *
+ * A learner that has taken no step since its parameters were set (`anole_learner_init`,
+ * `anole_learner_reset`, `anole_learner_load_params`, `anole_learner_init_prototypes`)
+ * first starts its head as the blob says (`anole_learner_start_head`: from the class
+ * prototypes of `samples` for a blob whose `head_start` is `ANOLE_HEAD_START_PROTOTYPES`);
+ * later calls continue from the current parameters.
+ *
  * # Safety
  * `learner` and `samples` follow the handle contract; `report` is NULL or writable.
  */
@@ -976,6 +1004,35 @@ anole_status anole_learner_init_prototypes_arrays(struct anole_learner *learner,
                                                   size_t inputs_len,
                                                   const float *targets,
                                                   size_t targets_len);
+
+/**
+ * Start the head as the blob says (`anole_blob_info.head_start`) on the support set
+ * `samples`: for `ANOLE_HEAD_START_PROTOTYPES`, the model's last layer (a dense layer with one
+ * output per class under cross-entropy, adapting) becomes the nearest-prototype classifier of
+ * the features the samples give at its input (norm layers that adapt use the samples'
+ * statistics), and the optimizer state is cleared; for `ANOLE_HEAD_START_META`, nothing
+ * changes. `anole_learner_adapt` does this itself on a learner that has taken no step since
+ * its parameters were set; call it before `anole_learner_step` loops. On failure the
+ * parameters are unchanged.
+ *
+ * # Safety
+ * `learner` and `samples` follow the handle contract.
+ */
+anole_status anole_learner_start_head(struct anole_learner *learner,
+                                      const struct anole_samples *samples);
+
+/**
+ * `anole_learner_start_head` on samples given as arrays (as for
+ * `anole_learner_adapt_arrays`).
+ *
+ * # Safety
+ * As `anole_learner_adapt_arrays`.
+ */
+anole_status anole_learner_start_head_arrays(struct anole_learner *learner,
+                                             const float *inputs,
+                                             size_t inputs_len,
+                                             const float *targets,
+                                             size_t targets_len);
 
 /**
  * Bytes `anole_learner_export` writes, into `*len`.

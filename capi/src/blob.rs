@@ -6,7 +6,7 @@ use crate::failure::What;
 use crate::handle::{self, kind, Slot};
 use crate::learner::{options, AnoleLearnerOptions};
 use crate::status::AnoleStatus;
-use anole::{Blob, LossKind, Optimizer, Plan};
+use anole::{Blob, HeadStart, LossKind, Optimizer, Plan};
 use core::ffi::c_void;
 
 /// A parsed model (opaque). Lives in `ANOLE_BLOB_SIZE` bytes of the caller's memory aligned
@@ -52,6 +52,11 @@ pub const ANOLE_LOSS_MSE: u32 = 0;
 /// Loss code of `anole_blob_info.loss`: softmax cross-entropy (classification; a target is one
 /// class index stored as a float).
 pub const ANOLE_LOSS_CROSS_ENTROPY: u32 = 1;
+/// Head start of `anole_blob_info.head_start`: adaptation starts from the blob's parameters.
+pub const ANOLE_HEAD_START_META: u32 = 0;
+/// Head start of `anole_blob_info.head_start` (format version 2): adaptation starts the head
+/// from the class prototypes of the support set (`anole_learner_start_head`).
+pub const ANOLE_HEAD_START_PROTOTYPES: u32 = 1;
 /// Optimizer code of `anole_blob_info.optimizer`: plain SGD.
 pub const ANOLE_OPTIMIZER_SGD: u32 = 0;
 /// Optimizer code of `anole_blob_info.optimizer`: Adam with beta1 = 0.
@@ -85,6 +90,9 @@ pub struct AnoleBlobInfo {
     pub batch: u32,
     /// Recommended trainable layers: bit i set, layer i adapts.
     pub trainable: u32,
+    /// Where adaptation starts the head: `ANOLE_HEAD_START_META` or
+    /// `ANOLE_HEAD_START_PROTOTYPES`.
+    pub head_start: u32,
     /// Meta-iterations the initialisation was trained for.
     pub meta_iterations: u64,
 }
@@ -267,6 +275,10 @@ pub unsafe extern "C" fn anole_blob_get_info(
                 steps: st.steps,
                 batch: st.batch,
                 trainable: st.trainable,
+                head_start: match b.head_start {
+                    HeadStart::Meta => ANOLE_HEAD_START_META,
+                    HeadStart::Prototypes => ANOLE_HEAD_START_PROTOTYPES,
+                },
                 meta_iterations: b.provenance().meta_iterations,
             })
         })

@@ -154,6 +154,7 @@ pub(crate) fn runtime_status(e: &anole::Error) -> AnoleStatus {
         E::NonFiniteWeight { .. } => S::NonFiniteWeight,
         E::BadLoss { .. } => S::BadLoss,
         E::BadOptimizer { .. } => S::BadOptimizer,
+        E::BadHeadStart { .. } => S::BadHeadStart,
         E::BadSettings { .. } => S::BadSettings,
         E::ArenaTooSmall { .. } => S::ArenaTooSmall,
         E::BatchTooLarge { .. } => S::BatchTooLarge,
@@ -277,7 +278,7 @@ mod tests {
     use anole::Error as E;
 
     /// One value of every runtime error.
-    fn every_runtime_error() -> [E; 46] {
+    fn every_runtime_error() -> [E; 47] {
         [
             E::Truncated { len: 1 },
             E::BadMagic { found: [0; 4] },
@@ -308,6 +309,7 @@ mod tests {
             E::NonFiniteWeight { tensor: 0 },
             E::BadLoss { code: 9 },
             E::BadOptimizer { code: 9 },
+            E::BadHeadStart { code: 9 },
             E::BadSettings { what: "x" },
             E::ArenaTooSmall {
                 needed: 2,

@@ -8,7 +8,7 @@ use crate::failure::What;
 use crate::handle::{self, kind, Slot};
 use crate::samples::{AnoleSamples, SamplesKind};
 use crate::status::AnoleStatus;
-use anole::{Blob, Learner, SliceSamples};
+use anole::{Blob, Learner, Samples, SliceSamples};
 use core::ffi::c_void;
 
 /// A learner (opaque): a blob's model in an arena of the caller's floats. Lives in
@@ -166,9 +166,15 @@ pub(crate) mod options {
 mod frame {
     use anole::{AdaptReport, Learner, Result, Samples};
 
+    /// The steps, after the start of the head the blob records on a learner that has taken
+    /// no step since its parameters were set (`Learner::start_and_adapt`).
     #[inline(never)]
     pub fn adapt(l: &mut Learner<'_, '_>, s: &dyn Samples, steps: u32) -> Result<AdaptReport> {
-        l.adapt(s, steps)
+        l.start_and_adapt(s, steps)
+    }
+    #[inline(never)]
+    pub fn start_head(l: &mut Learner<'_, '_>, s: &dyn Samples) -> Result<()> {
+        l.start_head(s)
     }
     #[inline(never)]
     pub fn loss(l: &mut Learner<'_, '_>, s: &dyn Samples) -> Result<f32> {
@@ -523,6 +529,12 @@ pub unsafe extern "C" fn anole_learner_get_info(
 /// oldest sample first). `report` (NULL: not wanted) gets the steps and losses. On a failed
 /// step the learner keeps the parameters of the last good one and still predicts.
 ///
+/// A learner that has taken no step since its parameters were set (`anole_learner_init`,
+/// `anole_learner_reset`, `anole_learner_load_params`, `anole_learner_init_prototypes`)
+/// first starts its head as the blob says (`anole_learner_start_head`: from the class
+/// prototypes of `samples` for a blob whose `head_start` is `ANOLE_HEAD_START_PROTOTYPES`);
+/// later calls continue from the current parameters.
+///
 /// # Safety
 /// `learner` and `samples` follow the handle contract; `report` is NULL or writable.
 #[no_mangle]
@@ -771,6 +783,52 @@ pub unsafe extern "C" fn anole_learner_loss_arrays(
     }
 }
 
+/// A call that starts the head from samples (`frame::init_prototypes`, `frame::start_head`).
+type HeadCall = fn(&mut Learner<'_, '_>, &dyn Samples) -> anole::Result<()>;
+
+/// `f` on the samples of a samples handle, as `func`.
+///
+/// # Safety
+/// `learner` and `samples` follow the handle contract.
+unsafe fn head_call(
+    learner: *mut AnoleLearner,
+    samples: *const AnoleSamples,
+    func: &'static str,
+    f: HeadCall,
+) -> AnoleStatus {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with(learner, func, |v, mut spans| {
+            let s = self::samples(samples, &mut spans)?;
+            spans.check()?;
+            Ok(f(&mut v.learner, s)?)
+        })
+    }
+}
+
+/// `f` on samples given as arrays, as `func`.
+///
+/// # Safety
+/// As `anole_learner_adapt_arrays`.
+unsafe fn head_call_arrays(
+    learner: *mut AnoleLearner,
+    (inputs, inputs_len): (*const f32, usize),
+    (targets, targets_len): (*const f32, usize),
+    func: &'static str,
+    f: HeadCall,
+) -> AnoleStatus {
+    // SAFETY: the caller's contract.
+    unsafe {
+        with(learner, func, |v, mut spans| {
+            let (x, t) = sample_arrays(&mut spans, inputs, inputs_len, targets, targets_len)?;
+            spans.check()?;
+            let b = v.learner.blob();
+            let s = SliceSamples::new(x.get(), t.get(), b.input_len(), b.target_len())?;
+            Ok(f(&mut v.learner, &s)?)
+        })
+    }
+}
+
 /// Start a classifier head from class prototypes: the model's first layer, a dense layer
 /// with one output per class under cross-entropy, becomes the nearest-class-mean classifier
 /// of the samples in `samples` (inputs: feature vectors; targets: class indices, every class
@@ -783,13 +841,14 @@ pub unsafe extern "C" fn anole_learner_init_prototypes(
     learner: *mut AnoleLearner,
     samples: *const AnoleSamples,
 ) -> AnoleStatus {
-    // SAFETY: the handle contract.
+    // SAFETY: the handle contract, passed on.
     unsafe {
-        with(learner, "anole_learner_init_prototypes", |v, mut spans| {
-            let s = self::samples(samples, &mut spans)?;
-            spans.check()?;
-            Ok(frame::init_prototypes(&mut v.learner, s)?)
-        })
+        head_call(
+            learner,
+            samples,
+            "anole_learner_init_prototypes",
+            frame::init_prototypes,
+        )
     }
 }
 
@@ -806,18 +865,66 @@ pub unsafe extern "C" fn anole_learner_init_prototypes_arrays(
     targets: *const f32,
     targets_len: usize,
 ) -> AnoleStatus {
-    // SAFETY: the handle contract.
+    // SAFETY: the handle contract, passed on.
     unsafe {
-        with(
+        head_call_arrays(
             learner,
+            (inputs, inputs_len),
+            (targets, targets_len),
             "anole_learner_init_prototypes_arrays",
-            |v, mut spans| {
-                let (x, t) = sample_arrays(&mut spans, inputs, inputs_len, targets, targets_len)?;
-                spans.check()?;
-                let b = v.learner.blob();
-                let s = SliceSamples::new(x.get(), t.get(), b.input_len(), b.target_len())?;
-                Ok(frame::init_prototypes(&mut v.learner, &s)?)
-            },
+            frame::init_prototypes,
+        )
+    }
+}
+
+/// Start the head as the blob says (`anole_blob_info.head_start`) on the support set
+/// `samples`: for `ANOLE_HEAD_START_PROTOTYPES`, the model's last layer (a dense layer with one
+/// output per class under cross-entropy, adapting) becomes the nearest-prototype classifier of
+/// the features the samples give at its input (norm layers that adapt use the samples'
+/// statistics), and the optimizer state is cleared; for `ANOLE_HEAD_START_META`, nothing
+/// changes. `anole_learner_adapt` does this itself on a learner that has taken no step since
+/// its parameters were set; call it before `anole_learner_step` loops. On failure the
+/// parameters are unchanged.
+///
+/// # Safety
+/// `learner` and `samples` follow the handle contract.
+#[no_mangle]
+pub unsafe extern "C" fn anole_learner_start_head(
+    learner: *mut AnoleLearner,
+    samples: *const AnoleSamples,
+) -> AnoleStatus {
+    // SAFETY: the handle contract, passed on.
+    unsafe {
+        head_call(
+            learner,
+            samples,
+            "anole_learner_start_head",
+            frame::start_head,
+        )
+    }
+}
+
+/// `anole_learner_start_head` on samples given as arrays (as for
+/// `anole_learner_adapt_arrays`).
+///
+/// # Safety
+/// As `anole_learner_adapt_arrays`.
+#[no_mangle]
+pub unsafe extern "C" fn anole_learner_start_head_arrays(
+    learner: *mut AnoleLearner,
+    inputs: *const f32,
+    inputs_len: usize,
+    targets: *const f32,
+    targets_len: usize,
+) -> AnoleStatus {
+    // SAFETY: the handle contract, passed on.
+    unsafe {
+        head_call_arrays(
+            learner,
+            (inputs, inputs_len),
+            (targets, targets_len),
+            "anole_learner_start_head_arrays",
+            frame::start_head,
         )
     }
 }

@@ -4,8 +4,9 @@
 use core::ffi::CStr;
 
 /// What a call did: `ANOLE_STATUS_OK` (0), or why it refused or failed. Every function of the
-/// library returns one. Codes 1-19 are about the arguments and handles, 20-39 a blob, 40-59 a
-/// signed envelope, 60-79 a learner and its samples, 80-99 the flash store.
+/// library returns one. Codes 1-19 are about the arguments and handles, 20-39 a blob (and 47,
+/// a blob's head start), 40-46 a signed envelope, 60-79 a learner and its samples, 80-99 the
+/// flash store.
 /// `anole_status_message` gives a code's meaning; `anole_last_error` the details of the last
 /// failed call on a handle (which argument, which sizes).
 #[repr(i32)]
@@ -90,6 +91,9 @@ pub enum AnoleStatus {
     BadSignature = 45,
     /// The trusted public key is not a valid ed25519 key.
     BadPublicKey = 46,
+    /// The blob's head start is unknown (format version 2: `ANOLE_HEAD_START_META` or
+    /// `ANOLE_HEAD_START_PROTOTYPES`).
+    BadHeadStart = 47,
 
     /// The arena holds fewer floats than the learner needs (`anole_arena_len`).
     ArenaTooSmall = 60,
@@ -146,7 +150,7 @@ pub enum AnoleStatus {
 
 impl AnoleStatus {
     /// Every status, for the lookup of a code and the tests.
-    pub const ALL: [AnoleStatus; 61] = {
+    pub const ALL: [AnoleStatus; 62] = {
         use AnoleStatus::*;
         [
             Ok,
@@ -186,6 +190,7 @@ impl AnoleStatus {
             UnknownKey,
             BadSignature,
             BadPublicKey,
+            BadHeadStart,
             ArenaTooSmall,
             BatchTooLarge,
             SampleLength,
@@ -259,6 +264,7 @@ impl AnoleStatus {
             UnknownKey => c"blob signed with a key other than the trusted one",
             BadSignature => c"signature does not verify with the trusted key",
             BadPublicKey => c"the trusted public key is not a valid ed25519 key",
+            BadHeadStart => c"head start unknown (neither meta nor prototypes)",
             ArenaTooSmall => c"arena too small for this model, batch and mode (see anole_arena_len)",
             BatchTooLarge => c"more samples in one step than the learner's batch",
             SampleLength => c"a sample or sample array has the wrong number of values",

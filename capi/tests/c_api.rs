@@ -274,6 +274,14 @@ fn damaged(sine: &[u8]) -> Vec<(&'static str, Vec<u8>, AnoleStatus)> {
         ),
         ("bad_loss", edit(&|w| w.adapt.loss = 7), S::BadLoss),
         (
+            "bad_head_start",
+            edit(&|w| {
+                w.version = 2;
+                w.adapt.head_start = 9;
+            }),
+            S::BadHeadStart,
+        ),
+        (
             "bad_optimizer",
             edit(&|w| w.adapt.optimizer = 9),
             S::BadOptimizer,
@@ -366,7 +374,12 @@ fn c_tests_call_every_function_with_good_and_bad_arguments() {
     let signed = envelope(&sine, &key);
     let head = head_bytes(&sine);
     let (x, y) = samples();
-    let files: [(&str, Vec<u8>); 8] = [
+    let mut proto = Blob::parse(&head).expect("the head parses").wire;
+    proto.adapt.head_start = anole::HeadStart::Prototypes as u8;
+    proto.version = proto.adapt.format_version();
+    let head_proto = encode(&proto);
+    let files: [(&str, Vec<u8>); 9] = [
+        ("head_proto.postcard", head_proto),
         ("sine.postcard", sine.clone()),
         ("sine.signed", signed.clone()),
         ("key.pub", key.verifying_key().to_bytes().to_vec()),

@@ -437,7 +437,10 @@ fn random_calls_never_panic_and_agree_with_the_handle_model() {
                             std::ptr::null_mut(),
                         ),
                         9 => anole_learner_loss(l, sh.cast(), &mut f),
-                        10 => anole_learner_init_prototypes_arrays(l, x, xn, y, yn),
+                        10 if rng.chance(50) => {
+                            anole_learner_init_prototypes_arrays(l, x, xn, y, yn)
+                        }
+                        10 => anole_learner_start_head_arrays(l, x, xn, y, yn),
                         11 => anole_learner_set_lr(l, rng.float()),
                         _ => {
                             let (o, ofit) = in_pool(&mut rng, 1);

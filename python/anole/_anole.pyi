@@ -103,8 +103,9 @@ class Learner:
     def steps_taken(self) -> int: ...
     def adapt(self, x: npt.NDArray[np.float32], y: npt.ArrayLike, steps: Optional[int] = None) -> AdaptReport:
         """Adapt on support samples for ``steps`` steps (default: the blob's), exactly as
-        ``anole adapt`` and the firmware do. Raises `DivergedError` on divergence, keeping the
-        last good step."""
+        ``anole adapt`` and the firmware do; a learner that has taken no step since its
+        parameters were set first starts its head as the blob says (`start_head`). Raises
+        `DivergedError` on divergence, keeping the last good step."""
     def step(self, x: npt.NDArray[np.float32], y: npt.ArrayLike, lr: Optional[float] = None) -> float:
         """One optimizer step on one minibatch; the loss before the update."""
     def predict(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -129,6 +130,12 @@ class Learner:
     def export_optimizer_state(self) -> bytes: ...
     def init_prototypes(self, x: npt.NDArray[np.float32], labels: npt.ArrayLike) -> None:
         """Start the classifier head from class prototypes of feature vectors."""
+    @property
+    def head_start(self) -> Literal["meta", "prototypes"]:
+        """Where the blob says adaptation starts the head."""
+    def start_head(self, x: npt.NDArray[np.float32], labels: npt.ArrayLike) -> None:
+        """Start the head as the blob says: under ``"prototypes"`` the last layer becomes the
+        nearest-prototype classifier of the support samples' features."""
     def export(self) -> bytes:
         """The adapted model as blob bytes (what ``anole adapt --out`` writes)."""
     def reset(self) -> None:

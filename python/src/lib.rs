@@ -362,7 +362,8 @@ impl Blob {
     }
 
     /// The adaptation settings the blob recommends: loss, optimizer, lr, steps, batch,
-    /// trainable layers, per-layer learning-rate scales.
+    /// trainable layers, per-layer learning-rate scales, head start ("meta", or "prototypes":
+    /// `Learner.adapt` starts the head from the support set's class prototypes).
     #[getter]
     fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inspect_value(None)?["settings"])
@@ -622,8 +623,11 @@ impl Learner {
     }
 
     /// Adapt on support samples `x` (n × input) and `y` (n × output, or n class labels) for
-    /// `steps` steps (default: the blob's), exactly as `anole adapt` and the firmware do.
-    /// Releases the GIL. On divergence raises `DivergedError`, keeping the last good step.
+    /// `steps` steps (default: the blob's), exactly as `anole adapt` and the firmware do. A
+    /// learner that has taken no step since its parameters were set (created, `reset`,
+    /// `params = ...`, `init_prototypes`) first starts its head as the blob says
+    /// (`start_head`); later calls continue. Releases the GIL. On divergence raises
+    /// `DivergedError`, keeping the last good step.
     #[pyo3(signature = (x, y, steps=None))]
     fn adapt(
         &mut self,
@@ -639,7 +643,7 @@ impl Learner {
         let r = py
             .detach(|| {
                 let s = SliceSamples::new(&xs.values, &ys.values, il, tl)?;
-                inner.adapt(&s, steps)
+                inner.start_and_adapt(&s, steps)
             })
             .map_err(|e| rt("adapt", e))?;
         Ok(AdaptReport {
@@ -822,6 +826,24 @@ impl Learner {
         self.inner
             .init_prototypes(&s)
             .map_err(|e| rt("init_prototypes", e))
+    }
+
+    /// Where the blob says adaptation starts the head: "meta" (its own parameters) or
+    /// "prototypes" (the class prototypes of the support set).
+    #[getter]
+    fn head_start(&self) -> &'static str {
+        self.inner.head_start().name()
+    }
+
+    /// Start the head as the blob says on support samples `x` and integer `labels`: under
+    /// "prototypes" the last layer becomes the nearest-prototype classifier of their features
+    /// (optimizer state cleared), under "meta" nothing changes. `adapt` does it itself on a
+    /// learner that has taken no step; call it before a loop of `step`s.
+    fn start_head(&mut self, x: &Bound<'_, PyAny>, labels: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (xs, ys) = self.xy(x, labels)?;
+        let s = SliceSamples::new(&xs.values, &ys.values, self.input_len(), self.target_len())
+            .map_err(|e| rt("start_head", e))?;
+        self.inner.start_head(&s).map_err(|e| rt("start_head", e))
     }
 
     /// The current (adapted) parameters as blob bytes, with the source blob's architecture,

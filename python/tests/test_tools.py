@@ -1,5 +1,6 @@
 """ONNX import, signing and training: the trainer's own functions, the same bytes as the CLI."""
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,42 @@ def test_prototype_head_and_classify():
     with pytest.raises(anole.SampleError) as e:
         learner.init_prototypes(x[:4], labels[:4])  # class 2 has no sample
     assert e.value.kind == "MissingClass"
+
+
+def test_head_start_recorded_in_the_blob():
+    """A version-2 blob whose head starts from prototypes: `adapt` starts it there on a fresh
+    learner (the same parameters as `init_prototypes`), `start_head` on request; a blob that
+    says meta keeps its head."""
+    blob = anole.import_onnx(gemm_classifier(), loss="xent", batch=6, steps=3, lr=0.1)
+    assert blob.settings["head_start"] == "meta"
+    raw = blob.to_bytes()[:-4]
+    assert raw[4] == 1  # format version 1: nothing needs version 2
+    at = raw.index(b"\x06import")  # the provenance, right after the settings
+    v2 = raw[:4] + b"\x02" + raw[5:at] + b"\x01" + raw[at:]
+    proto = anole.Blob.from_bytes(v2 + zlib.crc32(v2).to_bytes(4, "little"))
+    assert proto.settings["head_start"] == "prototypes"
+    rng = np.random.default_rng(2)
+    centers = np.array([[3, 0, 0, 0], [0, 3, 0, 0], [0, 0, 3, 0]], F32)
+    labels = np.repeat(np.arange(3), 2)
+    x = (centers[labels] + 0.1 * rng.normal(size=(6, 4))).astype(F32)
+    learner = anole.Learner(proto)
+    assert learner.head_start == "prototypes"
+    learner.adapt(x, labels, steps=0)
+    by_hand = anole.Learner(proto)
+    by_hand.init_prototypes(x, labels)
+    assert np.array_equal(learner.params, by_hand.params)
+    assert learner.classify(centers).tolist() == [0, 1, 2]
+    started = anole.Learner(proto)
+    started.start_head(x, labels)
+    assert np.array_equal(started.params, by_hand.params)
+    meta = anole.Learner(blob)
+    assert meta.head_start == "meta"
+    meta.start_head(x, labels)
+    assert np.array_equal(meta.params, anole.Learner(blob).params)
+    bad = v2[:at] + b"\x07" + v2[at + 1:]
+    with pytest.raises(anole.BlobError) as e:
+        anole.Blob.from_bytes(bad + zlib.crc32(bad).to_bytes(4, "little"))
+    assert e.value.kind == "BadHeadStart"
 
 
 def test_sign_verify(cli, sine_path, tmp_path):

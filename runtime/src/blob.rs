@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::dtype::{f16_to_f32, DType, Stored};
 pub use crate::limits::{MAX_INPUT_RANK, MAX_LAYERS, MAX_LAYER_ARGS, MAX_TENSORS};
 pub use crate::wire::{
-    crc32, AdaptSettings, Provenance, RawLayer, RawTensor, Wire, FORMAT_VERSION, MAGIC,
-    OPTIMIZER_STATE,
+    crc32, AdaptSettings, Provenance, RawLayer, RawTensor, Wire, FORMAT_VERSION, FORMAT_VERSION_1,
+    MAGIC, OPTIMIZER_STATE,
 };
 
 /// Loss the model is adapted with.
@@ -34,6 +34,40 @@ pub enum Optimizer {
     Sgd = 0,
     /// Adam with beta1 = 0 (the paper's Omniglot inner loop): beta2 = 0.999, eps = 1e-8.
     AdamB1Zero = 1,
+}
+
+/// Where adaptation starts a classifier's head (format version 2; a version-1 blob's is
+/// [`HeadStart::Meta`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeadStart {
+    /// From the blob's parameters (the meta-learned head).
+    #[default]
+    Meta = 0,
+    /// From the class prototypes of the support set's features, the blob's head replaced by
+    /// the nearest-prototype classifier
+    /// ([`Learner::init_head_prototypes`](crate::Learner::init_head_prototypes)) before the
+    /// adaptation steps: the blob was meta-learned for that start (first-order Proto-MAML).
+    /// [`Learner::start_head`](crate::Learner::start_head) does it.
+    Prototypes = 1,
+}
+
+impl HeadStart {
+    /// The head start of code `code`, if there is one.
+    pub const fn from_code(code: u8) -> Option<HeadStart> {
+        match code {
+            0 => Some(HeadStart::Meta),
+            1 => Some(HeadStart::Prototypes),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name: "meta" or "prototypes".
+    pub const fn name(self) -> &'static str {
+        match self {
+            HeadStart::Meta => "meta",
+            HeadStart::Prototypes => "prototypes",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -57,6 +91,8 @@ pub struct Blob<'a> {
     pub loss: LossKind,
     /// Optimizer.
     pub optimizer: Optimizer,
+    /// Where adaptation starts the head.
+    pub head_start: HeadStart,
 }
 
 impl<'a> Blob<'a> {
@@ -97,6 +133,7 @@ impl<'a> Blob<'a> {
                     batch: 0,
                     trainable: 0,
                     lr_scale: HVec::new(),
+                    head_start: 0,
                 },
                 provenance: Provenance {
                     algorithm: "",
@@ -110,6 +147,7 @@ impl<'a> Blob<'a> {
             dtypes: HVec::new(),
             loss: LossKind::Mse,
             optimizer: Optimizer::Sgd,
+            head_start: HeadStart::Meta,
         }
     }
 
@@ -148,7 +186,7 @@ impl<'a> Blob<'a> {
                 found: header.magic,
             });
         }
-        if header.version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_1..=FORMAT_VERSION).contains(&header.version) {
             return Err(Error::UnsupportedVersion {
                 found: header.version,
                 supported: FORMAT_VERSION,
@@ -290,6 +328,19 @@ impl<'a> Blob<'a> {
             code => return Err(Error::BadOptimizer { code }),
         };
         let a = &wire.adapt;
+        let head_start =
+            HeadStart::from_code(a.head_start).ok_or(Error::BadHeadStart { code: a.head_start })?;
+        if !(FORMAT_VERSION_1..=FORMAT_VERSION).contains(&wire.version) {
+            return Err(Error::UnsupportedVersion {
+                found: wire.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if wire.version < FORMAT_VERSION && a.head_start != 0 {
+            return Err(Error::BadSettings {
+                what: "a head start other than meta needs format version 2",
+            });
+        }
         if !(a.lr.is_finite() && a.lr >= 0.0) {
             return Err(Error::BadSettings {
                 what: "learning rate must be finite and >= 0",
@@ -315,6 +366,7 @@ impl<'a> Blob<'a> {
         }
         self.loss = loss;
         self.optimizer = optimizer;
+        self.head_start = head_start;
         Ok(())
     }
 
@@ -394,6 +446,11 @@ impl<'a> Blob<'a> {
         wire: &Wire<'_, T>,
         out: &'o mut [u8],
     ) -> Result<&'o [u8]> {
+        if wire.version < FORMAT_VERSION && wire.adapt.head_start != 0 {
+            return Err(Error::BadSettings {
+                what: "a head start other than meta needs format version 2",
+            });
+        }
         let available = out.len();
         let n = postcard::to_slice(wire, out)
             .map_err(|_| Error::BufferTooSmall {
@@ -430,13 +487,15 @@ use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 /// Fills a [`Wire`] in place (see [`decode_into`]).
 struct WireSeed<'x, 'a>(&'x mut Wire<'a, RawTensor<'a>>);
 
-const WIRE_FIELDS: [&str; 7] = [
+/// The payload's elements in order; `head_start` (the last of the settings) only in version 2.
+const WIRE_FIELDS: [&str; 8] = [
     "magic",
     "version",
     "input_shape",
     "layers",
     "tensors",
     "adapt",
+    "head_start",
     "provenance",
 ];
 
@@ -463,7 +522,15 @@ impl<'de: 'a, 'a> Visitor<'de> for WireSeed<'_, 'a> {
             .ok_or_else(|| missing(3))?;
         seq.next_element_seed(Extend(&mut w.tensors))?
             .ok_or_else(|| missing(4))?;
-        w.adapt = seq.next_element()?.ok_or_else(|| missing(5))?;
+        // Version 2's settings are version 1's followed by the head start: postcard frames
+        // neither structs nor their fields, so it is read as the next element.
+        w.adapt = seq
+            .next_element::<crate::wire::AdaptSettingsV1>()?
+            .ok_or_else(|| missing(5))?
+            .into();
+        if w.version >= FORMAT_VERSION {
+            w.adapt.head_start = seq.next_element()?.ok_or_else(|| missing(5))?;
+        }
         w.provenance = seq.next_element()?.ok_or_else(|| missing(6))?;
         Ok(())
     }

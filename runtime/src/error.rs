@@ -15,7 +15,8 @@ pub enum Error {
     Truncated { len: usize },
     /// The blob does not start with the `ANOL` magic.
     BadMagic { found: [u8; 4] },
-    /// The blob was written in a format version this runtime does not read.
+    /// The blob was written in a format version this runtime does not read (`supported`: the
+    /// newest it reads; it reads every version from 1 up to it).
     UnsupportedVersion { found: u16, supported: u16 },
     /// The CRC-32 trailer does not match the payload.
     CrcMismatch { stored: u32, computed: u32 },
@@ -47,6 +48,8 @@ pub enum Error {
     BadLoss { code: u8 },
     /// Optimizer code unknown.
     BadOptimizer { code: u8 },
+    /// Head start code unknown (format version 2: 0 meta, 1 prototypes).
+    BadHeadStart { code: u8 },
     /// Recommended settings are unusable (zero batch, non-finite or negative learning rate, ...).
     BadSettings { what: &'static str },
     /// The caller's arena holds fewer f32 than the plan needs.
@@ -133,7 +136,7 @@ impl fmt::Display for Error {
             BadMagic { found } => write!(f, "not an anole blob: magic {found:02x?}, expected \"ANOL\""),
             UnsupportedVersion { found, supported } => write!(
                 f,
-                "blob format version {found} is not supported (this runtime reads version {supported})"
+                "blob format version {found} is not supported (this runtime reads versions 1 to {supported})"
             ),
             CrcMismatch { stored, computed } => write!(
                 f,
@@ -164,6 +167,10 @@ impl fmt::Display for Error {
             NonFiniteWeight { tensor } => write!(f, "tensor {tensor}: holds NaN or infinity"),
             BadLoss { code } => write!(f, "loss code {code} is unknown or does not fit the model output"),
             BadOptimizer { code } => write!(f, "optimizer code {code} is unknown"),
+            BadHeadStart { code } => write!(
+                f,
+                "head start code {code} is unknown (0 meta, 1 prototypes)"
+            ),
             BadSettings { what } => write!(f, "adaptation settings: {what}"),
             ArenaTooSmall { needed, available } => write!(
                 f,

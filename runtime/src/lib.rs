@@ -68,7 +68,7 @@ mod simd;
 pub mod submodel;
 pub mod wire;
 
-pub use blob::{Blob, DType, LossKind, Optimizer, OPTIMIZER_STATE};
+pub use blob::{Blob, DType, HeadStart, LossKind, Optimizer, OPTIMIZER_STATE};
 pub use buffer::{SampleBuffer, Samples, SliceSamples};
 pub use error::{Error, Result};
 #[cfg(feature = "std")]

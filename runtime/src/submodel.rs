@@ -42,7 +42,7 @@ pub fn head_layer(blob: &Blob<'_>) -> Result<usize> {
 /// Write the body of `blob` into `out`: its input, the layers before the head and their
 /// tensors (borrowed). Nothing adapts: every layer frozen (norm layers use their stored
 /// statistics), learning rate 0, no steps, batch 1 (a learner given other options computes
-/// the same features); loss MSE over the features, the source's optimizer. Errors:
+/// the same features); loss MSE over the features, the source's optimizer, head start meta. Errors:
 /// [`Error::NoHead`]; [`Error::NoBody`] when the head is the first layer; on error `out` is
 /// left empty.
 pub fn body_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<()> {
@@ -60,13 +60,14 @@ pub fn body_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<()> {
     a.batch = 1;
     a.trainable = 0;
     a.lr_scale.clear();
+    a.head_start = 0;
     out.validate_in_place()
 }
 
 /// Write the head of `blob` into `out`: its input is the body's output (the features), its
 /// layers the head and those after it, with their tensors (borrowed); every layer adapts, with
-/// the source's loss, optimizer, learning rate, steps, batch and the learning-rate scales of
-/// these tensors. Errors: [`Error::NoHead`] (`out` unchanged), or the head's validation error
+/// the source's loss, optimizer, learning rate, steps, batch, head start and the learning-rate
+/// scales of these tensors. Errors: [`Error::NoHead`] (`out` unchanged), or the head's validation error
 /// when its input cannot be a blob's input, e.g. a feature vector longer than
 /// [`crate::limits::MAX_DIM`] (`out` left empty).
 pub fn head_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<()> {
@@ -88,6 +89,7 @@ pub fn head_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<()> {
     a.steps = w.steps;
     a.batch = w.batch;
     a.trainable = ((1u64 << (n - h)) - 1) as u32;
+    a.head_start = w.head_start;
     a.lr_scale.clear();
     // A tail of the source's scales (empty or one per tensor): never more than it holds.
     for &x in w.lr_scale.get(t..).unwrap_or(&[]) {

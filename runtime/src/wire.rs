@@ -10,8 +10,13 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"ANOL";
-/// The only format version this runtime reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The newest format version this runtime reads and writes: version 2 adds
+/// [`AdaptSettings::head_start`]. It reads every version from [`FORMAT_VERSION_1`] up; writers
+/// write the oldest version that holds their settings ([`AdaptSettings::format_version`]), so a
+/// blob that needs nothing new stays a version-1 blob, byte for byte.
+pub const FORMAT_VERSION: u16 = 2;
+/// The first format version: no head start in the settings (the head starts from the blob's).
+pub const FORMAT_VERSION_1: u16 = 1;
 /// The provenance algorithm of an optimizer-state blob (see
 /// [`crate::Learner::export_optimizer_state`]): its tensors hold Adam's second moments, not
 /// parameters, and its `meta_iterations` the optimizer steps they were accumulated over.
@@ -60,6 +65,76 @@ pub struct AdaptSettings {
     pub trainable: u32,
     /// Per-tensor learning-rate multipliers; empty means 1.0 for every tensor.
     pub lr_scale: HVec<f32, MAX_TENSORS>,
+    /// Head start code (format version 2; 0 in a version-1 blob): where adaptation starts a
+    /// classifier's head, 0 from the blob's parameters (meta), 1 from the class prototypes of
+    /// the support set (see [`crate::HeadStart`]).
+    pub head_start: u8,
+}
+
+impl AdaptSettings {
+    /// The oldest format version that holds these settings: 1, or 2 for a head start other
+    /// than the blob's parameters (code 0). What writers put in [`Wire::version`].
+    pub fn format_version(&self) -> u16 {
+        if self.head_start == 0 {
+            FORMAT_VERSION_1
+        } else {
+            FORMAT_VERSION
+        }
+    }
+}
+
+/// The settings as a version-1 blob holds them: without `head_start`.
+#[derive(Deserialize)]
+pub(crate) struct AdaptSettingsV1 {
+    loss: u8,
+    optimizer: u8,
+    lr: f32,
+    steps: u32,
+    batch: u32,
+    trainable: u32,
+    lr_scale: HVec<f32, MAX_TENSORS>,
+}
+
+impl From<AdaptSettingsV1> for AdaptSettings {
+    fn from(a: AdaptSettingsV1) -> AdaptSettings {
+        AdaptSettings {
+            loss: a.loss,
+            optimizer: a.optimizer,
+            lr: a.lr,
+            steps: a.steps,
+            batch: a.batch,
+            trainable: a.trainable,
+            lr_scale: a.lr_scale,
+            head_start: 0,
+        }
+    }
+}
+
+/// The settings of a wire of format `version`, as written: a version-1 blob has no head start
+/// (serializing one that is not 0 fails; [`crate::Blob::encode_wire`] says why first).
+struct AdaptOnWire<'s>(&'s AdaptSettings, u16);
+
+impl Serialize for AdaptOnWire<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let (a, v1) = (self.0, self.1 < FORMAT_VERSION);
+        if v1 && a.head_start != 0 {
+            return Err(serde::ser::Error::custom(
+                "a head start other than meta needs format version 2",
+            ));
+        }
+        let mut st = s.serialize_struct("AdaptSettings", if v1 { 7 } else { 8 })?;
+        st.serialize_field("loss", &a.loss)?;
+        st.serialize_field("optimizer", &a.optimizer)?;
+        st.serialize_field("lr", &a.lr)?;
+        st.serialize_field("steps", &a.steps)?;
+        st.serialize_field("batch", &a.batch)?;
+        st.serialize_field("trainable", &a.trainable)?;
+        st.serialize_field("lr_scale", &a.lr_scale)?;
+        if !v1 {
+            st.serialize_field("head_start", &a.head_start)?;
+        }
+        st.end()
+    }
 }
 
 /// Where the initialization came from.
@@ -76,11 +151,12 @@ pub struct Provenance<'a> {
 }
 
 /// The payload as written on the wire, generic over how tensors are represented.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Wire<'a, T> {
     /// Must equal [`MAGIC`].
     pub magic: [u8; 4],
-    /// Must equal [`FORMAT_VERSION`].
+    /// [`FORMAT_VERSION_1`] or [`FORMAT_VERSION`]; writers put
+    /// [`AdaptSettings::format_version`] here.
     pub version: u16,
     /// Shape of one input sample: `[n]` or `[channels, height, width]`.
     pub input_shape: HVec<u32, MAX_INPUT_RANK>,
@@ -91,8 +167,21 @@ pub struct Wire<'a, T> {
     /// Recommended adaptation settings.
     pub adapt: AdaptSettings,
     /// Provenance.
-    #[serde(borrow)]
     pub provenance: Provenance<'a>,
+}
+
+impl<T: Serialize> Serialize for Wire<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Wire", 7)?;
+        st.serialize_field("magic", &self.magic)?;
+        st.serialize_field("version", &self.version)?;
+        st.serialize_field("input_shape", &self.input_shape)?;
+        st.serialize_field("layers", &self.layers)?;
+        st.serialize_field("tensors", &self.tensors)?;
+        st.serialize_field("adapt", &AdaptOnWire(&self.adapt, self.version))?;
+        st.serialize_field("provenance", &self.provenance)?;
+        st.end()
+    }
 }
 
 /// Wire code of each layer kind.

@@ -6,7 +6,7 @@ mod common;
 
 use anole::blob::{crc32, RawLayer, RawTensor, FORMAT_VERSION};
 use anole::layers::{conv2d, kind, Window};
-use anole::{Blob, DType, Error, Layer, Learner, Options, SampleBuffer, SliceSamples};
+use anole::{Blob, DType, Error, HeadStart, Layer, Learner, Options, SampleBuffer, SliceSamples};
 use common::*;
 
 fn sine() -> Model {
@@ -215,6 +215,7 @@ fn variant(e: &Error) -> &'static str {
         Error::NonFiniteWeight { .. } => "NonFiniteWeight",
         Error::BadLoss { .. } => "BadLoss",
         Error::BadOptimizer { .. } => "BadOptimizer",
+        Error::BadHeadStart { .. } => "BadHeadStart",
         Error::BadSettings { .. } => "BadSettings",
         Error::ArenaTooSmall { .. } => "ArenaTooSmall",
         Error::BatchTooLarge { .. } => "BatchTooLarge",
@@ -251,7 +252,7 @@ fn variant(e: &Error) -> &'static str {
 
 /// Variants blob parsing, the learner, sub-models, the sample buffer and the convolution kernels'
 /// checks produce: every one has a row.
-const ALL_VARIANTS: usize = 37;
+const ALL_VARIANTS: usize = 38;
 
 /// Replace the CRC trailer of `bytes` after editing the payload.
 fn recrc(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -315,8 +316,10 @@ fn every_bad_input_gets_its_own_error() {
     let mut b = good.clone();
     b[0] = b'X';
     t.row("wrong magic", "BadMagic", Blob::parse(&b));
-    let v2 = edited(&m, |w| w.version = FORMAT_VERSION + 1);
-    t.row("format version 2", "UnsupportedVersion", Blob::parse(&v2));
+    let v3 = edited(&m, |w| w.version = FORMAT_VERSION + 1);
+    t.row("format version 3", "UnsupportedVersion", Blob::parse(&v3));
+    let v0 = edited(&m, |w| w.version = 0);
+    t.row("format version 0", "UnsupportedVersion", Blob::parse(&v0));
     let mut b = good.clone();
     let mid = b.len() / 2;
     b[mid] ^= 0x10;
@@ -447,6 +450,11 @@ fn every_bad_input_gets_its_own_error() {
     );
     let b = edited(&m, |w| w.adapt.optimizer = 9);
     t.row("optimizer code 9", "BadOptimizer", Blob::parse(&b));
+    let b = edited(&m, |w| {
+        w.version = 2;
+        w.adapt.head_start = 2;
+    });
+    t.row("head start code 2", "BadHeadStart", Blob::parse(&b));
     let b = edited(&m, |w| w.adapt.batch = 0);
     t.row("recommended batch 0", "BadSettings", Blob::parse(&b));
     let b = edited(&m, |w| w.adapt.lr = f32::NAN);
@@ -784,4 +792,81 @@ fn f16_decoding_matches_half_for_every_bit_pattern() {
         let theirs = half::f16::from_bits(h).to_f32().to_bits();
         assert_eq!(ours, theirs, "f16 bits {h:#06x}");
     }
+}
+
+/// Format version 2 adds the head start after `lr_scale`: a version-1 blob reads as meta and is
+/// written back byte for byte; a version-2 blob is the version-1 bytes with the version byte 2
+/// and the head start's code inserted before the provenance; a version-1 wire cannot carry a
+/// head start other than meta.
+#[test]
+fn format_version_2_carries_the_head_start() {
+    let m = Model::new(
+        &[3],
+        vec![dense(3, 4), Layer::Relu, dense(4, 2)],
+        CROSS_ENTROPY,
+        4,
+    );
+    let v1 = m.encode();
+    assert_eq!(
+        v1[4], 1,
+        "writers write version 1 when nothing needs version 2"
+    );
+    let blob = Blob::parse(&v1).unwrap();
+    assert_eq!(blob.head_start, HeadStart::Meta);
+    assert_eq!(blob.wire.adapt.head_start, 0);
+    assert_eq!(encode(&blob.wire), v1);
+    let mut arena = vec![0.0; blob.arena_len(blob.settings().batch as usize).unwrap()];
+    assert_eq!(exported(&Learner::new(&blob, &mut arena).unwrap()), v1);
+
+    let mut w = blob.wire.clone();
+    w.adapt.head_start = HeadStart::Prototypes as u8;
+    assert_eq!(w.adapt.format_version(), 2);
+    let mut out = vec![0u8; v1.len() + 8];
+    assert_eq!(
+        Blob::encode_wire(&w, &mut out).map(|b| b.len()),
+        Err(Error::BadSettings {
+            what: "a head start other than meta needs format version 2"
+        }),
+        "a version-1 wire holds no head start"
+    );
+    assert!(matches!(
+        Blob::validate(w.clone()),
+        Err(Error::BadSettings { .. })
+    ));
+    w.version = w.adapt.format_version();
+    let v2 = encode(&w);
+    let parsed = Blob::parse(&v2).unwrap();
+    assert_eq!(parsed.head_start, HeadStart::Prototypes);
+    assert_eq!(parsed.wire.version, 2);
+    assert_eq!(encode(&parsed.wire), v2);
+    let mut arena = vec![0.0; parsed.arena_len(parsed.settings().batch as usize).unwrap()];
+    assert_eq!(exported(&Learner::new(&parsed, &mut arena).unwrap()), v2);
+    // The layout: the provenance starts with the length of "test".
+    let at = v1.windows(5).position(|x| x == b"\x04test").unwrap();
+    assert_eq!(v2.len(), v1.len() + 1);
+    assert_eq!(v2[4], 2);
+    assert_eq!(v2[5..at], v1[5..at]);
+    assert_eq!(v2[at], 1, "the head start code");
+    assert_eq!(v2[at + 1..v2.len() - 4], v1[at..v1.len() - 4]);
+
+    // A version-2 blob whose head starts from the blob's parameters is read as such and
+    // written back as it came.
+    w.adapt.head_start = 0;
+    let v2_meta = encode(&w);
+    let parsed = Blob::parse(&v2_meta).unwrap();
+    assert_eq!(
+        (parsed.wire.version, parsed.head_start),
+        (2, HeadStart::Meta)
+    );
+    assert_eq!(encode(&parsed.wire), v2_meta);
+    // A version-1 blob's bytes relabelled version 2 lack the head start: refused, not guessed.
+    let mut relabelled = v1.clone();
+    relabelled[4] = 2;
+    assert!(Blob::parse(&recrc(relabelled)).is_err());
+}
+
+/// A learner's export, as bytes.
+fn exported(l: &Learner<'_, '_>) -> Vec<u8> {
+    let mut out = vec![0u8; l.export_len()];
+    l.export(&mut out).unwrap().to_vec()
 }

@@ -939,20 +939,23 @@ fn records_of_other_versions_or_damaged_are_refused() {
             computed,
         },
     ));
-    // The blob inside, in another blob format version (CRC-valid, record CRC-valid).
-    let mut v2 = sine(4);
-    v2.params = params.clone();
-    let mut wire = v2.wire();
-    wire.version = 2;
-    let v2_bytes = common::encode(&wire);
-    assert_eq!(v2_bytes.len(), len);
+    // The blob inside, in a blob format version this runtime does not read (CRC-valid,
+    // record CRC-valid): the version byte of the same blob raised past the newest.
+    let mut v3 = sine(4);
+    v3.params = params.clone();
+    let mut v3_bytes = common::encode(&v3.wire());
+    v3_bytes[4] = (anole::blob::FORMAT_VERSION + 1) as u8;
+    let n = v3_bytes.len() - 4;
+    let crc = anole::blob::crc32(&v3_bytes[..n]);
+    v3_bytes[n..].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(v3_bytes.len(), len);
     cases.push((
-        "blob of format version 2 inside",
-        head(7, model, &v2_bytes, chunk).to_vec(),
-        v2_bytes,
+        "blob of a newer format version inside",
+        head(7, model, &v3_bytes, chunk).to_vec(),
+        v3_bytes,
         Refused::Blob(Error::UnsupportedVersion {
-            found: 2,
-            supported: 1,
+            found: anole::blob::FORMAT_VERSION + 1,
+            supported: anole::blob::FORMAT_VERSION,
         }),
     ));
     // The blob inside with a NaN weight (CRC-valid).

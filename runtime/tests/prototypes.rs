@@ -1,9 +1,10 @@
 //! `Learner::init_prototypes` and `Learner::init_head_prototypes`: the nearest-prototype start
-//! of a classifier head, on cached features and on a whole model.
+//! of a classifier head, on cached features and on a whole model; `start_head` and
+//! `start_and_adapt`, the start a blob records (format version 2).
 
 mod common;
 
-use anole::{Blob, Error, Layer, Learner, Options, SliceSamples};
+use anole::{Blob, Error, HeadStart, Layer, Learner, Options, SliceSamples};
 use common::*;
 
 fn head(dim: usize, classes: usize) -> Vec<u8> {
@@ -237,4 +238,80 @@ fn whole_model_errors() {
         let mut l = learner(&blob, &mut arena);
         assert_eq!(l.init_head_prototypes(&s), Err(Error::NotAHead));
     }
+}
+
+/// The head start a blob records: `start_head` is `init_head_prototypes` under prototypes and
+/// leaves the parameters alone under meta; `start_and_adapt` starts the head of a learner that
+/// has taken no step since its parameters were set, and continues the one that has.
+#[test]
+fn the_blob_says_where_the_head_starts() {
+    let meta_model = small_cnn(13, 4);
+    let mut proto_model = small_cnn(13, 4);
+    proto_model.settings.head_start = HeadStart::Prototypes as u8;
+    let (meta_bytes, proto_bytes) = (meta_model.encode(), proto_model.encode());
+    let (meta, proto) = (
+        Blob::parse(&meta_bytes).unwrap(),
+        Blob::parse(&proto_bytes).unwrap(),
+    );
+    assert_eq!(meta.head_start, HeadStart::Meta);
+    assert_eq!(proto.head_start, HeadStart::Prototypes);
+    let (x, y) = one_shot(&mut Rng::new(9));
+    let s = SliceSamples::new(&x, &y, 64, 1).unwrap();
+    let mut arenas: Vec<Vec<f32>> = (0..4).map(|_| Vec::new()).collect();
+    let [a0, a1, a2, a3] = &mut arenas[..] else {
+        unreachable!()
+    };
+
+    let mut m = learner(&meta, a0);
+    assert_eq!(m.head_start(), HeadStart::Meta);
+    let before = m.params().to_vec();
+    m.start_head(&s).unwrap();
+    assert_eq!(m.params(), &before[..], "meta: the blob's head");
+
+    let mut p = learner(&proto, a1);
+    assert_eq!(p.head_start(), HeadStart::Prototypes);
+    let mut by_hand = learner(&proto, a2);
+    by_hand.init_head_prototypes(&s).unwrap();
+    p.start_head(&s).unwrap();
+    assert_eq!(p.params(), by_hand.params());
+    assert_ne!(p.params(), &before[..]);
+
+    // One call: the start, then the steps; a second call continues from where it stopped.
+    let mut one = learner(&proto, a3);
+    let r = one.start_and_adapt(&s, 3).unwrap();
+    by_hand.adapt(&s, 3).unwrap();
+    assert_eq!(one.params(), by_hand.params());
+    assert_eq!(r.steps, 3);
+    one.start_and_adapt(&s, 2).unwrap();
+    by_hand.adapt(&s, 2).unwrap();
+    assert_eq!(one.params(), by_hand.params());
+    assert_eq!(one.steps_taken(), 5);
+    // After a reset it starts again.
+    one.reset();
+    one.start_and_adapt(&s, 1).unwrap();
+    by_hand.reset();
+    by_hand.init_head_prototypes(&s).unwrap();
+    by_hand.adapt(&s, 1).unwrap();
+    assert_eq!(one.params(), by_hand.params());
+
+    // Meta: start_and_adapt is adapt.
+    m.reset();
+    m.start_and_adapt(&s, 2).unwrap();
+    let mut plain = learner(&meta, a2);
+    plain.adapt(&s, 2).unwrap();
+    assert_eq!(m.params(), plain.params());
+
+    // A blob that says prototypes but has no head to start: the error of init_head_prototypes.
+    let mut mse = Model::new(&[3], vec![dense(3, 2)], MSE, 1);
+    mse.settings.head_start = HeadStart::Prototypes as u8;
+    let bytes = mse.encode();
+    let b = Blob::parse(&bytes).unwrap();
+    let mut arena = Vec::new();
+    let mut l = learner(&b, &mut arena);
+    let xs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
+    let ys = [1.0, 0.0, 0.0, 1.0];
+    let s = SliceSamples::new(&xs, &ys, 3, 2).unwrap();
+    let before = l.params().to_vec();
+    assert_eq!(l.start_and_adapt(&s, 1), Err(Error::NotAHead));
+    assert_eq!(l.params(), &before[..]);
 }

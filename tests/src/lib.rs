@@ -28,6 +28,7 @@ pub fn blob_bytes(arch: &Arch, dtype: DType, loss: u8, lr: f32, batch: u32, seed
             steps: 32,
             batch,
             trainable: arch.all_layers(),
+            head_start: 0,
             lr_scale: Default::default(),
         },
         algorithm: "random".into(),

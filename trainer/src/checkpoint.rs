@@ -126,7 +126,9 @@ fn f32s(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
 }
 
 /// [`save`] a run of `arch` at `state`: its meta-parameters as an f32 blob with `meta`'s
-/// settings (provenance: algorithm `checkpoint`, the meta-iterations done).
+/// settings but the head start (provenance: algorithm `checkpoint`, the meta-iterations done).
+/// The head start is the exported blobs' to record: a checkpoint stays the version-1 blob it
+/// always was, so a run's checkpoints are the same bytes whatever version its exports need.
 pub fn save_run(
     out: &Path,
     command: &str,
@@ -136,12 +138,13 @@ pub fn save_run(
     curve: &[IterLoss],
     training_seconds: f64,
 ) -> Result<()> {
-    let meta = BlobMeta {
+    let mut meta = BlobMeta {
         dtype: DType::F32,
         algorithm: "checkpoint".into(),
         meta_iterations: state.iteration,
         ..meta.clone()
     };
+    meta.settings.head_start = 0;
     let blob = model::encode_blob(arch, &state.params, &meta)?;
     save(out, command, state, &blob, curve, training_seconds).context("writing the checkpoint")
 }

@@ -419,6 +419,7 @@ mod tests {
                 steps: 1,
                 batch: 4,
                 trainable: 1,
+                head_start: 0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),

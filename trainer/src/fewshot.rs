@@ -589,6 +589,7 @@ mod tests {
                 steps: 7,
                 batch: 4,
                 trainable: arch.all_layers(),
+                head_start: 0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),

@@ -1,7 +1,7 @@
 //! Architectures and blobs on the host: build a blob from an architecture and f32 parameters,
 //! read a blob file with a clear error, and the reference initialisations.
 
-use anole::blob::{AdaptSettings, Provenance, Wire, FORMAT_VERSION, MAGIC, MAX_TENSORS};
+use anole::blob::{AdaptSettings, Provenance, Wire, MAGIC, MAX_TENSORS};
 use anole::layers::Window;
 use anole::{Blob, DType, Layer, Shape, SharedBlob, TensorValues};
 use anyhow::{anyhow, bail, Context, Result};
@@ -236,7 +236,7 @@ pub fn encode_blob(arch: &Arch, params: &[f32], meta: &BlobMeta) -> Result<Vec<u
     }
     let wire = Wire {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: meta.settings.format_version(),
         input_shape: arch.input_shape.iter().copied().collect(),
         layers: arch.layers.iter().map(|l| l.to_raw()).collect(),
         tensors,
@@ -305,6 +305,7 @@ mod tests {
                 steps: 32,
                 batch: 10,
                 trainable: arch.all_layers(),
+                head_start: 0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),

@@ -486,43 +486,60 @@ fn image_folders_adapt_and_predict() {
 
     // Head-only with all 5 classes present, 1 shot, no steps: the head starts from the class
     // prototypes, so each support image is classified as its own class (its features are its
-    // class's prototype); `--head-init meta` keeps the model's head, and prototypes are refused
-    // where they do not apply.
+    // class's prototype); `--head-init meta` keeps the model's head. Full adaptation starts
+    // from the blob's head unless the blob (format version 2) or `--head-init` says prototypes.
     let (five, _) = image_folders(&tmp.path().join("five"), 5, 1, 0);
     let mut classes: Vec<PathBuf> = std::fs::read_dir(&five)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     classes.sort();
-    let head = |init: &str, adapt: &str| {
-        let mut args = vec!["adapt", "--model", s(&model), "--support", s(&five)];
-        args.extend([
-            "--adapt",
-            adapt,
-            "--steps",
-            "0",
-            "--head-init",
-            init,
-            "--query",
-        ]);
+    let mut v2 = Blob::parse(&bytes).unwrap().wire;
+    v2.adapt.head_start = anole::HeadStart::Prototypes as u8;
+    v2.version = v2.adapt.format_version();
+    assert_eq!(v2.version, 2);
+    let proto_model = put(
+        tmp.path(),
+        "proto.postcard",
+        anole::blob::encode_to_vec(&v2),
+    );
+    let run = |model: &Path, init: Option<&str>, adapt: &str| {
+        let mut args = vec!["adapt", "--model", s(model), "--support", s(&five)];
+        args.extend(["--adapt", adapt, "--steps", "0"]);
+        if let Some(init) = init {
+            args.extend(["--head-init", init]);
+        }
+        args.push("--query");
         args.extend(classes.iter().map(|c| s(c)));
-        anole(args)
+        lines(&ok(&anole(args)))
     };
-    let proto = lines(&ok(&head("prototypes", "head")));
-    assert_eq!(proto.len(), 1 + 5);
-    for row in &proto[1..] {
-        let class = Path::new(&row[0]).parent().unwrap().file_name().unwrap();
-        assert_eq!(row[1], class.to_str().unwrap(), "{row:?}");
-    }
-    let meta = lines(&ok(&head("meta", "head")));
-    assert_ne!(
-        meta, proto,
+    let own_class = |rows: &[Vec<String>]| {
+        assert_eq!(rows.len(), 1 + 5);
+        rows[1..].iter().all(|row| {
+            let class = Path::new(&row[0]).parent().unwrap().file_name().unwrap();
+            row[1] == class.to_str().unwrap()
+        })
+    };
+    let proto = run(&model, Some("prototypes"), "head");
+    assert!(own_class(&proto), "{proto:?}");
+    let meta = run(&model, Some("meta"), "head");
+    assert!(
+        !own_class(&meta),
         "a random head does not classify its support set perfectly"
     );
-    fails(
-        &head("prototypes", "all"),
-        &["--head-init prototypes", "--adapt head"],
+    assert_eq!(
+        run(&model, None, "all"),
+        meta,
+        "a version-1 blob: the head of the blob"
     );
+    let full_proto = run(&model, Some("prototypes"), "all");
+    assert!(own_class(&full_proto), "{full_proto:?}");
+    assert_eq!(
+        run(&proto_model, None, "all"),
+        full_proto,
+        "the blob's head start"
+    );
+    assert_eq!(run(&proto_model, Some("meta"), "all"), meta);
 
     // `predict` with the adapted model: the same classes; query files in the order given.
     let files: Vec<PathBuf> = q.files.iter().rev().cloned().collect();
@@ -866,4 +883,84 @@ fn bad_proto_and_validation_options_are_named() {
     let o = small_run(&out, "2", &["--head-start", "sometimes"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("'sometimes' for '--head-start"));
+}
+
+/// `--head-start prototypes` is recorded in the exported blobs (format version 2:
+/// `init.postcard`, its f16 copy, `init.adam.postcard`) but not in the checkpoints, which stay
+/// the version-1 blobs they were; `--resume` of a finished run trains nothing and writes the
+/// exports and the card's evaluation again, the same bytes and figures.
+#[test]
+fn head_start_is_in_the_exported_blobs_and_a_finished_run_reexports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("proto");
+    let data = data_dir();
+    let run = |resume: bool| {
+        let mut args = vec!["train", "omniglot", "--data", s(&data), "--out", s(&out)];
+        args.extend([
+            "--subset",
+            "60",
+            "--filters",
+            "4",
+            "--iters",
+            "12",
+            "--meta-batch",
+            "2",
+            "--eval-tasks",
+            "3",
+            "--shots",
+            "1",
+            "--adapt-steps",
+            "2",
+            "--checkpoint-every",
+            "6",
+            "--head-start",
+            "prototypes",
+            "--proto-shots",
+            "1",
+        ]);
+        if resume {
+            args.push("--resume");
+        }
+        anole(&args)
+    };
+    ok(&run(false));
+    let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+    for name in ["init.postcard", "init.f16.postcard", "init.adam.postcard"] {
+        let bytes = read(name);
+        let b = Blob::parse(&bytes).unwrap();
+        assert_eq!(
+            (b.wire.version, b.head_start),
+            (2, anole::HeadStart::Prototypes),
+            "{name}"
+        );
+    }
+    let checkpoint = read("checkpoint/params.postcard");
+    let b = Blob::parse(&checkpoint).unwrap();
+    assert_eq!((b.wire.version, b.head_start), (1, anole::HeadStart::Meta));
+    let first = card(&out);
+    assert!(first["checkpoint"]["params_sha256"].is_string(), "{first}");
+    let blobs = ["init.postcard", "init.f16.postcard", "init.adam.postcard"].map(read);
+
+    // The exports and the card are written again from the last checkpoint, without training.
+    for name in [
+        "init.postcard",
+        "init.f16.postcard",
+        "init.adam.postcard",
+        "card.json",
+    ] {
+        std::fs::remove_file(out.join(name)).unwrap();
+    }
+    let again = run(true);
+    let stderr = String::from_utf8_lossy(&again.stderr).to_string();
+    ok(&again);
+    assert!(stderr.contains("at meta-iteration 12 of 12"), "{stderr}");
+    assert_eq!(
+        ["init.postcard", "init.f16.postcard", "init.adam.postcard"].map(read),
+        blobs
+    );
+    assert_eq!(read("checkpoint/params.postcard"), checkpoint);
+    let second = card(&out);
+    for key in ["checkpoint", "results", "command", "head_start"] {
+        assert_eq!(second[key], first[key], "{key}");
+    }
 }

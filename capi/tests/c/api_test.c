@@ -98,8 +98,8 @@ static unsigned long long expected(const char *key) {
     exit(2);
 }
 
-static uint8_t sine[32768], signed_blob[32768], head[1024];
-static size_t sine_len, signed_len, head_len;
+static uint8_t sine[32768], signed_blob[32768], head[1024], head_proto[1024];
+static size_t sine_len, signed_len, head_len, head_proto_len;
 static uint8_t key_pub[32], other_pub[32], invalid_pub[32];
 static float xs[10], ys[10];
 
@@ -157,6 +157,7 @@ static const anole_status all_statuses[] = {
     ANOLE_STATUS_UNSIGNED,
     ANOLE_STATUS_ENVELOPE_VERSION, ANOLE_STATUS_ENVELOPE_LENGTH, ANOLE_STATUS_ENVELOPE_MALFORMED,
     ANOLE_STATUS_UNKNOWN_KEY, ANOLE_STATUS_BAD_SIGNATURE, ANOLE_STATUS_BAD_PUBLIC_KEY,
+    ANOLE_STATUS_BAD_HEAD_START,
     ANOLE_STATUS_ARENA_TOO_SMALL, ANOLE_STATUS_BATCH_TOO_LARGE, ANOLE_STATUS_SAMPLE_LENGTH,
     ANOLE_STATUS_NON_FINITE_SAMPLE, ANOLE_STATUS_BAD_LABEL, ANOLE_STATUS_NO_SAMPLES,
     ANOLE_STATUS_NON_FINITE_LOSS, ANOLE_STATUS_NON_FINITE_PARAMETER,
@@ -260,13 +261,13 @@ static void test_blob_parse(void) {
     EXPECT(anole_blob_parse(mem, ANOLE_BLOB_SIZE, bytes, sine_len, &b), ANOLE_STATUS_CRC_MISMATCH);
     CHECK(error_mentions(mem, "CRC-32"));
     memcpy(bytes, sine, sine_len);
-    bytes[4] = 2; /* format version 2 (a one-byte varint), CRC made to match */
+    bytes[4] = 3; /* format version 3, newer than the library reads; CRC made to match */
     uint32_t crc = crc32(bytes, sine_len - 4);
     for (int i = 0; i < 4; i++) {
         bytes[sine_len - 4 + i] = (uint8_t)(crc >> (8 * i));
     }
     EXPECT(anole_blob_parse(mem, ANOLE_BLOB_SIZE, bytes, sine_len, &b), ANOLE_STATUS_UNSUPPORTED_VERSION);
-    CHECK(error_mentions(mem, "version 2"));
+    CHECK(error_mentions(mem, "version 3"));
 
     /* Blobs whose CRC checks out but whose content does not: one status per way
      * (damaged.txt: file and status, written by the Rust side). */
@@ -674,6 +675,28 @@ static void test_learner_calls(void) {
     free(out3);
 }
 
+/* Six 4-value features, two per class, each class around its own corner. */
+static void corner_features(float *feats, float *labels) {
+    for (int i = 0; i < 6; i++) {
+        int c = i % 3;
+        for (int k = 0; k < 4; k++) {
+            feats[i * 4 + k] = (k == c ? 2.0f : 0.0f) + (i < 3 ? 0.1f : -0.1f);
+        }
+        labels[i] = (float)c;
+    }
+}
+
+/* Each class's corner is classified as that class. */
+static void classifies_corners(anole_learner *l) {
+    for (int c = 0; c < 3; c++) {
+        float x[4] = {0, 0, 0, 0};
+        x[c] = 2.0f;
+        size_t got = 9;
+        EXPECT(anole_learner_classify(l, x, 4, &got), ANOLE_STATUS_OK);
+        CHECK(got == (size_t)c);
+    }
+}
+
 static void test_prototypes(void) {
     static ALIGNED uint8_t hmem[ANOLE_BLOB_SIZE], lmem[ANOLE_LEARNER_SIZE], smem[ANOLE_SAMPLES_SIZE];
     static float storage[6 * 5];
@@ -683,23 +706,10 @@ static void test_prototypes(void) {
     CHECK(info.loss == ANOLE_LOSS_CROSS_ENTROPY && info.input_len == 4 && info.output_len == 3 &&
           info.target_len == 1);
     anole_learner *l = learner(lmem, h, arena_a, 16384, ANOLE_MODE_BUFFERED);
-    /* Two samples per class, each class around its own corner. */
     float feats[6 * 4], labels[6];
-    for (int i = 0; i < 6; i++) {
-        int c = i % 3;
-        for (int k = 0; k < 4; k++) {
-            feats[i * 4 + k] = (k == c ? 2.0f : 0.0f) + (i < 3 ? 0.1f : -0.1f);
-        }
-        labels[i] = (float)c;
-    }
+    corner_features(feats, labels);
     EXPECT(anole_learner_init_prototypes_arrays(l, feats, 24, labels, 6), ANOLE_STATUS_OK);
-    for (int c = 0; c < 3; c++) {
-        float x[4] = {0, 0, 0, 0};
-        x[c] = 2.0f;
-        size_t got = 9;
-        EXPECT(anole_learner_classify(l, x, 4, &got), ANOLE_STATUS_OK);
-        CHECK(got == (size_t)c);
-    }
+    classifies_corners(l);
     labels[0] = 7.0f;
     EXPECT(anole_learner_init_prototypes_arrays(l, feats, 24, labels, 6), ANOLE_STATUS_BAD_LABEL);
     EXPECT(anole_learner_adapt_arrays(l, feats, 24, labels, 6, 1, NULL), ANOLE_STATUS_BAD_LABEL);
@@ -726,6 +736,43 @@ static void test_prototypes(void) {
     EXPECT(anole_samples_release(s), ANOLE_STATUS_OK);
     EXPECT(anole_learner_release(l), ANOLE_STATUS_OK);
     EXPECT(anole_blob_release(h), ANOLE_STATUS_OK);
+}
+
+/* A blob that says its head starts from prototypes (format version 2): anole_learner_adapt
+ * starts it on a learner that has taken no step, anole_learner_start_head on request; a blob
+ * that says meta keeps its head. */
+static void test_head_start(void) {
+    static ALIGNED uint8_t mmem[ANOLE_BLOB_SIZE], pmem[ANOLE_BLOB_SIZE], lmem[ANOLE_LEARNER_SIZE];
+    anole_blob *m = parse(mmem, head, head_len);
+    anole_blob *p = parse(pmem, head_proto, head_proto_len);
+    anole_blob_info info;
+    EXPECT(anole_blob_get_info(m, &info), ANOLE_STATUS_OK);
+    CHECK(info.head_start == ANOLE_HEAD_START_META);
+    EXPECT(anole_blob_get_info(p, &info), ANOLE_STATUS_OK);
+    CHECK(info.head_start == ANOLE_HEAD_START_PROTOTYPES);
+    float feats[6 * 4], labels[6], x[4], out[3], before[3];
+    corner_features(feats, labels);
+    /* No steps: only the start. Each class's corner is then its own class. */
+    anole_learner *l = learner(lmem, p, arena_a, 16384, ANOLE_MODE_BUFFERED);
+    EXPECT(anole_learner_adapt_arrays(l, feats, 24, labels, 6, 0, NULL), ANOLE_STATUS_OK);
+    classifies_corners(l);
+    labels[0] = 7.0f;
+    EXPECT(anole_learner_start_head_arrays(l, feats, 24, labels, 6), ANOLE_STATUS_BAD_LABEL);
+    labels[0] = 0.0f;
+    EXPECT(anole_learner_start_head_arrays(l, feats, 24, labels, 6), ANOLE_STATUS_OK);
+    EXPECT(anole_learner_start_head(l, NULL), ANOLE_STATUS_NULL_POINTER);
+    EXPECT(anole_learner_release(l), ANOLE_STATUS_OK);
+    /* Meta: the start changes nothing. */
+    l = learner(lmem, m, arena_a, 16384, ANOLE_MODE_BUFFERED);
+    memset(x, 0, sizeof x);
+    x[1] = 2.0f;
+    EXPECT(anole_learner_predict(l, x, 4, before, 3), ANOLE_STATUS_OK);
+    EXPECT(anole_learner_start_head_arrays(l, feats, 24, labels, 6), ANOLE_STATUS_OK);
+    EXPECT(anole_learner_predict(l, x, 4, out, 3), ANOLE_STATUS_OK);
+    CHECK(memcmp(before, out, sizeof out) == 0);
+    EXPECT(anole_learner_release(l), ANOLE_STATUS_OK);
+    EXPECT(anole_blob_release(m), ANOLE_STATUS_OK);
+    EXPECT(anole_blob_release(p), ANOLE_STATUS_OK);
 }
 
 /* ------------------------------------------------------------------ sample buffers */
@@ -1118,6 +1165,8 @@ int main(int argc, char **argv) {
     sine_len = load("sine.postcard", sine, sizeof sine);
     signed_len = load("sine.signed", signed_blob, sizeof signed_blob);
     head_len = load("head.postcard", head, sizeof head);
+    head_proto_len = load("head_proto.postcard", head_proto, sizeof head_proto);
+    CHECK(head_proto_len == head_len + 1);
     CHECK(sine_len == expected("sine_len") && signed_len == expected("signed_len") &&
           head_len == expected("head_len"));
     CHECK(load("key.pub", key_pub, sizeof key_pub) == 32);
@@ -1136,6 +1185,7 @@ int main(int argc, char **argv) {
     test_learner_init();
     test_learner_calls();
     test_prototypes();
+    test_head_start();
     test_samples();
     test_store();
     test_last_error();

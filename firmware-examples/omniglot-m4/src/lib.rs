@@ -64,6 +64,10 @@ fn rt<T>(doing: &'static str, r: anole::Result<T>) -> Result<T, AppError> {
 pub struct Report {
     /// Meta-iterations recorded in the blob.
     pub meta_iterations: u64,
+    /// Where the blob says adaptation starts the head: prototypes for a model meta-learned from
+    /// that start (`--head-start prototypes`). Head-only adaptation starts from the prototypes
+    /// either way.
+    pub head_start: anole::HeadStart,
     /// Parameters of the model.
     pub params: usize,
     /// Parameters the head adapts.
@@ -136,8 +140,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "model: reptile, {} meta-iterations, {} parameters in flash (f16), head {} adapted",
-            self.meta_iterations, self.params, self.head_params
+            "model: reptile, {} meta-iterations, head start {}, {} parameters in flash (f16), head {} adapted",
+            self.meta_iterations,
+            self.head_start.name(),
+            self.params,
+            self.head_params
         )?;
         writeln!(
             f,
@@ -335,7 +342,11 @@ fn adapt_and_classify(
             "support set",
             SliceSamples::new(&region_b[..ns * f], &labels[..ns], f, 1),
         )?;
-        // The head starts as the nearest-prototype classifier of the support features.
+        // The head starts as the nearest-prototype classifier of the support features, whatever
+        // the blob's head start (`Report::head_start`): the meta-learned head on frozen features
+        // is no start for the steps, and a model trained with `--head-start prototypes` was
+        // meta-learned for exactly this one. The head's blob carries the setting
+        // (`anole::submodel::head_into`); its learner's `start_head` would do the same here.
         rt(
             "prototype head",
             frame::init_prototypes(head_learner, &support),
@@ -380,6 +391,7 @@ fn adapt_and_classify(
 
     Ok(Report {
         meta_iterations: head.provenance().meta_iterations,
+        head_start: head.head_start,
         params: body.param_count() + head.param_count(),
         head_params: head.param_count(),
         body_arena,

@@ -8,7 +8,7 @@
 //! little-endian f32 values: inputs then targets, sample after sample.
 #![no_main]
 
-use anole::blob::{AdaptSettings, Provenance, Wire, FORMAT_VERSION, MAGIC};
+use anole::blob::{AdaptSettings, Provenance, Wire, FORMAT_VERSION_1, MAGIC};
 use anole::layers::Window;
 use anole::{
     Blob, Layer, Learner, Options, SampleBuffer, Samples, Shape, SliceSamples, TensorValues,
@@ -39,7 +39,7 @@ fn encode(input: &[u32], layers: &[Layer], loss: u8, optimizer: u8) -> Vec<u8> {
     }
     let wire = Wire {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: FORMAT_VERSION_1,
         input_shape: input.iter().copied().collect(),
         layers: layers.iter().map(|l| l.to_raw()).collect(),
         tensors,
@@ -50,6 +50,7 @@ fn encode(input: &[u32], layers: &[Layer], loss: u8, optimizer: u8) -> Vec<u8> {
             steps: 5,
             batch: 4,
             trainable: u32::MAX >> (32 - layers.len()),
+            head_start: 0,
             lr_scale: heapless::Vec::new(),
         },
         provenance: Provenance {

@@ -1,9 +1,10 @@
 //! A classifier head started from class prototypes (nearest-prototype initialisation): on
 //! cached features ([`Engine::init_prototypes`]) or on a whole model, the body's features
-//! computed by a forward pass ([`Engine::init_head_prototypes`]).
+//! computed by a forward pass ([`Engine::init_head_prototypes`]); the head started as the blob
+//! says ([`Engine::start_head`], [`Engine::start_and_adapt`]).
 
-use super::{split, Arena, BlobRef, Engine};
-use crate::blob::LossKind;
+use super::{split, AdaptReport, Arena, BlobRef, Engine};
+use crate::blob::{HeadStart, LossKind};
 use crate::buffer::Samples;
 use crate::error::{Error, Result};
 use crate::layers::Layer;
@@ -110,6 +111,44 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             start = end;
         }
         self.finish_prototypes(&node, inputs, outputs)
+    }
+
+    /// Where the blob says adaptation starts the head ([`Blob::head_start`](crate::Blob)).
+    pub fn head_start(&self) -> HeadStart {
+        self.blob.get().head_start
+    }
+
+    /// Start the head as the blob says, on the support set `samples`, before adapting on them:
+    /// under [`HeadStart::Prototypes`] the nearest-prototype classifier of their features
+    /// ([`Engine::init_head_prototypes`], which clears optimizer state), under
+    /// [`HeadStart::Meta`] nothing (the head keeps its parameters). The one call a device
+    /// makes after [`Learner::reset`](super::Learner::reset) and before
+    /// [`Learner::adapt`](super::Learner::adapt) to adapt as the blob was meta-learned to;
+    /// [`Engine::start_and_adapt`] makes both. Errors: those of `init_head_prototypes`, with
+    /// the parameters unchanged.
+    pub fn start_head<S: Samples + ?Sized>(&mut self, samples: &S) -> Result<()> {
+        match self.head_start() {
+            HeadStart::Meta => Ok(()),
+            HeadStart::Prototypes => self.init_head_prototypes(samples),
+        }
+    }
+
+    /// [`Learner::adapt`](super::Learner::adapt) as the blob recommends: a learner that has
+    /// taken no step since its parameters were last set (created,
+    /// [`reset`](super::Learner::reset), [`set_params`](super::Learner::set_params), ...,
+    /// i.e. [`steps_taken`](super::Learner::steps_taken) is 0) first starts its head on
+    /// `samples` ([`Engine::start_head`]); then `steps` steps. What the C API's and the Python
+    /// package's `adapt` run. A learner that has stepped, or whose optimizer state was loaded
+    /// with a step count, continues from its parameters.
+    pub fn start_and_adapt<S: Samples + ?Sized>(
+        &mut self,
+        samples: &S,
+        steps: u32,
+    ) -> Result<AdaptReport> {
+        if self.steps == 0 {
+            self.start_head(samples)?;
+        }
+        self.adapt(samples, steps)
     }
 
     /// The (inputs, outputs) of `node` if it can be a classifier head started from

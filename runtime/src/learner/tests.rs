@@ -2,7 +2,7 @@
 //! `runtime/tests` cover the rest through the public API).
 
 use super::*;
-use crate::blob::{AdaptSettings, Provenance, FORMAT_VERSION, MAGIC};
+use crate::blob::{AdaptSettings, Provenance, FORMAT_VERSION_1, MAGIC};
 use crate::dtype::DType;
 use crate::layers::{Layer, Window};
 use crate::limits::MAX_TENSORS;
@@ -55,7 +55,7 @@ fn blob_bytes_with(buf: &mut [u8], optimizer: u8) -> &[u8] {
     let tensors: [&[f32]; 8] = [&cw, &cb[..3], &gamma, &beta, &mean, &var, &dw, &db[..2]];
     let mut wire = Wire {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: FORMAT_VERSION_1,
         input_shape: HVec::new(),
         layers: HVec::new(),
         tensors: HVec::<TensorValues<'_>, MAX_TENSORS>::new(),
@@ -66,6 +66,7 @@ fn blob_bytes_with(buf: &mut [u8], optimizer: u8) -> &[u8] {
             steps: 5,
             batch: BATCH as u32,
             trainable: 0b11111,
+            head_start: 0,
             lr_scale: HVec::new(),
         },
         provenance: Provenance {

@@ -4,7 +4,7 @@
 //! runtime's kernels).
 #![allow(dead_code)]
 
-use anole::blob::{AdaptSettings, Provenance, RawTensor, Wire, FORMAT_VERSION, MAGIC};
+use anole::blob::{AdaptSettings, Provenance, RawTensor, Wire, MAGIC};
 use anole::layers::Window;
 use anole::{Blob, DType, Layer, Learner, Shape, TensorValues};
 
@@ -134,6 +134,7 @@ impl Model {
                 steps: 10,
                 batch: 10,
                 trainable: 0,
+                head_start: 0,
                 lr_scale: heapless::Vec::new(),
             },
         };
@@ -230,7 +231,7 @@ impl Model {
         }
         Wire {
             magic: MAGIC,
-            version: FORMAT_VERSION,
+            version: self.settings.format_version(),
             input_shape: self.input.iter().copied().collect(),
             layers: self.layers.iter().map(|l| l.to_raw()).collect(),
             tensors,

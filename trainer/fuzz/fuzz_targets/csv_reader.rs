@@ -5,7 +5,7 @@
 //! finite values and labels of existing classes.
 #![no_main]
 
-use anole::blob::{encode_to_vec, AdaptSettings, Provenance, Wire, FORMAT_VERSION, MAGIC};
+use anole::blob::{encode_to_vec, AdaptSettings, Provenance, Wire, FORMAT_VERSION_1, MAGIC};
 use anole::{Blob, DType, Layer, LossKind, TensorValues};
 use anole_trainer::csvio::{self, OutputFormat};
 use libfuzzer_sys::fuzz_target;
@@ -27,7 +27,7 @@ fn dense(inputs: usize, outputs: usize, loss: u8) -> Vec<u8> {
     }
     let wire = Wire {
         magic: MAGIC,
-        version: FORMAT_VERSION,
+        version: FORMAT_VERSION_1,
         input_shape: [inputs as u32].into_iter().collect(),
         layers: [Layer::Dense { inputs, outputs }.to_raw()]
             .into_iter()
@@ -40,6 +40,7 @@ fn dense(inputs: usize, outputs: usize, loss: u8) -> Vec<u8> {
             steps: 5,
             batch: 4,
             trainable: 1,
+            head_start: 0,
             lr_scale: heapless::Vec::new(),
         },
         provenance: Provenance {

@@ -11,7 +11,7 @@ use crate::export::onnx::onnx_bytes;
 use crate::fewshot::{Features, HeadInit, HeadSplit};
 use crate::files;
 use crate::model::{self, Arch};
-use anole::{Blob, LossKind, Options, OwnedLearner, SliceSamples};
+use anole::{Blob, HeadStart, LossKind, Options, OwnedLearner, SliceSamples};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 
@@ -39,9 +39,11 @@ pub struct Args {
     /// Layers that adapt: all, or only the last layer with parameters (default: the blob's).
     #[arg(long, value_enum)]
     pub adapt: Option<AdaptArg>,
-    /// Head-only adaptation of a classifier: start the head from the support set's class
-    /// prototypes (the nearest-prototype classifier, then fine-tuned; the default) or from the
-    /// blob's head (`meta`).
+    /// Where a classifier's head starts: from the support set's class prototypes (the
+    /// nearest-prototype classifier of their features, then fine-tuned) or from the blob's head
+    /// (`meta`). Default: prototypes for head-only adaptation; for full adaptation, the blob's
+    /// head start (prototypes for a model meta-learned from that start, `--head-start
+    /// prototypes`).
     #[arg(long, value_enum)]
     pub head_init: Option<HeadInit>,
     /// Write the adapted blob here.
@@ -101,16 +103,19 @@ pub fn run(a: Args) -> Result<()> {
     let head_only = opts.trainable == Arch::of(blob).head_only();
     if head_only && blob.loss == LossKind::CrossEntropy {
         head_init(&a, &mut learner, support_inputs, support_targets)?;
-    } else if let Some(init) = a.head_init {
-        match init {
-            HeadInit::Prototypes => bail!(
-                "--head-init prototypes needs head-only adaptation (--adapt head) of a classifier"
-            ),
-            HeadInit::Meta if !head_only => {
-                bail!("--head-init needs head-only adaptation (--adapt head)")
-            }
-            HeadInit::Meta => {}
+    } else if blob.loss == LossKind::CrossEntropy {
+        let start = match a.head_init {
+            Some(HeadInit::Prototypes) => HeadStart::Prototypes,
+            Some(HeadInit::Meta) => HeadStart::Meta,
+            None => blob.head_start,
+        };
+        if start == HeadStart::Prototypes {
+            learner.init_head_prototypes(&samples).with_context(|| {
+                format!("{support_name}: starting the head from class prototypes")
+            })?;
         }
+    } else if a.head_init.is_some() {
+        bail!("--head-init: {model_name} is not a classifier (its loss is not cross-entropy)");
     }
     if let Some(p) = &a.optimizer_state {
         let state = model::read_blob(p)?;

@@ -182,7 +182,7 @@ impl<'b> Summary<'b> {
             "settings": {
                 "loss": loss_name(blob.loss), "optimizer": optimizer_name(blob.optimizer),
                 "lr": s.lr, "steps": s.steps, "batch": s.batch, "trainable_layers": mask_str(s.trainable, blob),
-                "lr_scale": s.lr_scale.to_vec(),
+                "lr_scale": s.lr_scale.to_vec(), "head_start": blob.head_start.name(),
             },
             "provenance": {
                 "algorithm": p.algorithm, "task": p.task, "seed": p.seed, "meta_iterations": p.meta_iterations,
@@ -238,13 +238,14 @@ impl<'b> Summary<'b> {
         println!("dtypes: {}", self.dtypes.join(", "));
         println!("flash: {} bytes (the blob file)", self.flash);
         println!(
-            "settings: loss {}, optimizer {}, lr {}, {} steps, batch {}, adapting layers {}",
+            "settings: loss {}, optimizer {}, lr {}, {} steps, batch {}, adapting layers {}, head start {}",
             loss_name(blob.loss),
             optimizer_name(blob.optimizer),
             s.lr,
             s.steps,
             s.batch,
-            mask_str(s.trainable, blob)
+            mask_str(s.trainable, blob),
+            blob.head_start.name()
         );
         for r in &self.arenas {
             let pl = &r.plan;

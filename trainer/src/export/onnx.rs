@@ -342,6 +342,7 @@ mod tests {
                 steps: 32,
                 batch: 10,
                 trainable: arch.all_layers(),
+                head_start: 0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),

@@ -136,6 +136,27 @@ impl HeadStart {
     pub fn is_meta(&self) -> bool {
         *self == HeadStart::Meta
     }
+
+    /// The blob's setting (its `head_start` code is [`HeadStart::code`]).
+    pub fn blob(self) -> anole::HeadStart {
+        match self {
+            HeadStart::Meta => anole::HeadStart::Meta,
+            HeadStart::Prototypes => anole::HeadStart::Prototypes,
+        }
+    }
+
+    /// The head start `blob` records.
+    pub fn of_blob(blob: &anole::Blob<'_>) -> HeadStart {
+        match blob.head_start {
+            anole::HeadStart::Meta => HeadStart::Meta,
+            anole::HeadStart::Prototypes => HeadStart::Prototypes,
+        }
+    }
+
+    /// The code a blob's settings store (format version 2; 0, meta, fits version 1).
+    pub fn code(self) -> u8 {
+        self.blob() as u8
+    }
 }
 
 /// Hyper-parameters of one meta-training run.
@@ -334,6 +355,7 @@ pub fn adapt_settings(
         steps,
         batch: batch as u32,
         trainable: family.arch().all_layers(),
+        head_start: cfg.head_start.code(),
         lr_scale: Default::default(),
     }
 }

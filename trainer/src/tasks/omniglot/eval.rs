@@ -56,8 +56,8 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = HeadInit::Prototypes)]
     pub head_init: HeadInit,
     /// Omniglot, full adaptation: start the head from the blob's (meta) or from the class
-    /// prototypes of the support set's features [the card's `head_start` next to the model,
-    /// else meta].
+    /// prototypes of the support set's features [the blob's head start; for a blob that records
+    /// meta, the card's `head_start` next to the model (models written before blobs recorded it)].
     #[arg(long, value_enum)]
     pub head_start: Option<HeadStart>,
     /// Omniglot: how episodes are drawn: standard (any held-out classes, drawings at random)
@@ -178,7 +178,10 @@ impl EvalRecipe for EvalArgs {
         };
         let head_start = match self.head_start {
             Some(h) => h,
-            None => card_head_start(path)?,
+            None => match HeadStart::of_blob(blob) {
+                HeadStart::Meta => card_head_start(path)?,
+                recorded => recorded,
+            },
         };
         let state = self
             .optimizer_state
