@@ -4,16 +4,15 @@
 # schedule (the task's samples cycled in the order drawn, shared tail) and FOMAML with a
 # separate tail where the batch leaves room for one. The budget of scripts/paper-lib.sh; 5-way
 # 1-shot accuracy.
-# Usage: bash scripts/paper-batch.sh [meta-iterations] [held-out episodes]   (default 500, 200)
-# Runs go to out/paper-batch/.
+# Usage: bash scripts/paper-batch.sh [meta-iterations] [held-out episodes] [batch sizes...]
+#   (default 500, 200, 5 10 15 20 25). Runs go to out/paper-batch/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
-iters="${1:-500}"
-episodes="${2:-200}"
+read_args 5 10 15 20 25 -- "$@"
+batches=("${values[@]}")
 runs=out/paper-batch
 mkdir -p "$runs"
-batches=(5 10 15 20 25)
 
 printf '| algorithm | tail |'
 printf ' batch %s |' "${batches[@]}"

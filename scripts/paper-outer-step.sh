@@ -2,18 +2,16 @@
 # Experiment (d) of docs/paper.md: FOMAML with a range of outer (meta) step sizes at 4 inner
 # updates and inner batch 100: 5-way tasks of 20 training shots per class (100 samples, every
 # Omniglot drawing of the character), so each minibatch is the whole task and the last one
-# repeats the data of the others (shared tail). Reptile at the same settings for reference.
+# repeats the data of the others (shared tail). Reptile at the same settings and the recipe's
+# outer step 1 for reference.
 # The budget of scripts/paper-lib.sh; 5-way 1-shot accuracy.
 # Usage: bash scripts/paper-outer-step.sh [meta-iterations] [held-out episodes] [outer steps...]
 #   (default 500, 200, 0.1 0.3 1 3). Runs go to out/paper-outer-step/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
-iters="${1:-500}"
-episodes="${2:-200}"
-shift $(($# < 2 ? $# : 2))
-steps=("${@:-}")
-[ -n "${steps[0]}" ] || steps=(0.1 0.3 1 3)
+read_args 0.1 0.3 1 3 -- "$@"
+steps=("${values[@]}")
 runs=out/paper-outer-step
 mkdir -p "$runs"
 
@@ -22,11 +20,19 @@ printf ' outer step %s |' "${steps[@]}"
 printf '\n|---|'
 printf -- '---:|%.0s' "${steps[@]}"
 printf '\n'
-for algo in fomaml reptile; do
+row() {
+  local algo=$1
+  shift
   printf '| `%s` |' "$algo"
   for e in "${steps[@]}"; do
-    printf ' %s |' "$(accuracy "$runs/$algo-$e" "$episodes" --iters "$iters" --algo "$algo" \
-      --train-shots 20 --inner-steps 4 --inner-batch 100 --outer-lr "$e" || echo diverged)"
+    if [[ " $* " == *" $e "* ]]; then
+      printf ' %s |' "$(accuracy "$runs/$algo-$e" "$episodes" --iters "$iters" --algo "$algo" \
+        --train-shots 20 --inner-steps 4 --inner-batch 100 --outer-lr "$e" || echo diverged)"
+    else
+      printf ' – |'
+    fi
   done
   printf '\n'
-done
+}
+row fomaml "${steps[@]}"
+row reptile 1

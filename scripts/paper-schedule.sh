@@ -5,15 +5,12 @@
 # drawn with replacement. 5-way Omniglot, 10 training shots per class (50 samples), inner batch
 # 10, the budget of scripts/paper-lib.sh; 5-way 1-shot accuracy.
 # Usage: bash scripts/paper-schedule.sh [meta-iterations] [held-out episodes] [inner updates...]
-#   (default 500, 200, 2 4 8 16). Runs go to out/paper-schedule/.
+#   (default 500, 200, 2 4 8). Runs go to out/paper-schedule/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
-iters="${1:-500}"
-episodes="${2:-200}"
-shift $(($# < 2 ? $# : 2))
-steps=("${@:-}")
-[ -n "${steps[0]}" ] || steps=(2 4 8 16)
+read_args 2 4 8 -- "$@"
+steps=("${values[@]}")
 runs=out/paper-schedule
 mkdir -p "$runs"
 
@@ -22,9 +19,9 @@ printf ' %s |' "${steps[@]}"
 printf '\n|---|---|---|'
 printf -- '---:|%.0s' "${steps[@]}"
 printf '\n'
-for algo in reptile fomaml; do
-  for tail in shared separate; do
-    for mb in reshuffle replace; do
+for mb in reshuffle replace; do
+  for algo in reptile fomaml; do
+    for tail in shared separate; do
       printf '| `%s` | %s | %s |' "$algo" "$tail" "$mb"
       for k in "${steps[@]}"; do
         printf ' %s |' "$(accuracy "$runs/$algo-$tail-$mb-$k" "$episodes" --iters "$iters" \
