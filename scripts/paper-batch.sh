@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
-read_args 5 10 15 20 25 -- "$@"
+read_args 500 5 10 15 20 25 -- "$@"
 batches=("${values[@]}")
 runs=out/paper-batch
 mkdir -p "$runs"

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
-read_args 4 -- "$@"
+read_args 500 4 -- "$@"
 evals="${values[0]}"
 runs=out/paper-combinations-omniglot
 mkdir -p "$runs"

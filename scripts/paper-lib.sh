@@ -1,5 +1,5 @@
 # Sourced by the Omniglot experiment scripts of docs/paper.md (paper-schedule.sh,
-# paper-batch.sh, paper-outer-step.sh, paper-combinations-omniglot.sh): the budget they share
+# paper-batch.sh, paper-outer-step.sh): the budget they share
 # and its measurements.
 #
 # The budget (docs/paper.md says why): 5-way Omniglot, the paper's split, a CNN of 16 filters
@@ -11,17 +11,18 @@ anole=target/release/anole
 budget=(--ways 5 --filters 16 --inner-opt sgd --inner-lr 0.1 --seed 0)
 cargo build --release -q -p anole-trainer
 
-# read_args DEFAULTS... -- ARGS...: the scripts' arguments [meta-iterations] [held-out episodes]
-# [values...]: sets iters (default 500), episodes (default 200) and the array values (the
-# experiment's grid, default DEFAULTS).
+# read_args ITERS DEFAULTS... -- ARGS...: the scripts' arguments [meta-iterations] [held-out
+# episodes] [values...]: sets iters (default ITERS), episodes (default 200) and the array values
+# (the experiment's grid, default DEFAULTS).
 read_args() {
-  local defaults=()
+  local default_iters=$1 defaults=()
+  shift
   while [ "$1" != -- ]; do
     defaults+=("$1")
     shift
   done
   shift
-  iters="${1:-500}"
+  iters="${1:-$default_iters}"
   episodes="${2:-200}"
   shift $(($# < 2 ? $# : 2))
   values=("$@")

@@ -6,11 +6,11 @@
 # outer step 1 for reference.
 # The budget of scripts/paper-lib.sh; 5-way 1-shot accuracy.
 # Usage: bash scripts/paper-outer-step.sh [meta-iterations] [held-out episodes] [outer steps...]
-#   (default 500, 200, 0.1 0.3 1 3). Runs go to out/paper-outer-step/.
+#   (default 150, 200, 0.1 0.3 1 3). Runs go to out/paper-outer-step/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
-read_args 0.1 0.3 1 3 -- "$@"
+read_args 150 0.1 0.3 1 3 -- "$@"
 steps=("${values[@]}")
 runs=out/paper-outer-step
 mkdir -p "$runs"

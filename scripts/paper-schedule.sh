@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
-read_args 2 4 8 -- "$@"
+read_args 500 2 4 8 -- "$@"
 steps=("${values[@]}")
 runs=out/paper-schedule
 mkdir -p "$runs"
