@@ -1,6 +1,5 @@
 # Sourced by the Omniglot experiment scripts of docs/paper.md (paper-schedule.sh,
-# paper-batch.sh, paper-outer-step.sh): the budget they share
-# and its measurements.
+# paper-batch.sh, paper-outer-step.sh): the budget they share and its measurements.
 #
 # The budget (docs/paper.md says why): 5-way Omniglot, the paper's split, a CNN of 16 filters
 # per convolution, meta-batch 5, a plain-SGD inner loop at lr 0.1 (as paper-omniglot.sh), seed 0;
