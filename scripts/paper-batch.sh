@@ -2,8 +2,8 @@
 # Experiment (c) of docs/paper.md: the inner batch size with 25 samples per task (5-way, 5
 # training shots per class) and 4 inner updates, for Reptile and FOMAML with the default
 # schedule (the task's samples cycled in the order drawn, shared tail) and FOMAML with a
-# separate tail where the batch leaves room for one. The budget of scripts/paper-lib.sh; 5-way
-# 1-shot accuracy.
+# separate tail where the batch leaves room for one (n/a where it does not). The budget of
+# scripts/paper-lib.sh; 5-way 1-shot accuracy.
 # Usage: bash scripts/paper-batch.sh [meta-iterations] [held-out episodes] [batch sizes...]
 #   (default 500, 200, 5 10 15 20 25). Runs go to out/paper-batch/.
 set -euo pipefail
@@ -25,7 +25,7 @@ for run in reptile:shared fomaml:shared fomaml:separate; do
   printf '| `%s` | %s |' "$algo" "$tail"
   for b in "${batches[@]}"; do
     if [ "$tail" = separate ] && [ $((25 - b)) -lt "$b" ]; then
-      printf ' – |'
+      printf ' n/a |'
       continue
     fi
     printf ' %s |' "$(accuracy "$runs/$algo-$tail-$b" "$episodes" --iters "$iters" \

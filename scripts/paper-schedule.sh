@@ -15,7 +15,7 @@ runs=out/paper-schedule
 mkdir -p "$runs"
 
 printf '| algorithm | tail | minibatches |'
-printf ' %s |' "${steps[@]}"
+printf ' k = %s |' "${steps[@]}"
 printf '\n|---|---|---|'
 printf -- '---:|%.0s' "${steps[@]}"
 printf '\n'
