@@ -91,6 +91,12 @@ pub struct Hyperparameters {
     /// written before the option existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner_optimizer_state: Option<String>,
+    /// How inner minibatches were drawn (`--minibatches`), when not the default `cycle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_minibatches: Option<String>,
+    /// Where the last inner minibatch came from (`--tail`), when not the default `shared`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_tail: Option<String>,
     /// Storage dtype of `init.postcard`.
     pub dtype: String,
 }

@@ -11,6 +11,7 @@ use crate::card::{self, Adaptation, Artifact, Card, Hyperparameters, TaskSamples
 use crate::checkpoint;
 use crate::export::optimizer_state::{optimizer_state_blob, OPTIMIZER_STATE_FILE};
 use crate::files::{sha256_hex, write};
+use crate::meta::schedule::{Minibatches, Tail};
 use crate::meta::{self, Config, InnerState, IterLoss};
 use crate::model::{self, Arch, BlobMeta};
 use crate::signing::{Signed, Signer};
@@ -495,6 +496,9 @@ impl<'a> Run<'a> {
                 outer_lr_schedule: "linear to 0".into(),
                 inner_optimizer: cfg.inner_opt.as_str().into(),
                 inner_optimizer_state: Some(cfg.inner_state.as_str().into()),
+                inner_minibatches: (cfg.minibatches != Minibatches::Cycle)
+                    .then(|| cfg.minibatches.as_str().into()),
+                inner_tail: (cfg.tail != Tail::Shared).then(|| cfg.tail.as_str().into()),
                 dtype: opts.dtype.dtype().name().into(),
             },
             adaptation: Adaptation {

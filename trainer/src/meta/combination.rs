@@ -106,7 +106,7 @@ impl Algorithm for Combination {
         rng: &mut TaskRng,
     ) -> Result<IterLoss> {
         let cfg = &self.cfg;
-        sample_tasks(workers, family, rng, cfg.shots)?;
+        sample_tasks(workers, family, rng, cfg, t)?;
         let start: &[f32] = phi;
         let carried = &self.carried;
         let steps = self.update.steps();

@@ -38,7 +38,7 @@ impl Algorithm for Fomaml {
         rng: &mut TaskRng,
     ) -> Result<IterLoss> {
         let cfg = &self.cfg;
-        sample_tasks(workers, family, rng, cfg.shots)?;
+        sample_tasks(workers, family, rng, cfg, t)?;
         let start: &[f32] = phi;
         let carried = &self.carried;
         let last = cfg.inner_steps - 1;

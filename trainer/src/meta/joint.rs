@@ -55,7 +55,7 @@ impl Algorithm for Joint {
         let n = workers.len() as f32;
         let mut total = 0.0f32;
         for _ in 0..cfg.inner_steps {
-            sample_tasks(workers, family, rng, cfg.shots)?;
+            sample_tasks(workers, family, rng, &cfg, t)?;
             let start: &[f32] = phi;
             for_each_worker(workers, |w| {
                 w.learner.set_params(start).context("loading parameters")?;

@@ -210,7 +210,7 @@ impl Algorithm for Maml {
         rng: &mut TaskRng,
     ) -> Result<IterLoss> {
         let cfg = &self.cfg;
-        sample_tasks(workers, family, rng, cfg.shots)?;
+        sample_tasks(workers, family, rng, cfg, t)?;
         let start: &[f32] = phi;
         let last = cfg.inner_steps - 1;
         let one = |(w, tape): (&mut Worker, &mut Tape)| -> Result<()> {

@@ -8,6 +8,7 @@ pub mod fomaml;
 pub mod joint;
 pub mod maml;
 pub mod reptile;
+pub mod schedule;
 pub mod theory;
 
 use crate::model::{self, BlobMeta};
@@ -193,6 +194,10 @@ pub struct Config {
     /// Reptile with the meta-update summed over these inner steps only (`--meta-update`);
     /// `None`: every step (Reptile itself).
     pub meta_update: Option<combination::MetaUpdate>,
+    /// How inner minibatches are drawn from a task's samples (`--minibatches`).
+    pub minibatches: schedule::Minibatches,
+    /// Where the last inner minibatch comes from (`--tail`).
+    pub tail: schedule::Tail,
 }
 
 impl Config {
@@ -215,6 +220,8 @@ impl Config {
             proto_shots: None,
 
             meta_update: None,
+            minibatches: schedule::Minibatches::Cycle,
+            tail: schedule::Tail::Shared,
         }
     }
 
@@ -241,6 +248,8 @@ impl Config {
             proto_shots: None,
 
             meta_update: None,
+            minibatches: schedule::Minibatches::Cycle,
+            tail: schedule::Tail::Shared,
         }
     }
 
@@ -269,6 +278,9 @@ impl Config {
                 bail!("--meta-update selects the inner steps of reptile's meta-update: it needs --algo reptile");
             }
             m.check(self.inner_steps)?;
+        }
+        if self.algo == Algo::Joint && !schedule::is_default(self) {
+            bail!("--minibatches and --tail schedule the inner loop of reptile, fomaml and maml: joint training takes one minibatch per task");
         }
         if self.algo == Algo::Maml && self.inner_opt != InnerOpt::Sgd {
             bail!("--algo maml differentiates through plain SGD inner steps: it needs --inner-opt sgd");
@@ -758,15 +770,19 @@ fn workers(family: &dyn TaskFamily, cfg: &Config, init: &[f32]) -> Result<Vec<Wo
         .collect())
 }
 
-/// Sample one training task per worker, in worker order.
+/// Sample one training task per worker for meta-iteration `t`, in worker order, its rows
+/// arranged into the inner minibatches of `cfg`'s data schedule.
 pub(crate) fn sample_tasks(
     workers: &mut [Worker],
     family: &dyn TaskFamily,
     rng: &mut TaskRng,
-    shots: usize,
+    cfg: &Config,
+    t: u64,
 ) -> Result<()> {
-    for w in workers.iter_mut() {
-        w.task = Some(family.train_task(rng, shots)?);
+    let first = t * workers.len() as u64;
+    for (i, w) in workers.iter_mut().enumerate() {
+        let task = family.train_task(rng, cfg.shots)?;
+        w.task = Some(schedule::arrange(task, cfg, first + i as u64)?);
     }
     Ok(())
 }

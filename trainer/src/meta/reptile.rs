@@ -35,7 +35,7 @@ impl Algorithm for Reptile {
         rng: &mut TaskRng,
     ) -> Result<IterLoss> {
         let cfg = &self.cfg;
-        sample_tasks(workers, family, rng, cfg.shots)?;
+        sample_tasks(workers, family, rng, cfg, t)?;
         let start: &[f32] = phi;
         let carried = &self.carried;
         for_each_worker(workers, |w| {

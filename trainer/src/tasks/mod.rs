@@ -38,6 +38,9 @@ pub enum Stream {
     Eval = 2,
     /// Which of a family's own tasks are held out.
     Split = 3,
+    /// The inner minibatches of a meta-training task under a non-default data schedule (task
+    /// `i` of the run has its own stream).
+    Schedule = 4,
 }
 
 /// The generator for `purpose` under `seed`. Evaluation tasks additionally take their index,

@@ -11,6 +11,7 @@
 
 use super::TaskFamily;
 use crate::meta::combination::MetaUpdate;
+use crate::meta::schedule::{Minibatches, Tail};
 use crate::meta::{Algo, Config, InnerOpt, InnerState, IterLoss};
 use crate::model::DTypeArg;
 use anole::SharedBlob;
@@ -63,6 +64,14 @@ pub struct TrainOptions {
     /// e.g. g4 (the last of four, like FOMAML) or g1+g2 [every step: Reptile].
     #[arg(long)]
     pub meta_update: Option<MetaUpdate>,
+    /// How inner minibatches are drawn from a task's samples: epochs in the order drawn,
+    /// epochs each reshuffled, or every minibatch drawn afresh (reptile, fomaml, maml).
+    #[arg(long, value_enum, default_value_t = Minibatches::Cycle)]
+    pub minibatches: Minibatches,
+    /// Where the last inner minibatch comes from: the same samples as the others, or
+    /// --inner-batch samples of the task held out of them (reptile, fomaml, maml).
+    #[arg(long, value_enum, default_value_t = Tail::Shared)]
+    pub tail: Tail,
     /// Storage dtype of init.postcard (with f32, an f16 copy init.f16.postcard is also written).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub dtype: DTypeArg,
@@ -133,6 +142,8 @@ impl TrainOptions {
             proto_shots: base.proto_shots,
 
             meta_update: self.meta_update.clone(),
+            minibatches: self.minibatches,
+            tail: self.tail,
         }
     }
 }
@@ -252,7 +263,8 @@ pub struct EvalOutput {
     pub text: String,
 }
 
-/// `--seed S --iters N --algo A --meta-batch B [--meta-update U]`: how a run of `cfg`
+/// `--seed S --iters N --algo A --meta-batch B [--meta-update U] [--minibatches M] [--tail T]`:
+/// how a run of `cfg`
 /// meta-trains, for its command line.
 pub fn run_flags(cfg: &Config) -> String {
     let mut flags = format!(
@@ -264,6 +276,12 @@ pub fn run_flags(cfg: &Config) -> String {
     );
     if let Some(m) = &cfg.meta_update {
         flags.push_str(&format!(" --meta-update {m}"));
+    }
+    if cfg.minibatches != Minibatches::Cycle {
+        flags.push_str(&format!(" --minibatches {}", cfg.minibatches.as_str()));
+    }
+    if cfg.tail != Tail::Shared {
+        flags.push_str(&format!(" --tail {}", cfg.tail.as_str()));
     }
     flags
 }
