@@ -111,6 +111,14 @@ pub mod kind {
     pub const MAXPOOL2D: u8 = 5;
     /// Flatten: no args.
     pub const FLATTEN: u8 = 6;
+    /// Sigmoid: no args; a newer kind (see docs/format.md).
+    pub const SIGMOID: u8 = 7;
+    /// Clip: args `[min as f32 bits, max as f32 bits]`; a newer kind (see docs/format.md).
+    pub const CLIP: u8 = 8;
+    /// PRelu: args `[channels]`, one tensor of per-channel slopes; a newer kind (see docs/format.md).
+    pub const PRELU: u8 = 9;
+    /// The highest kind code this runtime reads.
+    pub const LAST: u8 = PRELU;
 
     /// Name of a kind code ("unknown" if not one of the above).
     pub const fn name(code: u8) -> &'static str {
@@ -122,6 +130,9 @@ pub mod kind {
             TANH => "tanh",
             MAXPOOL2D => "maxpool2d",
             FLATTEN => "flatten",
+            SIGMOID => "sigmoid",
+            CLIP => "clip",
+            PRELU => "prelu",
             _ => "unknown",
         }
     }

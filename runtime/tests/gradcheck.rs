@@ -532,3 +532,49 @@ fn adam_v(m: &Model, x: &[f32], t: &[f32], step: i32, lr: f32) -> Vec<f64> {
     }
     v
 }
+
+#[test]
+fn sigmoid_clip_prelu_on_vectors_mse() {
+    // PReLU with per-value slopes of both signs, a clip merged with the ReLU after it, and
+    // sigmoid in place, on the model output too.
+    check(&case(
+        "dense+prelu+clip·relu+sigmoid, out sigmoid/mse",
+        &[3],
+        vec![
+            dense(3, 6),
+            prelu(6),
+            dense(6, 5),
+            clip(-0.4, 0.3),
+            Layer::Relu,
+            dense(5, 4),
+            Layer::Sigmoid,
+            dense(4, 2),
+            Layer::Sigmoid,
+        ],
+        MSE,
+        5,
+        40,
+    ));
+}
+
+#[test]
+fn prelu_clip_on_images_cross_entropy() {
+    // Per-channel PReLU slopes over the spatial positions; ReLU6 as `Clip(0, 6)`; a clip with
+    // an infinite lower bound at the model output.
+    check(&case(
+        "conv+prelu+conv+clip6/ce",
+        &[2, 5, 5],
+        vec![
+            conv(2, 3, 3, 1, 1),
+            prelu(3),
+            conv(3, 4, 3, 2, 1),
+            clip(0.0, 6.0),
+            Layer::Flatten,
+            dense(36, 3),
+            clip(f32::NEG_INFINITY, 0.8),
+        ],
+        CROSS_ENTROPY,
+        4,
+        41,
+    ));
+}

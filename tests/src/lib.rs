@@ -106,3 +106,53 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// A small CNN classifier on `[2, 8, 8]` inputs with every activation kind beyond ReLU and
+/// tanh: PReLU per channel and per value, ReLU6 (`Clip(0, 6)`), sigmoid, and a clip with an
+/// infinite lower bound.
+pub fn activations_arch() -> Arch {
+    use anole::layers::Window;
+    use anole::Layer;
+    Arch {
+        input_shape: vec![2, 8, 8],
+        layers: vec![
+            Layer::Conv2d {
+                in_channels: 2,
+                out_channels: 4,
+                window: Window {
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+            },
+            Layer::PRelu { channels: 4 },
+            Layer::Clip { min: 0.0, max: 6.0 },
+            Layer::MaxPool2d {
+                window: Window {
+                    kernel: 2,
+                    stride: 2,
+                    padding: 0,
+                },
+            },
+            Layer::Flatten,
+            Layer::Dense {
+                inputs: 64,
+                outputs: 10,
+            },
+            Layer::Sigmoid,
+            Layer::Dense {
+                inputs: 10,
+                outputs: 6,
+            },
+            Layer::PRelu { channels: 6 },
+            Layer::Clip {
+                min: f32::NEG_INFINITY,
+                max: 1.5,
+            },
+            Layer::Dense {
+                inputs: 6,
+                outputs: 3,
+            },
+        ],
+    }
+}

@@ -152,6 +152,8 @@ impl Arch {
                     p.extend(std::iter::repeat_n(0.0, channels));
                     p.extend(std::iter::repeat_n(1.0, channels));
                 }
+                // PyTorch's initial slope.
+                Layer::PRelu { channels } => p.extend(std::iter::repeat_n(0.25, channels)),
                 _ => {}
             }
         }

@@ -1,4 +1,4 @@
-//! In-place activations. Their backward pass is [`super::Post::deliver`], which needs only
+//! In-place activations (ReLU, tanh, sigmoid, clip). Their backward pass is [`super::Post::deliver`], which needs only
 //! the activation's output, so no pre-activation copy is kept.
 
 crate::simd::host_simd! {
@@ -23,6 +23,40 @@ crate::simd::host_simd! {
 fn tanh_slice(x: &mut [f32]) {
     for v in x {
         *v = tanh(*v);
+    }
+}
+
+crate::simd::host_simd! {
+    /// `x = 1 / (1 + e^-x)`, element by element with [`sigmoid`].
+    pub fn sigmoid_in_place(x: &mut [f32]) => sigmoid_slice
+}
+
+#[inline(always)]
+fn sigmoid_slice(x: &mut [f32]) {
+    for v in x {
+        *v = sigmoid(*v);
+    }
+}
+
+/// The logistic function as `(1 + tanh(x / 2)) / 2` with [`tanh`]: absolute error below
+/// 2e-7 (measured against f64 in the unit test), the same bits on every target, and a loop
+/// over it vectorizes as tanh's does. NaN stays NaN.
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    0.5 + 0.5 * tanh(0.5 * x)
+}
+
+crate::simd::host_simd! {
+    /// `x = min(max(x, lo), hi)` (NaN unchanged).
+    pub fn clip(x: &mut [f32], lo: f32, hi: f32) => clip_slice
+}
+
+#[inline(always)]
+fn clip_slice(x: &mut [f32], lo: f32, hi: f32) {
+    for v in x {
+        // Selects and an unconditional store, so the loop vectorizes; NaN fails both tests.
+        let t = if *v < lo { lo } else { *v };
+        *v = if t > hi { hi } else { t };
     }
 }
 
@@ -107,6 +141,37 @@ mod tests {
         for (x, y) in xs.iter().zip(&ys) {
             assert_eq!(y.to_bits(), super::tanh(*x).to_bits(), "{x}");
         }
+    }
+
+    #[test]
+    fn sigmoid_matches_f64() {
+        let mut worst = 0.0f64;
+        let mut x = -40.0f32;
+        while x <= 40.0 {
+            let exact = 1.0 / (1.0 + (-(x as f64)).exp());
+            worst = worst.max((super::sigmoid(x) as f64 - exact).abs());
+            x += 1.7e-4;
+        }
+        assert!(worst < 2e-7, "worst absolute error {worst}");
+        assert!(super::sigmoid(f32::INFINITY) == 1.0 && super::sigmoid(f32::NEG_INFINITY) == 0.0);
+        assert!(super::sigmoid(f32::NAN).is_nan());
+        let xs: [f32; 203] = core::array::from_fn(|i| (i as f32 - 101.0) * 0.173);
+        let mut ys = xs;
+        super::sigmoid_in_place(&mut ys);
+        for (x, y) in xs.iter().zip(&ys) {
+            assert_eq!(y.to_bits(), super::sigmoid(*x).to_bits(), "{x}");
+        }
+    }
+
+    #[test]
+    fn clip_keeps_nan_and_bounds() {
+        let mut x = [-7.0f32, -0.0, 0.5, 6.0, 9.0, f32::NAN, f32::INFINITY];
+        super::clip(&mut x, 0.0, 6.0);
+        assert_eq!(&x[..5], &[0.0, -0.0, 0.5, 6.0, 6.0]);
+        assert!(x[5].is_nan() && x[6] == 6.0);
+        let mut y = [-1e30f32, 3.0];
+        super::clip(&mut y, f32::NEG_INFINITY, 1.0);
+        assert_eq!(y, [-1e30, 1.0]);
     }
 
     #[test]

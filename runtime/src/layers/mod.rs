@@ -11,6 +11,7 @@ mod conv_gemm;
 pub mod dense;
 pub mod maxpool;
 pub mod norm;
+pub mod prelu;
 #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
 mod vfp;
 
@@ -114,6 +115,14 @@ pub enum Layer {
     MaxPool2d { window: Window },
     /// Image to vector (no data movement: CHW order is kept).
     Flatten,
+    /// `1 / (1 + e^-x)`, in place.
+    Sigmoid,
+    /// `min(max(x, min), max)`, in place (ReLU6 is `min = 0, max = 6`); either bound may be
+    /// infinite, `min < max`.
+    Clip { min: f32, max: f32 },
+    /// `x` where `x > 0`, else `slope[c] x`, with one learned slope per channel (per value
+    /// of a vector), stored `[channels]`.
+    PRelu { channels: usize },
 }
 
 impl Layer {
@@ -170,7 +179,16 @@ impl Layer {
                 },
             },
             (kind::FLATTEN, &[]) => Layer::Flatten,
-            (k, _) if k <= kind::FLATTEN => return Err(bad),
+            (kind::SIGMOID, &[]) => Layer::Sigmoid,
+            (kind::CLIP, &[lo, hi]) => {
+                let (min, max) = (f32::from_bits(lo), f32::from_bits(hi));
+                if min.is_nan() || max.is_nan() || min >= max {
+                    return Err(bad);
+                }
+                Layer::Clip { min, max }
+            }
+            (kind::PRELU, &[c]) => Layer::PRelu { channels: dim(c)? },
+            (k, _) if k <= kind::LAST => return Err(bad),
             (k, _) => {
                 return Err(Error::UnknownLayer {
                     layer: index,
@@ -209,6 +227,13 @@ impl Layer {
             Layer::Tanh => (kind::TANH, &[]),
             Layer::MaxPool2d { window } => (kind::MAXPOOL2D, &[window.kernel, window.stride]),
             Layer::Flatten => (kind::FLATTEN, &[]),
+            Layer::Sigmoid => (kind::SIGMOID, &[]),
+            Layer::Clip { min, max } => {
+                let _ = args.push(min.to_bits());
+                let _ = args.push(max.to_bits());
+                (kind::CLIP, &[])
+            }
+            Layer::PRelu { channels } => (kind::PRELU, &[channels]),
         };
         for v in vals {
             let _ = args.push(*v as u32);
@@ -226,6 +251,9 @@ impl Layer {
             Layer::Tanh => "tanh",
             Layer::MaxPool2d { .. } => "maxpool2d",
             Layer::Flatten => "flatten",
+            Layer::Sigmoid => "sigmoid",
+            Layer::Clip { .. } => "clip",
+            Layer::PRelu { .. } => "prelu",
         }
     }
 
@@ -242,11 +270,16 @@ impl Layer {
                 },
                 Shape::Chw(c, h, w),
             ) => c == in_channels && window.out(h).is_some() && window.out(w).is_some(),
-            (Layer::Norm { channels, .. }, s) => s.channels_spatial().0 == channels,
+            (Layer::Norm { channels, .. } | Layer::PRelu { channels }, s) => {
+                s.channels_spatial().0 == channels
+            }
             (Layer::MaxPool2d { window }, Shape::Chw(_, h, w)) => {
                 window.out(h).is_some() && window.out(w).is_some()
             }
-            (Layer::Relu | Layer::Tanh | Layer::Flatten, _) => true,
+            (
+                Layer::Relu | Layer::Tanh | Layer::Flatten | Layer::Sigmoid | Layer::Clip { .. },
+                _,
+            ) => true,
             _ => false,
         }
     }
@@ -266,8 +299,12 @@ impl Layer {
                 },
                 Shape::Chw(c, h, w),
             ) if c == in_channels => Shape::Chw(out_channels, window.out(h)?, window.out(w)?),
-            (Layer::Norm { channels, .. }, s) if s.channels_spatial().0 == channels => s,
-            (Layer::Relu | Layer::Tanh, s) => s,
+            (Layer::Norm { channels, .. } | Layer::PRelu { channels }, s)
+                if s.channels_spatial().0 == channels =>
+            {
+                s
+            }
+            (Layer::Relu | Layer::Tanh | Layer::Sigmoid | Layer::Clip { .. }, s) => s,
             (Layer::MaxPool2d { window }, Shape::Chw(c, h, w)) => {
                 Shape::Chw(c, window.out(h)?, window.out(w)?)
             }
@@ -305,7 +342,7 @@ impl Layer {
                     out_channels
                 }
             }
-            Layer::Norm { channels, .. } => channels,
+            Layer::Norm { channels, .. } | Layer::PRelu { channels } => channels,
             _ => 0,
         };
         (n <= MAX_TENSOR_LEN).then_some(n)
@@ -316,6 +353,7 @@ impl Layer {
         match self {
             Layer::Dense { .. } | Layer::Conv2d { .. } => 2,
             Layer::Norm { .. } => 4,
+            Layer::PRelu { .. } => 1,
             _ => 0,
         }
     }
@@ -341,7 +379,7 @@ impl Layer {
                     out_channels
                 }
             }
-            Layer::Norm { channels, .. } => channels,
+            Layer::Norm { channels, .. } | Layer::PRelu { channels } => channels,
             _ => 0,
         }
     }
@@ -367,7 +405,10 @@ impl Layer {
 
     /// Whether the layer overwrites its input in place (activations, flatten).
     pub const fn in_place(self) -> bool {
-        matches!(self, Layer::Relu | Layer::Tanh | Layer::Flatten)
+        matches!(
+            self,
+            Layer::Relu | Layer::Tanh | Layer::Flatten | Layer::Sigmoid | Layer::Clip { .. }
+        )
     }
 
     /// Multiply-accumulates of a forward pass for one sample (saturating).
@@ -393,7 +434,7 @@ impl Layer {
 
 /// Activation applied in place to a buffer, remembered so its derivative can be applied from
 /// the buffer's final values when a gradient arrives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Post {
     /// Nothing applied.
     Identity,
@@ -403,6 +444,16 @@ pub enum Post {
     Tanh,
     /// ReLU and tanh in either order: derivative `(1 - y^2) [y > 0]`.
     ReluTanh,
+    /// Sigmoid: derivative `y (1 - y)`.
+    Sigmoid,
+    /// Clipping to `[min, max]` (ReLU and clips in any order and number, merged): derivative
+    /// `[min < y < max]`.
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
 }
 
 impl Post {
@@ -415,6 +466,17 @@ impl Post {
             (Identity | Relu, Layer::Relu) => Relu,
             (Identity, Layer::Tanh) => Tanh,
             (Tanh | ReluTanh, Layer::Relu) | (Relu, Layer::Tanh) => ReluTanh,
+            (Identity, Layer::Sigmoid) => Sigmoid,
+            (Identity, Layer::Clip { min, max }) => Clip { min, max },
+            // ReLU is the clip to [0, inf): clips compose into the clip to the intersection.
+            (Relu, Layer::Clip { min, max }) | (Clip { min, max }, Layer::Relu) => Clip {
+                min: min.max(0.0),
+                max,
+            },
+            (Clip { min, max }, Layer::Clip { min: lo, max: hi }) => Clip {
+                min: min.max(lo),
+                max: max.min(hi),
+            },
             _ => return None,
         })
     }
@@ -438,6 +500,16 @@ impl Post {
             Post::ReluTanh => {
                 for (d, &g) in y_then_grad.iter_mut().zip(g) {
                     *d = if *d > 0.0 { g * (1.0 - *d * *d) } else { 0.0 };
+                }
+            }
+            Post::Sigmoid => {
+                for (d, &g) in y_then_grad.iter_mut().zip(g) {
+                    *d = g * (*d * (1.0 - *d));
+                }
+            }
+            Post::Clip { min, max } => {
+                for (d, &g) in y_then_grad.iter_mut().zip(g) {
+                    *d = if *d > min && *d < max { g } else { 0.0 };
                 }
             }
         }

@@ -5,7 +5,7 @@ use super::optim::sgd_layer;
 use super::{split, Arena, BlobRef, Engine};
 use crate::blob::LossKind;
 use crate::error::{Error, Result};
-use crate::layers::{act, conv2d, dense, maxpool, norm, Layer};
+use crate::layers::{act, conv2d, dense, maxpool, norm, prelu, Layer};
 use crate::loss;
 
 impl<B: BlobRef, A: Arena> Engine<B, A> {
@@ -26,6 +26,8 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                 match node.layer {
                     Layer::Relu => act::relu(y),
                     Layer::Tanh => act::tanh_in_place(y),
+                    Layer::Sigmoid => act::sigmoid_in_place(y),
+                    Layer::Clip { min, max } => act::clip(y, min, max),
                     _ => {}
                 }
                 continue;
@@ -93,7 +95,20 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                     y,
                     n,
                 ),
-                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+                Layer::PRelu { channels: c } if !node.resident => {
+                    let a = self.blob.get().stored(node.tensor0);
+                    let s = node.input.channels_spatial().1;
+                    prelu::forward(c, s, |k| a.get(k), x, y, n);
+                }
+                Layer::PRelu { channels: c } => {
+                    let s = node.input.channels_spatial().1;
+                    prelu::forward(c, s, |k| params[k], x, y, n);
+                }
+                Layer::Relu
+                | Layer::Tanh
+                | Layer::Flatten
+                | Layer::Sigmoid
+                | Layer::Clip { .. } => {}
             }
         }
     }
@@ -231,7 +246,21 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                         );
                     }
                 }
-                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+                Layer::PRelu { channels: c } if !node.resident => {
+                    let a = self.blob.get().stored(node.tensor0);
+                    let s = node.input.channels_spatial().1;
+                    prelu::backward(c, s, |k| a.get(k), x, g, None, gx, n);
+                }
+                Layer::PRelu { channels: c } => {
+                    let a = &r.params[prange];
+                    let s = node.input.channels_spatial().1;
+                    prelu::backward(c, s, |k| a[k], x, g, pg.as_deref_mut(), gx, n);
+                }
+                Layer::Relu
+                | Layer::Tanh
+                | Layer::Flatten
+                | Layer::Sigmoid
+                | Layer::Clip { .. } => {}
             }
             // A layer with its own gradient buffer in a fused plan: update it now.
             if let (Some(lr), Some(pg), Some(goff)) = (sgd, pg, node.grads) {

@@ -59,6 +59,14 @@ pub fn norm(channels: usize) -> Layer {
     }
 }
 
+pub fn clip(min: f32, max: f32) -> Layer {
+    Layer::Clip { min, max }
+}
+
+pub fn prelu(channels: usize) -> Layer {
+    Layer::PRelu { channels }
+}
+
 pub fn maxpool(kernel: usize, stride: usize) -> Layer {
     Layer::MaxPool2d {
         window: Window {
@@ -161,6 +169,7 @@ impl Model {
                     m.params.extend(rng.vec(channels, -0.5, 0.5));
                     m.params.extend(rng.vec(channels, 0.5, 2.0));
                 }
+                Layer::PRelu { channels } => m.params.extend(rng.vec(channels, -0.3, 0.6)),
                 _ => {}
             }
         }
@@ -385,6 +394,23 @@ pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_st
             }
             Layer::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
             Layer::Tanh => x.iter().map(|&v| v.tanh()).collect(),
+            Layer::Sigmoid => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
+            Layer::Clip { min, max } => {
+                x.iter().map(|&v| v.clamp(min as f64, max as f64)).collect()
+            }
+            Layer::PRelu { channels } => {
+                let sp = sin.len() / channels;
+                x.iter()
+                    .enumerate()
+                    .map(|(j, &v)| {
+                        if v > 0.0 {
+                            v
+                        } else {
+                            pl[(j / sp) % channels] * v
+                        }
+                    })
+                    .collect()
+            }
             Layer::Flatten => x.clone(),
             Layer::MaxPool2d { window } => {
                 let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {

@@ -11,6 +11,9 @@
 //! | `Relu`, `Tanh` | `Relu`, `Tanh` |
 //! | `MaxPool2d` | `MaxPool` (no padding, floor) |
 //! | `Flatten` | `Flatten` (`axis = 1`) |
+//! | `Sigmoid` | `Sigmoid` |
+//! | `Clip` | `Clip` with `min` and `max` as scalar initializers (an infinite bound left out) |
+//! | `PRelu` | `PRelu`, slope `[c, 1, 1]` on images, `[n]` on vectors |
 //!
 //! `Norm` with stored statistics is exactly the device's inference scheme: after adapting, the
 //! runtime refreshes the stored statistics from the support set and predicts with them, so an
@@ -141,6 +144,34 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
                 node(i, "MaxPool", vec![current], &out, attrs)
             }
             Layer::Flatten => node(i, "Flatten", vec![current], &out, vec![int_attr("axis", 1)]),
+            Layer::Sigmoid => node(i, "Sigmoid", vec![current], &out, vec![]),
+            Layer::Clip { min, max } => {
+                let mut inputs = vec![current];
+                for (v, name, unbounded) in
+                    [(min, "min", f32::NEG_INFINITY), (max, "max", f32::INFINITY)]
+                {
+                    if v != unbounded {
+                        let name = format!("layer{i}.{name}");
+                        inits.push(f32_tensor(&name, vec![], &[v]));
+                        inputs.push(name);
+                    } else {
+                        inputs.push(String::new());
+                    }
+                }
+                while inputs.last().is_some_and(|x| x.is_empty()) {
+                    inputs.pop();
+                }
+                node(i, "Clip", inputs, &out, vec![])
+            }
+            Layer::PRelu { channels } => {
+                let c = channels as i64;
+                let dims = match input_shape {
+                    Shape::Chw(..) => vec![c, 1, 1],
+                    Shape::Flat(_) => vec![c],
+                };
+                let a = take(0, "slope", dims);
+                node(i, "PRelu", vec![current, a], &out, vec![])
+            }
         };
         nodes.push(node);
         current = out;

@@ -19,6 +19,9 @@ pub(super) enum Step {
     Bias(Vec<f32>),
     /// Nothing: the node passes its input on.
     Pass,
+    /// Nothing, and the node must be the graph's last: a softmax over the classes, which the
+    /// runtime's cross-entropy applies (the note says so to the user).
+    Last(String),
 }
 
 /// A node as its reader sees it.
@@ -82,14 +85,6 @@ const fn op(name: &'static str, listed: &'static str, read: fn(&Node<'_>) -> Res
     }
 }
 
-/// An operator refused with an error of its own (not listed as supported).
-const fn refused(name: &'static str, read: fn(&Node<'_>) -> Result<Step>) -> Op {
-    Op {
-        listed: None,
-        ..op(name, name, read)
-    }
-}
-
 /// Every operator read, in the order the list of supported operators gives them.
 pub(super) const OPS: &[Op] = &[
     op("Gemm", "Gemm", gemm),
@@ -105,12 +100,17 @@ pub(super) const OPS: &[Op] = &[
     op("BatchNormalization", "BatchNormalization", batch_norm),
     op("Relu", "Relu", |_| Ok(Step::Layer(Layer::Relu, vec![]))),
     op("Tanh", "Tanh", |_| Ok(Step::Layer(Layer::Tanh, vec![]))),
+    op("Sigmoid", "Sigmoid", |_| {
+        Ok(Step::Layer(Layer::Sigmoid, vec![]))
+    }),
+    op("Clip", "Clip", clip),
+    op("PRelu", "PRelu", prelu),
     op("MaxPool", "MaxPool", max_pool),
     op("Flatten", "Flatten", flatten),
     op("Reshape", "Reshape to [batch, -1]", reshape),
     op("Identity", "Identity", |_| Ok(Step::Pass)),
-    refused("Softmax", logits_only),
-    refused("LogSoftmax", logits_only),
+    op("Softmax", "Softmax (last node)", final_softmax),
+    op("LogSoftmax", "LogSoftmax (last node)", final_softmax),
 ];
 
 /// The operator named `name`.
@@ -313,10 +313,68 @@ fn reshape(n: &Node<'_>) -> Result<Step> {
     Ok(Step::Layer(Layer::Flatten, vec![]))
 }
 
-/// `Softmax` / `LogSoftmax` at the end of a classifier: refused with what to export instead.
-fn logits_only(n: &Node<'_>) -> Result<Step> {
-    bail!(
-        "{}: not supported; export the logits (the runtime's cross-entropy applies the softmax)",
-        n.here
-    )
+/// `Clip` to `[min, max]`: the bounds from the constant inputs (opset 11 and later) or the
+/// attributes (older opsets); a missing bound is infinite.
+fn clip(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let mut bounds = [
+        n.attrs.float("min", f32::NEG_INFINITY)?,
+        n.attrs.float("max", f32::INFINITY)?,
+    ];
+    for (k, (b, what)) in bounds.iter_mut().zip(["min", "max"]).enumerate() {
+        if let Some((dims, v)) = n.weight(k + 1)? {
+            let [v] = v.as_slice() else {
+                bail!("{here}: {what} has shape {dims:?}, expected a scalar");
+            };
+            *b = *v;
+        }
+    }
+    let [min, max] = bounds;
+    if min.is_nan() || max.is_nan() || min >= max || min == f32::INFINITY {
+        bail!("{here}: clip to [{min}, {max}] is not supported (needs min < max)");
+    }
+    Ok(Step::Layer(Layer::Clip { min, max }, vec![]))
+}
+
+/// `PRelu` with one slope per channel (`[c, 1, 1]` on images, `[n]` on vectors, leading ones
+/// allowed) or one slope for all (repeated per channel).
+fn prelu(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let (dims, v) = n.need(1, "slope")?;
+    let channels = n.shape.channels_spatial().0;
+    let trimmed: Vec<i64> = dims.iter().copied().skip_while(|d| *d == 1).collect();
+    let per_channel: &[i64] = match n.shape {
+        Shape::Chw(c, ..) => &[c as i64, 1, 1],
+        Shape::Flat(c) => &[c as i64],
+    };
+    let slopes = if v.len() == 1 {
+        vec![v[0]; channels]
+    } else if trimmed == per_channel {
+        v
+    } else {
+        bail!(
+            "{here}: slope of shape {dims:?} is not one value per channel ({per_channel:?}) for an input of shape {}",
+            super::proto::shape_str(n.shape)
+        );
+    };
+    Ok(Step::Layer(Layer::PRelu { channels }, vec![slopes]))
+}
+
+/// `Softmax` / `LogSoftmax` over the classes as the graph's last node: dropped, since the
+/// runtime's cross-entropy applies it (prediction returns logits, whose order is the same).
+fn final_softmax(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let Shape::Flat(_) = n.shape else {
+        bail!(
+            "{here}: a softmax over an input of shape {} is not supported (only over the classes of a vector)",
+            super::proto::shape_str(n.shape)
+        );
+    };
+    let axis = n.attrs.int("axis", -1)?;
+    if axis != 1 && axis != -1 {
+        bail!("{here}: axis = {axis} is not supported (the classes are axis 1)");
+    }
+    Ok(Step::Last(format!(
+        "{here}: dropped; the blob outputs the logits (the runtime's cross-entropy applies the softmax; the predicted class is the same)"
+    )))
 }
