@@ -4,7 +4,7 @@
 
 mod common;
 
-use anole::{Blob, DType, Error, Layer, Learner, Mode, Options, Plan, SliceSamples};
+use anole::{Blob, DType, Error, Extra, Layer, Learner, Mode, Options, Plan, SliceSamples};
 use common::*;
 
 /// Parameters of each layer.
@@ -172,7 +172,7 @@ fn new_activations_adapt_identically_in_a_smaller_arena() {
             clip(0.0, 6.0),
             Layer::Flatten,
             dense(36, 8),
-            Layer::Sigmoid,
+            Layer::Extra(Extra::Sigmoid),
             prelu(8),
             dense(8, 3),
         ],

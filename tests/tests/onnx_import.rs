@@ -445,7 +445,7 @@ fn prelu_relu6_sigmoid_and_final_softmax_import_and_match_tract() {
     );
     assert_eq!(
         imp.arch.layers[2],
-        anole::Layer::Clip { min: 0.0, max: 6.0 }
+        anole::Layer::Extra(anole::Extra::Clip { min: 0.0, max: 6.0 })
     );
     // The softmax is dropped with a note, and the blob adapts with cross-entropy.
     assert!(imp.classifier);
@@ -493,10 +493,10 @@ fn clip_bounds_from_attributes_before_opset_11_and_a_shared_prelu_slope() {
     let imp = read_model(&m).unwrap();
     assert_eq!(
         imp.arch.layers[2],
-        anole::Layer::Clip {
+        anole::Layer::Extra(anole::Extra::Clip {
             min: -1.0,
             max: 1.0
-        }
+        })
     );
     assert_eq!(imp.params[57..60], [0.3, 0.3, 0.3]);
 }

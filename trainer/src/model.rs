@@ -3,7 +3,7 @@
 
 use anole::blob::{AdaptSettings, Provenance, Wire, FORMAT_VERSION, MAGIC, MAX_TENSORS};
 use anole::layers::Window;
-use anole::{Blob, DType, Layer, Shape, SharedBlob, TensorValues};
+use anole::{Blob, DType, Extra, Layer, Shape, SharedBlob, TensorValues};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
 use std::path::Path;
@@ -153,7 +153,9 @@ impl Arch {
                     p.extend(std::iter::repeat_n(1.0, channels));
                 }
                 // PyTorch's initial slope.
-                Layer::PRelu { channels } => p.extend(std::iter::repeat_n(0.25, channels)),
+                Layer::Extra(Extra::PRelu { channels }) => {
+                    p.extend(std::iter::repeat_n(0.25, channels))
+                }
                 _ => {}
             }
         }

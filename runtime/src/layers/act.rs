@@ -60,6 +60,49 @@ fn clip_slice(x: &mut [f32], lo: f32, hi: f32) {
     }
 }
 
+/// Leaky ReLU: `x = alpha x` where `x < 0` (NaN unchanged).
+pub fn leaky_relu(x: &mut [f32], alpha: f32) {
+    for v in x {
+        *v = if *v < 0.0 { alpha * *v } else { *v };
+    }
+}
+
+/// Hard sigmoid: `x = min(max(alpha x + beta, 0), 1)` (NaN stays NaN).
+pub fn hard_sigmoid(x: &mut [f32], alpha: f32, beta: f32) {
+    for v in x {
+        let t = alpha * *v + beta;
+        let t = if t < 0.0 { 0.0 } else { t };
+        *v = if t > 1.0 { 1.0 } else { t };
+    }
+}
+
+/// `1 / 6`, the slope of the hard sigmoid inside hard swish.
+const SIXTH: f32 = 1.0 / 6.0;
+
+/// Hard swish: `y = x min(max(x / 6 + 1/2, 0), 1)`.
+pub fn hard_swish(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        let t = SIXTH * x + 0.5;
+        let t = if t < 0.0 { 0.0 } else { t };
+        *y = x * if t > 1.0 { 1.0 } else { t };
+    }
+}
+
+/// Hard swish backward: `gx = gy · d/dx` with `d/dx = 0` below -3, `1` above 3, else
+/// `x / 3 + 1/2`.
+pub fn hard_swish_grad(x: &[f32], gy: &[f32], gx: &mut [f32]) {
+    for ((d, &x), &g) in gx.iter_mut().zip(x).zip(gy) {
+        let t = SIXTH * x + 0.5;
+        *d = g * if t <= 0.0 {
+            0.0
+        } else if t >= 1.0 {
+            1.0
+        } else {
+            t + SIXTH * x
+        };
+    }
+}
+
 /// tanh without branches or calls, so loops over it vectorize on the host and stay cheap on a
 /// Cortex-M FPU. Absolute error below 2.5e-7 everywhere (measured against f64 in the unit
 /// test), relative error below 1e-6 for |x| >= 1e-30.

@@ -11,12 +11,23 @@ mod conv_gemm;
 pub mod dense;
 pub mod maxpool;
 pub mod norm;
+#[cfg(feature = "extra-layers")]
+pub mod pool;
+#[cfg(feature = "extra-layers")]
 pub mod prelu;
+// The layer kinds beyond the first seven: built with the `extra-layers` feature; without it
+// `Extra` has no value, so they cost no code and every match over them vanishes.
+#[cfg(feature = "extra-layers")]
+pub mod extra;
+#[cfg(not(feature = "extra-layers"))]
+#[path = "extra_none.rs"]
+pub mod extra;
 #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
 mod vfp;
 
 use crate::error::{Error, Result};
 use crate::wire::RawLayer;
+pub use extra::{Extra, ExtraPost};
 
 pub use crate::limits::{MAX_DIM, MAX_SHAPE_LEN, MAX_TENSOR_LEN};
 pub use crate::wire::kind;
@@ -115,14 +126,8 @@ pub enum Layer {
     MaxPool2d { window: Window },
     /// Image to vector (no data movement: CHW order is kept).
     Flatten,
-    /// `1 / (1 + e^-x)`, in place.
-    Sigmoid,
-    /// `min(max(x, min), max)`, in place (ReLU6 is `min = 0, max = 6`); either bound may be
-    /// infinite, `min < max`.
-    Clip { min: f32, max: f32 },
-    /// `x` where `x > 0`, else `slope[c] x`, with one learned slope per channel (per value
-    /// of a vector), stored `[channels]`.
-    PRelu { channels: usize },
+    /// The other kinds (sigmoid, clip, PReLU, ...): see [`Extra`].
+    Extra(Extra),
 }
 
 impl Layer {
@@ -179,16 +184,10 @@ impl Layer {
                 },
             },
             (kind::FLATTEN, &[]) => Layer::Flatten,
-            (kind::SIGMOID, &[]) => Layer::Sigmoid,
-            (kind::CLIP, &[lo, hi]) => {
-                let (min, max) = (f32::from_bits(lo), f32::from_bits(hi));
-                if min.is_nan() || max.is_nan() || min >= max {
-                    return Err(bad);
-                }
-                Layer::Clip { min, max }
-            }
-            (kind::PRELU, &[c]) => Layer::PRelu { channels: dim(c)? },
-            (k, _) if k <= kind::LAST => return Err(bad),
+            // Max pooling with padding is one of the other kinds.
+            (kind::MAXPOOL2D, &[_, _, _]) => Layer::Extra(Extra::from_raw(index, raw)?),
+            (k, _) if k <= kind::FLATTEN => return Err(bad),
+            (k, _) if k <= kind::LAST => Layer::Extra(Extra::from_raw(index, raw)?),
             (k, _) => {
                 return Err(Error::UnknownLayer {
                     layer: index,
@@ -227,13 +226,7 @@ impl Layer {
             Layer::Tanh => (kind::TANH, &[]),
             Layer::MaxPool2d { window } => (kind::MAXPOOL2D, &[window.kernel, window.stride]),
             Layer::Flatten => (kind::FLATTEN, &[]),
-            Layer::Sigmoid => (kind::SIGMOID, &[]),
-            Layer::Clip { min, max } => {
-                let _ = args.push(min.to_bits());
-                let _ = args.push(max.to_bits());
-                (kind::CLIP, &[])
-            }
-            Layer::PRelu { channels } => (kind::PRELU, &[channels]),
+            Layer::Extra(e) => (e.to_raw(&mut args), &[]),
         };
         for v in vals {
             let _ = args.push(*v as u32);
@@ -251,9 +244,7 @@ impl Layer {
             Layer::Tanh => "tanh",
             Layer::MaxPool2d { .. } => "maxpool2d",
             Layer::Flatten => "flatten",
-            Layer::Sigmoid => "sigmoid",
-            Layer::Clip { .. } => "clip",
-            Layer::PRelu { .. } => "prelu",
+            Layer::Extra(e) => e.name(),
         }
     }
 
@@ -270,16 +261,12 @@ impl Layer {
                 },
                 Shape::Chw(c, h, w),
             ) => c == in_channels && window.out(h).is_some() && window.out(w).is_some(),
-            (Layer::Norm { channels, .. } | Layer::PRelu { channels }, s) => {
-                s.channels_spatial().0 == channels
-            }
+            (Layer::Norm { channels, .. }, s) => s.channels_spatial().0 == channels,
             (Layer::MaxPool2d { window }, Shape::Chw(_, h, w)) => {
                 window.out(h).is_some() && window.out(w).is_some()
             }
-            (
-                Layer::Relu | Layer::Tanh | Layer::Flatten | Layer::Sigmoid | Layer::Clip { .. },
-                _,
-            ) => true,
+            (Layer::Relu | Layer::Tanh | Layer::Flatten, _) => true,
+            (Layer::Extra(e), s) => e.accepts(s),
             _ => false,
         }
     }
@@ -299,16 +286,13 @@ impl Layer {
                 },
                 Shape::Chw(c, h, w),
             ) if c == in_channels => Shape::Chw(out_channels, window.out(h)?, window.out(w)?),
-            (Layer::Norm { channels, .. } | Layer::PRelu { channels }, s)
-                if s.channels_spatial().0 == channels =>
-            {
-                s
-            }
-            (Layer::Relu | Layer::Tanh | Layer::Sigmoid | Layer::Clip { .. }, s) => s,
+            (Layer::Norm { channels, .. }, s) if s.channels_spatial().0 == channels => s,
+            (Layer::Relu | Layer::Tanh, s) => s,
             (Layer::MaxPool2d { window }, Shape::Chw(c, h, w)) => {
                 Shape::Chw(c, window.out(h)?, window.out(w)?)
             }
             (Layer::Flatten, s) => Shape::Flat(s.checked_len()?),
+            (Layer::Extra(e), s) => e.output_shape(s)?,
             _ => return None,
         };
         match out.checked_len() {
@@ -342,7 +326,8 @@ impl Layer {
                     out_channels
                 }
             }
-            Layer::Norm { channels, .. } | Layer::PRelu { channels } => channels,
+            Layer::Norm { channels, .. } => channels,
+            Layer::Extra(e) => e.tensor_len(k),
             _ => 0,
         };
         (n <= MAX_TENSOR_LEN).then_some(n)
@@ -353,7 +338,7 @@ impl Layer {
         match self {
             Layer::Dense { .. } | Layer::Conv2d { .. } => 2,
             Layer::Norm { .. } => 4,
-            Layer::PRelu { .. } => 1,
+            Layer::Extra(e) => e.tensor_count(),
             _ => 0,
         }
     }
@@ -379,7 +364,8 @@ impl Layer {
                     out_channels
                 }
             }
-            Layer::Norm { channels, .. } | Layer::PRelu { channels } => channels,
+            Layer::Norm { channels, .. } => channels,
+            Layer::Extra(e) => e.tensor_len(k),
             _ => 0,
         }
     }
@@ -405,10 +391,11 @@ impl Layer {
 
     /// Whether the layer overwrites its input in place (activations, flatten).
     pub const fn in_place(self) -> bool {
-        matches!(
-            self,
-            Layer::Relu | Layer::Tanh | Layer::Flatten | Layer::Sigmoid | Layer::Clip { .. }
-        )
+        match self {
+            Layer::Relu | Layer::Tanh | Layer::Flatten => true,
+            Layer::Extra(e) => e.in_place(),
+            _ => false,
+        }
     }
 
     /// Multiply-accumulates of a forward pass for one sample (saturating).
@@ -444,16 +431,8 @@ pub enum Post {
     Tanh,
     /// ReLU and tanh in either order: derivative `(1 - y^2) [y > 0]`.
     ReluTanh,
-    /// Sigmoid: derivative `y (1 - y)`.
-    Sigmoid,
-    /// Clipping to `[min, max]` (ReLU and clips in any order and number, merged): derivative
-    /// `[min < y < max]`.
-    Clip {
-        /// Lower bound.
-        min: f32,
-        /// Upper bound.
-        max: f32,
-    },
+    /// The other in-place activations: see [`ExtraPost`].
+    Extra(ExtraPost),
 }
 
 impl Post {
@@ -466,17 +445,8 @@ impl Post {
             (Identity | Relu, Layer::Relu) => Relu,
             (Identity, Layer::Tanh) => Tanh,
             (Tanh | ReluTanh, Layer::Relu) | (Relu, Layer::Tanh) => ReluTanh,
-            (Identity, Layer::Sigmoid) => Sigmoid,
-            (Identity, Layer::Clip { min, max }) => Clip { min, max },
-            // ReLU is the clip to [0, inf): clips compose into the clip to the intersection.
-            (Relu, Layer::Clip { min, max }) | (Clip { min, max }, Layer::Relu) => Clip {
-                min: min.max(0.0),
-                max,
-            },
-            (Clip { min, max }, Layer::Clip { min: lo, max: hi }) => Clip {
-                min: min.max(lo),
-                max: max.min(hi),
-            },
+            (p, Layer::Extra(e)) => return ExtraPost::after(p, e).map(Extra),
+            (Extra(p), l) => return p.then(l).map(Extra),
             _ => return None,
         })
     }
@@ -502,16 +472,7 @@ impl Post {
                     *d = if *d > 0.0 { g * (1.0 - *d * *d) } else { 0.0 };
                 }
             }
-            Post::Sigmoid => {
-                for (d, &g) in y_then_grad.iter_mut().zip(g) {
-                    *d = g * (*d * (1.0 - *d));
-                }
-            }
-            Post::Clip { min, max } => {
-                for (d, &g) in y_then_grad.iter_mut().zip(g) {
-                    *d = if *d > min && *d < max { g } else { 0.0 };
-                }
-            }
+            Post::Extra(p) => p.deliver(g, y_then_grad),
         }
     }
 }

@@ -223,6 +223,7 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         cur: input.name.clone(),
         dense_out: None,
         last: None,
+        notes: Vec::new(),
     };
     for (i, n) in graph.node.iter().enumerate() {
         chain.node(i, n)?;
@@ -232,6 +233,7 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         tensors,
         cur,
         last,
+        mut notes,
         ..
     } = chain;
     if cur != output.name {
@@ -262,7 +264,10 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         params,
         meta,
         classifier: last.is_some(),
-        notes: last.into_iter().map(|(_, note)| note).collect(),
+        notes: {
+            notes.extend(last.map(|(_, note)| note));
+            notes
+        },
     })
 }
 
@@ -281,6 +286,8 @@ struct Chain<'m> {
     /// A node that must be the graph's last (a dropped softmax), once read: where it is, and
     /// the note for the user.
     last: Option<(String, String)>,
+    /// Notes for the user on nodes dropped along the way.
+    notes: Vec<String>,
 }
 
 impl Chain<'_> {
@@ -372,6 +379,10 @@ impl Chain<'_> {
             Step::Last(note) => {
                 self.last = Some((here.clone(), note));
                 None
+            }
+            Step::Dropped(note) => {
+                self.notes.push(note);
+                (self.dense_out.as_ref() == Some(cur)).then(|| out.clone())
             }
         };
         self.cur = out.clone();
@@ -485,7 +496,7 @@ fn read_meta(model: &ModelProto, arch: &Arch) -> Result<Option<BlobMeta>> {
 mod tests {
     use super::*;
     use crate::export::onnx::onnx_bytes;
-    use anole::Blob;
+    use anole::{Blob, Extra};
     use rand::SeedableRng;
 
     fn blob_bytes(arch: &Arch, dtype: DType, loss: u8, seed: u64) -> Vec<u8> {
@@ -523,16 +534,16 @@ mod tests {
                     inputs: 3,
                     outputs: 5,
                 },
-                Layer::PRelu { channels: 5 },
-                Layer::Clip {
+                Layer::Extra(Extra::PRelu { channels: 5 }),
+                Layer::Extra(Extra::Clip {
                     min: f32::NEG_INFINITY,
                     max: 1.0,
-                },
+                }),
                 Layer::Dense {
                     inputs: 5,
                     outputs: 4,
                 },
-                Layer::Sigmoid,
+                Layer::Extra(Extra::Sigmoid),
                 Layer::Dense {
                     inputs: 4,
                     outputs: 2,
