@@ -326,6 +326,7 @@ fn export_then_import_gives_identical_parameters() {
         (Arch::sine(), DType::F32, 0),
         (Arch::omniglot(5, 64), DType::F32, 1),
         (Arch::omniglot(20, 32), DType::F16, 1),
+        (anole_tests::pooling_arch(), DType::F32, 1),
     ] {
         let bytes = blob_bytes(&arch, dtype, loss, 0.001, 5, 50);
         let blob = Blob::parse(&bytes).unwrap();
