@@ -523,3 +523,31 @@ fn bad_activations_are_refused_naming_the_node() {
         assert!(e.contains(want), "expected {want:?}, got {e:?}");
     }
 }
+
+#[test]
+fn dropout_is_dropped_with_a_note() {
+    let mut m = pytorch_style();
+    m.graph.as_mut().unwrap().node[2].op_type = "Dropout".into();
+    let imp = parse_onnx(&m.encode_to_vec()).unwrap();
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.contains("(Dropout): dropped; dropout passes its input on")),
+        "{:?}",
+        imp.notes
+    );
+    let plain = parse_onnx(&pytorch_style().encode_to_vec()).unwrap();
+    assert_eq!(imp.arch.layers.len() + 1, plain.arch.layers.len());
+    // A dropout in training mode is refused.
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(TensorProto {
+        name: "train".into(),
+        dims: vec![],
+        data_type: DataType::Bool as i32,
+        int32_data: vec![1],
+        ..Default::default()
+    });
+    g.node[2].input = vec![g.node[2].input[0].clone(), String::new(), "train".into()];
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(e.contains("training_mode is true"), "{e}");
+}

@@ -9,6 +9,7 @@ use super::proto::{constant, floats, ints, Attrs, Consts};
 use anole::layers::{Window, MAX_DIM};
 use anole::{Extra, Layer, Shape};
 use anyhow::{anyhow, bail, Context, Result};
+use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::NodeProto;
 
 /// What a node becomes.
@@ -379,7 +380,15 @@ fn dropout(n: &Node<'_>) -> Result<Step> {
     let here = n.here;
     if let Some(x) = n.proto.input.get(2).filter(|x| !x.is_empty()) {
         let t = constant(n.consts, x, here)?;
-        if ints(t).is_ok_and(|v| v.iter().any(|v| *v != 0)) {
+        let on = if t.data_type == DataType::Bool as i32 {
+            t.raw_data.iter().any(|b| *b != 0) || t.int32_data.iter().any(|v| *v != 0)
+        } else {
+            ints(t)
+                .with_context(|| format!("{here}: training_mode '{x}'"))?
+                .iter()
+                .any(|v| *v != 0)
+        };
+        if on {
             bail!("{here}: training_mode is true; export the model in inference mode");
         }
     }
