@@ -154,3 +154,15 @@ fn sigmoid_clip_and_prelu() {
     compare(&init, &[1, 4], -1.0, 1.0, 32);
     compare(&adapted, &[1, 4], -1.0, 1.0, 33);
 }
+
+#[test]
+fn pooling_and_hard_activations() {
+    let arch = anole_tests::pooling_arch();
+    let init = blob_bytes(&arch, DType::F32, 1, 0.05, 6, 14);
+    let mut r = rng(15);
+    let x = uniform(&mut r, 6 * 128, -1.0, 1.0);
+    let y: Vec<f32> = (0..6).map(|i| (i % 3) as f32).collect();
+    let adapted = adapted(&init, &x, &y, 10);
+    compare(&init, &[1, 4], -3.0, 3.0, 34);
+    compare(&adapted, &[1, 4], -3.0, 3.0, 35);
+}
