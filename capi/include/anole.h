@@ -103,7 +103,7 @@
 /**
  * Bytes of memory a learner handle needs (`anole_learner_init`).
  */
-#define ANOLE_LEARNER_SIZE 320
+#define ANOLE_LEARNER_SIZE 384
 #endif
 
 #if defined(ANOLE_PTR32)

@@ -20,7 +20,7 @@ pub struct AnoleLearner {
 
 /// Bytes of memory a learner handle needs (`anole_learner_init`).
 #[cfg(target_pointer_width = "64")]
-pub const ANOLE_LEARNER_SIZE: usize = 320;
+pub const ANOLE_LEARNER_SIZE: usize = 384;
 /// Bytes of memory a learner handle needs (`anole_learner_init`).
 #[cfg(target_pointer_width = "32")]
 pub const ANOLE_LEARNER_SIZE: usize = 192;

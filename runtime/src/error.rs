@@ -24,7 +24,8 @@ pub enum Error {
     Malformed { what: &'static str },
     /// Bytes remain after the payload and before the CRC.
     TrailingBytes { count: usize },
-    /// A layer kind this runtime does not know.
+    /// A layer kind this runtime does not know, or (a known code) one this build leaves out
+    /// (the `extra-layers` feature).
     UnknownLayer { layer: usize, kind: u8 },
     /// A layer has the wrong number of arguments or a zero/absurd one.
     BadLayerArgs { layer: usize, kind: u8 },
@@ -144,6 +145,11 @@ impl fmt::Display for Error {
             ),
             Malformed { what } => write!(f, "blob malformed: cannot decode {what}"),
             TrailingBytes { count } => write!(f, "blob malformed: {count} unexpected bytes before the CRC"),
+            UnknownLayer { layer, kind } if kind <= crate::wire::kind::LAST => write!(
+                f,
+                "layer {layer}: layer kind {kind} ({}) is not built into this runtime (its `extra-layers` feature)",
+                crate::wire::kind::name(kind)
+            ),
             UnknownLayer { layer, kind } => write!(f, "layer {layer}: unknown layer kind {kind}"),
             BadLayerArgs { layer, kind } => write!(
                 f,

@@ -73,7 +73,7 @@ pub use buffer::{SampleBuffer, Samples, SliceSamples};
 pub use error::{Error, Result};
 #[cfg(feature = "std")]
 pub use host::{OwnedLearner, SharedBlob};
-pub use layers::{Layer, Shape};
+pub use layers::{Extra, Layer, Shape};
 pub use learner::{AdaptReport, Engine, Learner, Options, TensorValues};
 #[cfg(feature = "persist")]
 pub use persist::{Loaded, Refused, Store};

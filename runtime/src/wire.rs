@@ -196,10 +196,29 @@ pub mod kind {
     pub const RELU: u8 = 3;
     /// Tanh: no args.
     pub const TANH: u8 = 4;
-    /// MaxPool2d: args `[kernel, stride]`.
+    /// MaxPool2d: args `[kernel, stride]`, or `[kernel, stride, padding]` with padding (a
+    /// newer form, see docs/format.md).
     pub const MAXPOOL2D: u8 = 5;
     /// Flatten: no args.
     pub const FLATTEN: u8 = 6;
+    /// Sigmoid: no args; a newer kind (see docs/format.md).
+    pub const SIGMOID: u8 = 7;
+    /// Clip: args `[min as f32 bits, max as f32 bits]`; a newer kind (see docs/format.md).
+    pub const CLIP: u8 = 8;
+    /// PRelu: args `[channels]`, one tensor of per-channel slopes; a newer kind (see docs/format.md).
+    pub const PRELU: u8 = 9;
+    /// LeakyRelu: args `[alpha as f32 bits]`; a newer kind.
+    pub const LEAKY_RELU: u8 = 10;
+    /// HardSigmoid: args `[alpha as f32 bits, beta as f32 bits]`; a newer kind.
+    pub const HARD_SIGMOID: u8 = 11;
+    /// HardSwish: no args; a newer kind.
+    pub const HARD_SWISH: u8 = 12;
+    /// AvgPool2d: args `[kernel, stride, padding, include_pad (0 or 1)]`; a newer kind.
+    pub const AVGPOOL2D: u8 = 13;
+    /// GlobalAvgPool: no args; a newer kind.
+    pub const GLOBAL_AVGPOOL: u8 = 14;
+    /// The highest kind code this runtime reads.
+    pub const LAST: u8 = GLOBAL_AVGPOOL;
 
     /// Name of a kind code ("unknown" if not one of the above).
     pub const fn name(code: u8) -> &'static str {
@@ -211,6 +230,14 @@ pub mod kind {
             TANH => "tanh",
             MAXPOOL2D => "maxpool2d",
             FLATTEN => "flatten",
+            SIGMOID => "sigmoid",
+            CLIP => "clip",
+            PRELU => "prelu",
+            LEAKY_RELU => "leakyrelu",
+            HARD_SIGMOID => "hardsigmoid",
+            HARD_SWISH => "hardswish",
+            AVGPOOL2D => "avgpool2d",
+            GLOBAL_AVGPOOL => "globalavgpool",
             _ => "unknown",
         }
     }

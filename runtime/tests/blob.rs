@@ -348,8 +348,26 @@ fn every_bad_input_gets_its_own_error() {
     );
 
     // --- architecture ---
-    let b = edited(&m, |w| w.layers[1].kind = 9);
-    t.row("layer kind 9", "UnknownLayer", Blob::parse(&b));
+    let b = edited(&m, |w| w.layers[1].kind = kind::LAST + 1);
+    t.row("layer kind after the last", "UnknownLayer", Blob::parse(&b));
+    // Layer 1 is the tanh: made a clip with bad bounds, or a PReLU without channels.
+    for (what, lo, hi) in [
+        ("clip with min = max", 1.0f32, 1.0f32),
+        ("clip with min > max", 6.0, 0.0),
+        ("clip with a NaN bound", f32::NAN, 6.0),
+        ("clip to [inf, inf]", f32::INFINITY, f32::INFINITY),
+    ] {
+        let b = edited(&m, |w| {
+            w.layers[1].kind = kind::CLIP;
+            w.layers[1].args = [lo.to_bits(), hi.to_bits()].into_iter().collect();
+        });
+        t.row(what, "BadLayerArgs", Blob::parse(&b));
+    }
+    let b = edited(&m, |w| {
+        w.layers[1].kind = kind::PRELU;
+        w.layers[1].args = [0].into_iter().collect();
+    });
+    t.row("prelu with 0 channels", "BadLayerArgs", Blob::parse(&b));
     let b = edited(&m, |w| w.layers[0].args.truncate(1));
     t.row(
         "dense layer with one argument",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use anole::{Blob, DType, Error, Layer, Learner, Mode, Options, Plan, SliceSamples};
+use anole::{Blob, DType, Error, Extra, Layer, Learner, Mode, Options, Plan, SliceSamples};
 use common::*;
 
 /// Parameters of each layer.
@@ -160,6 +160,33 @@ fn cnn_adapts_identically_in_a_smaller_arena() {
 
 /// Head-only adaptation in the device layout: the arena holds the head (and the norm layers'
 /// few values), not the frozen body's weights, and two activation buffers for the body.
+#[test]
+fn new_activations_adapt_identically_in_a_smaller_arena() {
+    // PReLU frozen (slopes read from the blob) or adapting, with sigmoid and ReLU6 in place.
+    let mut m = Model::new(
+        &[2, 6, 6],
+        vec![
+            conv(2, 4, 3, 2, 1),
+            prelu(4),
+            conv(4, 4, 3, 1, 1),
+            clip(0.0, 6.0),
+            Layer::Flatten,
+            dense(36, 8),
+            Layer::Extra(Extra::Sigmoid),
+            prelu(8),
+            dense(8, 3),
+        ],
+        CROSS_ENTROPY,
+        13,
+    );
+    m.settings.batch = 6;
+    same_in_both_layouts(
+        &m,
+        &[m.all_layers(), 1 << 8, 1 << 7 | 1 << 8, 1 << 2 | 1 << 8],
+        12,
+    );
+}
+
 #[test]
 fn head_only_arena_excludes_the_frozen_body() {
     let mut m = cnn();

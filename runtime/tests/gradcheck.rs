@@ -8,7 +8,7 @@
 
 mod common;
 
-use anole::{Blob, Layer, Learner, Options};
+use anole::{Blob, Extra, Layer, Learner, Options};
 use common::*;
 
 /// Relative step of the f64 central differences (truncation error ~h², rounding ~1e-16/h).
@@ -531,4 +531,100 @@ fn adam_v(m: &Model, x: &[f32], t: &[f32], step: i32, lr: f32) -> Vec<f64> {
         }
     }
     v
+}
+
+#[test]
+fn sigmoid_clip_prelu_on_vectors_mse() {
+    // PReLU with per-value slopes of both signs, a clip merged with the ReLU after it, and
+    // sigmoid in place, on the model output too.
+    check(&case(
+        "dense+prelu+clip·relu+sigmoid, out sigmoid/mse",
+        &[3],
+        vec![
+            dense(3, 6),
+            prelu(6),
+            dense(6, 5),
+            clip(-0.4, 0.3),
+            Layer::Relu,
+            dense(5, 4),
+            Layer::Extra(Extra::Sigmoid),
+            dense(4, 2),
+            Layer::Extra(Extra::Sigmoid),
+        ],
+        MSE,
+        5,
+        40,
+    ));
+}
+
+#[test]
+fn prelu_clip_on_images_cross_entropy() {
+    // Per-channel PReLU slopes over the spatial positions; ReLU6 as `Clip(0, 6)`; a clip with
+    // an infinite lower bound at the model output.
+    check(&case(
+        "conv+prelu+conv+clip6/ce",
+        &[2, 5, 5],
+        vec![
+            conv(2, 3, 3, 1, 1),
+            prelu(3),
+            conv(3, 4, 3, 2, 1),
+            clip(0.0, 6.0),
+            Layer::Flatten,
+            dense(36, 3),
+            clip(f32::NEG_INFINITY, 0.8),
+        ],
+        CROSS_ENTROPY,
+        4,
+        41,
+    ));
+}
+
+#[test]
+fn leaky_relu_hard_sigmoid_hard_swish_on_vectors_mse() {
+    // Leaky ReLU and hard sigmoid in place (their derivative from the output), hard swish
+    // from its input, on the model output too.
+    check(&case(
+        "dense+leaky+dense+hardswish+dense+hardsigmoid, out leaky/mse",
+        &[3],
+        vec![
+            dense(3, 6),
+            Layer::Extra(Extra::LeakyRelu { alpha: 0.1 }),
+            dense(6, 5),
+            Layer::Extra(Extra::HardSwish),
+            dense(5, 4),
+            Layer::Extra(Extra::HardSigmoid {
+                alpha: 0.3,
+                beta: 0.4,
+            }),
+            dense(4, 2),
+            Layer::Extra(Extra::LeakyRelu { alpha: 0.2 }),
+        ],
+        MSE,
+        5,
+        42,
+    ));
+}
+
+#[test]
+fn average_max_and_global_pooling_cross_entropy() {
+    // Average pooling with padding outside and inside the divisor, padded max pooling with
+    // overlapping windows, global average pooling to a vector.
+    check(&case(
+        "conv+avgpool(pad)+hardswish+maxpool(pad)+avgpool(incl)+globalavg/ce",
+        &[2, 7, 7],
+        vec![
+            conv(2, 3, 3, 1, 1),
+            avgpool(3, 2, 1, false),
+            Layer::Extra(Extra::HardSwish),
+            conv(3, 4, 3, 1, 1),
+            maxpool_padded(3, 1, 1),
+            avgpool(2, 2, 1, true),
+            Layer::Extra(Extra::GlobalAvgPool),
+            Layer::Flatten,
+            dense(4, 3),
+        ],
+        CROSS_ENTROPY,
+        4,
+        43,
+    ));
 }

@@ -107,3 +107,99 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// A small CNN classifier on `[2, 8, 8]` inputs with every activation kind beyond ReLU and
+/// tanh: PReLU per channel and per value, ReLU6 (`Clip(0, 6)`), sigmoid, and a clip with an
+/// infinite lower bound.
+pub fn activations_arch() -> Arch {
+    use anole::layers::Window;
+    use anole::{Extra, Layer};
+    Arch {
+        input_shape: vec![2, 8, 8],
+        layers: vec![
+            Layer::Conv2d {
+                in_channels: 2,
+                out_channels: 4,
+                window: Window {
+                    kernel: 3,
+                    stride: 1,
+                    padding: 1,
+                },
+            },
+            Layer::Extra(Extra::PRelu { channels: 4 }),
+            Layer::Extra(Extra::Clip { min: 0.0, max: 6.0 }),
+            Layer::MaxPool2d {
+                window: Window {
+                    kernel: 2,
+                    stride: 2,
+                    padding: 0,
+                },
+            },
+            Layer::Flatten,
+            Layer::Dense {
+                inputs: 64,
+                outputs: 10,
+            },
+            Layer::Extra(Extra::Sigmoid),
+            Layer::Dense {
+                inputs: 10,
+                outputs: 6,
+            },
+            Layer::Extra(Extra::PRelu { channels: 6 }),
+            Layer::Extra(Extra::Clip {
+                min: f32::NEG_INFINITY,
+                max: 1.5,
+            }),
+            Layer::Dense {
+                inputs: 6,
+                outputs: 3,
+            },
+        ],
+    }
+}
+
+/// A small CNN classifier on `[2, 8, 8]` inputs with the pooling kinds and the other
+/// activations: leaky ReLU, average pooling with and without the padding in the divisor,
+/// hard swish, padded max pooling, hard sigmoid and global average pooling.
+pub fn pooling_arch() -> Arch {
+    use anole::layers::Window;
+    use anole::{Extra, Layer};
+    let win = |kernel, stride, padding| Window {
+        kernel,
+        stride,
+        padding,
+    };
+    Arch {
+        input_shape: vec![2, 8, 8],
+        layers: vec![
+            Layer::Conv2d {
+                in_channels: 2,
+                out_channels: 4,
+                window: win(3, 1, 1),
+            },
+            Layer::Extra(Extra::LeakyRelu { alpha: 0.1 }),
+            Layer::Extra(Extra::AvgPool2d {
+                window: win(3, 2, 1),
+                include_pad: false,
+            }),
+            Layer::Extra(Extra::HardSwish),
+            Layer::Extra(Extra::MaxPool2d {
+                window: win(3, 1, 1),
+            }),
+            Layer::Extra(Extra::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            }),
+            Layer::Extra(Extra::AvgPool2d {
+                window: win(2, 2, 0),
+                include_pad: true,
+            }),
+            Layer::Extra(Extra::GlobalAvgPool),
+            Layer::Flatten,
+            Layer::Dense {
+                inputs: 4,
+                outputs: 3,
+            },
+        ],
+    }
+}

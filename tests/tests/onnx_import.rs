@@ -80,6 +80,20 @@ fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
     }
 }
 
+/// `graph` as `torch.onnx.export` wraps it (IR 8, opset 17).
+fn pytorch_model(graph: GraphProto) -> ModelProto {
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        producer_name: "pytorch".into(),
+        graph: Some(graph),
+        ..Default::default()
+    }
+}
+
 /// What `torch.onnx.export` writes for conv(2→3, 3×3, pad 1, no bias) → BatchNorm2d → ReLU →
 /// MaxPool2d(2) → x.reshape(x.shape[0], -1) → Linear(48, 10) (MatMul + Add) → Tanh →
 /// Linear(10, 4) as Gemm(transB = 1), on [N, 2, 8, 8].
@@ -200,16 +214,7 @@ fn pytorch_style() -> ModelProto {
         output: vec![value("logits", &[None, Some(4)])],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
-        producer_name: "pytorch".into(),
-        graph: Some(graph),
-        ..Default::default()
-    }
+    pytorch_model(graph)
 }
 
 #[test]
@@ -258,11 +263,11 @@ type Edit = Box<dyn Fn(&mut GraphProto)>;
 #[test]
 fn unsupported_graphs_are_refused_naming_the_node() {
     let cases: Vec<(&str, Edit)> = vec![
-        ("node 2 '/relu/Relu' (Sigmoid): operator Sigmoid is not supported", Box::new(|g| g.node[2].op_type = "Sigmoid".into())),
+        ("node 2 '/relu/Relu' (Erf): operator Erf is not supported", Box::new(|g| g.node[2].op_type = "Erf".into())),
         ("node 0 '/conv/Conv' (Conv): group = 2 is not supported", Box::new(|g| g.node[0].attribute[4].i = 2)),
         ("node 0 '/conv/Conv' (Conv): pads [1, 1, 0, 0] are not supported", Box::new(|g| g.node[0].attribute[1].ints = vec![1, 1, 0, 0])),
         ("node 1 '/bn/BatchNormalization' (BatchNormalization): training_mode = 1 is not supported", Box::new(|g| g.node[1].attribute[0].i = 1)),
-        ("node 3 '/pool/MaxPool' (MaxPool): padding is not supported", Box::new(|g| g.node[3].attribute[2].ints = vec![1, 1, 1, 1])),
+        ("node 3 '/pool/MaxPool' (MaxPool): padding 2 is not below the kernel size 2", Box::new(|g| g.node[3].attribute[2].ints = vec![2, 2, 2, 2])),
         ("node 8 '/fc1/Add' (Add): input 'm2' is computed in the graph", Box::new(|g| {
             g.node[8].input = vec!["m".into(), "m2".into()];
         })),
@@ -273,9 +278,8 @@ fn unsupported_graphs_are_refused_naming_the_node() {
                 t.int64_data = vec![0, 3, -1];
             }
         })),
-        ("node 11 (Softmax): not supported; export the logits", Box::new(|g| {
-            g.node.push(node("", "Softmax", &["logits"], "probs", vec![]));
-            g.output[0].name = "probs".into();
+        ("node 2 '/relu/Relu' (Softmax): a softmax over an input of shape [batch, 3, 8, 8] is not supported", Box::new(|g| {
+            g.node[2].op_type = "Softmax".into();
         })),
     ];
     let hostile: Vec<(&str, Edit)> = vec![
@@ -322,6 +326,7 @@ fn export_then_import_gives_identical_parameters() {
         (Arch::sine(), DType::F32, 0),
         (Arch::omniglot(5, 64), DType::F32, 1),
         (Arch::omniglot(20, 32), DType::F16, 1),
+        (anole_tests::pooling_arch(), DType::F32, 1),
     ] {
         let bytes = blob_bytes(&arch, dtype, loss, 0.001, 5, 50);
         let blob = Blob::parse(&bytes).unwrap();
@@ -340,4 +345,209 @@ fn export_then_import_gives_identical_parameters() {
         assert_eq!(imp.params, want);
         assert_eq!(to_blob(&imp, &ImportOptions::default()).unwrap(), bytes);
     }
+}
+
+fn float_attr(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f,
+        ..Default::default()
+    }
+}
+
+/// What `torch.onnx.export` (opset 17) writes for conv(2→3, 3×3, pad 1) → PReLU(3) → ReLU6 →
+/// flatten → Linear(108, 4) → Sigmoid → Linear(4, 3) → Softmax, on [N, 2, 6, 6].
+fn activations_graph() -> ModelProto {
+    let mut r = rng(60);
+    let scalar = |name: &str, v: f32| tensor(name, &[], &[v]);
+    let graph = GraphProto {
+        name: "main_graph".into(),
+        node: vec![
+            node(
+                "/conv/Conv",
+                "Conv",
+                &["x", "conv.weight", "conv.bias"],
+                "c",
+                vec![
+                    ints_attr("dilations", &[1, 1]),
+                    int_attr("group", 1),
+                    ints_attr("kernel_shape", &[3, 3]),
+                    ints_attr("pads", &[1, 1, 1, 1]),
+                    ints_attr("strides", &[1, 1]),
+                ],
+            ),
+            node("/act/PRelu", "PRelu", &["c", "act.weight"], "p", vec![]),
+            node("/relu6/Clip", "Clip", &["p", "zero", "six"], "q", vec![]),
+            node(
+                "/Flatten",
+                "Flatten",
+                &["q"],
+                "f",
+                vec![int_attr("axis", 1)],
+            ),
+            node(
+                "/fc1/Gemm",
+                "Gemm",
+                &["f", "fc1.weight", "fc1.bias"],
+                "h",
+                vec![
+                    float_attr("alpha", 1.0),
+                    float_attr("beta", 1.0),
+                    int_attr("transB", 1),
+                ],
+            ),
+            node("/sig/Sigmoid", "Sigmoid", &["h"], "s", vec![]),
+            node(
+                "/fc2/Gemm",
+                "Gemm",
+                &["s", "fc2.weight", "fc2.bias"],
+                "logits",
+                vec![int_attr("transB", 1)],
+            ),
+            node(
+                "/softmax/Softmax",
+                "Softmax",
+                &["logits"],
+                "probs",
+                vec![int_attr("axis", 1)],
+            ),
+        ],
+        initializer: vec![
+            tensor(
+                "conv.weight",
+                &[3, 2, 3, 3],
+                &uniform(&mut r, 54, -0.5, 0.5),
+            ),
+            tensor("conv.bias", &[3], &uniform(&mut r, 3, -0.2, 0.2)),
+            tensor("act.weight", &[3, 1, 1], &[0.25, -0.1, 0.6]),
+            scalar("zero", 0.0),
+            scalar("six", 6.0),
+            tensor("fc1.weight", &[4, 108], &uniform(&mut r, 432, -0.3, 0.3)),
+            tensor("fc1.bias", &[4], &uniform(&mut r, 4, -0.1, 0.1)),
+            tensor("fc2.weight", &[3, 4], &uniform(&mut r, 12, -1.0, 1.0)),
+            tensor("fc2.bias", &[3], &uniform(&mut r, 3, -0.1, 0.1)),
+        ],
+        input: vec![value("x", &[None, Some(2), Some(6), Some(6)])],
+        output: vec![value("probs", &[None, Some(3)])],
+        ..Default::default()
+    };
+    pytorch_model(graph)
+}
+
+#[test]
+fn prelu_relu6_sigmoid_and_final_softmax_import_and_match_tract() {
+    let bytes = activations_graph().encode_to_vec();
+    let imp = parse_onnx(&bytes).unwrap();
+    let names: Vec<&str> = imp.arch.layers.iter().map(|l| l.name()).collect();
+    assert_eq!(
+        names,
+        ["conv2d", "prelu", "clip", "flatten", "dense", "sigmoid", "dense"]
+    );
+    assert_eq!(
+        imp.arch.layers[2],
+        anole::Layer::Extra(anole::Extra::Clip { min: 0.0, max: 6.0 })
+    );
+    // The softmax is dropped with a note, and the blob adapts with cross-entropy.
+    assert!(imp.classifier);
+    assert_eq!(imp.notes.len(), 1);
+    assert!(
+        imp.notes[0].starts_with("node 7 '/softmax/Softmax' (Softmax): dropped"),
+        "{:?}",
+        imp.notes
+    );
+    let blob = to_blob(&imp, &ImportOptions::default()).unwrap();
+    assert_eq!(
+        Blob::parse(&blob).unwrap().loss,
+        anole::LossKind::CrossEntropy
+    );
+    let tract = TractModel::load(&bytes).unwrap();
+    let mut r = rng(61);
+    for n in [1, 4] {
+        let x = uniform(&mut r, n * 72, -2.0, 2.0);
+        let logits = runtime_predict(&blob, &x);
+        let probs: Vec<f32> = logits
+            .chunks(3)
+            .flat_map(|row| {
+                let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
+                let s: f32 = e.iter().sum();
+                e.into_iter().map(move |v| v / s)
+            })
+            .collect();
+        let d = max_abs_diff(&tract.run(&[n, 2, 6, 6], &x).unwrap(), &probs);
+        assert!(
+            d <= 1e-5,
+            "batch {n}: softmax of the logits differs from tract by {d}"
+        );
+    }
+}
+
+#[test]
+fn clip_bounds_from_attributes_before_opset_11_and_a_shared_prelu_slope() {
+    let mut m = activations_graph();
+    m.opset_import[0].version = 9;
+    let g = m.graph.as_mut().unwrap();
+    g.node[2].input.truncate(1);
+    g.node[2].attribute = vec![float_attr("min", -1.0), float_attr("max", 1.0)];
+    g.initializer[2] = tensor("act.weight", &[1], &[0.3]);
+    let imp = read_model(&m).unwrap();
+    assert_eq!(
+        imp.arch.layers[2],
+        anole::Layer::Extra(anole::Extra::Clip {
+            min: -1.0,
+            max: 1.0
+        })
+    );
+    assert_eq!(imp.params[57..60], [0.3, 0.3, 0.3]);
+}
+
+#[test]
+fn bad_activations_are_refused_naming_the_node() {
+    let cases: Vec<(&str, Edit)> = vec![
+        ("node 2 '/relu6/Clip' (Clip): clip to [6, 6] is not supported", Box::new(|g| g.initializer[3] = tensor("zero", &[], &[6.0]))),
+        ("node 2 '/relu6/Clip' (Clip): min has shape [2], expected a scalar", Box::new(|g| g.initializer[3] = tensor("zero", &[2], &[0.0, 1.0]))),
+        ("node 1 '/act/PRelu' (PRelu): slope of shape [3] is not one value per channel ([3, 1, 1])", Box::new(|g| g.initializer[2].dims = vec![3])),
+        ("node 1 '/act/PRelu' (PRelu): missing slope", Box::new(|g| g.node[1].input.truncate(1))),
+        ("node 8 (Relu): follows node 7 '/softmax/Softmax' (Softmax), which is only supported as the graph's last node", Box::new(|g| {
+            g.node.push(node("", "Relu", &["probs"], "r", vec![]));
+            g.output[0].name = "r".into();
+        })),
+        ("node 3 '/Flatten' (Softmax): a softmax over an input of shape [batch, 3, 6, 6] is not supported", Box::new(|g| g.node[3].op_type = "Softmax".into())),
+        ("node 7 '/softmax/Softmax' (Softmax): axis = 0 is not supported", Box::new(|g| g.node[7].attribute[0].i = 0)),
+    ];
+    for (want, edit) in cases {
+        let mut m = activations_graph();
+        edit(m.graph.as_mut().unwrap());
+        let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+        assert!(e.contains(want), "expected {want:?}, got {e:?}");
+    }
+}
+
+#[test]
+fn dropout_is_dropped_with_a_note() {
+    let mut m = pytorch_style();
+    m.graph.as_mut().unwrap().node[2].op_type = "Dropout".into();
+    let imp = parse_onnx(&m.encode_to_vec()).unwrap();
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.contains("(Dropout): dropped; dropout passes its input on")),
+        "{:?}",
+        imp.notes
+    );
+    let plain = parse_onnx(&pytorch_style().encode_to_vec()).unwrap();
+    assert_eq!(imp.arch.layers.len() + 1, plain.arch.layers.len());
+    // A dropout in training mode is refused.
+    let g = m.graph.as_mut().unwrap();
+    g.initializer.push(TensorProto {
+        name: "train".into(),
+        dims: vec![],
+        data_type: DataType::Bool as i32,
+        int32_data: vec![1],
+        ..Default::default()
+    });
+    g.node[2].input = vec![g.node[2].input[0].clone(), String::new(), "train".into()];
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(e.contains("training_mode is true"), "{e}");
 }

@@ -82,6 +82,20 @@ fn reference_checker_and_onnxruntime_agree_with_the_runtime() {
         9,
     ));
 
+    let act = blob_bytes(&anole_tests::activations_arch(), DType::F32, 1, 0.05, 6, 10);
+    let xa = uniform(&mut r, 6 * 128, -1.0, 1.0);
+    let ya: Vec<f32> = (0..6).map(|i| (i % 3) as f32).collect();
+    cases.push(case(d, "activations-init", &act, &[1, 3], -1.0, 1.0, 11));
+    cases.push(case(
+        d,
+        "activations-adapted",
+        &adapted(&act, &xa, &ya, 10),
+        &[1, 3],
+        -1.0,
+        1.0,
+        12,
+    ));
+
     std::fs::write(
         d.join("cases.json"),
         json!({ "tolerance": TOL, "cases": cases }).to_string(),

@@ -132,3 +132,37 @@ fn maxpool_and_norm_on_vectors() {
     compare(&init, &[1, 4], -1.0, 1.0, 30);
     compare(&adapted, &[1, 4], -1.0, 1.0, 31);
 }
+
+#[test]
+fn sigmoid_clip_and_prelu() {
+    let arch = anole_tests::activations_arch();
+    let init = blob_bytes(&arch, DType::F32, 1, 0.05, 6, 12);
+    let mut r = rng(13);
+    let x = uniform(&mut r, 6 * 128, -1.0, 1.0);
+    let y: Vec<f32> = (0..6).map(|i| (i % 3) as f32).collect();
+    let adapted = adapted(&init, &x, &y, 10);
+    // Adaptation moved the second PReLU's slopes (tensor 7) away from their initial 0.25 (the
+    // first one's negative outputs are clipped to 0 by the ReLU6 after it, so its slopes get
+    // no gradient).
+    let b = Blob::parse(&adapted).unwrap();
+    let mut slopes = vec![0.0; 6];
+    b.read_tensor(7, &mut slopes);
+    assert!(
+        slopes.iter().any(|s| (s - 0.25).abs() > 1e-4),
+        "slopes did not adapt: {slopes:?}"
+    );
+    compare(&init, &[1, 4], -1.0, 1.0, 32);
+    compare(&adapted, &[1, 4], -1.0, 1.0, 33);
+}
+
+#[test]
+fn pooling_and_hard_activations() {
+    let arch = anole_tests::pooling_arch();
+    let init = blob_bytes(&arch, DType::F32, 1, 0.05, 6, 14);
+    let mut r = rng(15);
+    let x = uniform(&mut r, 6 * 128, -1.0, 1.0);
+    let y: Vec<f32> = (0..6).map(|i| (i % 3) as f32).collect();
+    let adapted = adapted(&init, &x, &y, 10);
+    compare(&init, &[1, 4], -3.0, 3.0, 34);
+    compare(&adapted, &[1, 4], -3.0, 3.0, 35);
+}

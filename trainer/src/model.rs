@@ -3,7 +3,7 @@
 
 use anole::blob::{AdaptSettings, Provenance, Wire, MAGIC, MAX_TENSORS};
 use anole::layers::Window;
-use anole::{Blob, DType, Layer, Shape, SharedBlob, TensorValues};
+use anole::{Blob, DType, Extra, Layer, Shape, SharedBlob, TensorValues};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
 use std::path::Path;
@@ -151,6 +151,10 @@ impl Arch {
                     p.extend(std::iter::repeat_n(0.0, channels));
                     p.extend(std::iter::repeat_n(0.0, channels));
                     p.extend(std::iter::repeat_n(1.0, channels));
+                }
+                // PyTorch's initial slope.
+                Layer::Extra(Extra::PRelu { channels }) => {
+                    p.extend(std::iter::repeat_n(0.25, channels))
                 }
                 _ => {}
             }

@@ -1,4 +1,4 @@
-//! In-place activations. Their backward pass is [`super::Post::deliver`], which needs only
+//! In-place activations (ReLU, tanh, sigmoid, clip). Their backward pass is [`super::Post::deliver`], which needs only
 //! the activation's output, so no pre-activation copy is kept.
 
 crate::simd::host_simd! {
@@ -23,6 +23,83 @@ crate::simd::host_simd! {
 fn tanh_slice(x: &mut [f32]) {
     for v in x {
         *v = tanh(*v);
+    }
+}
+
+crate::simd::host_simd! {
+    /// `x = 1 / (1 + e^-x)`, element by element with [`sigmoid`].
+    pub fn sigmoid_in_place(x: &mut [f32]) => sigmoid_slice
+}
+
+#[inline(always)]
+fn sigmoid_slice(x: &mut [f32]) {
+    for v in x {
+        *v = sigmoid(*v);
+    }
+}
+
+/// The logistic function as `(1 + tanh(x / 2)) / 2` with [`tanh`]: absolute error below
+/// 2e-7 (measured against f64 in the unit test), the same bits on every target, and a loop
+/// over it vectorizes as tanh's does. NaN stays NaN.
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    0.5 + 0.5 * tanh(0.5 * x)
+}
+
+crate::simd::host_simd! {
+    /// `x = min(max(x, lo), hi)` (NaN unchanged).
+    pub fn clip(x: &mut [f32], lo: f32, hi: f32) => clip_slice
+}
+
+#[inline(always)]
+fn clip_slice(x: &mut [f32], lo: f32, hi: f32) {
+    for v in x {
+        // Selects and an unconditional store, so the loop vectorizes; NaN fails both tests.
+        let t = if *v < lo { lo } else { *v };
+        *v = if t > hi { hi } else { t };
+    }
+}
+
+/// Leaky ReLU: `x = alpha x` where `x < 0` (NaN unchanged).
+pub fn leaky_relu(x: &mut [f32], alpha: f32) {
+    for v in x {
+        *v = if *v < 0.0 { alpha * *v } else { *v };
+    }
+}
+
+/// Hard sigmoid: `x = min(max(alpha x + beta, 0), 1)` (NaN stays NaN).
+pub fn hard_sigmoid(x: &mut [f32], alpha: f32, beta: f32) {
+    for v in x {
+        let t = alpha * *v + beta;
+        let t = if t < 0.0 { 0.0 } else { t };
+        *v = if t > 1.0 { 1.0 } else { t };
+    }
+}
+
+/// `1 / 6`, the slope of the hard sigmoid inside hard swish.
+const SIXTH: f32 = 1.0 / 6.0;
+
+/// Hard swish: `y = x min(max(x / 6 + 1/2, 0), 1)`.
+pub fn hard_swish(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        let t = SIXTH * x + 0.5;
+        let t = if t < 0.0 { 0.0 } else { t };
+        *y = x * if t > 1.0 { 1.0 } else { t };
+    }
+}
+
+/// Hard swish backward: `gx = gy · d/dx` with `d/dx = 0` below -3, `1` above 3, else
+/// `x / 3 + 1/2`.
+pub fn hard_swish_grad(x: &[f32], gy: &[f32], gx: &mut [f32]) {
+    for ((d, &x), &g) in gx.iter_mut().zip(x).zip(gy) {
+        let t = SIXTH * x + 0.5;
+        *d = g * if t <= 0.0 {
+            0.0
+        } else if t >= 1.0 {
+            1.0
+        } else {
+            t + SIXTH * x
+        };
     }
 }
 
@@ -107,6 +184,37 @@ mod tests {
         for (x, y) in xs.iter().zip(&ys) {
             assert_eq!(y.to_bits(), super::tanh(*x).to_bits(), "{x}");
         }
+    }
+
+    #[test]
+    fn sigmoid_matches_f64() {
+        let mut worst = 0.0f64;
+        let mut x = -40.0f32;
+        while x <= 40.0 {
+            let exact = 1.0 / (1.0 + (-(x as f64)).exp());
+            worst = worst.max((super::sigmoid(x) as f64 - exact).abs());
+            x += 1.7e-4;
+        }
+        assert!(worst < 2e-7, "worst absolute error {worst}");
+        assert!(super::sigmoid(f32::INFINITY) == 1.0 && super::sigmoid(f32::NEG_INFINITY) == 0.0);
+        assert!(super::sigmoid(f32::NAN).is_nan());
+        let xs: [f32; 203] = core::array::from_fn(|i| (i as f32 - 101.0) * 0.173);
+        let mut ys = xs;
+        super::sigmoid_in_place(&mut ys);
+        for (x, y) in xs.iter().zip(&ys) {
+            assert_eq!(y.to_bits(), super::sigmoid(*x).to_bits(), "{x}");
+        }
+    }
+
+    #[test]
+    fn clip_keeps_nan_and_bounds() {
+        let mut x = [-7.0f32, -0.0, 0.5, 6.0, 9.0, f32::NAN, f32::INFINITY];
+        super::clip(&mut x, 0.0, 6.0);
+        assert_eq!(&x[..5], &[0.0, -0.0, 0.5, 6.0, 6.0]);
+        assert!(x[5].is_nan() && x[6] == 6.0);
+        let mut y = [-1e30f32, 3.0];
+        super::clip(&mut y, f32::NEG_INFINITY, 1.0);
+        assert_eq!(y, [-1e30, 1.0]);
     }
 
     #[test]

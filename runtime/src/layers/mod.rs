@@ -13,11 +13,23 @@ mod conv_gemm;
 pub mod dense;
 pub mod maxpool;
 pub mod norm;
+#[cfg(feature = "extra-layers")]
+pub mod pool;
+#[cfg(feature = "extra-layers")]
+pub mod prelu;
+// The layer kinds beyond the first seven: built with the `extra-layers` feature; without it
+// `Extra` has no value, so they cost no code and every match over them vanishes.
+#[cfg(feature = "extra-layers")]
+pub mod extra;
+#[cfg(not(feature = "extra-layers"))]
+#[path = "extra_none.rs"]
+pub mod extra;
 #[cfg(all(target_arch = "arm", target_abi = "eabihf", target_os = "none"))]
 mod vfp;
 
 use crate::error::{Error, Result};
 use crate::wire::RawLayer;
+pub use extra::{Extra, ExtraPost};
 
 pub use crate::limits::{MAX_DIM, MAX_SHAPE_LEN, MAX_TENSOR_LEN};
 pub use crate::wire::kind;
@@ -116,6 +128,8 @@ pub enum Layer {
     MaxPool2d { window: Window },
     /// Image to vector (no data movement: CHW order is kept).
     Flatten,
+    /// The other kinds (sigmoid, clip, PReLU, ...): see [`Extra`].
+    Extra(Extra),
 }
 
 impl Layer {
@@ -172,7 +186,10 @@ impl Layer {
                 },
             },
             (kind::FLATTEN, &[]) => Layer::Flatten,
+            // Max pooling with padding is one of the other kinds.
+            (kind::MAXPOOL2D, &[_, _, _]) => Layer::Extra(Extra::from_raw(index, raw)?),
             (k, _) if k <= kind::FLATTEN => return Err(bad),
+            (k, _) if k <= kind::LAST => Layer::Extra(Extra::from_raw(index, raw)?),
             (k, _) => {
                 return Err(Error::UnknownLayer {
                     layer: index,
@@ -211,6 +228,7 @@ impl Layer {
             Layer::Tanh => (kind::TANH, &[]),
             Layer::MaxPool2d { window } => (kind::MAXPOOL2D, &[window.kernel, window.stride]),
             Layer::Flatten => (kind::FLATTEN, &[]),
+            Layer::Extra(e) => (e.to_raw(&mut args), &[]),
         };
         for v in vals {
             let _ = args.push(*v as u32);
@@ -228,6 +246,7 @@ impl Layer {
             Layer::Tanh => "tanh",
             Layer::MaxPool2d { .. } => "maxpool2d",
             Layer::Flatten => "flatten",
+            Layer::Extra(e) => e.name(),
         }
     }
 
@@ -249,6 +268,7 @@ impl Layer {
                 window.out(h).is_some() && window.out(w).is_some()
             }
             (Layer::Relu | Layer::Tanh | Layer::Flatten, _) => true,
+            (Layer::Extra(e), s) => e.accepts(s),
             _ => false,
         }
     }
@@ -274,6 +294,7 @@ impl Layer {
                 Shape::Chw(c, window.out(h)?, window.out(w)?)
             }
             (Layer::Flatten, s) => Shape::Flat(s.checked_len()?),
+            (Layer::Extra(e), s) => e.output_shape(s)?,
             _ => return None,
         };
         match out.checked_len() {
@@ -308,6 +329,7 @@ impl Layer {
                 }
             }
             Layer::Norm { channels, .. } => channels,
+            Layer::Extra(e) => e.tensor_len(k),
             _ => 0,
         };
         (n <= MAX_TENSOR_LEN).then_some(n)
@@ -318,6 +340,7 @@ impl Layer {
         match self {
             Layer::Dense { .. } | Layer::Conv2d { .. } => 2,
             Layer::Norm { .. } => 4,
+            Layer::Extra(e) => e.tensor_count(),
             _ => 0,
         }
     }
@@ -344,6 +367,7 @@ impl Layer {
                 }
             }
             Layer::Norm { channels, .. } => channels,
+            Layer::Extra(e) => e.tensor_len(k),
             _ => 0,
         }
     }
@@ -369,7 +393,11 @@ impl Layer {
 
     /// Whether the layer overwrites its input in place (activations, flatten).
     pub const fn in_place(self) -> bool {
-        matches!(self, Layer::Relu | Layer::Tanh | Layer::Flatten)
+        match self {
+            Layer::Relu | Layer::Tanh | Layer::Flatten => true,
+            Layer::Extra(e) => e.in_place(),
+            _ => false,
+        }
     }
 
     /// Multiply-accumulates of a forward pass for one sample (saturating).
@@ -395,7 +423,7 @@ impl Layer {
 
 /// Activation applied in place to a buffer, remembered so its derivative can be applied from
 /// the buffer's final values when a gradient arrives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Post {
     /// Nothing applied.
     Identity,
@@ -405,6 +433,8 @@ pub enum Post {
     Tanh,
     /// ReLU and tanh in either order: derivative `(1 - y^2) [y > 0]`.
     ReluTanh,
+    /// The other in-place activations: see [`ExtraPost`].
+    Extra(ExtraPost),
 }
 
 impl Post {
@@ -417,6 +447,8 @@ impl Post {
             (Identity | Relu, Layer::Relu) => Relu,
             (Identity, Layer::Tanh) => Tanh,
             (Tanh | ReluTanh, Layer::Relu) | (Relu, Layer::Tanh) => ReluTanh,
+            (p, Layer::Extra(e)) => return ExtraPost::after(p, e).map(Extra),
+            (Extra(p), l) => return p.then(l).map(Extra),
             _ => return None,
         })
     }
@@ -442,6 +474,7 @@ impl Post {
                     *d = if *d > 0.0 { g * (1.0 - *d * *d) } else { 0.0 };
                 }
             }
+            Post::Extra(p) => p.deliver(g, y_then_grad),
         }
     }
 }

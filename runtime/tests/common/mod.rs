@@ -6,7 +6,7 @@
 
 use anole::blob::{AdaptSettings, Provenance, RawTensor, Wire, MAGIC};
 use anole::layers::Window;
-use anole::{Blob, DType, Layer, Learner, Shape, TensorValues};
+use anole::{Blob, DType, Extra, Layer, Learner, Shape, TensorValues};
 
 /// splitmix64: small, deterministic, good enough for test data.
 pub struct Rng(u64);
@@ -57,6 +57,35 @@ pub fn norm(channels: usize) -> Layer {
         channels,
         eps: 1e-3,
     }
+}
+
+pub fn clip(min: f32, max: f32) -> Layer {
+    Layer::Extra(Extra::Clip { min, max })
+}
+
+pub fn prelu(channels: usize) -> Layer {
+    Layer::Extra(Extra::PRelu { channels })
+}
+
+pub fn avgpool(kernel: usize, stride: usize, padding: usize, include_pad: bool) -> Layer {
+    Layer::Extra(Extra::AvgPool2d {
+        window: Window {
+            kernel,
+            stride,
+            padding,
+        },
+        include_pad,
+    })
+}
+
+pub fn maxpool_padded(kernel: usize, stride: usize, padding: usize) -> Layer {
+    Layer::Extra(Extra::MaxPool2d {
+        window: Window {
+            kernel,
+            stride,
+            padding,
+        },
+    })
 }
 
 pub fn maxpool(kernel: usize, stride: usize) -> Layer {
@@ -161,6 +190,9 @@ impl Model {
                     m.params.extend(rng.vec(channels, -0.5, 0.5));
                     m.params.extend(rng.vec(channels, -0.5, 0.5));
                     m.params.extend(rng.vec(channels, 0.5, 2.0));
+                }
+                Layer::Extra(Extra::PRelu { channels }) => {
+                    m.params.extend(rng.vec(channels, -0.3, 0.6))
                 }
                 _ => {}
             }
@@ -386,7 +418,81 @@ pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_st
             }
             Layer::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
             Layer::Tanh => x.iter().map(|&v| v.tanh()).collect(),
+            Layer::Extra(Extra::Sigmoid) => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
+            Layer::Extra(Extra::Clip { min, max }) => {
+                x.iter().map(|&v| v.clamp(min as f64, max as f64)).collect()
+            }
+            Layer::Extra(Extra::PRelu { channels }) => {
+                let sp = sin.len() / channels;
+                x.iter()
+                    .enumerate()
+                    .map(|(j, &v)| {
+                        if v > 0.0 {
+                            v
+                        } else {
+                            pl[(j / sp) % channels] * v
+                        }
+                    })
+                    .collect()
+            }
             Layer::Flatten => x.clone(),
+            Layer::Extra(Extra::LeakyRelu { alpha }) => x
+                .iter()
+                .map(|&v| if v < 0.0 { alpha as f64 * v } else { v })
+                .collect(),
+            Layer::Extra(Extra::HardSigmoid { alpha, beta }) => x
+                .iter()
+                .map(|&v| (alpha as f64 * v + beta as f64).clamp(0.0, 1.0))
+                .collect(),
+            Layer::Extra(Extra::HardSwish) => x
+                .iter()
+                .map(|&v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
+                .collect(),
+            Layer::Extra(Extra::GlobalAvgPool) => {
+                let Shape::Chw(c, h, w) = sin else {
+                    panic!("global pooling on a flat shape")
+                };
+                (0..n * c)
+                    .map(|p| x[p * h * w..(p + 1) * h * w].iter().sum::<f64>() / (h * w) as f64)
+                    .collect()
+            }
+            Layer::Extra(Extra::AvgPool2d { window, .. } | Extra::MaxPool2d { window }) => {
+                let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
+                    panic!("pooling on a flat shape")
+                };
+                let (k, s, pad) = (
+                    window.kernel as i64,
+                    window.stride as i64,
+                    window.padding as i64,
+                );
+                let mut y = vec![0.0; n * sout.len()];
+                for p in 0..n * c {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut vals = Vec::new();
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let iy = oy as i64 * s + ky - pad;
+                                    let ix = ox as i64 * s + kx - pad;
+                                    if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
+                                        vals.push(x[p * h * w + iy as usize * w + ix as usize]);
+                                    }
+                                }
+                            }
+                            y[p * oh * ow + oy * ow + ox] = match *layer {
+                                Layer::Extra(Extra::AvgPool2d {
+                                    include_pad: true, ..
+                                }) => vals.iter().sum::<f64>() / (k * k) as f64,
+                                Layer::Extra(Extra::AvgPool2d { .. }) => {
+                                    vals.iter().sum::<f64>() / vals.len() as f64
+                                }
+                                _ => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                            };
+                        }
+                    }
+                }
+                y
+            }
             Layer::MaxPool2d { window } => {
                 let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
                     panic!("maxpool on a flat shape")

@@ -50,6 +50,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     let blob = import::to_blob(&imported, &opts).with_context(|| format!("{src}"))?;
     files::write(&a.out, &blob)?;
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
     eprintln!(
         "{src} -> {}: {} layers, {} parameters, {} bytes{}",
         a.out.display(),

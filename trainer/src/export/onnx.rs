@@ -11,6 +11,9 @@
 //! | `Relu`, `Tanh` | `Relu`, `Tanh` |
 //! | `MaxPool2d` | `MaxPool` (no padding, floor) |
 //! | `Flatten` | `Flatten` (`axis = 1`) |
+//! | `Sigmoid` | `Sigmoid` |
+//! | `Clip` | `Clip` with `min` and `max` as scalar initializers (an infinite bound left out) |
+//! | `PRelu` | `PRelu`, slope `[c, 1, 1]` on images, `[n]` on vectors |
 //!
 //! `Norm` with stored statistics is exactly the device's inference scheme: after adapting, the
 //! runtime refreshes the stored statistics from the support set and predicts with them, so an
@@ -21,8 +24,9 @@
 //! and every operator used has had its current inference semantics since opset 13 or earlier
 //! (later revisions of BatchNormalization, Relu and MaxPool only add training mode or types).
 
-use anole::{Blob, Layer, LossKind, Optimizer, Shape};
-use anyhow::{bail, Result};
+use anole::layers::Window;
+use anole::{Blob, Extra, Layer, LossKind, Optimizer, Shape};
+use anyhow::Result;
 use prost::Message;
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
@@ -32,6 +36,8 @@ use tract_onnx::pb::{
 
 /// Default-domain opset the exporter writes.
 pub const OPSET: i64 = 13;
+/// Opset of a model with a `HardSwish` (which opset 14 added).
+pub const OPSET_HARD_SWISH: i64 = 14;
 /// IR version that goes with [`OPSET`].
 pub const IR_VERSION: i64 = 7;
 /// Name of the graph input (`[batch, ...input shape]`).
@@ -125,22 +131,64 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
             }
             Layer::Relu => node(i, "Relu", vec![current], &out, vec![]),
             Layer::Tanh => node(i, "Tanh", vec![current], &out, vec![]),
-            Layer::MaxPool2d { window } => {
-                if window.padding != 0 {
-                    bail!(
-                        "layer {i} (maxpool2d): padding {} is not supported by the runtime",
-                        window.padding
-                    );
-                }
-                let (k, s) = (window.kernel as i64, window.stride as i64);
-                let attrs = vec![
-                    ints_attr("kernel_shape", vec![k, k]),
-                    ints_attr("strides", vec![s, s]),
-                    ints_attr("pads", vec![0, 0, 0, 0]),
-                ];
-                node(i, "MaxPool", vec![current], &out, attrs)
+            Layer::MaxPool2d { window } | Layer::Extra(Extra::MaxPool2d { window }) => {
+                node(i, "MaxPool", vec![current], &out, pool_attrs(window))
             }
+            Layer::Extra(Extra::AvgPool2d {
+                window,
+                include_pad,
+            }) => {
+                let mut attrs = pool_attrs(window);
+                attrs.push(int_attr("count_include_pad", include_pad as i64));
+                node(i, "AveragePool", vec![current], &out, attrs)
+            }
+            Layer::Extra(Extra::GlobalAvgPool) => {
+                node(i, "GlobalAveragePool", vec![current], &out, vec![])
+            }
+            Layer::Extra(Extra::LeakyRelu { alpha }) => node(
+                i,
+                "LeakyRelu",
+                vec![current],
+                &out,
+                vec![float_attr("alpha", alpha)],
+            ),
+            Layer::Extra(Extra::HardSigmoid { alpha, beta }) => node(
+                i,
+                "HardSigmoid",
+                vec![current],
+                &out,
+                vec![float_attr("alpha", alpha), float_attr("beta", beta)],
+            ),
+            Layer::Extra(Extra::HardSwish) => node(i, "HardSwish", vec![current], &out, vec![]),
             Layer::Flatten => node(i, "Flatten", vec![current], &out, vec![int_attr("axis", 1)]),
+            Layer::Extra(Extra::Sigmoid) => node(i, "Sigmoid", vec![current], &out, vec![]),
+            Layer::Extra(Extra::Clip { min, max }) => {
+                let mut inputs = vec![current];
+                for (v, name, unbounded) in
+                    [(min, "min", f32::NEG_INFINITY), (max, "max", f32::INFINITY)]
+                {
+                    if v != unbounded {
+                        let name = format!("layer{i}.{name}");
+                        inits.push(f32_tensor(&name, vec![], &[v]));
+                        inputs.push(name);
+                    } else {
+                        inputs.push(String::new());
+                    }
+                }
+                while inputs.last().is_some_and(|x| x.is_empty()) {
+                    inputs.pop();
+                }
+                node(i, "Clip", inputs, &out, vec![])
+            }
+            Layer::Extra(Extra::PRelu { channels }) => {
+                let c = channels as i64;
+                let dims = match input_shape {
+                    Shape::Chw(..) => vec![c, 1, 1],
+                    Shape::Flat(_) => vec![c],
+                };
+                let a = take(0, "slope", dims);
+                node(i, "PRelu", vec![current, a], &out, vec![])
+            }
         };
         nodes.push(node);
         current = out;
@@ -159,7 +207,16 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
-            version: OPSET,
+            // HardSwish came in opset 14; other models keep [`OPSET`].
+            version: if blob
+                .layers
+                .iter()
+                .any(|l| matches!(l, Layer::Extra(Extra::HardSwish)))
+            {
+                OPSET_HARD_SWISH
+            } else {
+                OPSET
+            },
         }],
         producer_name: "anole".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
@@ -320,6 +377,20 @@ fn value_info(name: &str, shape: Shape) -> ValueInfoProto {
         }),
         ..Default::default()
     }
+}
+
+/// `kernel_shape`, `strides` and `pads` of a pooling window.
+fn pool_attrs(window: Window) -> Vec<AttributeProto> {
+    let (k, s, p) = (
+        window.kernel as i64,
+        window.stride as i64,
+        window.padding as i64,
+    );
+    vec![
+        ints_attr("kernel_shape", vec![k, k]),
+        ints_attr("strides", vec![s, s]),
+        ints_attr("pads", vec![p, p, p, p]),
+    ]
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //!
 //! Accepted: a single chain of nodes from one float input (`[batch, n]` or `[batch, c, h, w]`)
 //! to one output, made of `Gemm` (`transB` 0 or 1), `MatMul` (+ `Add` of a bias), `Conv`,
-//! `BatchNormalization` (inference mode), `Relu`, `Tanh`, `MaxPool` (no padding), `Flatten`
-//! (`axis = 1`), `Reshape` to `[batch, -1]`, `Identity`, and `Constant` nodes feeding them.
+//! `BatchNormalization` (inference mode), `Relu`, `Tanh`, `Sigmoid`, `Clip`, `PRelu`, `MaxPool`
+//! (no padding), `Flatten` (`axis = 1`), `Reshape` to `[batch, -1]`, `Identity`, and `Constant`
+//! nodes feeding them; a `Softmax` or `LogSoftmax` over the classes as the last node is dropped
+//! with a note (the runtime's cross-entropy applies it).
 
 //!
 //! Each operator is read by its own function, registered by name in [`ops`]; the graph walk
@@ -38,6 +40,12 @@ pub struct Imported {
     pub params: Vec<f32>,
     /// Settings and provenance from `anole.*` metadata, if the file has them.
     pub meta: Option<BlobMeta>,
+    /// What the import changed that the user should know (a final softmax dropped), one line
+    /// each, naming the node.
+    pub notes: Vec<String>,
+    /// The graph ended in a softmax over classes, so without metadata the blob adapts with
+    /// cross-entropy.
+    pub classifier: bool,
 }
 
 /// Loss to adapt an imported model with.
@@ -59,8 +67,8 @@ pub enum AdaptArg {
 }
 
 /// Overrides of the blob's settings; `None` keeps the file's `anole.*` metadata or, for other
-/// producers, the defaults ([`DEFAULT_LR`], [`DEFAULT_STEPS`], [`DEFAULT_BATCH`], MSE, SGD,
-/// all layers, f32).
+/// producers, the defaults ([`DEFAULT_LR`], [`DEFAULT_STEPS`], [`DEFAULT_BATCH`], MSE (or
+/// cross-entropy when a final softmax was dropped), SGD, all layers, f32).
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
     /// Inner learning rate.
@@ -96,7 +104,7 @@ pub fn to_blob(imp: &Imported, opts: &ImportOptions) -> Result<Vec<u8>> {
     let mut meta = imp.meta.clone().unwrap_or_else(|| BlobMeta {
         dtype: DType::F32,
         settings: AdaptSettings {
-            loss: 0,
+            loss: u8::from(imp.classifier),
             optimizer: 0,
             lr: DEFAULT_LR,
             steps: DEFAULT_STEPS,
@@ -215,6 +223,8 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         shape,
         cur: input.name.clone(),
         dense_out: None,
+        last: None,
+        notes: Vec::new(),
     };
     for (i, n) in graph.node.iter().enumerate() {
         chain.node(i, n)?;
@@ -223,6 +233,8 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         layers,
         tensors,
         cur,
+        last,
+        mut notes,
         ..
     } = chain;
     if cur != output.name {
@@ -248,7 +260,16 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
     arch.shapes()?;
     let params: Vec<f32> = tensors.into_iter().flatten().collect();
     let meta = read_meta(model, &arch)?;
-    Ok(Imported { arch, params, meta })
+    Ok(Imported {
+        arch,
+        params,
+        meta,
+        classifier: last.is_some(),
+        notes: {
+            notes.extend(last.map(|(_, note)| note));
+            notes
+        },
+    })
 }
 
 /// The layers read so far from a single chain of nodes.
@@ -263,6 +284,11 @@ struct Chain<'m> {
     /// Output name of the last node that made a dense layer, or passed its output on (an `Add`
     /// reading it is its bias).
     dense_out: Option<String>,
+    /// A node that must be the graph's last (a dropped softmax), once read: where it is, and
+    /// the note for the user.
+    last: Option<(String, String)>,
+    /// Notes for the user on nodes dropped along the way.
+    notes: Vec<String>,
 }
 
 impl Chain<'_> {
@@ -278,6 +304,9 @@ impl Chain<'_> {
         }
         if n.op_type == "Constant" {
             return Ok(());
+        }
+        if let Some((end, _)) = &self.last {
+            bail!("{here}: follows {end}, which is only supported as the graph's last node");
         }
         let Some(out) = n.output.first().filter(|o| !o.is_empty()) else {
             bail!("{here}: has no output");
@@ -348,6 +377,14 @@ impl Chain<'_> {
                 Some(out.clone())
             }
             Step::Pass => (self.dense_out.as_ref() == Some(cur)).then(|| out.clone()),
+            Step::Last(note) => {
+                self.last = Some((here.clone(), note));
+                None
+            }
+            Step::Dropped(note) => {
+                self.notes.push(note);
+                (self.dense_out.as_ref() == Some(cur)).then(|| out.clone())
+            }
         };
         self.cur = out.clone();
         Ok(())
@@ -461,7 +498,7 @@ fn read_meta(model: &ModelProto, arch: &Arch) -> Result<Option<BlobMeta>> {
 mod tests {
     use super::*;
     use crate::export::onnx::onnx_bytes;
-    use anole::Blob;
+    use anole::{Blob, Extra};
     use rand::SeedableRng;
 
     fn blob_bytes(arch: &Arch, dtype: DType, loss: u8, seed: u64) -> Vec<u8> {
@@ -491,12 +528,41 @@ mod tests {
         encode_blob(arch, &params, &meta).unwrap()
     }
 
+    /// PReLU on vectors, a clip with one infinite bound, sigmoid.
+    fn activations() -> Arch {
+        Arch {
+            input_shape: vec![3],
+            layers: vec![
+                Layer::Dense {
+                    inputs: 3,
+                    outputs: 5,
+                },
+                Layer::Extra(Extra::PRelu { channels: 5 }),
+                Layer::Extra(Extra::Clip {
+                    min: f32::NEG_INFINITY,
+                    max: 1.0,
+                }),
+                Layer::Dense {
+                    inputs: 5,
+                    outputs: 4,
+                },
+                Layer::Extra(Extra::Sigmoid),
+                Layer::Dense {
+                    inputs: 4,
+                    outputs: 2,
+                },
+            ],
+        }
+    }
+
     #[test]
     fn export_then_import_is_the_same_blob() {
         for (arch, dtype, loss) in [
             (Arch::sine(), DType::F32, 0),
             (Arch::omniglot(5, 8), DType::F32, 1),
             (Arch::omniglot(3, 4), DType::F16, 1),
+            (activations(), DType::F32, 1),
+            (activations(), DType::Bf16, 0),
         ] {
             let bytes = blob_bytes(&arch, dtype, loss, 9);
             let blob = Blob::parse(&bytes).unwrap();
@@ -513,10 +579,10 @@ mod tests {
         let blob = Blob::parse(&bytes).unwrap();
         let mut m = crate::export::onnx::onnx_model(&blob).unwrap();
         let g = m.graph.as_mut().unwrap();
-        g.node[1].op_type = "Sigmoid".into();
+        g.node[1].op_type = "Erf".into();
         let e = read_model(&m).unwrap_err().to_string();
         assert!(
-            e.contains("node 1 'layer1.tanh' (Sigmoid)") && e.contains("not supported"),
+            e.contains("node 1 'layer1.tanh' (Erf)") && e.contains("not supported"),
             "{e}"
         );
     }

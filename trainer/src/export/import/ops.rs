@@ -7,8 +7,9 @@
 
 use super::proto::{constant, floats, ints, Attrs, Consts};
 use anole::layers::{Window, MAX_DIM};
-use anole::{Layer, Shape};
+use anole::{Extra, Layer, Shape};
 use anyhow::{anyhow, bail, Context, Result};
+use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::NodeProto;
 
 /// What a node becomes.
@@ -19,6 +20,11 @@ pub(super) enum Step {
     Bias(Vec<f32>),
     /// Nothing: the node passes its input on.
     Pass,
+    /// Nothing, and the node must be the graph's last: a softmax over the classes, which the
+    /// runtime's cross-entropy applies (the note says so to the user).
+    Last(String),
+    /// Nothing: the node passes its input on at inference (dropout); the note says so.
+    Dropped(String),
 }
 
 /// A node as its reader sees it.
@@ -82,14 +88,6 @@ const fn op(name: &'static str, listed: &'static str, read: fn(&Node<'_>) -> Res
     }
 }
 
-/// An operator refused with an error of its own (not listed as supported).
-const fn refused(name: &'static str, read: fn(&Node<'_>) -> Result<Step>) -> Op {
-    Op {
-        listed: None,
-        ..op(name, name, read)
-    }
-}
-
 /// Every operator read, in the order the list of supported operators gives them.
 pub(super) const OPS: &[Op] = &[
     op("Gemm", "Gemm", gemm),
@@ -105,12 +103,29 @@ pub(super) const OPS: &[Op] = &[
     op("BatchNormalization", "BatchNormalization", batch_norm),
     op("Relu", "Relu", |_| Ok(Step::Layer(Layer::Relu, vec![]))),
     op("Tanh", "Tanh", |_| Ok(Step::Layer(Layer::Tanh, vec![]))),
+    op("Sigmoid", "Sigmoid", |_| {
+        Ok(Step::Layer(Layer::Extra(Extra::Sigmoid), vec![]))
+    }),
+    op("Clip", "Clip", clip),
+    op("PRelu", "PRelu", prelu),
+    op("LeakyRelu", "LeakyRelu", leaky_relu),
+    op("HardSigmoid", "HardSigmoid", hard_sigmoid),
+    op("HardSwish", "HardSwish", |_| {
+        Ok(Step::Layer(Layer::Extra(Extra::HardSwish), vec![]))
+    }),
     op("MaxPool", "MaxPool", max_pool),
+    op("AveragePool", "AveragePool", average_pool),
+    op(
+        "GlobalAveragePool",
+        "GlobalAveragePool",
+        global_average_pool,
+    ),
     op("Flatten", "Flatten", flatten),
     op("Reshape", "Reshape to [batch, -1]", reshape),
     op("Identity", "Identity", |_| Ok(Step::Pass)),
-    refused("Softmax", logits_only),
-    refused("LogSoftmax", logits_only),
+    op("Dropout", "Dropout (dropped)", dropout),
+    op("Softmax", "Softmax (last node)", final_softmax),
+    op("LogSoftmax", "LogSoftmax (last node)", final_softmax),
 ];
 
 /// The operator named `name`.
@@ -260,8 +275,9 @@ fn batch_norm(n: &Node<'_>) -> Result<Step> {
     Ok(Step::Layer(Layer::Norm { channels, eps }, ts))
 }
 
-/// `MaxPool` (square kernel, equal strides, no padding, no dilation, floor mode).
-fn max_pool(n: &Node<'_>) -> Result<Step> {
+/// The window of a pooling node: square kernel, equal strides, equal pads on all sides below
+/// the kernel, no dilation, floor mode.
+fn pool_window(n: &Node<'_>) -> Result<Window> {
     let (here, attrs) = (n.here, &n.attrs);
     let Some(ks) = attrs.ints("kernel_shape")? else {
         bail!("{here}: kernel_shape is missing")
@@ -273,17 +289,115 @@ fn max_pool(n: &Node<'_>) -> Result<Step> {
         bail!("{here}: kernel {kh}x{kw} is not a square of positive size");
     }
     let stride = attrs.uniform("strides", 1)?;
-    if attrs.pads()? != 0 {
-        bail!("{here}: padding is not supported by the runtime's max pooling");
+    let padding = attrs.pads()?;
+    if padding >= kh {
+        bail!("{here}: padding {padding} is not below the kernel size {kh}");
     }
     attrs.expect_int("ceil_mode", 0)?;
     attrs.expect_ints_all("dilations", 1)?;
-    let window = Window {
+    Ok(Window {
         kernel: kh as usize,
         stride: stride as usize,
-        padding: 0,
+        padding: padding as usize,
+    })
+}
+
+/// `MaxPool` (see [`pool_window`]; padding never wins); only the first output (no indices).
+fn max_pool(n: &Node<'_>) -> Result<Step> {
+    if n.proto.output.get(1).is_some_and(|x| !x.is_empty()) {
+        bail!("{}: the Indices output is not supported", n.here);
+    }
+    n.attrs.expect_int("storage_order", 0)?;
+    let window = pool_window(n)?;
+    let layer = if window.padding == 0 {
+        Layer::MaxPool2d { window }
+    } else {
+        Layer::Extra(Extra::MaxPool2d { window })
     };
-    Ok(Step::Layer(Layer::MaxPool2d { window }, vec![]))
+    Ok(Step::Layer(layer, vec![]))
+}
+
+/// `AveragePool` (see [`pool_window`]), `count_include_pad` 0 or 1.
+fn average_pool(n: &Node<'_>) -> Result<Step> {
+    let include_pad = match n.attrs.int("count_include_pad", 0)? {
+        0 => false,
+        1 => true,
+        v => bail!("{}: count_include_pad = {v} is not 0 or 1", n.here),
+    };
+    let window = pool_window(n)?;
+    Ok(Step::Layer(
+        Layer::Extra(Extra::AvgPool2d {
+            window,
+            include_pad,
+        }),
+        vec![],
+    ))
+}
+
+/// `GlobalAveragePool` over an image: `[c, h, w]` to `[c, 1, 1]`.
+fn global_average_pool(n: &Node<'_>) -> Result<Step> {
+    let Shape::Chw(..) = n.shape else {
+        bail!(
+            "{}: global average pooling needs an image input, not {}",
+            n.here,
+            super::proto::shape_str(n.shape)
+        );
+    };
+    Ok(Step::Layer(Layer::Extra(Extra::GlobalAvgPool), vec![]))
+}
+
+/// `LeakyRelu` with a positive `alpha` (default 0.01).
+fn leaky_relu(n: &Node<'_>) -> Result<Step> {
+    let alpha = n.attrs.float("alpha", 0.01)?;
+    if !(alpha.is_finite() && alpha > 0.0) {
+        bail!(
+            "{}: alpha {alpha} is not supported (needs a positive slope)",
+            n.here
+        );
+    }
+    Ok(Step::Layer(
+        Layer::Extra(Extra::LeakyRelu { alpha }),
+        vec![],
+    ))
+}
+
+/// `HardSigmoid` (`alpha` default 0.2, `beta` 0.5).
+fn hard_sigmoid(n: &Node<'_>) -> Result<Step> {
+    let alpha = n.attrs.float("alpha", 0.2)?;
+    let beta = n.attrs.float("beta", 0.5)?;
+    if !(alpha.is_finite() && beta.is_finite()) {
+        bail!("{}: alpha {alpha} and beta {beta} must be finite", n.here);
+    }
+    Ok(Step::Layer(
+        Layer::Extra(Extra::HardSigmoid { alpha, beta }),
+        vec![],
+    ))
+}
+
+/// `Dropout` at inference: dropped (it passes its input on), with a note; a constant
+/// `training_mode` must be false and the mask output unused.
+fn dropout(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    if let Some(x) = n.proto.input.get(2).filter(|x| !x.is_empty()) {
+        let t = constant(n.consts, x, here)?;
+        let on = if t.data_type == DataType::Bool as i32 {
+            t.raw_data.iter().any(|b| *b != 0) || t.int32_data.iter().any(|v| *v != 0)
+        } else {
+            ints(t)
+                .with_context(|| format!("{here}: training_mode '{x}'"))?
+                .iter()
+                .any(|v| *v != 0)
+        };
+        if on {
+            bail!("{here}: training_mode is true; export the model in inference mode");
+        }
+    }
+    if n.proto.output.get(1).is_some_and(|x| !x.is_empty()) {
+        bail!("{here}: the mask output is not supported");
+    }
+    Ok(Step::Dropped(format!(
+        "{here}: dropped; dropout passes its input on at inference"
+    )))
 }
 
 /// `Flatten` with `axis = 1`.
@@ -313,10 +427,71 @@ fn reshape(n: &Node<'_>) -> Result<Step> {
     Ok(Step::Layer(Layer::Flatten, vec![]))
 }
 
-/// `Softmax` / `LogSoftmax` at the end of a classifier: refused with what to export instead.
-fn logits_only(n: &Node<'_>) -> Result<Step> {
-    bail!(
-        "{}: not supported; export the logits (the runtime's cross-entropy applies the softmax)",
-        n.here
-    )
+/// `Clip` to `[min, max]`: the bounds from the constant inputs (opset 11 and later) or the
+/// attributes (older opsets); a missing bound is infinite.
+fn clip(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let mut bounds = [
+        n.attrs.float("min", f32::NEG_INFINITY)?,
+        n.attrs.float("max", f32::INFINITY)?,
+    ];
+    for (k, (b, what)) in bounds.iter_mut().zip(["min", "max"]).enumerate() {
+        if let Some((dims, v)) = n.weight(k + 1)? {
+            let [v] = v.as_slice() else {
+                bail!("{here}: {what} has shape {dims:?}, expected a scalar");
+            };
+            *b = *v;
+        }
+    }
+    let [min, max] = bounds;
+    if min.is_nan() || max.is_nan() || min >= max || min == f32::INFINITY {
+        bail!("{here}: clip to [{min}, {max}] is not supported (needs min < max)");
+    }
+    Ok(Step::Layer(Layer::Extra(Extra::Clip { min, max }), vec![]))
+}
+
+/// `PRelu` with one slope per channel (`[c, 1, 1]` on images, `[n]` on vectors, leading ones
+/// allowed) or one slope for all (repeated per channel).
+fn prelu(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let (dims, v) = n.need(1, "slope")?;
+    let channels = n.shape.channels_spatial().0;
+    let trimmed: Vec<i64> = dims.iter().copied().skip_while(|d| *d == 1).collect();
+    let per_channel: &[i64] = match n.shape {
+        Shape::Chw(c, ..) => &[c as i64, 1, 1],
+        Shape::Flat(c) => &[c as i64],
+    };
+    let slopes = if v.len() == 1 {
+        vec![v[0]; channels]
+    } else if trimmed == per_channel {
+        v
+    } else {
+        bail!(
+            "{here}: slope of shape {dims:?} is not one value per channel ({per_channel:?}) for an input of shape {}",
+            super::proto::shape_str(n.shape)
+        );
+    };
+    Ok(Step::Layer(
+        Layer::Extra(Extra::PRelu { channels }),
+        vec![slopes],
+    ))
+}
+
+/// `Softmax` / `LogSoftmax` over the classes as the graph's last node: dropped, since the
+/// runtime's cross-entropy applies it (prediction returns logits, whose order is the same).
+fn final_softmax(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let Shape::Flat(_) = n.shape else {
+        bail!(
+            "{here}: a softmax over an input of shape {} is not supported (only over the classes of a vector)",
+            super::proto::shape_str(n.shape)
+        );
+    };
+    let axis = n.attrs.int("axis", -1)?;
+    if axis != 1 && axis != -1 {
+        bail!("{here}: axis = {axis} is not supported (the classes are axis 1)");
+    }
+    Ok(Step::Last(format!(
+        "{here}: dropped; the blob outputs the logits (the runtime's cross-entropy applies the softmax; the predicted class is the same)"
+    )))
 }
