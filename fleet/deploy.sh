@@ -5,7 +5,7 @@
 # public key through its node config, as a device holds it in firmware.
 # Usage: bash fleet/deploy.sh [--nodes N] [--rounds R] [--state DIR] [--port P]
 #   defaults: 5 nodes, 5 rounds, target/fleet-deploy; local ports P, P+1 and P+10.. (P = 19090).
-# Needs: the anole Python package and flwr[simulation]==1.42.0 in the python of PATH's flwr.
+# Needs: the anole Python package and flwr[simulation]==1.42.0 in python3 (or PYTHON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nodes=5 rounds=5 state=target/fleet-deploy port=19090
@@ -19,7 +19,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 py=${PYTHON:-python3}
-bin=$(dirname "$(command -v "$py")")
+bin=$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')  # where pip put flwr's tools
 for tool in flower-superlink flower-supernode flwr; do
     [[ -x "$bin/$tool" ]] || { echo "fleet/deploy.sh: $bin/$tool missing: pip install 'flwr[simulation]==1.42.0'" >&2; exit 1; }
 done

@@ -20,6 +20,6 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 for strategy in reptile fedavg; do
     echo "== $strategy: $rounds rounds, 100 devices, 10 a round"
     "$py" -m anole_fleet.simulate --devices 100 --rounds "$rounds" --state "$out/$strategy" \
-        --set strategy=$strategy >"$out.$strategy.log" 2>&1 || { tail -30 "$out.$strategy.log" >&2; exit 1; }
+        --set strategy=$strategy --set round-timeout=600 >"$out.$strategy.log" 2>&1 || { tail -30 "$out.$strategy.log" >&2; exit 1; }
 done
 "$py" -m anole_fleet.report "$out/reptile" "$out/fedavg"
