@@ -2,7 +2,8 @@
 # The fleet demonstration: federated Reptile against FedAvg on sine devices whose tasks come
 # from a shifted family (amplitudes in [5, 10]; the shipped model was meta-trained on [0.1, 5]),
 # in Flower's simulation engine with 100 virtual devices and 10 a round. Prints the held-out
-# MSE per round of both and ends with the summary line of the Reptile run.
+# MSE per round of each (Reptile with dense and with top-400 deltas, FedAvg) and ends with the
+# summary line of the Reptile run.
 # Usage: bash fleet/run.sh [--quick]      (--quick: 50 rounds; default 100)
 # Needs: the anole Python package (pip install ./python) and flwr[simulation]==1.42.0.
 set -euo pipefail
@@ -17,9 +18,15 @@ fi
 out=../target/fleet-demo
 rm -rf "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-for strategy in reptile fedavg; do
-    echo "== $strategy: $rounds rounds, 100 devices, 10 a round"
-    "$py" -m anole_fleet.simulate --devices 100 --rounds "$rounds" --state "$out/$strategy" \
-        --set strategy=$strategy --set round-timeout=600 >"$out.$strategy.log" 2>&1 || { tail -30 "$out.$strategy.log" >&2; exit 1; }
+mkdir -p "$out"
+# name, then fleet settings
+runs=("reptile strategy=reptile" "reptile-top400 strategy=reptile top-k=400" "fedavg strategy=fedavg")
+for run in "${runs[@]}"; do
+    read -r name settings <<<"$run"
+    sets=()
+    for s in $settings round-timeout=600; do sets+=(--set "$s"); done
+    echo "== $name: $rounds rounds, 100 devices, 10 a round ($settings)"
+    "$py" -m anole_fleet.simulate --devices 100 --rounds "$rounds" --state "$out/$name" "${sets[@]}" \
+        >"$out/$name.log" 2>&1 || { tail -30 "$out/$name.log" >&2; exit 1; }
 done
-"$py" -m anole_fleet.report "$out/reptile" "$out/fedavg"
+"$py" -m anole_fleet.report "$out/reptile" "$out/reptile-top400" "$out/fedavg"

@@ -39,13 +39,16 @@ def main(argv):
     if not argv:
         raise SystemExit(__doc__)
     cards = [load(a) for a in argv]
-    names = [c["fleet"]["strategy"] for c in cards]
+    names = [Path(a).name for a in argv]
     print(table(cards, names))
     for c, n in zip(cards, names):
         up = [r["uplink_bytes_mean"] for r in c["history"][1:] if r["accepted"]]
+        f = c["fleet"]
+        how = (f"{f['strategy']}, eps {f['epsilon']} {f['anneal']}, {f['aggregator']}"
+               if f["strategy"] == "reptile" else "fedavg")
         print(f"{n}: {c['history'][0]['held_out_mse']:.4f} -> {c['history'][-1]['held_out_mse']:.4f}"
-              f" ({c['round']} rounds, {c['fleet']['aggregator'] if n != 'fedavg' else 'mean'}"
-              f", mean uplink {sum(up) / max(len(up), 1):.0f} B)")
+              f" over {c['round']} rounds ({how}, top-k {f['top-k'] or 'off'}),"
+              f" mean uplink {sum(up) / max(len(up), 1):.0f} B per client per round")
     print(summary(cards[0]))
 
 

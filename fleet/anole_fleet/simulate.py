@@ -32,7 +32,11 @@ def simulate(devices: int, overrides: dict, client_app=None, workers: int = 2):
     """Run the server and ``devices`` virtual devices (``client_app``, by default the honest
     one) in Flower's simulation engine; returns the state directory's last card."""
     s = Settings.from_config({}, **overrides)
-    backend = {"client_resources": {"num_cpus": 1}, "init_args": {"num_cpus": workers}}
+    backend = {
+        "client_resources": {"num_cpus": 1},
+        # No Ray dashboard: it costs a process and startup time a simulation does not need.
+        "init_args": {"num_cpus": workers, "include_dashboard": False},
+    }
     run_simulation(
         server_app=make_server_app(**overrides),
         client_app=client_app or make_client_app(**overrides),
