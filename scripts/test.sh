@@ -42,6 +42,11 @@ python3 -m pip install -q --force-reinstall --no-deps ./python
 python3 -m pytest -q python/tests 2>&1 | tee -a "$log"
 python3 python/examples/fleet.py --plot target/fleet.png
 
+step "fleet: federated Reptile on Flower (pytest: in-process rounds, a small simulation; a small deployment)"
+python3 -m pip install -q "flwr[simulation]==1.42.0"
+python3 -m pytest -q fleet/tests 2>&1 | tee -a "$log"
+bash fleet/deploy.sh --nodes 3 --rounds 2 --state target/fleet-ci
+
 step "runtime: core-only builds for Cortex-M and RISC-V"
 bash runtime/ci-device-check.sh
 

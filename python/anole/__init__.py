@@ -14,9 +14,21 @@ all float32 and C-contiguous. Every failure raises a subclass of `anole.Error`.
 import os
 from typing import Tuple
 
-from ._anole import AdaptReport, Blob, Learner, import_onnx, public_key, sign, train, verify
+from ._anole import (
+    AdaptReport,
+    Blob,
+    Delta,
+    Learner,
+    delta_size,
+    import_onnx,
+    public_key,
+    sign,
+    train,
+    verify,
+)
 from ._errors import (
     BlobError,
+    DeltaError,
     DivergedError,
     DTypeError,
     Error,
@@ -45,6 +57,8 @@ __all__ = [
     "AdaptReport",
     "Blob",
     "BlobError",
+    "Delta",
+    "DeltaError",
     "DivergedError",
     "DTypeError",
     "Error",
@@ -58,6 +72,7 @@ __all__ = [
     "ShapeError",
     "SignatureError",
     "TrainError",
+    "delta_size",
     "import_onnx",
     "keygen",
     "public_key",

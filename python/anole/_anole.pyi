@@ -23,6 +23,9 @@ class Blob:
         """Parse blob bytes (what `Learner.export` or `to_bytes` return)."""
     def to_bytes(self) -> bytes:
         """The blob's bytes, as on flash."""
+    @property
+    def fingerprint(self) -> int:
+        """64-bit fingerprint (CRC-64/XZ) of the bytes: names a fleet round's model in deltas."""
     def to_onnx(self) -> bytes:
         """The model as ONNX bytes (what ``anole adapt --onnx`` writes)."""
     def inspect(self, batch: Optional[int] = None) -> Dict[str, Any]:
@@ -138,6 +141,14 @@ class Learner:
         nearest-prototype classifier of the support samples' features."""
     def export(self) -> bytes:
         """The adapted model as blob bytes (what ``anole adapt --out`` writes)."""
+    @property
+    def delta_coordinates(self) -> int:
+        """Values in an update delta: the parameters of the layers this learner adapts."""
+    def delta(self, round: int, fingerprint: int, top_k: Optional[int] = None) -> bytes:
+        """The adapting layers' current minus initial parameters as binary16 (all, or the
+        `top_k` largest), headed by the fleet's round and the round blob's fingerprint."""
+    def apply_delta(self, delta: npt.NDArray[np.float32], scale: float = 1.0) -> None:
+        """Add ``scale * delta`` to the adapting layers' parameters (clears optimizer state)."""
     def reset(self) -> None:
         """Back to the blob's parameters; clears the optimizer state."""
     def clone(self) -> "Learner":
@@ -172,3 +183,34 @@ def train(family: str, out: _Path, **options: Any) -> Blob:
 def _time_adapt(learner: Learner, x: npt.NDArray[np.float32], y: npt.ArrayLike, steps: int, reps: int) -> float:
     """Seconds per ``reset()`` + ``adapt(x, y, steps)`` looped ``reps`` times in Rust (for
     python/bench/adapt_overhead.py)."""
+
+class Delta:
+    """An update delta (what `Learner.delta` writes and a device sends home), read back and
+    checked: the round and model fingerprint it answers and its binary16 values."""
+
+    @staticmethod
+    def from_bytes(data: bytes) -> "Delta":
+        """Read delta bytes; a damaged or inconsistent one raises `DeltaError`."""
+    @property
+    def round(self) -> int:
+        """The fleet round it answers."""
+    @property
+    def fingerprint(self) -> int:
+        """`Blob.fingerprint` of the blob it was adapted from."""
+    @property
+    def coordinates(self) -> int:
+        """Values of the dense delta (the adapting layers' parameters)."""
+    @property
+    def entries(self) -> int:
+        """Values stored (`coordinates` unless top-k sparse)."""
+    @property
+    def sparse(self) -> bool:
+        """Whether only the top-k coordinates are stored."""
+    def to_dense(self) -> npt.NDArray[np.float32]:
+        """The delta as float32, zeros where a sparse delta stores none."""
+    def to_bytes(self) -> bytes:
+        """The delta's bytes."""
+    def __len__(self) -> int: ...
+
+def delta_size(coordinates: int, top_k: Optional[int] = None) -> int:
+    """Bytes of a delta of `coordinates` values, dense or keeping the `top_k` largest."""

@@ -27,6 +27,11 @@ class SignatureError(BlobError):
     bad key."""
 
 
+class DeltaError(Error):
+    """An update delta that cannot be read: truncated, corrupted (CRC), of an unknown version or
+    encoding, or with sparse indices out of order or range."""
+
+
 class InputError(Error, ValueError):
     """An argument array or value the learner cannot take."""
 

@@ -299,6 +299,13 @@ impl Blob {
         Blob::parse(data.to_vec(), format!("blob ({} bytes)", data.len()))
     }
 
+    /// The 64-bit fingerprint of the blob's bytes (CRC-64/XZ) that names a fleet round's model
+    /// in an update delta's header.
+    #[getter]
+    fn fingerprint(&self) -> u64 {
+        anole::delta::fingerprint(self.shared.bytes())
+    }
+
     /// The blob's bytes, as on flash.
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, self.shared.bytes())
@@ -852,6 +859,47 @@ impl Learner {
         PyBytes::new(py, &self.inner.export_vec())
     }
 
+    /// Values in an update delta: the parameters of the layers this learner adapts.
+    #[getter]
+    fn delta_coordinates(&self) -> usize {
+        anole::delta::coordinates(self.inner.blob(), self.inner.plan())
+    }
+
+    /// The update a device sends home: the adapting layers' current minus initial (the blob's)
+    /// parameters, as binary16, every coordinate or the `top_k` of largest magnitude, with the
+    /// fleet's `round` and the round blob's `fingerprint` in its header. Read it with `Delta`.
+    #[pyo3(signature = (round, fingerprint, top_k=None))]
+    fn delta<'py>(
+        &self,
+        py: Python<'py>,
+        round: u32,
+        fingerprint: u64,
+        top_k: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let (blob, plan) = (self.inner.blob(), self.inner.plan());
+        let n = anole::delta::coordinates(blob, plan);
+        let mut out = vec![0u8; anole::delta::encoded_len(n, top_k)];
+        let header = anole::delta::Header { round, fingerprint };
+        let bytes = anole::delta::write(blob, plan, self.inner.params(), header, top_k, &mut out)
+            .map_err(|e| delta_err("delta", e))?;
+        Ok(PyBytes::new(py, bytes))
+    }
+
+    /// Add `scale * delta` (float32, `delta_coordinates` long, in the order of `Delta.to_dense`)
+    /// to the adapting layers' parameters; clears the optimizer state. A server's step
+    /// `phi <- phi + eps * mean(delta)`; a non-finite result is refused and changes nothing.
+    #[pyo3(signature = (delta, scale=1.0))]
+    fn apply_delta(&mut self, delta: &Bound<'_, PyAny>, scale: f32) -> PyResult<()> {
+        let d = rows("delta", delta, 1, &[1], false)?;
+        let (blob, plan) = (self.inner.blob(), self.inner.plan());
+        let mut params = self.inner.params().to_vec();
+        anole::delta::apply(blob, plan, &mut params, &d.values, scale)
+            .map_err(|e| delta_err("apply_delta", e))?;
+        self.inner
+            .set_params(&params)
+            .map_err(|e| rt("apply_delta", e))
+    }
+
     /// Back to the blob's parameters; clears the optimizer state.
     fn reset(&mut self) {
         self.inner.reset();
@@ -877,6 +925,122 @@ impl Learner {
             self.steps_taken()
         )
     }
+}
+
+/// A delta error as a Python exception: `DeltaError` for the format, `NonFiniteError`,
+/// `ShapeError`, `SettingsError` or `BufferError` for what it says, the runtime's class for a
+/// runtime error.
+fn delta_err(context: &str, e: anole::delta::DeltaError) -> PyErr {
+    use anole::delta::DeltaError as D;
+    let class = match e {
+        D::Runtime(r) => return rt(context, r),
+        D::NonFinite { .. } => "NonFiniteError",
+        D::Coordinates { .. } => "ShapeError",
+        D::ZeroTopK | D::BufferTooSmall { .. } | D::TooLarge => "SettingsError",
+        _ => "DeltaError",
+    };
+    let debug = format!("{e:?}");
+    let kind = debug
+        .split([' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Python::attach(|py| raise(py, class, format!("{context}: {e}"), Some(&kind)))
+}
+
+/// An update delta read back and checked (`Learner.delta` writes one): the round and model
+/// fingerprint it answers, and its binary16 values.
+#[pyclass(module = "anole", name = "Delta", frozen)]
+struct Delta {
+    bytes: Vec<u8>,
+    header: anole::delta::Header,
+    coordinates: usize,
+    entries: usize,
+    sparse: bool,
+}
+
+#[pymethods]
+impl Delta {
+    /// Read delta bytes, checking magic, version, lengths, CRC, indices and finiteness.
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Delta> {
+        let d = anole::delta::Delta::parse(data).map_err(|e| delta_err("delta", e))?;
+        Ok(Delta {
+            header: d.header,
+            coordinates: d.coordinates,
+            entries: d.entries(),
+            sparse: d.is_sparse(),
+            bytes: data.to_vec(),
+        })
+    }
+
+    /// The fleet round it answers.
+    #[getter]
+    fn round(&self) -> u32 {
+        self.header.round
+    }
+
+    /// Fingerprint of the blob it was adapted from (`Blob.fingerprint`).
+    #[getter]
+    fn fingerprint(&self) -> u64 {
+        self.header.fingerprint
+    }
+
+    /// Values of the dense delta (the adapting layers' parameter count).
+    #[getter]
+    fn coordinates(&self) -> usize {
+        self.coordinates
+    }
+
+    /// Values stored (`coordinates` unless top-k sparse).
+    #[getter]
+    fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether only the top-k coordinates are stored.
+    #[getter]
+    fn sparse(&self) -> bool {
+        self.sparse
+    }
+
+    /// The delta as float32, `coordinates` long (zeros where a sparse delta stores none).
+    fn to_dense<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let mut out = vec![0.0; self.coordinates];
+        anole::delta::Delta::parse(&self.bytes)
+            .and_then(|d| d.to_dense(&mut out))
+            .map_err(|e| delta_err("delta", e))?;
+        Ok(PyArray1::from_vec(py, out))
+    }
+
+    /// The delta's bytes.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.bytes)
+    }
+
+    /// Bytes of the delta (what a device sends).
+    fn __len__(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<anole.Delta round {}, model {:#018x}: {} of {} coordinates, {} bytes>",
+            self.header.round,
+            self.header.fingerprint,
+            self.entries,
+            self.coordinates,
+            self.bytes.len()
+        )
+    }
+}
+
+/// Bytes of an update delta of `coordinates` values: dense, or keeping the `top_k` largest
+/// (the dense size when that is not larger).
+#[pyfunction]
+#[pyo3(signature = (coordinates, top_k=None))]
+fn delta_size(coordinates: usize, top_k: Option<usize>) -> usize {
+    anole::delta::encoded_len(coordinates, top_k)
 }
 
 /// Convert an ONNX model (a path or bytes) into a blob. Settings override the file's `anole.*`
@@ -1052,6 +1216,8 @@ fn _anole(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Blob>()?;
     m.add_class::<Learner>()?;
     m.add_class::<AdaptReport>()?;
+    m.add_class::<Delta>()?;
+    m.add_function(wrap_pyfunction!(delta_size, m)?)?;
     m.add_function(wrap_pyfunction!(import_onnx, m)?)?;
     m.add_function(wrap_pyfunction!(sign, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;

@@ -51,6 +51,7 @@ extern crate std;
 
 pub mod blob;
 pub mod buffer;
+pub mod delta;
 pub mod dtype;
 pub mod error;
 #[cfg(feature = "std")]

@@ -1,0 +1,74 @@
+"""Test helpers: an in-process Flower grid whose devices are ClientApps called directly (the
+server's logic without the simulation engine), and delta forgeries."""
+
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from flwr.app import Context, Error, Message, RecordDict
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anole_fleet.client import make_client_app  # noqa: E402
+
+
+class FakeGrid:
+    """A Grid over ``devices`` in-process devices: node ids 1001.., partition ids 0... A device
+    in ``apps`` runs that ClientApp instead of the honest one; ``drop`` lists devices that never
+    answer; ``crash_round`` makes send_and_receive raise in that round (a server crash)."""
+
+    def __init__(self, devices, settings, apps=None, drop=(), crash_round=None):
+        self.honest = make_client_app(**settings)
+        self.devices = devices
+        self.settings = settings
+        self.apps = apps or {}
+        self.drop = set(drop)
+        self.crash_round = crash_round
+        self.contexts = {}
+
+    def get_node_ids(self):
+        return [1001 + i for i in range(self.devices)]
+
+    def context(self, node):
+        if node not in self.contexts:
+            self.contexts[node] = Context(run_id=1, node_id=node,
+                                          node_config={"partition-id": node - 1001},
+                                          state=RecordDict(), run_config={})
+        return self.contexts[node]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = []
+        for m in messages:
+            if self.crash_round is not None and m.metadata.group_id == str(self.crash_round):
+                raise KeyboardInterrupt("server stopped")
+            node = m.metadata.dst_node_id
+            if node - 1001 in self.drop:
+                continue
+            app = self.apps.get(node - 1001, self.honest)
+            try:
+                replies.append(app(m, self.context(node)))
+            except Exception as e:  # what the engine makes of a failing ClientApp
+                replies.append(Message(Error(code=0, reason=str(e)), reply_to=m))
+        return replies
+
+
+def fix_crc(raw: bytes) -> bytes:
+    """Delta bytes with their CRC-32 recomputed (a forgery that passes the CRC)."""
+    body = raw[:-4]
+    return body + zlib.crc32(body).to_bytes(4, "little")
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    """What a Flower runtime sets before a ServerApp makes messages."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 0
+    yield
+
+
+@pytest.fixture()
+def settings(tmp_path):
+    return dict(state_dir=str(tmp_path / "state"), num_server_rounds=3, clients_per_round=10,
+                eval_devices=10, samples_per_device=20)
