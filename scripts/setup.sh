@@ -16,7 +16,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian's qemu-system packages need the qemu-utils of their own release: a newer qemu-utils
+  # (from backports) breaks qemu-system-common, so it is brought to the same release as them.
+  pin=()
+  if dpkg -s qemu-utils >/dev/null 2>&1; then
+    want=$(apt-cache policy qemu-system-common | awk '/Candidate:/ {print $2}')
+    have=$(dpkg-query -W -f='${Version}' qemu-utils)
+    if [ -n "$want" ] && [ "$want" != "(none)" ] && [ "$want" != "$have" ]; then
+      echo "setup: qemu-utils $have -> $want (the release of qemu-system)"
+      pin=(--allow-downgrades "qemu-utils=$want")
+    fi
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" "${pin[@]}" >/dev/null
 fi
 
 if ! python3 -c 'import onnx, onnxruntime, numpy' >/dev/null 2>&1; then

@@ -4,7 +4,9 @@
 
 mod common;
 
-use anole::{Blob, DType, Error, Extra, Layer, Learner, Mode, Options, Plan, SliceSamples};
+#[cfg(feature = "extra-layers")]
+use anole::Extra;
+use anole::{Blob, DType, Error, Layer, Learner, Mode, Options, Plan, SliceSamples};
 use common::*;
 
 /// Parameters of each layer.
@@ -160,6 +162,7 @@ fn cnn_adapts_identically_in_a_smaller_arena() {
 
 /// Head-only adaptation in the device layout: the arena holds the head (and the norm layers'
 /// few values), not the frozen body's weights, and two activation buffers for the body.
+#[cfg(feature = "extra-layers")]
 #[test]
 fn new_activations_adapt_identically_in_a_smaller_arena() {
     // PReLU frozen (slopes read from the blob) or adapting, with sigmoid and ReLU6 in place.

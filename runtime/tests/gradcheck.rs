@@ -8,7 +8,9 @@
 
 mod common;
 
-use anole::{Blob, Extra, Layer, Learner, Options};
+#[cfg(feature = "extra-layers")]
+use anole::Extra;
+use anole::{Blob, Layer, Learner, Options};
 use common::*;
 
 /// Relative step of the f64 central differences (truncation error ~h², rounding ~1e-16/h).
@@ -533,6 +535,7 @@ fn adam_v(m: &Model, x: &[f32], t: &[f32], step: i32, lr: f32) -> Vec<f64> {
     v
 }
 
+#[cfg(feature = "extra-layers")]
 #[test]
 fn sigmoid_clip_prelu_on_vectors_mse() {
     // PReLU with per-value slopes of both signs, a clip merged with the ReLU after it, and
@@ -557,6 +560,7 @@ fn sigmoid_clip_prelu_on_vectors_mse() {
     ));
 }
 
+#[cfg(feature = "extra-layers")]
 #[test]
 fn prelu_clip_on_images_cross_entropy() {
     // Per-channel PReLU slopes over the spatial positions; ReLU6 as `Clip(0, 6)`; a clip with
@@ -579,6 +583,7 @@ fn prelu_clip_on_images_cross_entropy() {
     ));
 }
 
+#[cfg(feature = "extra-layers")]
 #[test]
 fn leaky_relu_hard_sigmoid_hard_swish_on_vectors_mse() {
     // Leaky ReLU and hard sigmoid in place (their derivative from the output), hard swish
@@ -605,6 +610,7 @@ fn leaky_relu_hard_sigmoid_hard_swish_on_vectors_mse() {
     ));
 }
 
+#[cfg(feature = "extra-layers")]
 #[test]
 fn average_max_and_global_pooling_cross_entropy() {
     // Average pooling with padding outside and inside the divisor, padded max pooling with

@@ -59,14 +59,17 @@ pub fn norm(channels: usize) -> Layer {
     }
 }
 
+#[cfg(feature = "extra-layers")]
 pub fn clip(min: f32, max: f32) -> Layer {
     Layer::Extra(Extra::Clip { min, max })
 }
 
+#[cfg(feature = "extra-layers")]
 pub fn prelu(channels: usize) -> Layer {
     Layer::Extra(Extra::PRelu { channels })
 }
 
+#[cfg(feature = "extra-layers")]
 pub fn avgpool(kernel: usize, stride: usize, padding: usize, include_pad: bool) -> Layer {
     Layer::Extra(Extra::AvgPool2d {
         window: Window {
@@ -78,6 +81,7 @@ pub fn avgpool(kernel: usize, stride: usize, padding: usize, include_pad: bool) 
     })
 }
 
+#[cfg(feature = "extra-layers")]
 pub fn maxpool_padded(kernel: usize, stride: usize, padding: usize) -> Layer {
     Layer::Extra(Extra::MaxPool2d {
         window: Window {
@@ -191,6 +195,7 @@ impl Model {
                     m.params.extend(rng.vec(channels, -0.5, 0.5));
                     m.params.extend(rng.vec(channels, 0.5, 2.0));
                 }
+                #[cfg(feature = "extra-layers")]
                 Layer::Extra(Extra::PRelu { channels }) => {
                     m.params.extend(rng.vec(channels, -0.3, 0.6))
                 }
@@ -418,81 +423,8 @@ pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_st
             }
             Layer::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
             Layer::Tanh => x.iter().map(|&v| v.tanh()).collect(),
-            Layer::Extra(Extra::Sigmoid) => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
-            Layer::Extra(Extra::Clip { min, max }) => {
-                x.iter().map(|&v| v.clamp(min as f64, max as f64)).collect()
-            }
-            Layer::Extra(Extra::PRelu { channels }) => {
-                let sp = sin.len() / channels;
-                x.iter()
-                    .enumerate()
-                    .map(|(j, &v)| {
-                        if v > 0.0 {
-                            v
-                        } else {
-                            pl[(j / sp) % channels] * v
-                        }
-                    })
-                    .collect()
-            }
             Layer::Flatten => x.clone(),
-            Layer::Extra(Extra::LeakyRelu { alpha }) => x
-                .iter()
-                .map(|&v| if v < 0.0 { alpha as f64 * v } else { v })
-                .collect(),
-            Layer::Extra(Extra::HardSigmoid { alpha, beta }) => x
-                .iter()
-                .map(|&v| (alpha as f64 * v + beta as f64).clamp(0.0, 1.0))
-                .collect(),
-            Layer::Extra(Extra::HardSwish) => x
-                .iter()
-                .map(|&v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
-                .collect(),
-            Layer::Extra(Extra::GlobalAvgPool) => {
-                let Shape::Chw(c, h, w) = sin else {
-                    panic!("global pooling on a flat shape")
-                };
-                (0..n * c)
-                    .map(|p| x[p * h * w..(p + 1) * h * w].iter().sum::<f64>() / (h * w) as f64)
-                    .collect()
-            }
-            Layer::Extra(Extra::AvgPool2d { window, .. } | Extra::MaxPool2d { window }) => {
-                let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
-                    panic!("pooling on a flat shape")
-                };
-                let (k, s, pad) = (
-                    window.kernel as i64,
-                    window.stride as i64,
-                    window.padding as i64,
-                );
-                let mut y = vec![0.0; n * sout.len()];
-                for p in 0..n * c {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let mut vals = Vec::new();
-                            for ky in 0..k {
-                                for kx in 0..k {
-                                    let iy = oy as i64 * s + ky - pad;
-                                    let ix = ox as i64 * s + kx - pad;
-                                    if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
-                                        vals.push(x[p * h * w + iy as usize * w + ix as usize]);
-                                    }
-                                }
-                            }
-                            y[p * oh * ow + oy * ow + ox] = match *layer {
-                                Layer::Extra(Extra::AvgPool2d {
-                                    include_pad: true, ..
-                                }) => vals.iter().sum::<f64>() / (k * k) as f64,
-                                Layer::Extra(Extra::AvgPool2d { .. }) => {
-                                    vals.iter().sum::<f64>() / vals.len() as f64
-                                }
-                                _ => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-                            };
-                        }
-                    }
-                }
-                y
-            }
+            Layer::Extra(e) => extra_reference(e, layer, pl, x, n, sin, sout),
             Layer::MaxPool2d { window } => {
                 let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
                     panic!("maxpool on a flat shape")
@@ -529,6 +461,107 @@ pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_st
 }
 
 /// f64 reference loss: MSE over all outputs, or softmax cross-entropy mean over rows.
+/// The f64 reference of one of the other layer kinds (the `extra-layers` feature).
+#[cfg(feature = "extra-layers")]
+fn extra_reference(
+    e: Extra,
+    layer: &Layer,
+    pl: &[f64],
+    x: &[f64],
+    n: usize,
+    sin: Shape,
+    sout: Shape,
+) -> Vec<f64> {
+    match e {
+        Extra::Sigmoid => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
+        Extra::Clip { min, max } => x.iter().map(|&v| v.clamp(min as f64, max as f64)).collect(),
+        Extra::PRelu { channels } => {
+            let sp = sin.len() / channels;
+            x.iter()
+                .enumerate()
+                .map(|(j, &v)| {
+                    if v > 0.0 {
+                        v
+                    } else {
+                        pl[(j / sp) % channels] * v
+                    }
+                })
+                .collect()
+        }
+        Extra::LeakyRelu { alpha } => x
+            .iter()
+            .map(|&v| if v < 0.0 { alpha as f64 * v } else { v })
+            .collect(),
+        Extra::HardSigmoid { alpha, beta } => x
+            .iter()
+            .map(|&v| (alpha as f64 * v + beta as f64).clamp(0.0, 1.0))
+            .collect(),
+        Extra::HardSwish => x
+            .iter()
+            .map(|&v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
+            .collect(),
+        Extra::GlobalAvgPool => {
+            let Shape::Chw(c, h, w) = sin else {
+                panic!("global pooling on a flat shape")
+            };
+            (0..n * c)
+                .map(|p| x[p * h * w..(p + 1) * h * w].iter().sum::<f64>() / (h * w) as f64)
+                .collect()
+        }
+        Extra::AvgPool2d { window, .. } | Extra::MaxPool2d { window } => {
+            let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
+                panic!("pooling on a flat shape")
+            };
+            let (k, s, pad) = (
+                window.kernel as i64,
+                window.stride as i64,
+                window.padding as i64,
+            );
+            let mut y = vec![0.0; n * sout.len()];
+            for p in 0..n * c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut vals = Vec::new();
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = oy as i64 * s + ky - pad;
+                                let ix = ox as i64 * s + kx - pad;
+                                if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
+                                    vals.push(x[p * h * w + iy as usize * w + ix as usize]);
+                                }
+                            }
+                        }
+                        y[p * oh * ow + oy * ow + ox] = match *layer {
+                            Layer::Extra(Extra::AvgPool2d {
+                                include_pad: true, ..
+                            }) => vals.iter().sum::<f64>() / (k * k) as f64,
+                            Layer::Extra(Extra::AvgPool2d { .. }) => {
+                                vals.iter().sum::<f64>() / vals.len() as f64
+                            }
+                            _ => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                        };
+                    }
+                }
+            }
+            y
+        }
+    }
+}
+
+/// Without the `extra-layers` feature there are no other kinds.
+#[cfg(not(feature = "extra-layers"))]
+fn extra_reference(
+    e: Extra,
+    _: &Layer,
+    _: &[f64],
+    _: &[f64],
+    _: usize,
+    _: Shape,
+    _: Shape,
+) -> Vec<f64> {
+    match e {}
+}
+
 pub fn reference_loss(loss: u8, y: &[f64], t: &[f64], n: usize) -> f64 {
     if loss == MSE {
         y.iter().zip(t).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / y.len() as f64
