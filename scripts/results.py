@@ -293,6 +293,22 @@ def omniglot_section(cards):
         f"- **vs paper**: device column minus the paper's Reptile, in points. Paper numbers: {PAPER}, "
         "Table 1.",
         "",
+    ]
+    proto = [c for c in models if c.data.get("head_start") == "prototypes"]
+    if proto:
+        out += [
+            "Every column starts the head where the blob says (its `head_start`): "
+            + ", ".join(c.link() for c in proto)
+            + (" was" if len(proto) == 1 else " were")
+            + " meta-trained with `--head-start prototypes` (first-order Proto-MAML, see "
+            "[experiments](experiments.md#omniglot-first-order-proto-maml-meta-validation-and-lakes-challenge)), "
+            "so all of "
+            + ("its" if len(proto) == 1 else "their")
+            + " columns start from the support set's class prototypes; the other models start "
+            "whole-network adaptation from the meta-learned head.",
+            "",
+        ]
+    out += [
         "| model | ways | shots | device | transductive | head only | kept state | "
         "paper's Reptile | paper, transductive | vs paper |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -372,6 +388,13 @@ def omniglot_section(cards):
             f"{card.number('adaptation', 'steps')} steps of {optimizer_name(card)}, lr "
             f"{card.number('adaptation', 'lr')}, batch {card.number('adaptation', 'batch')} |"
         )
+    if any(c.data.get("head_start") == "prototypes" for c in models):
+        out += [
+            "",
+            "A prototype-started model's loss after the inner steps is large at a high accuracy: "
+            "its head starts from unscaled prototype logits (−‖x − μ‖² up to a per-sample "
+            "constant), which make every mistake a confident one.",
+        ]
     out += [
         "",
         "The exact command of each run is the card's `command` (its `--out` is the folder the run "
@@ -384,13 +407,37 @@ def omniglot_section(cards):
     out += [
         "```",
         "",
-        "These Omniglot models were written by earlier versions of the code, before cards "
-        "recorded a fingerprint of a run's first meta-iterations (`checkpoint`), so their cards "
-        "have none. Whether today's code writes them again byte for byte has not been checked (a "
-        "full run takes hours); the sine model of the same period did not come out the same (the "
-        "low bits of its parameters differed; see the [changelog](../CHANGELOG.md)), so a rerun "
-        "may differ in its bits.",
-        "",
+    ]
+    checked = [c for c in models if c.data.get("checkpoint") is not None]
+    unchecked = [c for c in models if c.data.get("checkpoint") is None]
+    if checked:
+        out += [
+            "Reproducibility: "
+            + ", ".join(
+                f"{c.link()} records the sha256 of its parameters after "
+                f"{thousands(c.number('checkpoint', 'iteration'))} meta-iterations (`checkpoint`)"
+                for c in checked
+            )
+            + "; `trainer/tests/shipped_models.rs` runs the card's command with `--stop-after` "
+            "there on every test run and compares, so a code change that alters the run's bits "
+            "fails the suite.",
+            "",
+        ]
+    if unchecked:
+        out += [
+            ", ".join(c.link() for c in unchecked)
+            + (" was" if len(unchecked) == 1 else " were")
+            + " written by an earlier version of the code, before cards recorded a fingerprint "
+            "of a run's first meta-iterations, so "
+            + ("its card has" if len(unchecked) == 1 else "their cards have")
+            + " none. Whether today's code writes "
+            + ("it" if len(unchecked) == 1 else "them")
+            + " again byte for byte has not been checked (a full run takes hours); the sine "
+            "model of the same period did not come out the same (the low bits of its parameters "
+            "differed; see the [changelog](../CHANGELOG.md)), so a rerun may differ in its bits.",
+            "",
+        ]
+    out += [
         "Learning curves: " + ", ".join(
             f"[`{c.name}`](../models/{c.name}/learning_curve.png)" for c in models
         ) + ".",
