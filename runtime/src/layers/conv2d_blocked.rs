@@ -87,6 +87,10 @@ pub(super) fn applies(g: &Geometry) -> bool {
 /// # Panics
 /// As `forward_from`, when `x` or `y` is shorter than `n` samples need or `wt` or `bias`
 /// panic.
+///
+/// Not inlined: its weight buffer then takes stack only while a convolution runs, not in the
+/// frame of every model's passes (inlined, it added 5 KB to the sine firmware's peak stack).
+#[inline(never)]
 pub(super) fn forward(
     g: &Geometry,
     wt: impl Source,
@@ -264,6 +268,10 @@ fn rust_block<const Q: usize>(g: &Geometry, b: &Block, wb: &[f32], xc: &[f32], y
 ///
 /// # Panics
 /// As `input_grad_from`, when `gy` or `gx` is shorter than `n` samples need or `wt` panics.
+///
+/// Not inlined: its weight buffer then takes stack only while a convolution runs, not in the
+/// frame of every model's passes (inlined, it added 5 KB to the sine firmware's peak stack).
+#[inline(never)]
 pub(super) fn input_grad(
     g: &Geometry,
     wt: impl Source,
@@ -422,6 +430,10 @@ fn input_block<const L: usize>(
 ///
 /// # Panics
 /// When `x` or `gy` is shorter than `n` samples need or `dw` than the layer's weights.
+///
+/// Not inlined: its weight buffer then takes stack only while a convolution runs, not in the
+/// frame of every model's passes (inlined, it added 5 KB to the sine firmware's peak stack).
+#[inline(never)]
 pub(super) fn weight_grad(g: &Geometry, x: &[f32], gy: &[f32], dw: &mut [f32], n: usize) -> bool {
     if !applies(g) {
         return false;
