@@ -4,6 +4,8 @@
 # include path). Copy this file, or include it from the repository:
 #
 #   set(ANOLE_DIR /path/to/anole)                    # the repository (default: two levels up)
+#   set(ANOLE_CARGO_FLAGS --no-default-features)     # optional: leave out the extra layer
+#                                                    # kinds (sigmoid, clip, pooling, ...)
 #   set(ANOLE_RUST_TARGET thumbv7em-none-eabihf)     # Cortex-M4F/M7 hard float (the default);
 #                                                    # thumbv7em-none-eabi: M4/M7 soft float;
 #                                                    # thumbv6m-none-eabi: M0/M0+;
@@ -22,6 +24,7 @@ endif()
 set(ANOLE_RUST_TARGET "thumbv7em-none-eabihf" CACHE STRING "Rust target of the anole static library")
 set(ANOLE_CARGO "cargo" CACHE STRING "cargo, or firmware-examples/xcargo to build offline")
 set(ANOLE_TARGET_DIR "${CMAKE_BINARY_DIR}/anole-cargo" CACHE PATH "cargo's target directory")
+set(ANOLE_CARGO_FLAGS "" CACHE STRING "more cargo flags, e.g. --no-default-features")
 set(ANOLE_LIB "${ANOLE_TARGET_DIR}/${ANOLE_RUST_TARGET}/release/libanole_capi.a")
 
 # cargo decides what to rebuild, so it runs at every build. Only the static library crate type
@@ -31,7 +34,7 @@ add_custom_target(anole_cargo
   COMMAND ${CMAKE_COMMAND} -E env
           CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
           CARGO_PROFILE_RELEASE_PANIC=abort
-          ${ANOLE_CARGO} rustc --release -p anole-capi --crate-type staticlib
+          ${ANOLE_CARGO} rustc --release -p anole-capi --crate-type staticlib ${ANOLE_CARGO_FLAGS}
           --manifest-path ${ANOLE_DIR}/capi/Cargo.toml
           --target ${ANOLE_RUST_TARGET} --target-dir ${ANOLE_TARGET_DIR}
   WORKING_DIRECTORY ${ANOLE_DIR}/firmware-examples/c-cortex-m4
