@@ -52,8 +52,9 @@ build() {
 }
 
 status=0
-# Default features, and the opt-in device features (persistence, signed blobs).
-for features in "" "persist,sign"; do
+# Default features, and the opt-in device features (persistence, signed blobs, the extra layer
+# kinds, the Cortex-M convolution kernels).
+for features in "" "persist,sign,extra-layers,conv-kernels"; do
 for t in "${targets[@]}"; do
     ok=1
     fargs=()

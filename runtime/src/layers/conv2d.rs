@@ -1,10 +1,10 @@
 //! 2-D convolution with square kernel, stride and symmetric zero padding, CHW layout.
 //! W is `[out, in, k, k]`, one bias per output channel.
 
-#[cfg(target_arch = "arm")]
+#[cfg(all(target_arch = "arm", feature = "conv-kernels"))]
 use super::conv2d_blocked as blocked;
 use super::{Layer, Shape, Window, MAX_DIM};
-#[cfg(target_arch = "arm")]
+#[cfg(all(target_arch = "arm", feature = "conv-kernels"))]
 use crate::dtype::DType;
 use crate::dtype::Stored;
 use crate::error::{Error, Result};
@@ -202,7 +202,7 @@ pub fn backward(
     // The direct kernels (every device build's path).
     if let Some((dw, db)) = params_grad {
         bias_grad(g, gy, db, n);
-        #[cfg(target_arch = "arm")]
+        #[cfg(all(target_arch = "arm", feature = "conv-kernels"))]
         if super::conv2d_blocked::weight_grad(g, x, gy, dw, n) {
             if let Some(gx) = gx {
                 input_grad_from(g, |i| wt[i], gy, gx, n);
@@ -305,7 +305,7 @@ pub fn forward_from(
     y: &mut [f32],
     n: usize,
 ) {
-    #[cfg(target_arch = "arm")]
+    #[cfg(all(target_arch = "arm", feature = "conv-kernels"))]
     if super::conv2d_blocked::forward(g, blocked::Each(&wt), &bias, x, y, n) {
         return;
     }
@@ -322,7 +322,7 @@ pub fn forward_stored(
     y: &mut [f32],
     n: usize,
 ) {
-    #[cfg(target_arch = "arm")]
+    #[cfg(all(target_arch = "arm", feature = "conv-kernels"))]
     if wt.dtype == DType::F16 {
         let f16 = blocked::F16(wt.bytes);
         if super::conv2d_blocked::forward(g, f16, |c| bias.get(c), x, y, n) {
@@ -383,7 +383,7 @@ pub fn input_grad_from(
     gx: &mut [f32],
     n: usize,
 ) {
-    #[cfg(target_arch = "arm")]
+    #[cfg(all(target_arch = "arm", feature = "conv-kernels"))]
     if super::conv2d_blocked::input_grad(g, blocked::Each(&wt), gy, gx, n) {
         return;
     }
@@ -393,7 +393,7 @@ pub fn input_grad_from(
 /// [`input_grad_from`] for a frozen layer's weights as stored in the blob: on Arm, runs of f16
 /// weights are decoded in one loop.
 pub fn input_grad_stored(g: &Geometry, wt: &Stored<'_>, gy: &[f32], gx: &mut [f32], n: usize) {
-    #[cfg(target_arch = "arm")]
+    #[cfg(all(target_arch = "arm", feature = "conv-kernels"))]
     if wt.dtype == DType::F16 {
         if super::conv2d_blocked::input_grad(g, blocked::F16(wt.bytes), gy, gx, n) {
             return;

@@ -4,7 +4,7 @@
 
 pub mod act;
 pub mod conv2d;
-#[cfg(any(test, target_arch = "arm"))]
+#[cfg(any(test, all(target_arch = "arm", feature = "conv-kernels")))]
 mod conv2d_blocked;
 #[cfg(all(feature = "gemm", target_arch = "x86_64"))]
 mod conv_fma;
