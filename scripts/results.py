@@ -270,6 +270,11 @@ def optimizer_name(card):
     return "Adam (β1 = 0)" if name == "adam" else name.upper()
 
 
+def and_list(items):
+    """"a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def omniglot_section(cards):
     models = omniglot_models(cards)
     out = [
@@ -298,14 +303,18 @@ def omniglot_section(cards):
     if proto:
         out += [
             "Every column starts the head where the blob says (its `head_start`): "
-            + ", ".join(c.link() for c in proto)
+            + and_list([c.link() for c in proto])
             + (" was" if len(proto) == 1 else " were")
             + " meta-trained with `--head-start prototypes` (first-order Proto-MAML, see "
             "[experiments](experiments.md#omniglot-first-order-proto-maml-meta-validation-and-lakes-challenge)), "
             "so all of "
             + ("its" if len(proto) == 1 else "their")
-            + " columns start from the support set's class prototypes; the other models start "
-            "whole-network adaptation from the meta-learned head.",
+            + " columns start from the support set's class prototypes"
+            + (
+                "; the other models start whole-network adaptation from the meta-learned head."
+                if len(proto) < len(models)
+                else "."
+            ),
             "",
         ]
     out += [
@@ -413,11 +422,11 @@ def omniglot_section(cards):
     if checked:
         out += [
             "Reproducibility: "
-            + ", ".join(
+            + and_list([
                 f"{c.link()} records the sha256 of its parameters after "
                 f"{thousands(c.number('checkpoint', 'iteration'))} meta-iterations (`checkpoint`)"
                 for c in checked
-            )
+            ])
             + "; `trainer/tests/shipped_models.rs` runs the card's command with `--stop-after` "
             "there on every test run and compares, so a code change that alters the run's bits "
             "fails the suite.",
@@ -425,7 +434,7 @@ def omniglot_section(cards):
         ]
     if unchecked:
         out += [
-            ", ".join(c.link() for c in unchecked)
+            and_list([c.link() for c in unchecked])
             + (" was" if len(unchecked) == 1 else " were")
             + " written by an earlier version of the code, before cards recorded a fingerprint "
             "of a run's first meta-iterations, so "
