@@ -397,7 +397,7 @@ def omniglot_section(cards):
             f"{card.number('adaptation', 'steps')} steps of {optimizer_name(card)}, lr "
             f"{card.number('adaptation', 'lr')}, batch {card.number('adaptation', 'batch')} |"
         )
-    if any(c.data.get("head_start") == "prototypes" for c in models):
+    if proto:
         out += [
             "",
             "A prototype-started model's loss after the inner steps is large at a high accuracy: "

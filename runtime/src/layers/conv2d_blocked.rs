@@ -19,6 +19,10 @@
 //! in `s25`–`s28` (one `vldmia`); the taps on the left and right padding are skipped by
 //! conditional execution, so every shape of block runs the same code. Elsewhere (the host's
 //! tests, Armv6-M) the same block is Rust (`rust_block`).
+//!
+//! The entry points ([`forward`], [`input_grad`], [`weight_grad`]) are not inlined: their
+//! weight buffers then take stack only while a convolution runs, not in the frame of every
+//! model's passes (inlined, they added 5 KB to the sine firmware's peak stack).
 
 #![allow(unsafe_code)]
 
@@ -88,8 +92,7 @@ pub(super) fn applies(g: &Geometry) -> bool {
 /// As `forward_from`, when `x` or `y` is shorter than `n` samples need or `wt` or `bias`
 /// panic.
 ///
-/// Not inlined: its weight buffer then takes stack only while a convolution runs, not in the
-/// frame of every model's passes (inlined, it added 5 KB to the sine firmware's peak stack).
+/// Not inlined: see the module notes.
 #[inline(never)]
 pub(super) fn forward(
     g: &Geometry,
@@ -269,8 +272,7 @@ fn rust_block<const Q: usize>(g: &Geometry, b: &Block, wb: &[f32], xc: &[f32], y
 /// # Panics
 /// As `input_grad_from`, when `gy` or `gx` is shorter than `n` samples need or `wt` panics.
 ///
-/// Not inlined: its weight buffer then takes stack only while a convolution runs, not in the
-/// frame of every model's passes (inlined, it added 5 KB to the sine firmware's peak stack).
+/// Not inlined: see the module notes.
 #[inline(never)]
 pub(super) fn input_grad(
     g: &Geometry,
@@ -431,8 +433,7 @@ fn input_block<const L: usize>(
 /// # Panics
 /// When `x` or `gy` is shorter than `n` samples need or `dw` than the layer's weights.
 ///
-/// Not inlined: its weight buffer then takes stack only while a convolution runs, not in the
-/// frame of every model's passes (inlined, it added 5 KB to the sine firmware's peak stack).
+/// Not inlined: see the module notes.
 #[inline(never)]
 pub(super) fn weight_grad(g: &Geometry, x: &[f32], gy: &[f32], dw: &mut [f32], n: usize) -> bool {
     if !applies(g) {

@@ -6,7 +6,9 @@
 
 use anole::blob::{AdaptSettings, Provenance, RawTensor, Wire, MAGIC};
 use anole::layers::Window;
-use anole::{Blob, DType, Extra, Layer, Learner, Shape, TensorValues};
+#[cfg(feature = "extra-layers")]
+use anole::Extra;
+use anole::{Blob, DType, Layer, Learner, Shape, TensorValues};
 
 /// splitmix64: small, deterministic, good enough for test data.
 pub struct Rng(u64);
@@ -424,7 +426,11 @@ pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_st
             Layer::Relu => x.iter().map(|&v| v.max(0.0)).collect(),
             Layer::Tanh => x.iter().map(|&v| v.tanh()).collect(),
             Layer::Flatten => x.clone(),
+            #[cfg(feature = "extra-layers")]
             Layer::Extra(e) => extra_reference(e, layer, pl, x, n, sin, sout),
+            // Without the feature there are no other kinds.
+            #[cfg(not(feature = "extra-layers"))]
+            Layer::Extra(e) => match e {},
             Layer::MaxPool2d { window } => {
                 let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
                     panic!("maxpool on a flat shape")
@@ -546,20 +552,6 @@ fn extra_reference(
             y
         }
     }
-}
-
-/// Without the `extra-layers` feature there are no other kinds.
-#[cfg(not(feature = "extra-layers"))]
-fn extra_reference(
-    e: Extra,
-    _: &Layer,
-    _: &[f64],
-    _: &[f64],
-    _: usize,
-    _: Shape,
-    _: Shape,
-) -> Vec<f64> {
-    match e {}
 }
 
 pub fn reference_loss(loss: u8, y: &[f64], t: &[f64], n: usize) -> f64 {
