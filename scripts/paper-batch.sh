@@ -5,7 +5,8 @@
 # separate tail where the batch leaves room for one (n/a where it does not). The budget of
 # scripts/paper-lib.sh; 5-way 1-shot accuracy.
 # Usage: bash scripts/paper-batch.sh [meta-iterations] [held-out episodes] [batch sizes...]
-#   (default 500, 200, 5 10 15 20 25). Runs go to out/paper-batch/.
+#   (default 500, 200, 5 10 15 20 25). Runs go to out/paper-batch/,
+#   the cells to its results.csv and their plot to ${PLOT:-out/paper-batch/accuracy.png}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
@@ -13,6 +14,7 @@ read_args 500 5 10 15 20 25 -- "$@"
 batches=("${values[@]}")
 runs=out/paper-batch
 mkdir -p "$runs"
+csv_header "$runs" inner_batch
 
 printf '| algorithm | tail |'
 printf ' batch %s |' "${batches[@]}"
@@ -28,8 +30,11 @@ for run in reptile:shared fomaml:shared fomaml:separate; do
       printf ' n/a |'
       continue
     fi
-    printf ' %s |' "$(accuracy "$runs/$algo-$tail-$b" "$episodes" --iters "$iters" \
-      --algo "$algo" --train-shots 5 --inner-steps 4 --inner-batch "$b" --tail "$tail")"
+    r=$(accuracy "$runs/$algo-$tail-$b" "$episodes" --iters "$iters" \
+      --algo "$algo" --train-shots 5 --inner-steps 4 --inner-batch "$b" --tail "$tail")
+    printf ' %s |' "$r"
+    csv_row "$runs" "$algo $tail tail" "$b" 1 "$r"
   done
   printf '\n'
 done
+python3 scripts/paper-plot.py "$runs/results.csv" "${PLOT:-$runs/accuracy.png}"

@@ -6,7 +6,8 @@
 # outer step 1 for reference.
 # The budget of scripts/paper-lib.sh; 5-way 1-shot accuracy.
 # Usage: bash scripts/paper-outer-step.sh [meta-iterations] [held-out episodes] [outer steps...]
-#   (default 150, 200, 0.1 0.3 1 3). Runs go to out/paper-outer-step/.
+#   (default 150, 200, 0.1 0.3 1 3). Runs go to out/paper-outer-step/,
+#   the cells to its results.csv and their plot to ${PLOT:-out/paper-outer-step/accuracy.png}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/paper-lib.sh
@@ -14,6 +15,7 @@ read_args 150 0.1 0.3 1 3 -- "$@"
 steps=("${values[@]}")
 runs=out/paper-outer-step
 mkdir -p "$runs"
+csv_header "$runs" outer_step
 
 printf '| algorithm |'
 printf ' outer step %s |' "${steps[@]}"
@@ -26,8 +28,10 @@ row() {
   printf '| `%s` |' "$algo"
   for e in "${steps[@]}"; do
     if [[ " $* " == *" $e "* ]]; then
-      printf ' %s |' "$(accuracy "$runs/$algo-$e" "$episodes" --iters "$iters" --algo "$algo" \
-        --train-shots 20 --inner-steps 4 --inner-batch 100 --outer-lr "$e" || echo diverged)"
+      r=$(accuracy "$runs/$algo-$e" "$episodes" --iters "$iters" --algo "$algo" \
+        --train-shots 20 --inner-steps 4 --inner-batch 100 --outer-lr "$e" || echo diverged)
+      printf ' %s |' "$r"
+      [ "$r" = diverged ] || csv_row "$runs" "$algo" "$e" 1 "$r"
     else
       printf ' – |'
     fi
@@ -36,3 +40,4 @@ row() {
 }
 row fomaml "${steps[@]}"
 row reptile 1
+python3 scripts/paper-plot.py "$runs/results.csv" "${PLOT:-$runs/accuracy.png}" --logx

@@ -88,6 +88,11 @@ pub struct FewShotConfig {
     /// Where full adaptation starts the head: the blob's, or the class prototypes of the
     /// support set's features (`Learner::init_head_prototypes`, first-order Proto-MAML).
     pub head_start: HeadStart,
+    /// A factor on the logits of a head started from prototypes (its weights and biases
+    /// multiplied by it before the steps; 1: as started). An experiment's knob: the
+    /// nearest-prototype logits are unscaled and saturate the softmax on the support set, so
+    /// the steps after the start learn nothing; a smaller factor lets them learn.
+    pub prototype_scale: f32,
 }
 
 /// One measured setting.
@@ -127,6 +132,9 @@ pub struct FewShotReport {
     /// Where full adaptation started the head (left out of JSON when the blob's).
     #[serde(default, skip_serializing_if = "HeadStart::is_meta")]
     pub head_start: HeadStart,
+    /// The factor on a prototype-started head's logits (left out of JSON when 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub prototype_scale: f32,
     /// One row per (adaptation, normalisation) measured.
     pub rows: Vec<Row>,
 }
@@ -177,8 +185,13 @@ impl FewShotReport {
 
     /// One line describing the protocol (whatever the number of shots).
     pub fn describe(&self) -> String {
+        let scale = if is_one(&self.prototype_scale) {
+            String::new()
+        } else {
+            format!(", prototype logits × {}", self.prototype_scale)
+        };
         format!(
-            "{} held-out {}-way episodes per setting, {} quer{} per class; {} steps, batch {}, lr {}, seed {}",
+            "{} held-out {}-way episodes per setting, {} quer{} per class; {} steps, batch {}, lr {}, seed {}{scale}",
             self.episodes,
             self.ways,
             self.queries,
@@ -189,6 +202,29 @@ impl FewShotReport {
             self.seed
         )
     }
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(x: &f32) -> bool {
+    *x == 1.0
+}
+
+/// Multiply the head (the model's last layer, a dense layer of `ways` outputs on `features`
+/// inputs, whose weights and biases end the parameter vector) of `l` by `scale`, unless it is 1.
+fn scale_head(l: &mut OwnedLearner, ways: usize, features: usize, scale: f32) -> Result<()> {
+    if scale == 1.0 {
+        return Ok(());
+    }
+    let mut p = l.params().to_vec();
+    let n = p.len();
+    for v in &mut p[n - ways * (features + 1)..] {
+        *v *= scale;
+    }
+    l.set_params(&p).context("scaling the prototype head")?;
+    Ok(())
 }
 
 /// A blob cut before its last layer with parameters ([`anole::submodel`]): the frozen `body`
@@ -361,6 +397,7 @@ pub fn evaluate_from_state(
         seed: cfg.seed,
         head_init: cfg.head_init,
         head_start: cfg.head_start,
+        prototype_scale: cfg.prototype_scale,
         rows: rows
             .iter()
             .zip(&values)
@@ -384,6 +421,12 @@ fn options(blob: &Blob<'_>, family: &dyn TaskFamily, cfg: &FewShotConfig) -> Res
     }
     if cfg.queries == 0 {
         bail!("--queries must be at least 1");
+    }
+    if !(cfg.prototype_scale.is_finite() && cfg.prototype_scale > 0.0) {
+        bail!(
+            "--prototype-scale must be a finite number > 0, got {}",
+            cfg.prototype_scale
+        );
     }
     if blob.loss != LossKind::CrossEntropy || family.loss() != LossKind::CrossEntropy {
         bail!("few-shot accuracy needs a classification (cross-entropy) model and task family");
@@ -485,6 +528,9 @@ impl Episodes<'_> {
         if self.cfg.head_start == HeadStart::Prototypes {
             l.init_head_prototypes(&episode.support.samples()?)
                 .context("starting the head from class prototypes")?;
+            let blob = self.blob.blob();
+            let features = blob.shapes[blob.layers.len() - 1].len();
+            scale_head(l, ways, features, self.cfg.prototype_scale)?;
         }
         if let Some(st) = self.state {
             l.load_optimizer_state_from(st).context("optimizer state")?;
@@ -553,6 +599,7 @@ impl Episodes<'_> {
         .context("features")?;
         if self.cfg.head_init == HeadInit::Prototypes {
             l.init_prototypes(&s).context("prototype head")?;
+            scale_head(l, ways, head.blob().input_len(), self.cfg.prototype_scale)?;
         }
         l.adapt(&s, steps)
             .with_context(|| format!("adapting the head {steps} steps"))?;
@@ -656,6 +703,53 @@ mod tests {
     /// the transductive row equals predictions with the query batch's statistics, and the
     /// result does not depend on the number of threads.
     #[test]
+    fn prototype_scale_multiplies_the_head_alone() {
+        use crate::data::Split;
+        use crate::tasks::OmniglotTasks;
+        let data = std::sync::Arc::new(crate::tasks::omniglot::test_data().subset(60).unwrap());
+        let fam = OmniglotTasks::new(&data, Split::Paper, 0, 5, 6).unwrap();
+        let blob = SharedBlob::parse(blob_bytes(5, 6, 1, DType::F32)).unwrap();
+        let opts = Options::from_blob(blob.blob());
+        let mut l = OwnedLearner::with_options(&blob, opts).unwrap();
+        let before = l.params().to_vec();
+        let features = blob.blob().shapes[blob.blob().layers.len() - 1].len();
+        scale_head(&mut l, 5, features, 0.25).unwrap();
+        let head = 5 * (features + 1);
+        let n = before.len();
+        assert_eq!(l.params()[..n - head], before[..n - head]);
+        for (a, b) in l.params()[n - head..].iter().zip(&before[n - head..]) {
+            assert_eq!(*a, b * 0.25);
+        }
+        // Without steps a scaled prototype head predicts the same classes; a factor that is
+        // not a positive number is refused.
+        let mut cfg = FewShotConfig {
+            prototype_scale: 1.0,
+            episodes: 4,
+            shots: 2,
+            queries: 2,
+            steps: 0,
+            batch: None,
+            lr: None,
+            seed: 1,
+            norm: NormMode::Device,
+            adapt: AdaptMode::Both,
+            head_init: HeadInit::Prototypes,
+            head_start: HeadStart::Prototypes,
+        };
+        let unscaled = evaluate(&blob, &fam, &cfg, &ProgressBar::hidden()).unwrap();
+        cfg.prototype_scale = 0.5;
+        let scaled = evaluate(&blob, &fam, &cfg, &ProgressBar::hidden()).unwrap();
+        assert_eq!(scaled.rows, unscaled.rows);
+        assert!(scaled.describe().contains("prototype logits × 0.5"));
+        assert!(!unscaled.describe().contains("prototype logits"));
+        for bad in [0.0, -1.0, f32::NAN] {
+            cfg.prototype_scale = bad;
+            let e = evaluate(&blob, &fam, &cfg, &ProgressBar::hidden()).unwrap_err();
+            assert!(e.to_string().contains("--prototype-scale"), "{e}");
+        }
+    }
+
+    #[test]
     fn evaluate_matches_direct_learners_and_is_thread_independent() {
         use crate::data::Split;
         use crate::tasks::OmniglotTasks;
@@ -664,6 +758,7 @@ mod tests {
         let bytes = blob_bytes(5, 6, 1, DType::F32);
         let blob = SharedBlob::parse(bytes).unwrap();
         let cfg = FewShotConfig {
+            prototype_scale: 1.0,
             episodes: 6,
             shots: 2,
             queries: 2,

@@ -307,6 +307,7 @@ impl Prepared for ImageRun<'_> {
             let f32_blob = *name == "init.postcard";
             for k in args.eval_ks() {
                 let cfg = FewShotConfig {
+                    prototype_scale: 1.0,
                     episodes: if f32_blob {
                         args.options.eval_tasks
                     } else {

@@ -73,6 +73,12 @@ pub struct EvalArgs {
     /// blob (the `init.adam.postcard` a `--inner-state keep` run writes) instead of a fresh one.
     #[arg(long, value_name = "FILE")]
     pub optimizer_state: Option<PathBuf>,
+    /// Omniglot: multiply the logits of a head started from class prototypes by this factor
+    /// before the adaptation steps (both the full and the head-only start; 1: unscaled, the
+    /// nearest-prototype classifier, as a device starts). For experiments on validation
+    /// characters: see docs/experiments.md.
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    pub prototype_scale: f32,
 }
 
 impl EvalArgs {
@@ -202,6 +208,7 @@ impl EvalRecipe for EvalArgs {
                 adapt: self.adapt,
                 head_init: self.head_init,
                 head_start,
+                prototype_scale: self.prototype_scale,
             };
             let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
             let report = fewshot::evaluate_from_state(

@@ -319,6 +319,7 @@ impl OmniglotRun<'_> {
             let f32_blob = name != "init.f16.postcard";
             for k in self.args.eval_ks() {
                 let cfg = FewShotConfig {
+                    prototype_scale: 1.0,
                     episodes: if f32_blob {
                         episodes
                     } else {
