@@ -30,6 +30,11 @@ PAPER = "[Nichol et al. 2018](https://arxiv.org/abs/1803.02999)"
 PAPER_REPTILE = {(5, 1): 95.39, (5, 5): 98.90, (20, 1): 88.14, (20, 5): 96.65}
 PAPER_TRANSDUCTIVE = {(5, 1): 97.68, (5, 5): 99.48, (20, 1): 89.43, (20, 5): 97.12}
 PAPER_ITERATIONS = {5: 100_000, 20: 200_000}
+# Lake, Salakhutdinov & Tenenbaum, "Human-level concept learning through probabilistic program
+# induction", Science 2015: error rates (%) on their 20-way one-shot within-alphabet task.
+LAKE = "[Lake et al. 2015](https://doi.org/10.1126/science.aab3050)"
+LAKE_ERRORS = [("people", 4.5), ("Bayesian program learning", 3.3),
+               ("Siamese ConvNet (Koch et al. 2015)", 8.0)]
 
 # The result sets an Omniglot card holds (keys of its `results`).
 F32 = "init.postcard"
@@ -245,24 +250,62 @@ def omniglot_models(cards):
     )
 
 
+def lake_split(card):
+    """Whether the card's model trained on Lake's split (background alphabets only)."""
+    return card.get("data", "split") == "lake"
+
+
 def headline_models(cards):
-    """Per number of ways, the model with the largest training budget."""
+    """Per number of ways, the model of the paper's split with the largest training budget."""
     best = {}
     for c in omniglot_models(cards):
-        best.setdefault(c.number("ways"), c)
+        if not lake_split(c):
+            best.setdefault(c.number("ways"), c)
     return best
 
 
-def paper(table, ways, shots):
-    value = table.get((ways, shots))
+def paper(table, setting):
+    """The paper's figure for the setting's ways and shots; none for a Lake-split model (the
+    paper's numbers are on its own split)."""
+    value = None if lake_split(setting.card) else table.get((setting.ways, setting.shots))
     return "—" if value is None else f"{value:.2f}"
 
 
 def vs_paper(setting):
-    ref = PAPER_REPTILE.get((setting.ways, setting.shots))
+    ref = None if lake_split(setting.card) else PAPER_REPTILE.get((setting.ways, setting.shots))
     if ref is None:
         return "—"
     return signed(100 * setting.acc("all", "device")["mean"] - ref)
+
+
+def lake_section(models):
+    """The challenge's table: every card that holds a `lake_challenge` evaluation."""
+    rows = [(c, Setting(c, c.get("lake_challenge"))) for c in models if "lake_challenge" in c.data]
+    if not rows:
+        return []
+    out = [
+        "### Lake's one-shot challenge",
+        "",
+        "20-way 1-shot episodes within one alphabet of the 20 evaluation alphabets (every class of "
+        "an episode a character of that alphabet, the support set one drawer's drawing of each, "
+        "the query another drawer's), the model meta-trained on the 30 background alphabets alone "
+        "(`--split lake`); the card's own evaluation (`anole eval --split lake --protocol lake` "
+        "measures the same). Error = 100 − accuracy. Lake et al.'s figures "
+        f"({LAKE}, on their 400 trials of the same kind): "
+        + ", ".join(f"{name} {err}%" for name, err in LAKE_ERRORS)
+        + ".",
+        "",
+        "| model | episodes | accuracy, all layers | error | accuracy, head only | error |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for card, s in rows:
+        cells = []
+        for adaptation in ("all", "head"):
+            a = s.acc(adaptation, "device")
+            cells += [pct(a), f"{100 - 100 * a['mean']:.2f}%"]
+        out.append(f"| {card.link()} | {thousands(s.episodes)} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
 
 
 def optimizer_name(card):
@@ -330,9 +373,21 @@ def omniglot_section(cards):
             out.append(
                 f"| {card.link()} | {s.ways} | {shots} | {s.cell('all', 'device')} | "
                 f"{s.cell('all', 'transductive')} | {s.cell('head', 'device')} | {kept_cell} | "
-                f"{paper(PAPER_REPTILE, s.ways, shots)} | "
-                f"{paper(PAPER_TRANSDUCTIVE, s.ways, shots)} | {vs_paper(s)} |"
+                f"{paper(PAPER_REPTILE, s)} | "
+                f"{paper(PAPER_TRANSDUCTIVE, s)} | {vs_paper(s)} |"
             )
+    lake = [c for c in models if lake_split(c)]
+    if lake:
+        out += [
+            "",
+            and_list([c.link() for c in lake])
+            + " trained on Lake's split (the 30 background alphabets) and "
+            + ("is" if len(lake) == 1 else "are")
+            + " evaluated on characters of the 20 evaluation alphabets, so the paper's figures "
+            "(its own split) are not "
+            + ("its" if len(lake) == 1 else "their")
+            + " anchors; Lake's are, below.",
+        ]
     episodes = sorted({s.episodes for c in models for s in settings(c, F32).values()})
     out += [
         "",
@@ -343,6 +398,9 @@ def omniglot_section(cards):
         "`--optimizer-state models/MODEL/init.adam.postcard` the kept-state column "
         "(a CLI test checks that a card and `anole eval` agree).",
         "",
+    ]
+    out += lake_section(models)
+    out += [
         "### f16 blobs",
         "",
         "The same evaluation of `init.f16.postcard` (device normalisation, whole network):",
@@ -516,7 +574,7 @@ def readme_summary(by_task):
         for shots, s in sorted(settings(card, F32).items()):
             lines.append(
                 f"| Omniglot {ways}-way {shots}-shot: accuracy, % | "
-                f"{s.cell('all', 'device')} | {paper(PAPER_REPTILE, ways, shots)} | "
+                f"{s.cell('all', 'device')} | {paper(PAPER_REPTILE, s)} | "
                 f"[`{card.name}`](docs/results.md#omniglot) |"
             )
     lines.append(END)

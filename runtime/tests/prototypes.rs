@@ -62,6 +62,38 @@ fn head_is_the_nearest_prototype_classifier() {
     assert!(l.loss(&s).unwrap() < before);
 }
 
+/// The start is class-symmetric: relabelling the support set's classes permutes the started
+/// head's rows and biases, and nothing else.
+#[test]
+fn relabelling_permutes_the_started_head() {
+    let (dim, classes) = (4, 3);
+    let bytes = head(dim, classes);
+    let blob = Blob::parse(&bytes).unwrap();
+    let mut rng = Rng::new(11);
+    let features = rng.vec(6 * dim, -2.0, 2.0);
+    let targets = [0.0, 1.0, 2.0, 2.0, 0.0, 1.0];
+    let relabel = [2usize, 0, 1]; // class c becomes relabel[c]
+    let moved: Vec<f32> = targets
+        .iter()
+        .map(|&t| relabel[t as usize] as f32)
+        .collect();
+    let start = |targets: &[f32]| {
+        let mut arena = Vec::new();
+        let mut l = learner(&blob, &mut arena);
+        let s = SliceSamples::new(&features, targets, dim, 1).unwrap();
+        l.init_prototypes(&s).unwrap();
+        l.params().to_vec()
+    };
+    let (a, b) = (start(&targets), start(&moved));
+    let (wa, ba) = a.split_at(dim * classes);
+    let (wb, bb) = b.split_at(dim * classes);
+    for c in 0..classes {
+        let d = relabel[c];
+        assert_eq!(wa[c * dim..(c + 1) * dim], wb[d * dim..(d + 1) * dim]);
+        assert_eq!(ba[c], bb[d]);
+    }
+}
+
 /// Bad requests leave the parameters as they were.
 #[test]
 fn errors_leave_the_parameters_unchanged() {

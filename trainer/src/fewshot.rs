@@ -95,6 +95,29 @@ pub struct FewShotConfig {
     pub prototype_scale: f32,
 }
 
+impl FewShotConfig {
+    /// A card's evaluation of `episodes` K-shot episodes (`shots`), one query per class,
+    /// `steps` steps with the blob's batch and lr, seed 0, every layer adapting with the
+    /// device's normalisation, the head started from the blob's parameters (meta) and
+    /// head-only adaptation from prototypes; the other settings by struct update.
+    pub fn card(episodes: usize, shots: usize, steps: u32) -> FewShotConfig {
+        FewShotConfig {
+            episodes,
+            shots,
+            queries: 1,
+            steps,
+            batch: None,
+            lr: None,
+            seed: 0,
+            norm: NormMode::Device,
+            adapt: AdaptMode::All,
+            head_init: HeadInit::Prototypes,
+            head_start: HeadStart::Meta,
+            prototype_scale: 1.0,
+        }
+    }
+}
+
 /// One measured setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {

@@ -800,9 +800,12 @@ fn proto_maml_validation_and_lake_options() {
 
     // Lake: the background alphabets train, 1-shot episodes within an evaluation alphabet.
     let lake = tmp.path().join("lake");
-    ok(&small_run(&lake, "4", &["--split", "lake"]));
+    let printed = ok(&small_run(&lake, "4", &["--split", "lake"]));
     let cl = card(&lake);
     assert_eq!(cl["data"]["split"], "lake");
+    // 60 characters hold no evaluation alphabet of 5: the challenge is skipped, and says why.
+    assert!(printed.contains("challenge not evaluated"), "{printed}");
+    assert!(cl.get("lake_challenge").is_none());
     let lake_eval = |extra: &[&str]| {
         let mut args = vec![
             "eval",
@@ -835,6 +838,43 @@ fn proto_maml_validation_and_lake_options() {
         &lake_eval(&["--protocol", "lake", "--shots", "5"]),
         &["--protocol lake is 1-shot"],
     );
+    // With enough characters the card holds the challenge's evaluation, the same as `anole
+    // eval` makes it; a paper split's card has none.
+    let lake = tmp.path().join("lake-300");
+    ok(&small_run(
+        &lake,
+        "4",
+        &["--split", "lake", "--subset", "300"],
+    ));
+    let cl = card(&lake);
+    let challenge = &cl["lake_challenge"];
+    assert_eq!(
+        (challenge["shots"].as_u64(), challenge["episodes"].as_u64()),
+        (Some(1), Some(4))
+    );
+    let init = lake.join("init.postcard");
+    let out: Value = serde_json::from_str(&ok(&anole([
+        "eval",
+        "--model",
+        s(&init),
+        "--data",
+        s(&data),
+        "--split",
+        "lake",
+        "--subset",
+        "300",
+        "--protocol",
+        "lake",
+        "--tasks",
+        "4",
+        "--norm",
+        "device",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(out["reports"][0]["rows"], challenge["rows"]);
+    assert_eq!(challenge["rows"].as_array().map(Vec::len), Some(2));
+    assert!(card(&plain).get("lake_challenge").is_none());
 }
 
 /// Bad values of the Proto-MAML, validation and Lake options are refused, naming the flag.

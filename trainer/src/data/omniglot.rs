@@ -679,9 +679,8 @@ impl Pool {
         Ok(self.assemble(classes, (1, 1), support, query, rng))
     }
 
-    /// `ways` distinct classes of one alphabet in random order: the alphabet drawn uniformly
-    /// among those with at least `ways` classes in the pool (rotations count as classes).
-    fn alphabet_classes<R: Rng + ?Sized>(&self, ways: usize, rng: &mut R) -> Result<Vec<Class>> {
+    /// The pool's classes by alphabet.
+    fn by_alphabet(&self) -> BTreeMap<&str, Vec<Class>> {
         let mut by_alphabet: BTreeMap<&str, Vec<Class>> = BTreeMap::new();
         for &c in &self.classes {
             by_alphabet
@@ -689,12 +688,25 @@ impl Pool {
                 .or_default()
                 .push(c);
         }
+        by_alphabet
+    }
+
+    /// The classes of the pool's largest alphabet: within-alphabet (and Lake's) episodes can
+    /// have at most this many ways.
+    pub fn largest_alphabet(&self) -> usize {
+        self.by_alphabet().values().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// `ways` distinct classes of one alphabet in random order: the alphabet drawn uniformly
+    /// among those with at least `ways` classes in the pool (rotations count as classes).
+    fn alphabet_classes<R: Rng + ?Sized>(&self, ways: usize, rng: &mut R) -> Result<Vec<Class>> {
+        let by_alphabet = self.by_alphabet();
         let alphabets: Vec<&Vec<Class>> =
             by_alphabet.values().filter(|v| v.len() >= ways).collect();
         ensure!(
             !alphabets.is_empty(),
             "within-alphabet {ways}-way episodes need an alphabet with {ways} classes; this pool's largest has {}",
-            by_alphabet.values().map(Vec::len).max().unwrap_or(0)
+            self.largest_alphabet()
         );
         let alphabet = alphabets[rng.random_range(0..alphabets.len())];
         let picked = index::sample(rng, alphabet.len(), ways).into_vec();

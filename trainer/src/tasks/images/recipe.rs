@@ -5,7 +5,7 @@
 use super::{holdout, ImageTasks, NAME};
 use crate::data::images::SIDE;
 use crate::data::omniglot::{Omniglot, Pool};
-use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
+use crate::fewshot::{self, FewShotConfig, FewShotReport};
 use crate::meta::{Config, InnerState};
 use crate::model::Arch;
 use crate::progress;
@@ -306,24 +306,12 @@ impl Prepared for ImageRun<'_> {
         for (name, blob) in run.blobs {
             let f32_blob = *name == "init.postcard";
             for k in args.eval_ks() {
-                let cfg = FewShotConfig {
-                    prototype_scale: 1.0,
-                    episodes: if f32_blob {
-                        args.options.eval_tasks
-                    } else {
-                        args.options.eval_tasks.min(F16_CHECK_EPISODES)
-                    },
-                    shots: k,
-                    queries: 1,
-                    steps: run.adapt_steps,
-                    batch: None,
-                    lr: None,
-                    seed: 0,
-                    norm: NormMode::Device,
-                    adapt: AdaptMode::All,
-                    head_init: HeadInit::Prototypes,
-                    head_start: Default::default(),
+                let episodes = if f32_blob {
+                    args.options.eval_tasks
+                } else {
+                    args.options.eval_tasks.min(F16_CHECK_EPISODES)
                 };
+                let cfg = FewShotConfig::card(episodes, k, run.adapt_steps);
                 let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
                 let report = fewshot::evaluate(blob, &self.tasks, &cfg, &bar)
                     .with_context(|| format!("evaluating {name}"))?;

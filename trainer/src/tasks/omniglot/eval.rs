@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 /// The flags of `anole eval` for an Omniglot model.
 #[derive(clap::Args, Debug)]
+#[group(id = "omniglot_eval")] // clap names a group after its struct: two `EvalArgs` clash
 pub struct EvalArgs {
     /// Omniglot: adaptation minibatch [default: the blob's].
     #[arg(long)]

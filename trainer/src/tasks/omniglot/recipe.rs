@@ -4,11 +4,11 @@
 //! head-only adaptation; the f16 copy checked on fewer episodes; with a kept inner optimizer
 //! state, also adapting from it).
 
-use super::{OmniglotTasks, NAME};
+use super::{OmniglotTasks, Protocol, NAME};
 use crate::calibrate::STATISTICS_TASKS;
 use crate::card::TrainingBudget;
 use crate::data::omniglot::{Classes, Omniglot, Split};
-use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, HeadInit, NormMode};
+use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, NormMode};
 use crate::meta::{Config, HeadStart};
 use crate::progress;
 use crate::stats::{last_percent, recent};
@@ -256,6 +256,11 @@ pub struct CardSection {
     pub proto_shots: Option<usize>,
     /// Per evaluated blob (and adaptation start): one report per K-shot setting.
     pub results: BTreeMap<String, Vec<FewShotReport>>,
+    /// Under `--split lake`: `init.postcard` on Lake et al.'s one-shot challenge (N-way 1-shot
+    /// episodes within one held-out alphabet, support and queries from two drawers), as
+    /// `anole eval --split lake --protocol lake` measures it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lake_challenge: Option<FewShotReport>,
     /// Wall time of the evaluation, in seconds.
     pub evaluation_wall_time_s: f64,
     /// The held-out characters, `alphabet/character`, sorted.
@@ -318,19 +323,12 @@ impl OmniglotRun<'_> {
         for (name, blob, state) in runs {
             let f32_blob = name != "init.f16.postcard";
             for k in self.args.eval_ks() {
+                let n = if f32_blob {
+                    episodes
+                } else {
+                    episodes.min(F16_CHECK_EPISODES)
+                };
                 let cfg = FewShotConfig {
-                    prototype_scale: 1.0,
-                    episodes: if f32_blob {
-                        episodes
-                    } else {
-                        episodes.min(F16_CHECK_EPISODES)
-                    },
-                    shots: k,
-                    queries: 1,
-                    steps: run.adapt_steps,
-                    batch: None,
-                    lr: None,
-                    seed: 0,
                     norm: if f32_blob {
                         NormMode::Both
                     } else {
@@ -341,8 +339,8 @@ impl OmniglotRun<'_> {
                     } else {
                         AdaptMode::All
                     },
-                    head_init: HeadInit::Prototypes,
                     head_start: self.args.head_start,
+                    ..FewShotConfig::card(n, k, run.adapt_steps)
                 };
                 let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
                 let report = fewshot::evaluate_from_state(blob, state, &self.tasks, &cfg, &bar)
@@ -352,6 +350,38 @@ impl OmniglotRun<'_> {
             }
         }
         Ok(reports)
+    }
+
+    /// Under `--split lake`, `init.postcard` on Lake's one-shot challenge: the card's number
+    /// of episodes, one query per class, every layer adapting and the head alone, the device's
+    /// normalisation, the start of the run's head. None for another split, or when
+    /// [`OmniglotRun::lake_skipped`] says why not.
+    fn lake_challenge(&self, run: &Exported<'_>) -> Result<Option<FewShotReport>> {
+        if self.args.split != Split::Lake || self.lake_skipped().is_some() {
+            return Ok(None);
+        }
+        let cfg = FewShotConfig {
+            adapt: AdaptMode::Both,
+            head_start: self.args.head_start,
+            ..FewShotConfig::card(self.args.options.eval_tasks, 1, run.adapt_steps)
+        };
+        let family = self.tasks.clone().with_protocol(Protocol::Lake);
+        let bar = progress::bar(cfg.episodes as u64, "Lake's challenge");
+        let report = fewshot::evaluate(&run.blobs[0].1, &family, &cfg, &bar)
+            .context("evaluating init.postcard on Lake's one-shot challenge")?;
+        bar.finish_and_clear();
+        Ok(Some(report))
+    }
+
+    /// Under `--split lake`, why the held-out characters cannot make the challenge's episodes
+    /// (a small `--subset`), for the printed results.
+    fn lake_skipped(&self) -> Option<String> {
+        let (ways, largest) = (self.args.ways, self.tasks.test_pool().largest_alphabet());
+        (self.args.split == Split::Lake && largest < ways).then(|| {
+            format!(
+                "Lake's one-shot challenge not evaluated: {ways}-way episodes within an alphabet need an alphabet of {ways} held-out characters; the largest here has {largest}\n"
+            )
+        })
     }
 }
 
@@ -363,6 +393,17 @@ impl Prepared for OmniglotRun<'_> {
     fn evaluate(&self, run: &Exported<'_>) -> Result<Evaluation> {
         let start = Instant::now();
         let reports = self.reports(run)?;
+        let lake_challenge = self.lake_challenge(run)?;
+        let mut text = table(&reports);
+        text.push_str(&self.lake_skipped().unwrap_or_default());
+        if let Some(l) = &lake_challenge {
+            text.push_str(&format!(
+                "Lake's one-shot challenge, within-alphabet episodes ({}):\n{}{}",
+                l.describe(),
+                FewShotReport::table_header(),
+                l.table_rows()
+            ));
+        }
         let evaluation_wall_time_s = start.elapsed().as_secs_f64();
         let (args, cfg) = (self.args, run.cfg);
         let mut results: BTreeMap<String, Vec<FewShotReport>> = BTreeMap::new();
@@ -403,6 +444,7 @@ impl Prepared for OmniglotRun<'_> {
                 accuracy_last_inner_minibatch: tail.accuracy,
             },
             results,
+            lake_challenge,
             evaluation_wall_time_s,
             held_out_characters: held_out,
             validation_characters: self.validation.clone(),
@@ -410,7 +452,7 @@ impl Prepared for OmniglotRun<'_> {
         Ok(Evaluation {
             section: serde_json::to_value(&section).context("card.json")?,
             files: Vec::new(),
-            text: table(&reports),
+            text,
         })
     }
 }

@@ -234,6 +234,7 @@ impl Prepared for SineRun<'_> {
 
 /// `anole eval` of a sine model: no flags of its own.
 #[derive(clap::Args, Debug)]
+#[group(id = "sine_eval")] // clap names a group after its struct: two `EvalArgs` clash
 pub struct EvalArgs {}
 
 impl EvalRecipe for EvalArgs {
