@@ -52,9 +52,19 @@ def reply(msg: Message, delta: bytes, report) -> Message:
     return Message(content, reply_to=msg)
 
 
+def identify(msg: Message, context: Context) -> Message:
+    """The answer to the server's handshake (a ``query`` message): which device this node is.
+    The server samples and aggregates in device order, so a run does not depend on the node ids
+    a deployment hands out nor on the order replies arrive in."""
+    return Message(RecordDict({"device": MetricRecord({"number": device_number(context)})}),
+                   reply_to=msg)
+
+
 def make_client_app(**overrides) -> ClientApp:
     """A ClientApp reading its settings from the run configuration, then ``overrides``."""
     app = ClientApp()
+
+    app.query()(identify)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:

@@ -123,6 +123,8 @@ class ReptileStrategy(Strategy):
         self.set_blob(blob)
         self.secret = secret
         self.last: dict = {}
+        #: node id -> device number, from each node's answer to the handshake (None: none).
+        self.device_of: dict = {}
 
     def set_blob(self, blob: "anole.Blob"):
         self.blob = blob
@@ -132,8 +134,32 @@ class ReptileStrategy(Strategy):
     def summary(self) -> None:
         log.info("anole fleet: %s", json.dumps(self.s.as_dict()))
 
+    def identify(self, grid: Grid, nodes: List[int]) -> None:
+        """Ask the nodes not asked yet which device they are (a ``query`` message each)."""
+        new = [n for n in nodes if n not in self.device_of]
+        if not new:
+            return
+        asks = [Message(RecordDict(), dst_node_id=n, message_type="query", group_id="identify")
+                for n in new]
+        for n in new:
+            self.device_of[n] = None
+        for m in grid.send_and_receive(asks, timeout=self.s.round_timeout):
+            if m.has_error():
+                continue
+            rec = m.content.get("device")
+            if isinstance(rec, MetricRecord) and "number" in rec:
+                self.device_of[int(m.metadata.src_node_id)] = int(rec["number"])
+
+    def order(self, node: int):
+        """A node's place: by device number, then (nodes that did not say) by node id. Node ids
+        are drawn afresh by every deployment; device numbers are the fleet's own."""
+        device = self.device_of.get(node)
+        return (device is None, device if device is not None else 0, node)
+
     def sample(self, grid: Grid, round_: int) -> List[int]:
-        nodes = sorted(grid.get_node_ids())
+        nodes = list(grid.get_node_ids())
+        self.identify(grid, nodes)
+        nodes.sort(key=self.order)
         rng = np.random.default_rng([self.s.seed, round_])
         k = min(self.s.clients_per_round, len(nodes))
         # Indices, not the ids: node ids are 64-bit unsigned, beyond what numpy keeps exact.
@@ -183,6 +209,9 @@ class ReptileStrategy(Strategy):
                     if n not in answered]
         for node, why in refused:
             log.warning("round %d: update of node %d refused: %s", server_round, node, why)
+        # In device order, whatever order the replies came in: the aggregate's sums are then
+        # the same in every run.
+        keep = sorted(keep, key=lambda i: self.order(nodes[i]))
         accepted = [updates[i] for i in keep]
         eps = self.s.epsilon_at(server_round)
         record = {

@@ -14,26 +14,30 @@ from anole_fleet.client import make_client_app  # noqa: E402
 
 
 class FakeGrid:
-    """A Grid over ``devices`` in-process devices: node ids 1001.., partition ids 0... A device
-    in ``apps`` runs that ClientApp instead of the honest one; ``drop`` lists devices that never
-    answer; ``crash_round`` makes send_and_receive raise in that round (a server crash)."""
+    """A Grid over ``devices`` in-process devices: node ids ``ids`` (default 1001..), partition
+    ids 0... A device in ``apps`` runs that ClientApp instead of the honest one; ``drop`` lists
+    devices that never answer; ``crash_round`` makes send_and_receive raise in that round (a
+    server crash); ``reverse`` returns every batch of replies in reverse order."""
 
-    def __init__(self, devices, settings, apps=None, drop=(), crash_round=None):
+    def __init__(self, devices, settings, apps=None, drop=(), crash_round=None, ids=None,
+                 reverse=False):
         self.honest = make_client_app(**settings)
-        self.devices = devices
+        self.ids = list(ids) if ids is not None else [1001 + i for i in range(devices)]
+        self.device = {node: i for i, node in enumerate(self.ids)}
         self.settings = settings
         self.apps = apps or {}
         self.drop = set(drop)
         self.crash_round = crash_round
+        self.reverse = reverse
         self.contexts = {}
 
     def get_node_ids(self):
-        return [1001 + i for i in range(self.devices)]
+        return list(self.ids)
 
     def context(self, node):
         if node not in self.contexts:
             self.contexts[node] = Context(run_id=1, node_id=node,
-                                          node_config={"partition-id": node - 1001},
+                                          node_config={"partition-id": self.device[node]},
                                           state=RecordDict(), run_config={})
         return self.contexts[node]
 
@@ -43,14 +47,14 @@ class FakeGrid:
             if self.crash_round is not None and m.metadata.group_id == str(self.crash_round):
                 raise KeyboardInterrupt("server stopped")
             node = m.metadata.dst_node_id
-            if node - 1001 in self.drop:
-                continue
-            app = self.apps.get(node - 1001, self.honest)
+            if self.device[node] in self.drop and m.metadata.message_type != "query":
+                continue  # connected (it answered the handshake), then silent
+            app = self.apps.get(self.device[node], self.honest)
             try:
                 replies.append(app(m, self.context(node)))
             except Exception as e:  # what the engine makes of a failing ClientApp
                 replies.append(Message(Error(code=0, reason=str(e)), reply_to=m))
-        return replies
+        return replies[::-1] if self.reverse else replies
 
 
 def fix_crc(raw: bytes) -> bytes:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flwr.clientapp import ClientApp
 
-from anole_fleet.client import adapt, device_number, reply
+from anole_fleet.client import adapt, device_number, identify, reply
 from anole_fleet.settings import Settings
 from anole_fleet.simulate import simulate
 
@@ -17,6 +17,7 @@ def test_simulation_engine_with_a_dropout_and_a_stale_device(tmp_path):
                      eval_devices=10, samples_per_device=20, round_timeout=600.0)
     s = Settings.from_config({}, **overrides)
     app = ClientApp()
+    app.query()(identify)
 
     @app.train()
     def train(msg, context):

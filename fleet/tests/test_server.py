@@ -14,7 +14,7 @@ from flwr.clientapp import ClientApp
 
 import anole
 from anole_fleet import server
-from anole_fleet.client import adapt, reply
+from anole_fleet.client import adapt, identify, reply
 from anole_fleet.settings import Settings
 
 from conftest import FakeGrid, fix_crc
@@ -38,6 +38,7 @@ def params(settings, round_=None):
 def attacker(kind, settings):
     """A ClientApp that adapts honestly, then sends a bad update of ``kind``."""
     app = ClientApp()
+    app.query()(identify)
     s = Settings.from_config({}, **settings)
 
     @app.train()
@@ -164,6 +165,23 @@ def test_robust_aggregates_bound_sign_flipped_updates(aggregator, settings, tmp_
     assert off["mean"] > 3 * honest  # the attack works on the plain mean
     assert off[aggregator] < honest
     assert off[aggregator] < 0.2 * off["mean"]
+
+
+def test_runs_repeat_whatever_the_node_ids_and_the_reply_order(settings, tmp_path):
+    """Devices are sampled and aggregated in device order (each node says its device in a
+    handshake), so a deployment's node ids and the order replies arrive in change no bit."""
+    first = dict(settings, state_dir=str(tmp_path / "a"))
+    run(first)
+    second = dict(settings, state_dir=str(tmp_path / "b"))
+    rng = np.random.default_rng(7)
+    ids = [int(x) for x in rng.choice(2**62, size=20, replace=False)]
+    run(second, ids=ids, reverse=True)
+    assert np.array_equal(params(first), params(second))
+
+    def mse(settings):
+        return [r["held_out_mse"] for r in card(settings)["history"]]
+
+    assert mse(first) == mse(second)
 
 
 def test_dropouts_do_not_stall_a_round(settings):

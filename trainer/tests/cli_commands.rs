@@ -300,4 +300,22 @@ fn import_inverts_export_and_applies_overrides() {
         ]),
         &["one.onnx: cross-entropy needs at least 2 outputs"],
     );
+
+    // The operator table: markdown, one row per operator, and only on its own.
+    let table = ok(&anole(["import", "--operators"]));
+    assert!(table.starts_with("| ONNX operator | becomes | accepts |"));
+    for op in [
+        "`Gemm`",
+        "`Conv`",
+        "`AveragePool`",
+        "`Softmax`",
+        "`Constant`",
+    ] {
+        assert!(
+            table.contains(&format!("| {op} |")),
+            "{op} missing:\n{table}"
+        );
+    }
+    let e = anole(["import", "--operators", "--out", "x.postcard"]);
+    assert!(!e.status.success());
 }

@@ -11,10 +11,15 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// ONNX model to convert.
-    pub model: PathBuf,
+    #[arg(required_unless_present = "operators")]
+    pub model: Option<PathBuf>,
     /// Blob to write.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "operators")]
+    pub out: Option<PathBuf>,
+    /// Print the table of the ONNX operators the importer reads (what each becomes, what it
+    /// accepts) as markdown, and nothing else.
+    #[arg(long, exclusive = true)]
+    pub operators: bool,
     /// Adaptation learning rate (default: the file's anole metadata, else 0.02).
     #[arg(long)]
     pub lr: Option<f32>,
@@ -37,8 +42,12 @@ pub struct Args {
 
 /// Run `anole import`.
 pub fn run(a: Args) -> Result<()> {
-    let src = a.model.display();
-    let bytes = files::read(&a.model)?;
+    let (Some(model), Some(out)) = (&a.model, &a.out) else {
+        print!("{}", import::operator_table());
+        return Ok(());
+    };
+    let src = model.display();
+    let bytes = files::read(model)?;
     let imported = import::parse_onnx(&bytes).with_context(|| format!("{src}"))?;
     let opts = ImportOptions {
         lr: a.lr,
@@ -49,13 +58,13 @@ pub fn run(a: Args) -> Result<()> {
         dtype: a.dtype,
     };
     let blob = import::to_blob(&imported, &opts).with_context(|| format!("{src}"))?;
-    files::write(&a.out, &blob)?;
+    files::write(out, &blob)?;
     for note in &imported.notes {
         eprintln!("note: {note}");
     }
     eprintln!(
         "{src} -> {}: {} layers, {} parameters, {} bytes{}",
-        a.out.display(),
+        out.display(),
         imported.arch.layers.len(),
         imported.params.len(),
         blob.len(),

@@ -3,12 +3,10 @@
 //! refuse anything else with an error that names the node and operator.
 //!
 //! Accepted: a single chain of nodes from one float input (`[batch, n]` or `[batch, c, h, w]`)
-//! to one output, made of `Gemm` (`transB` 0 or 1), `MatMul` (+ `Add` of a bias), `Conv`,
-//! `BatchNormalization` (inference mode), `Relu`, `Tanh`, `Sigmoid`, `Clip`, `PRelu`, `MaxPool`
-//! (no padding), `Flatten` (`axis = 1`), `Reshape` to `[batch, -1]`, `Identity`, and `Constant`
-//! nodes feeding them; a `Softmax` or `LogSoftmax` over the classes as the last node is dropped
-//! with a note (the runtime's cross-entropy applies it).
-
+//! to one output, made of the operators registered in `ops::OPS` (each with what it accepts;
+//! the operator table of docs/cli.md is generated from it) and `Constant` nodes feeding them; a
+//! `Softmax` or `LogSoftmax` over the classes as the last node is dropped with a note (the
+//! runtime's cross-entropy applies it).
 //!
 //! Each operator is read by its own function, registered by name in [`ops`]; the graph walk
 //! here checks the chain and the layers the readers return.
@@ -21,6 +19,7 @@ use crate::model::{encode_blob, Arch, BlobMeta, DTypeArg};
 use anole::blob::AdaptSettings;
 use anole::{DType, Layer, Shape};
 use anyhow::{anyhow, bail, Result};
+pub use ops::operator_table;
 use ops::{Node, Step};
 use prost::Message;
 use proto::{at, input_dims, shape_str, Attrs, Consts};
@@ -571,6 +570,30 @@ mod tests {
             let back = to_blob(&imp, &ImportOptions::default()).unwrap();
             assert_eq!(back, bytes, "round trip of {arch:?}");
         }
+    }
+
+    #[test]
+    fn operator_table_in_the_docs_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md");
+        let page = std::fs::read_to_string(&path).unwrap();
+        let (begin, end) = ("<!-- operators:begin", "<!-- operators:end -->");
+        let b = page
+            .find(begin)
+            .expect("docs/cli.md: no operators:begin marker");
+        let b = b + page[b..].find('\n').unwrap() + 1;
+        let e = page
+            .find(end)
+            .expect("docs/cli.md: no operators:end marker");
+        let table = ops::operator_table();
+        if std::env::var_os("ANOLE_WRITE_DOCS").is_some() {
+            std::fs::write(&path, format!("{}{table}{}", &page[..b], &page[e..])).unwrap();
+            return;
+        }
+        assert_eq!(
+            page[b..e],
+            table,
+            "docs/cli.md's operator table is stale: rerun with ANOLE_WRITE_DOCS=1"
+        );
     }
 
     #[test]

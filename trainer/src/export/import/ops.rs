@@ -69,6 +69,10 @@ pub(super) struct Op {
     pub name: &'static str,
     /// How the list of supported operators names it (`None`: not listed on its own).
     pub listed: Option<&'static str>,
+    /// What it becomes in the blob, for the operator table of the docs.
+    pub becomes: &'static str,
+    /// The attributes and inputs it accepts, for the operator table of the docs.
+    pub accepts: &'static str,
     /// The number of inputs it must have, when fixed.
     pub arity: Option<usize>,
     /// The activation may be any of its inputs (the others are constants), not only the first.
@@ -77,11 +81,19 @@ pub(super) struct Op {
     pub read: fn(&Node<'_>) -> Result<Step>,
 }
 
-/// An operator whose activation is its first input.
-const fn op(name: &'static str, listed: &'static str, read: fn(&Node<'_>) -> Result<Step>) -> Op {
+/// An operator whose activation is its first input: its ONNX name, its name in the list of
+/// supported operators, what it becomes and what it accepts (the docs' table), its reader.
+const fn op(
+    name: &'static str,
+    listed: &'static str,
+    (becomes, accepts): (&'static str, &'static str),
+    read: fn(&Node<'_>) -> Result<Step>,
+) -> Op {
     Op {
         name,
         listed: Some(listed),
+        becomes,
+        accepts,
         arity: None,
         commutative: false,
         read,
@@ -90,47 +102,134 @@ const fn op(name: &'static str, listed: &'static str, read: fn(&Node<'_>) -> Res
 
 /// Every operator read, in the order the list of supported operators gives them.
 pub(super) const OPS: &[Op] = &[
-    op("Gemm", "Gemm", gemm),
-    op("MatMul", "MatMul+Add", matmul),
+    op(
+        "Gemm",
+        "Gemm",
+        ("Dense", "`alpha` = `beta` = 1, `transA` = 0, `transB` 0 or 1; constant weight, optional constant bias"),
+        gemm,
+    ),
+    op(
+        "MatMul",
+        "MatMul+Add",
+        ("Dense (with the `Add` after it as its bias)", "a constant 2-D weight; the activation first"),
+        matmul,
+    ),
     Op {
         name: "Add",
         listed: None,
+        becomes: "the bias of the Dense before it",
+        accepts: "right after `Gemm` or `MatMul`, a constant of one value per output, either input",
         arity: Some(2),
         commutative: true,
         read: add,
     },
-    op("Conv", "Conv", conv),
-    op("BatchNormalization", "BatchNormalization", batch_norm),
-    op("Relu", "Relu", |_| Ok(Step::Layer(Layer::Relu, vec![]))),
-    op("Tanh", "Tanh", |_| Ok(Step::Layer(Layer::Tanh, vec![]))),
-    op("Sigmoid", "Sigmoid", |_| {
+    op(
+        "Conv",
+        "Conv",
+        ("Conv2d", "a constant `[out, in, k, k]` weight (square kernel), optional bias, `group` 1, `dilations` 1, equal `strides`, `pads` equal on all four sides (`auto_pad` only `NOTSET` or `VALID`)"),
+        conv,
+    ),
+    op(
+        "BatchNormalization",
+        "BatchNormalization",
+        ("Norm (scale, shift and the running statistics)", "inference (`training_mode` 0), `spatial` 1, positive `epsilon`, non-negative variances"),
+        batch_norm,
+    ),
+    op("Relu", "Relu", ("Relu", "—"), |_| Ok(Step::Layer(Layer::Relu, vec![]))),
+    op("Tanh", "Tanh", ("Tanh", "—"), |_| Ok(Step::Layer(Layer::Tanh, vec![]))),
+    op("Sigmoid", "Sigmoid", ("Sigmoid", "—"), |_| {
         Ok(Step::Layer(Layer::Extra(Extra::Sigmoid), vec![]))
     }),
-    op("Clip", "Clip", clip),
-    op("PRelu", "PRelu", prelu),
-    op("LeakyRelu", "LeakyRelu", leaky_relu),
-    op("HardSigmoid", "HardSigmoid", hard_sigmoid),
-    op("HardSwish", "HardSwish", |_| {
+    op(
+        "Clip",
+        "Clip",
+        ("Clip (ReLU6, Hardtanh)", "bounds as constant inputs, or before opset 11 as `min`/`max` attributes; a missing bound is infinite"),
+        clip,
+    ),
+    op(
+        "PRelu",
+        "PRelu",
+        ("PRelu", "a constant slope per channel, or one slope for all"),
+        prelu,
+    ),
+    op(
+        "LeakyRelu",
+        "LeakyRelu",
+        ("LeakyRelu", "a positive `alpha` (default 0.01)"),
+        leaky_relu,
+    ),
+    op(
+        "HardSigmoid",
+        "HardSigmoid",
+        ("HardSigmoid", "finite `alpha` (0.2) and `beta` (0.5)"),
+        hard_sigmoid,
+    ),
+    op("HardSwish", "HardSwish", ("HardSwish", "—"), |_| {
         Ok(Step::Layer(Layer::Extra(Extra::HardSwish), vec![]))
     }),
-    op("MaxPool", "MaxPool", max_pool),
-    op("AveragePool", "AveragePool", average_pool),
+    op(
+        "MaxPool",
+        "MaxPool",
+        ("MaxPool2d", "a square 2-D `kernel_shape`, equal `strides`, equal `pads` below the kernel, `ceil_mode` 0, `dilations` 1, `storage_order` 0, no `Indices` output"),
+        max_pool,
+    ),
+    op(
+        "AveragePool",
+        "AveragePool",
+        ("AvgPool2d", "as `MaxPool`, and `count_include_pad` 0 or 1"),
+        average_pool,
+    ),
     op(
         "GlobalAveragePool",
         "GlobalAveragePool",
+        ("GlobalAvgPool", "an image input"),
         global_average_pool,
     ),
-    op("Flatten", "Flatten", flatten),
-    op("Reshape", "Reshape to [batch, -1]", reshape),
-    op("Identity", "Identity", |_| Ok(Step::Pass)),
-    op("Dropout", "Dropout (dropped)", dropout),
-    op("Softmax", "Softmax (last node)", final_softmax),
-    op("LogSoftmax", "LogSoftmax (last node)", final_softmax),
+    op("Flatten", "Flatten", ("Flatten", "`axis` 1"), flatten),
+    op(
+        "Reshape",
+        "Reshape to [batch, -1]",
+        ("Flatten", "a constant shape `[batch or 0, -1 or n]`, `allowzero` 0"),
+        reshape,
+    ),
+    op("Identity", "Identity", ("nothing", "—"), |_| Ok(Step::Pass)),
+    op(
+        "Dropout",
+        "Dropout (dropped)",
+        ("nothing (a note)", "inference: a constant false `training_mode` or none; no mask output"),
+        dropout,
+    ),
+    op(
+        "Softmax",
+        "Softmax (last node)",
+        ("nothing (a note): the blob outputs the logits", "the graph's last node, over the classes"),
+        final_softmax,
+    ),
+    op(
+        "LogSoftmax",
+        "LogSoftmax (last node)",
+        ("nothing (a note): the blob outputs the logits", "the graph's last node, over the classes"),
+        final_softmax,
+    ),
 ];
 
 /// The operator named `name`.
 pub(super) fn find(name: &str) -> Option<&'static Op> {
     OPS.iter().find(|o| o.name == name)
+}
+
+/// The operator table of the docs (markdown): every operator read, what it becomes and what it
+/// accepts, plus `Constant` (whose value feeds the others).
+pub fn operator_table() -> String {
+    let mut t = String::from("| ONNX operator | becomes | accepts |\n|---|---|---|\n");
+    for o in OPS {
+        t.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            o.name, o.becomes, o.accepts
+        ));
+    }
+    t.push_str("| `Constant` | a constant input of the nodes above | a `value` tensor |\n");
+    t
 }
 
 /// The supported operators, as the error for another one lists them.
