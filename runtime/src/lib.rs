@@ -39,9 +39,9 @@
 //! `blob.rs`; its arena sizes and `Blob::parse_signed` call into [`plan`] and `sign`.
 #![no_std]
 #![deny(missing_docs)]
-// `unsafe` only in `simd::host_simd` (x86-64 host builds: the AVX2 copy of a kernel, called
-// when the CPU has AVX2), `layers::conv_fma` (x86-64 hosts with the `gemm` feature: the AVX2 and
-// FMA convolution kernels, their loads bounded by assertions) and `layers::vfp` (hard-float
+// `unsafe` only in `simd::host_simd` (x86-64 host builds: the AVX-512 and AVX2 copies of a
+// kernel, called when the CPU has them), `layers::conv_fma` (x86-64 hosts with the `gemm`
+// feature: the AVX-512 and AVX2/FMA convolution kernels, their loads bounded by assertions) and `layers::vfp` (hard-float
 // bare-metal Arm: FPU assembly kernels), each block with its proof of soundness.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -65,7 +65,7 @@ pub mod persist;
 pub mod plan;
 #[cfg(feature = "sign")]
 pub mod sign;
-mod simd;
+pub mod simd;
 pub mod submodel;
 pub mod wire;
 
