@@ -32,8 +32,8 @@
 //!
 //! # Modules
 //!
-//! Each uses only those listed before it: [`limits`] and [`dtype`] (leaves), [`wire`] (the
-//! encoded records), [`error`], [`layers`] (shapes, parameters and kernels of each layer kind),
+//! Each uses only those listed before it: [`limits`], [`dtype`] and [`simd`] (leaves; `simd`
+//! chooses the host kernels' vector path), [`wire`] (the encoded records), [`error`], [`layers`] (shapes, parameters and kernels of each layer kind),
 //! [`blob`] (parsing and validation), [`plan`] (the arena layout) and [`submodel`] (a blob's
 //! body and head), [`learner`], then `host`, `persist` and `sign`. [`buffer`] and [`loss`] stand apart. Every method of [`Blob`] is in
 //! `blob.rs`; its arena sizes and `Blob::parse_signed` call into [`plan`] and `sign`.
