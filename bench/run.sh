@@ -115,8 +115,12 @@ target/release/anole-bench --sine models/sine --omniglot "$omni" --omniglot-labe
     >"$out/rows.md"
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+# The CPU's vector features that the host kernels choose between (baseline SSE2, AVX2 + FMA,
+# AVX-512 F/VL/BW/DQ).
+flags=$(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2- | tr ' ' '\n' |
+    grep -xE 'sse2|avx|avx2|fma|avx512f|avx512vl|avx512bw|avx512dq' | tr '\n' ' ' | sed 's/ $//')
 {
-    echo "Machine: $cpu, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), $(rustc --version)," \
+    echo "Machine: $cpu (${flags:-no vector features listed}), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), $(rustc --version)," \
         "load average (1 min) $load_start at start, $(load1) at end$([ "$quick" = 1 ] && echo ' (--quick: smoke run, not for quoting)')"
     echo
     cat "$out/rows.md"

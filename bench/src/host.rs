@@ -112,6 +112,8 @@ pub struct Forward {
     pub tract: f64,
     /// Largest absolute difference between the two outputs.
     pub max_diff: f32,
+    /// Largest absolute value of tract's outputs.
+    pub max_abs: f32,
 }
 
 /// anole's `predict` against tract's run of the ONNX export, at `rows` samples per call.
@@ -180,9 +182,11 @@ pub fn forward(model: &Model, rows: usize, budget: Duration) -> Result<Forward> 
         .zip(&y)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
+    let max_abs = t.iter().map(|a| a.abs()).fold(0.0f32, f32::max);
     Ok(Forward {
         anole,
         tract,
         max_diff,
+        max_abs,
     })
 }

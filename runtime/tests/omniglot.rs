@@ -166,6 +166,43 @@ fn loads_predicts_and_adapts() {
     assert_eq!(a, b);
 }
 
+/// Every host kernel path the CPU has (baseline, AVX2, AVX-512, forced in turn by
+/// `anole::simd::force`) adapts the CNN to the same bits and predicts the same bits: the
+/// convolutions (with `gemm`: the AVX-512 and AVX2/FMA kernels), norm, ReLU, dense and Adam.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[test]
+fn every_host_path_gives_the_same_bits() {
+    use anole::simd::{force, Path};
+    let bytes = model().encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let batch = WAYS * SHOTS;
+    let (xs, ys, xq, _) = task(3, 4);
+    let support = SliceSamples::new(&xs, &ys, PIXELS, 1).unwrap();
+    let run = |p: Path| {
+        let took = force(Some(p));
+        let mut arena = vec![0.0f32; blob.arena_len(batch).unwrap()];
+        let mut l = Learner::new(&blob, &mut arena).unwrap();
+        l.adapt(&support, 3).unwrap();
+        let mut y = vec![0.0f32; batch * WAYS];
+        l.predict(&xq, &mut y).unwrap();
+        let bits: Vec<u32> = l.params().iter().chain(&y).map(|v| v.to_bits()).collect();
+        (took, bits)
+    };
+    let runs: Vec<(Path, Vec<u32>)> = [Path::Baseline, Path::Avx2, Path::Avx512]
+        .into_iter()
+        .map(run)
+        .collect();
+    force(None);
+    println!(
+        "paths run: {:?}",
+        runs.iter().map(|r| r.0.name()).collect::<Vec<_>>()
+    );
+    for (took, bits) in &runs[1..] {
+        let first = bits.iter().zip(&runs[0].1).position(|(a, b)| a != b);
+        assert_eq!(first, None, "{took:?} against the baseline");
+    }
+}
+
 #[test]
 fn head_only_adaptation() {
     let m = model();

@@ -22,24 +22,25 @@
 
 use std::vec::Vec;
 
+use crate::simd::Path;
 use core::arch::x86_64::{
-    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
-    _mm256_setzero_ps, _mm256_storeu_ps,
+    __m256, __m512, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_setzero_ps, _mm256_storeu_ps, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
+    _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
-/// Channels per block: two AVX registers.
+/// Channels per block: two AVX registers, one AVX-512 register.
 pub const CH_BLOCK: usize = 16;
-/// Rows per block (positions, or output channels for the weight gradient): 6 × 2
-/// accumulators, 2 vector registers and a broadcast fill the 16 AVX registers.
-const ROWS: usize = 6;
+/// The most rows of a block of any kernel (the AVX-512 kernels', set where `drivers!` runs).
+const MAX_ROWS: usize = 16;
 /// The depth of matrixmultiply's f32 blocks (`S_KC`): its chain of multiply-adds restarts
 /// every `KC` values of the inner dimension, and so do these kernels'.
 const KC: usize = 256;
 
-/// Calls the kernel `$f::<R>` built for the block's number of rows (`1..=ROWS`), so each
-/// block size gets its accumulators in registers.
+/// Calls the kernel `$f::<R>` built for the block's number of rows (`1..=6` or `1..=16`), so
+/// each block size gets its accumulators in registers.
 macro_rules! by_rows {
-    ($rows:expr, $f:ident($($a:expr),* $(,)?)) => {
+    (6, $rows:expr, $f:ident($($a:expr),* $(,)?)) => {
         match $rows {
             6 => $f::<6>($($a),*),
             5 => $f::<5>($($a),*),
@@ -49,28 +50,49 @@ macro_rules! by_rows {
             _ => $f::<1>($($a),*),
         }
     };
+    (16, $rows:expr, $f:ident($($a:expr),* $(,)?)) => {
+        match $rows {
+            16 => $f::<16>($($a),*),
+            15 => $f::<15>($($a),*),
+            14 => $f::<14>($($a),*),
+            13 => $f::<13>($($a),*),
+            12 => $f::<12>($($a),*),
+            11 => $f::<11>($($a),*),
+            10 => $f::<10>($($a),*),
+            9 => $f::<9>($($a),*),
+            8 => $f::<8>($($a),*),
+            7 => $f::<7>($($a),*),
+            _ => by_rows!(6, $rows, $f($($a),*)),
+        }
+    };
 }
 
-/// A block's results: `ROWS` rows of [`CH_BLOCK`] values.
-type Block = [[f32; CH_BLOCK]; ROWS];
+/// A block's results: up to [`MAX_ROWS`] rows of [`CH_BLOCK`] values.
+type Block = [[f32; CH_BLOCK]; MAX_ROWS];
 
 /// Fuzzing builds only: when set, [`usable`] says no, so the host convolution takes its
 /// matrix-product path and a fuzz target can compare both paths bit for bit.
 #[cfg(fuzzing)]
 pub static DISABLED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-fn cpu() -> bool {
+/// The kernels' path: AVX-512 or AVX2 (with FMA), or `Baseline` when they cannot run.
+fn cpu() -> Path {
     #[cfg(fuzzing)]
     if DISABLED.load(core::sync::atomic::Ordering::Relaxed) {
-        return false;
+        return Path::Baseline;
     }
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    crate::simd::path()
 }
 
 /// Whether this CPU runs the kernels and the geometry suits them (whole blocks of output and
 /// input channels, at least one of each).
 pub fn usable(cin: usize, cout: usize) -> bool {
-    cin > 0 && cout > 0 && cin % CH_BLOCK == 0 && cout % CH_BLOCK == 0 && cpu()
+    blocks(cin) && blocks(cout) && cpu() >= Path::Avx2
+}
+
+/// Whether `c` channels are whole blocks, at least one.
+fn blocks(c: usize) -> bool {
+    c > 0 && c.is_multiple_of(CH_BLOCK)
 }
 
 /// The weights `[cout, cin, k²]` reordered for [`forward`] into `out`: block `b` of
@@ -144,7 +166,8 @@ impl Layout<'_> {
             s * self.cout * plane + p,
         )
     }
-    /// Panics unless the CPU has AVX2 and FMA, the channels come in whole blocks, the images,
+    /// Panics unless the CPU has AVX2 and FMA (whatever path [`usable`] chose: the kernels
+    /// need only the features), the channels come in whole blocks, the images,
     /// the output and the weights are as large as the geometry says, and every window lies
     /// inside its image, all in checked arithmetic: then no index the kernels compute
     /// overflows. (The kernels bound their own unchecked reads as well, block by block.)
@@ -163,7 +186,7 @@ impl Layout<'_> {
             )
         };
         assert!(
-            usable(self.cin, self.cout),
+            blocks(self.cin) && blocks(self.cout) && crate::simd::widest() >= Path::Avx2,
             "conv_fma::{what}: a CPU without AVX2 and FMA, or channels not in blocks of {CH_BLOCK}"
         );
         assert!(
@@ -173,52 +196,27 @@ impl Layout<'_> {
     }
 }
 
+/// Runs `$f` of the AVX-512 drivers or the AVX2 ones, as the path allows; `check` confirmed
+/// that the CPU has at least AVX2 and FMA.
+macro_rules! dispatch {
+    ($f:ident($($a:expr),* $(,)?)) => {
+        match cpu() {
+            // SAFETY: calling a `#[target_feature]` function needs only that the CPU has its
+            // features; the path is `Avx512` only when every feature `avx512` enables was
+            // detected on this CPU (`simd::path` never exceeds `simd::widest`).
+            Path::Avx512 => unsafe { avx512::$f($($a),*) },
+            // SAFETY: as above; `check` confirmed AVX2 and FMA (`simd::widest`).
+            _ => unsafe { avx2::$f($($a),*) },
+        }
+    };
+}
+
 /// `y` = the convolution of `images` with the weights `wr` (from [`reorder_forward`]), plus
 /// `bias`.
 pub fn forward(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32], y: &mut [f32]) {
     lay.check(images.len(), y.len(), wr.len(), "forward");
     assert!(bias.len() >= lay.cout, "conv_fma::forward: bias too short");
-    // SAFETY: calling a `#[target_feature]` function needs only that the CPU has its
-    // features; `check` confirmed AVX2 and FMA (through `usable`).
-    unsafe { forward_run(lay, images, wr, bias, y) }
-}
-
-#[target_feature(enable = "avx2,fma")]
-fn forward_run(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32], y: &mut [f32]) {
-    let (cin, cout, kk) = (lay.cin, lay.cout, lay.origins.len());
-    let plane = lay.starts.len();
-    let total = lay.positions();
-    // Per input channel of a block: the weights of its k² offsets, 16 values each.
-    let step = kk * CH_BLOCK;
-    let mut q = 0;
-    while q < total {
-        let rows = ROWS.min(total - q);
-        let px = Rows::new(core::array::from_fn(|t| {
-            if t < rows {
-                lay.at(q + t).0
-            } else {
-                0
-            }
-        }));
-        for b in 0..cout / CH_BLOCK {
-            let wb = &wr[b * cin * step..][..cin * step];
-            let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
-            // Per offset and KC input channels: the weights of (ci, j) at (ci·k² + j)·16 in
-            // the block's, each position's input value at its pixel + origin·cin + ci.
-            for (j, &origin) in lay.origins.iter().enumerate() {
-                let (w, x) = (&wb[j * CH_BLOCK..], &images[origin * cin..]);
-                by_rows!(rows, chain(cin, w, step, x, &px, 1, &mut sums));
-            }
-            for (t, v) in sums.iter().enumerate().take(rows) {
-                let (s, p) = ((q + t) / plane, (q + t) % plane);
-                for (u, &value) in v.iter().enumerate() {
-                    let co = b * CH_BLOCK + u;
-                    y[(s * cout + co) * plane + p] = value + bias[co];
-                }
-            }
-        }
-        q += rows;
-    }
+    dispatch!(forward_run(lay, images, wr, bias, y))
 }
 
 /// Adds onto `grad` (padded images like the input's, channels last) the input gradient of
@@ -226,49 +224,14 @@ fn forward_run(lay: &Layout<'_>, images: &[f32], wr: &[f32], bias: &[f32], y: &m
 /// offset in order, each position's `cin` values onto the pixel under its window.
 pub fn backward_input(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) {
     lay.check(grad.len(), gy.len(), wr.len(), "backward_input");
-    // SAFETY: as in `forward`.
-    unsafe { input_run(lay, gy, wr, grad) }
-}
-
-#[target_feature(enable = "avx2,fma")]
-fn input_run(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) {
-    let (cin, cout) = (lay.cin, lay.cout);
-    let plane = lay.starts.len();
-    let total = lay.positions();
-    for (j, &origin) in lay.origins.iter().enumerate() {
-        let wj = &wr[j * cout * cin..][..cout * cin];
-        let mut q = 0;
-        while q < total {
-            let rows = ROWS.min(total - q);
-            // Each position's output gradient (channel `co` at + co·P) and pixel.
-            let (mut gq, mut px) = ([0usize; ROWS], [0usize; ROWS]);
-            for t in 0..rows {
-                (px[t], gq[t]) = lay.at(q + t);
-            }
-            let gq = Rows::new(gq);
-            for c0 in (0..cin).step_by(CH_BLOCK) {
-                // Chain over the output channels: weights of (j, co) at co·cin + c0 in the
-                // offset's.
-                let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
-                by_rows!(rows, chain(cout, &wj[c0..], cin, gy, &gq, plane, &mut sums));
-                for (t, v) in sums.iter().enumerate().take(rows) {
-                    let d = &mut grad[px[t] + origin * cin + c0..][..CH_BLOCK];
-                    for (dv, &value) in d.iter_mut().zip(v) {
-                        *dv += value;
-                    }
-                }
-            }
-            q += rows;
-        }
-    }
+    dispatch!(input_run(lay, gy, wr, grad))
 }
 
 /// The weight gradient of output gradient `gy` and the input `images`, written (not added)
 /// into `dw` (`[cout, cin, k²]`); zeros for an empty batch.
 pub fn backward_weights(lay: &Layout<'_>, images: &[f32], gy: &[f32], dw: &mut [f32]) {
     lay.check(images.len(), gy.len(), dw.len(), "backward_weights");
-    // SAFETY: as in `forward`.
-    unsafe { weights_run(lay, images, gy, dw) }
+    dispatch!(weights_run(lay, images, gy, dw))
 }
 
 /// Every position's window (its first float in the images) and output-gradient value
@@ -289,46 +252,156 @@ impl Positions {
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
-fn weights_run(lay: &Layout<'_>, images: &[f32], gy: &[f32], dw: &mut [f32]) {
-    let (cin, cout, kk) = (lay.cin, lay.cout, lay.origins.len());
-    let plane = lay.starts.len();
-    let pos = Positions::new(lay);
-    if pos.last.is_none() {
-        // No position: every sum is empty.
-        dw[..cout * cin * kk].fill(0.0);
-        return;
-    }
-    for (j, &origin) in lay.origins.iter().enumerate() {
-        let mut co0 = 0;
-        while co0 < cout {
-            let rows = ROWS.min(cout - co0);
-            let g = &gy[co0 * plane..];
-            for c0 in (0..cin).step_by(CH_BLOCK) {
-                let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
-                let x = &images[origin * cin + c0..];
-                by_rows!(rows, outer(&pos, plane, g, x, &mut sums));
-                for (t, v) in sums.iter().enumerate().take(rows) {
-                    for (u, &value) in v.iter().enumerate() {
-                        dw[((co0 + t) * cin + c0 + u) * kk + j] = value;
+/// The drivers of one path, in module `$m`: its functions enable `$feat`, block `$rows` rows
+/// and call the kernels `$chain` and `$outer`. The path changes how many rows share a block,
+/// never the order of any element's sum.
+macro_rules! drivers {
+    ($m:ident, $feat:literal, $rows:tt, $chain:ident, $outer:ident) => {
+        mod $m {
+            use super::*;
+
+            #[target_feature(enable = $feat)]
+            pub(super) fn forward_run(
+                lay: &Layout<'_>,
+                images: &[f32],
+                wr: &[f32],
+                bias: &[f32],
+                y: &mut [f32],
+            ) {
+                let (cin, cout, kk) = (lay.cin, lay.cout, lay.origins.len());
+                let plane = lay.starts.len();
+                let total = lay.positions();
+                // Per input channel of a block: the weights of its k² offsets, 16 values each.
+                let step = kk * CH_BLOCK;
+                let mut q = 0;
+                while q < total {
+                    let rows = $rows.min(total - q);
+                    let px = Rows::new(core::array::from_fn(|t| {
+                        if t < rows {
+                            lay.at(q + t).0
+                        } else {
+                            0
+                        }
+                    }));
+                    for b in 0..cout / CH_BLOCK {
+                        let wb = &wr[b * cin * step..][..cin * step];
+                        let mut sums = [[0.0f32; CH_BLOCK]; MAX_ROWS];
+                        // Per offset and KC input channels: the weights of (ci, j) at
+                        // (ci·k² + j)·16 in the block's, each position's input value at its
+                        // pixel + origin·cin + ci.
+                        for (j, &origin) in lay.origins.iter().enumerate() {
+                            let (w, x) = (&wb[j * CH_BLOCK..], &images[origin * cin..]);
+                            by_rows!($rows, rows, $chain(cin, w, step, x, &px, 1, &mut sums));
+                        }
+                        for (t, v) in sums.iter().enumerate().take(rows) {
+                            let (s, p) = ((q + t) / plane, (q + t) % plane);
+                            for (u, &value) in v.iter().enumerate() {
+                                let co = b * CH_BLOCK + u;
+                                y[(s * cout + co) * plane + p] = value + bias[co];
+                            }
+                        }
+                    }
+                    q += rows;
+                }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) fn input_run(lay: &Layout<'_>, gy: &[f32], wr: &[f32], grad: &mut [f32]) {
+                let (cin, cout) = (lay.cin, lay.cout);
+                let plane = lay.starts.len();
+                let total = lay.positions();
+                for (j, &origin) in lay.origins.iter().enumerate() {
+                    let wj = &wr[j * cout * cin..][..cout * cin];
+                    let mut q = 0;
+                    while q < total {
+                        let rows = $rows.min(total - q);
+                        // Each position's output gradient (channel `co` at + co·P) and pixel.
+                        let (mut gq, mut px) = ([0usize; MAX_ROWS], [0usize; MAX_ROWS]);
+                        for t in 0..rows {
+                            (px[t], gq[t]) = lay.at(q + t);
+                        }
+                        let gq = Rows::new(gq);
+                        for c0 in (0..cin).step_by(CH_BLOCK) {
+                            // Chain over the output channels: weights of (j, co) at co·cin + c0
+                            // in the offset's.
+                            let mut sums = [[0.0f32; CH_BLOCK]; MAX_ROWS];
+                            by_rows!(
+                                $rows,
+                                rows,
+                                $chain(cout, &wj[c0..], cin, gy, &gq, plane, &mut sums)
+                            );
+                            for (t, v) in sums.iter().enumerate().take(rows) {
+                                let d = &mut grad[px[t] + origin * cin + c0..][..CH_BLOCK];
+                                for (dv, &value) in d.iter_mut().zip(v) {
+                                    *dv += value;
+                                }
+                            }
+                        }
+                        q += rows;
                     }
                 }
             }
-            co0 += rows;
+
+            #[target_feature(enable = $feat)]
+            pub(super) fn weights_run(
+                lay: &Layout<'_>,
+                images: &[f32],
+                gy: &[f32],
+                dw: &mut [f32],
+            ) {
+                let (cin, cout, kk) = (lay.cin, lay.cout, lay.origins.len());
+                let plane = lay.starts.len();
+                let pos = Positions::new(lay);
+                if pos.last.is_none() {
+                    // No position: every sum is empty.
+                    dw[..cout * cin * kk].fill(0.0);
+                    return;
+                }
+                for (j, &origin) in lay.origins.iter().enumerate() {
+                    let mut co0 = 0;
+                    while co0 < cout {
+                        let rows = $rows.min(cout - co0);
+                        let g = &gy[co0 * plane..];
+                        for c0 in (0..cin).step_by(CH_BLOCK) {
+                            let mut sums = [[0.0f32; CH_BLOCK]; MAX_ROWS];
+                            let x = &images[origin * cin + c0..];
+                            by_rows!($rows, rows, $outer(&pos, plane, g, x, &mut sums));
+                            for (t, v) in sums.iter().enumerate().take(rows) {
+                                for (u, &value) in v.iter().enumerate() {
+                                    dw[((co0 + t) * cin + c0 + u) * kk + j] = value;
+                                }
+                            }
+                        }
+                        co0 += rows;
+                    }
+                }
+            }
         }
-    }
+    };
 }
+
+// Rows per block (positions, or output channels for the weight gradient). AVX2: 6 × 2
+// accumulators, 2 vector registers and a broadcast fill the 16 AVX registers. AVX-512: 16
+// accumulators of one register each and a vector, in the 32 registers.
+drivers!(avx2, "avx2,fma", 6, chain, outer);
+drivers!(
+    avx512,
+    "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma",
+    16,
+    chain512,
+    outer512
+);
 
 /// Where the rows of a block start in a buffer, with the largest of them: a kernel bounds the
 /// reads of every row with one comparison.
 struct Rows {
-    at: [usize; ROWS],
+    at: [usize; MAX_ROWS],
     /// The largest of `at` (by construction).
     max: usize,
 }
 
 impl Rows {
-    fn new(at: [usize; ROWS]) -> Rows {
+    fn new(at: [usize; MAX_ROWS]) -> Rows {
         let max = at.into_iter().max().unwrap_or(0);
         Rows { at, max }
     }
@@ -353,13 +426,7 @@ fn chain<const R: usize>(
     let Some(last) = depth.checked_sub(1) else {
         return; // no term: the sums stay as they are
     };
-    // The bounds of every load below, checked once: the last vector ends inside `w`, and the
-    // last scalar of the row starting farthest lies inside `x` (the other terms lie lower).
-    assert!(
-        ends_within(0, last, w_step, CH_BLOCK, w.len())
-            && ends_within(xs.max, last, x_step, 1, x.len()),
-        "conv_fma::chain: a term outside its buffer"
-    );
+    chain_bounds(last, w, w_step, x, xs, x_step);
     let (w, x) = (w.as_ptr(), x.as_ptr());
     let mut sum = [[_mm256_setzero_ps(); 2]; R];
     for t in 0..R {
@@ -371,14 +438,14 @@ fn chain<const R: usize>(
         let mut ab = [[_mm256_setzero_ps(); 2]; R];
         for k in k0..k1 {
             // SAFETY: `k <= last`, so the 16 floats from `k·w_step` lie inside `w` (asserted
-            // above for `last`, and `k·w_step <= last·w_step`).
+            // by `chain_bounds` for `last`, and `k·w_step <= last·w_step`).
             let (w0, w1) = unsafe {
                 let at = w.add(k * w_step);
                 (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
             };
             for (acc, &at) in ab.iter_mut().zip(&xs.at) {
                 // SAFETY: `k <= last` and `at <= xs.max`, so `at + k·x_step` lies inside `x`
-                // (asserted above for `last` and `xs.max`).
+                // (asserted by `chain_bounds` for `last` and `xs.max`).
                 let v = unsafe { &*x.add(at + k * x_step) };
                 let b = _mm256_broadcast_ss(v);
                 acc[0] = _mm256_fmadd_ps(w0, b, acc[0]);
@@ -396,6 +463,64 @@ fn chain<const R: usize>(
     }
 }
 
+/// [`chain`] in AVX-512 registers: each row's 16 sums in one register, every lane the same
+/// chain of fused multiply-adds as in `chain`'s two registers, so the same bits.
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+#[inline]
+fn chain512<const R: usize>(
+    depth: usize,
+    w: &[f32],
+    w_step: usize,
+    x: &[f32],
+    xs: &Rows,
+    x_step: usize,
+    sums: &mut Block,
+) {
+    let Some(last) = depth.checked_sub(1) else {
+        return; // no term: the sums stay as they are
+    };
+    chain_bounds(last, w, w_step, x, xs, x_step);
+    let (w, x) = (w.as_ptr(), x.as_ptr());
+    let mut sum = [_mm512_setzero_ps(); R];
+    for t in 0..R {
+        sum[t] = load512(&sums[t]);
+    }
+    let mut k0 = 0;
+    while k0 < depth {
+        let k1 = (k0 + KC).min(depth);
+        let mut ab = [_mm512_setzero_ps(); R];
+        for k in k0..k1 {
+            // SAFETY: `k <= last`, so the 16 floats from `k·w_step` lie inside `w` (asserted
+            // by `chain_bounds` for `last`, and `k·w_step <= last·w_step`).
+            let wv = unsafe { _mm512_loadu_ps(w.add(k * w_step)) };
+            for (acc, &at) in ab.iter_mut().zip(&xs.at) {
+                // SAFETY: `k <= last` and `at <= xs.max`, so `at + k·x_step` lies inside `x`
+                // (asserted by `chain_bounds` for `last` and `xs.max`).
+                let v = unsafe { *x.add(at + k * x_step) };
+                *acc = _mm512_fmadd_ps(wv, _mm512_set1_ps(v), *acc);
+            }
+        }
+        for t in 0..R {
+            sum[t] = _mm512_add_ps(sum[t], ab[t]);
+        }
+        k0 = k1;
+    }
+    for t in 0..R {
+        store512(&mut sums[t], sum[t]);
+    }
+}
+
+/// The bounds of every load of a chain, checked once: the last vector ends inside `w`, and
+/// the last scalar of the row starting farthest lies inside `x` (the other terms lie lower).
+#[inline(always)]
+fn chain_bounds(last: usize, w: &[f32], w_step: usize, x: &[f32], xs: &Rows, x_step: usize) {
+    assert!(
+        ends_within(0, last, w_step, CH_BLOCK, w.len())
+            && ends_within(xs.max, last, x_step, 1, x.len()),
+        "conv_fma::chain: a term outside its buffer"
+    );
+}
+
 /// The weight gradient's block: `R` output channels (gradient rows at `g[t·plane..]`) by
 /// [`CH_BLOCK`] input channels (`x[pix[q]..][..16]` at each position `q`), summed over every
 /// position in order, per [`KC`] positions a chain from zero; written into `sums`: the output
@@ -406,26 +531,20 @@ fn chain<const R: usize>(
 fn outer<const R: usize>(pos: &Positions, plane: usize, g: &[f32], x: &[f32], sums: &mut Block) {
     let mut sum = [[_mm256_setzero_ps(); 2]; R];
     if let Some((pix_max, gq_max)) = pos.last {
-        // The bounds of every load below, checked once: the largest position's vector ends
-        // inside `x`, its last row's gradient lies inside `g`.
-        assert!(
-            ends_within(pix_max, 0, 0, CH_BLOCK, x.len())
-                && ends_within(gq_max, R - 1, plane, 1, g.len()),
-            "conv_fma::outer: a position outside its buffer"
-        );
+        outer_bounds(R, pix_max, gq_max, plane, g, x);
         let (g, x) = (g.as_ptr(), x.as_ptr());
         for (pb, gb) in pos.pix.chunks(KC).zip(pos.gq.chunks(KC)) {
             let mut ab = [[_mm256_setzero_ps(); 2]; R];
             for (&p, &o) in pb.iter().zip(gb) {
                 // SAFETY: `p <= pix_max`, so the 16 floats from `p` lie inside `x` (asserted
-                // above).
+                // by `outer_bounds`).
                 let (x0, x1) = unsafe {
                     let at = x.add(p);
                     (_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8)))
                 };
                 for (t, acc) in ab.iter_mut().enumerate() {
                     // SAFETY: `o <= gq_max` and `t < R`, so `o + t·plane` lies inside `g`
-                    // (asserted above).
+                    // (asserted by `outer_bounds`).
                     let v = unsafe { &*g.add(o + t * plane) };
                     let b = _mm256_broadcast_ss(v);
                     acc[0] = _mm256_fmadd_ps(b, x0, acc[0]);
@@ -441,6 +560,49 @@ fn outer<const R: usize>(pos: &Positions, plane: usize, g: &[f32], x: &[f32], su
     for t in 0..R {
         store16(&mut sums[t], sum[t]);
     }
+}
+
+/// [`outer`] in AVX-512 registers: each row's 16 sums in one register, every lane the same
+/// chain of fused multiply-adds as in `outer`'s two registers, so the same bits.
+#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+#[inline]
+fn outer512<const R: usize>(pos: &Positions, plane: usize, g: &[f32], x: &[f32], sums: &mut Block) {
+    let mut sum = [_mm512_setzero_ps(); R];
+    if let Some((pix_max, gq_max)) = pos.last {
+        outer_bounds(R, pix_max, gq_max, plane, g, x);
+        let (g, x) = (g.as_ptr(), x.as_ptr());
+        for (pb, gb) in pos.pix.chunks(KC).zip(pos.gq.chunks(KC)) {
+            let mut ab = [_mm512_setzero_ps(); R];
+            for (&p, &o) in pb.iter().zip(gb) {
+                // SAFETY: `p <= pix_max`, so the 16 floats from `p` lie inside `x` (asserted
+                // by `outer_bounds`).
+                let xv = unsafe { _mm512_loadu_ps(x.add(p)) };
+                for (t, acc) in ab.iter_mut().enumerate() {
+                    // SAFETY: `o <= gq_max` and `t < R`, so `o + t·plane` lies inside `g`
+                    // (asserted by `outer_bounds`).
+                    let v = unsafe { *g.add(o + t * plane) };
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(v), xv, *acc);
+                }
+            }
+            for t in 0..R {
+                sum[t] = _mm512_add_ps(sum[t], ab[t]);
+            }
+        }
+    }
+    for t in 0..R {
+        store512(&mut sums[t], sum[t]);
+    }
+}
+
+/// The bounds of every load of an outer product of `rows` rows, checked once: the largest
+/// position's vector ends inside `x`, its last row's gradient lies inside `g`.
+#[inline(always)]
+fn outer_bounds(rows: usize, pix_max: usize, gq_max: usize, plane: usize, g: &[f32], x: &[f32]) {
+    assert!(
+        ends_within(pix_max, 0, 0, CH_BLOCK, x.len())
+            && ends_within(gq_max, rows - 1, plane, 1, g.len()),
+        "conv_fma::outer: a position outside its buffer"
+    );
 }
 
 /// Whether `width` values from `at + last·step` end within `len`, in checked arithmetic.
@@ -480,6 +642,22 @@ fn store16(v: &mut [f32; CH_BLOCK], r: [__m256; 2]) {
     }
 }
 
+/// A row of [`CH_BLOCK`] values as one AVX-512 register.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn load512(v: &[f32; CH_BLOCK]) -> __m512 {
+    // SAFETY: `v` holds the 16 floats read.
+    unsafe { _mm512_loadu_ps(v.as_ptr()) }
+}
+
+/// One AVX-512 register into a row of [`CH_BLOCK`] values.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn store512(v: &mut [f32; CH_BLOCK], r: __m512) {
+    // SAFETY: `v` holds 16 floats, borrowed mutably: the 16 written.
+    unsafe { _mm512_storeu_ps(v.as_mut_ptr(), r) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,7 +680,7 @@ mod tests {
     fn one_by_one(n: usize, cin: usize, starts: &[usize]) -> Layout<'_> {
         Layout {
             n,
-            image_len: cin * 16,
+            image_len: cin.wrapping_mul(16), // the wrapping test sets its own
             cin,
             cout: 16,
             starts,
@@ -556,6 +734,11 @@ mod tests {
         assert!(dw.iter().all(|&v| v.to_bits() == 0));
     }
 
+    /// `first`, then zeros: where a block's rows start.
+    fn row_starts<const N: usize>(first: [usize; N]) -> [usize; MAX_ROWS] {
+        core::array::from_fn(|t| if t < N { first[t] } else { 0 })
+    }
+
     /// The kernels' own bounds: a chain whose last term lies past its buffer panics before
     /// it loads anything, however its caller computed the offsets.
     #[test]
@@ -564,28 +747,28 @@ mod tests {
             return;
         }
         let (w, x) = (vec![1.0f32; 16 * 4], vec![1.0f32; 8]);
-        let run = |depth: usize, xs: [usize; ROWS]| {
-            let mut sums = [[0.0f32; CH_BLOCK]; ROWS];
+        let run = |depth: usize, xs: [usize; MAX_ROWS]| {
+            let mut sums = [[0.0f32; CH_BLOCK]; MAX_ROWS];
             // SAFETY: the CPU has AVX2 and FMA (`usable` above).
             unsafe { chain::<2>(depth, &w, 16, &x, &Rows::new(xs), 2, &mut sums) };
             sums[1][0]
         };
         // 4 terms: vectors at 0, 16, 32, 48 (the last ends at 64); scalars at xs[t] + 0, 2, 4, 6.
-        assert_eq!(run(4, [0, 1, 0, 0, 0, 0]), 4.0);
+        assert_eq!(run(4, row_starts([0, 1])), 4.0);
         let m = panic_message(|| {
-            run(5, [0; ROWS]);
+            run(5, [0; MAX_ROWS]);
         });
         assert!(
             m.contains("conv_fma::chain: a term outside its buffer"),
             "{m}"
         );
         let m = panic_message(|| {
-            run(4, [0, 2, 0, 0, 0, 0]);
+            run(4, row_starts([0, 2]));
         });
         assert!(m.contains("a term outside"), "{m}");
         // The check covers every start given, read or not: conservative, never short.
         let m = panic_message(|| {
-            run(4, [0, 0, 99, 0, 0, 0]);
+            run(4, row_starts([0, 0, 99]));
         });
         assert!(m.contains("a term outside"), "{m}");
     }

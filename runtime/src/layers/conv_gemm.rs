@@ -999,95 +999,100 @@ mod tests {
             close(&gx1, &gx0);
         }
     }
-    /// The AVX2/FMA kernels' forward, input gradient and weight gradient are the
+    /// The AVX-512 and AVX2/FMA kernels' forward, input gradient and weight gradient are the
     /// `general_mat_mul` path's, bit for bit, over geometries that exercise every block
-    /// remainder and a restart of matrixmultiply's chains in each product (more than 256
-    /// input channels, output channels, positions).
+    /// remainder (of 6 and of 16 rows) and a restart of matrixmultiply's chains in each product
+    /// (more than 256 input channels, output channels, positions).
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn fma_kernels_are_bit_identical() {
         if !super::super::conv_fma::usable(16, 16) {
             return; // a CPU without AVX2 and FMA never runs the kernels
         }
-        // Bits, or where the first difference is (not the whole vectors).
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        let same = |a: &[u32], b: &[u32]| a.iter().zip(b).position(|(x, y)| x != y);
-        for &(cin, h, cout, kernel, stride, padding, n) in &[
-            (64, 14, 64, 3, 2, 1, 1),
-            (64, 14, 64, 3, 2, 1, 6),
-            (64, 7, 64, 3, 2, 1, 5),
-            (64, 4, 32, 3, 2, 1, 7),
-            (16, 9, 16, 3, 1, 1, 2),
-            (320, 5, 16, 3, 2, 1, 2),
-            (16, 5, 272, 3, 2, 1, 2),
-            (32, 8, 16, 4, 3, 2, 3),
-        ] {
-            let g = square(cin, h, cout, kernel, stride, padding);
-            let mut seed = 11;
-            let mut rnd = |len: usize| (0..len).map(|_| lcg(&mut seed)).collect::<Vec<_>>();
-            let mut wt = rnd(cout * cin * kernel * kernel);
-            let b = rnd(cout);
-            let x = rnd(n * cin * h * h);
-            let gy = rnd(n * cout * g.oh * g.ow);
-            let at = std::format!("cin {cin}, h {h}, cout {cout}, n {n}");
-            // `None`: the matrix-product path; `Some(handed)`: the FMA path, handed the weights
-            // reordered or reordering them itself.
-            let grads = |wt: &[f32], fma: Option<bool>| {
-                let (mut dw, mut db, mut gx) =
-                    (vec![2.0; wt.len()], vec![3.0; cout], vec![4.0; x.len()]);
-                let pg = Some((&mut dw[..], &mut db[..]));
-                if let Some(handed) = fma {
-                    let wr = handed.then(|| {
-                        let mut wr = Vec::new();
-                        reorder_input_grad_into(&g, wt, &mut wr);
-                        wr
-                    });
-                    let w = BackWeights {
-                        plain: wt,
-                        input_grad: wr.as_deref(),
-                    };
-                    backward_offsets_fma(&g, w, &x, &gy, pg, Some(&mut gx), n);
-                } else {
-                    backward_offsets_gemm(&g, wt, &x, &gy, pg, Some(&mut gx), n);
-                }
-                (bits(&dw), bits(&db), bits(&gx))
-            };
-            // The same weights twice (the second reuses the forward's reordering), then
-            // changed at the last value and at the first: a reordering is reused only for
-            // equal weights.
-            let last = wt.len() - 1;
-            for change in [None, None, Some(last), Some(0)] {
-                if let Some(i) = change {
-                    wt[i] += 0.25;
-                }
-                let mut fast = vec![0.0; gy.len()];
-                let mut gemm = vec![1.0; gy.len()];
-                forward_offsets(&g, &wt, &b, &x, &mut fast, n);
-                forward_offsets_gemm(&g, &wt, &b, &x, &mut gemm, n);
-                let first = same(&bits(&fast), &bits(&gemm));
-                assert_eq!(first, None, "forward, {at}, change {change:?}");
+        crate::simd::each_path(|path| {
+            if path == crate::simd::Path::Baseline {
+                return; // the kernels run on AVX2 or AVX-512 only
             }
-            let gemm = grads(&wt, None);
-            for handed in [false, true] {
-                let fast = grads(&wt, Some(handed));
-                let at = std::format!("{at}, reordering handed over: {handed}");
-                assert_eq!(same(&fast.0, &gemm.0), None, "weight gradient, {at}");
-                assert_eq!(same(&fast.1, &gemm.1), None, "bias gradient, {at}");
-                assert_eq!(same(&fast.2, &gemm.2), None, "input gradient, {at}");
+            // Bits, or where the first difference is (not the whole vectors).
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            let same = |a: &[u32], b: &[u32]| a.iter().zip(b).position(|(x, y)| x != y);
+            for &(cin, h, cout, kernel, stride, padding, n) in &[
+                (64, 14, 64, 3, 2, 1, 1),
+                (64, 14, 64, 3, 2, 1, 6),
+                (64, 7, 64, 3, 2, 1, 5),
+                (64, 4, 32, 3, 2, 1, 7),
+                (16, 9, 16, 3, 1, 1, 2),
+                (320, 5, 16, 3, 2, 1, 2),
+                (16, 5, 272, 3, 2, 1, 2),
+                (32, 8, 16, 4, 3, 2, 3),
+            ] {
+                let g = square(cin, h, cout, kernel, stride, padding);
+                let mut seed = 11;
+                let mut rnd = |len: usize| (0..len).map(|_| lcg(&mut seed)).collect::<Vec<_>>();
+                let mut wt = rnd(cout * cin * kernel * kernel);
+                let b = rnd(cout);
+                let x = rnd(n * cin * h * h);
+                let gy = rnd(n * cout * g.oh * g.ow);
+                let at = std::format!("cin {cin}, h {h}, cout {cout}, n {n}, {path:?}");
+                // `None`: the matrix-product path; `Some(handed)`: the FMA path, handed the weights
+                // reordered or reordering them itself.
+                let grads = |wt: &[f32], fma: Option<bool>| {
+                    let (mut dw, mut db, mut gx) =
+                        (vec![2.0; wt.len()], vec![3.0; cout], vec![4.0; x.len()]);
+                    let pg = Some((&mut dw[..], &mut db[..]));
+                    if let Some(handed) = fma {
+                        let wr = handed.then(|| {
+                            let mut wr = Vec::new();
+                            reorder_input_grad_into(&g, wt, &mut wr);
+                            wr
+                        });
+                        let w = BackWeights {
+                            plain: wt,
+                            input_grad: wr.as_deref(),
+                        };
+                        backward_offsets_fma(&g, w, &x, &gy, pg, Some(&mut gx), n);
+                    } else {
+                        backward_offsets_gemm(&g, wt, &x, &gy, pg, Some(&mut gx), n);
+                    }
+                    (bits(&dw), bits(&db), bits(&gx))
+                };
+                // The same weights twice (the second reuses the forward's reordering), then
+                // changed at the last value and at the first: a reordering is reused only for
+                // equal weights.
+                let last = wt.len() - 1;
+                for change in [None, None, Some(last), Some(0)] {
+                    if let Some(i) = change {
+                        wt[i] += 0.25;
+                    }
+                    let mut fast = vec![0.0; gy.len()];
+                    let mut gemm = vec![1.0; gy.len()];
+                    forward_offsets(&g, &wt, &b, &x, &mut fast, n);
+                    forward_offsets_gemm(&g, &wt, &b, &x, &mut gemm, n);
+                    let first = same(&bits(&fast), &bits(&gemm));
+                    assert_eq!(first, None, "forward, {at}, change {change:?}");
+                }
+                let gemm = grads(&wt, None);
+                for handed in [false, true] {
+                    let fast = grads(&wt, Some(handed));
+                    let at = std::format!("{at}, reordering handed over: {handed}");
+                    assert_eq!(same(&fast.0, &gemm.0), None, "weight gradient, {at}");
+                    assert_eq!(same(&fast.1, &gemm.1), None, "bias gradient, {at}");
+                    assert_eq!(same(&fast.2, &gemm.2), None, "input gradient, {at}");
+                }
+                // The bias gradient is each channel's plain sum over samples then positions.
+                let mut db = vec![1.0; cout];
+                bias_grad(&g, &gy, n, &mut db);
+                let plane = g.oh * g.ow;
+                let want: Vec<f32> = (0..cout)
+                    .map(|co| {
+                        (0..n)
+                            .flat_map(|s| &gy[(s * cout + co) * plane..][..plane])
+                            .sum()
+                    })
+                    .collect();
+                assert_eq!(same(&bits(&db), &bits(&want)), None, "bias sums, {at}");
             }
-            // The bias gradient is each channel's plain sum over samples then positions.
-            let mut db = vec![1.0; cout];
-            bias_grad(&g, &gy, n, &mut db);
-            let plane = g.oh * g.ow;
-            let want: Vec<f32> = (0..cout)
-                .map(|co| {
-                    (0..n)
-                        .flat_map(|s| &gy[(s * cout + co) * plane..][..plane])
-                        .sum()
-                })
-                .collect();
-            assert_eq!(same(&bits(&db), &bits(&want)), None, "bias sums, {at}");
-        }
+        });
     }
 
     /// The forward reordering cache holds a layer's weights in an order that depends on its

@@ -746,44 +746,47 @@ mod tests {
             .collect()
     }
 
-    /// The dispatched kernels (the AVX2 copy on x86-64 hosts that have it) and the kernels as
-    /// built for the baseline give the same bits: wider registers, same sums in the same order.
-    /// Also the sums themselves: in input order from 0, as the doc comments promise.
+    /// The dispatched kernels on every path the CPU has (baseline, AVX2, AVX-512 copies on
+    /// x86-64 hosts) and the kernels as built for the baseline give the same bits: wider
+    /// registers, same sums in the same order. Also the sums themselves: in input order from 0,
+    /// as the doc comments promise.
     #[test]
     fn dispatched_kernels_match_baseline_bit_for_bit() {
-        for &(inputs, outputs, n) in &[
-            (1, 64, 10),
-            (64, 64, 10),
-            (64, 1, 25),
-            (7, 13, 3),
-            (256, 5, 11),
-        ] {
-            let w = values(1, inputs * outputs);
-            let b = values(2, outputs);
-            let x = values(3, n * inputs);
-            let g = values(4, n * outputs);
-            let (mut y0, mut y1) = (vec![0.0; n * outputs], vec![1.0; n * outputs]);
-            super::forward(inputs, outputs, &w, &b, &x, &mut y0, n);
-            super::forward_kernel(inputs, outputs, &w, &b, &x, &mut y1, n);
-            assert_eq!(y0, y1);
-            for s in 0..n {
-                for o in 0..outputs {
-                    let mut acc = 0.0f32;
-                    for i in 0..inputs {
-                        acc += w[o * inputs + i] * x[s * inputs + i];
+        crate::simd::each_path(|_| {
+            for &(inputs, outputs, n) in &[
+                (1, 64, 10),
+                (64, 64, 10),
+                (64, 1, 25),
+                (7, 13, 3),
+                (256, 5, 11),
+            ] {
+                let w = values(1, inputs * outputs);
+                let b = values(2, outputs);
+                let x = values(3, n * inputs);
+                let g = values(4, n * outputs);
+                let (mut y0, mut y1) = (vec![0.0; n * outputs], vec![1.0; n * outputs]);
+                super::forward(inputs, outputs, &w, &b, &x, &mut y0, n);
+                super::forward_kernel(inputs, outputs, &w, &b, &x, &mut y1, n);
+                assert_eq!(y0, y1);
+                for s in 0..n {
+                    for o in 0..outputs {
+                        let mut acc = 0.0f32;
+                        for i in 0..inputs {
+                            acc += w[o * inputs + i] * x[s * inputs + i];
+                        }
+                        assert_eq!(y0[s * outputs + o], b[o] + acc);
                     }
-                    assert_eq!(y0[s * outputs + o], b[o] + acc);
                 }
+                let (mut gx0, mut gx1) = (vec![0.0; n * inputs], vec![1.0; n * inputs]);
+                super::input_grad(inputs, outputs, &w, &g, &mut gx0, n);
+                super::input_grad_kernel(inputs, outputs, &w, &g, &mut gx1, n);
+                assert_eq!(gx0, gx1);
+                let (mut dw0, mut db0) = (vec![0.0; w.len()], vec![0.0; outputs]);
+                let (mut dw1, mut db1) = (vec![1.0; w.len()], vec![1.0; outputs]);
+                super::weight_grad(inputs, outputs, &x, &g, &mut dw0, &mut db0, n);
+                super::weight_grad_kernel(inputs, outputs, &x, &g, &mut dw1, &mut db1, n);
+                assert_eq!((dw0, db0), (dw1, db1));
             }
-            let (mut gx0, mut gx1) = (vec![0.0; n * inputs], vec![1.0; n * inputs]);
-            super::input_grad(inputs, outputs, &w, &g, &mut gx0, n);
-            super::input_grad_kernel(inputs, outputs, &w, &g, &mut gx1, n);
-            assert_eq!(gx0, gx1);
-            let (mut dw0, mut db0) = (vec![0.0; w.len()], vec![0.0; outputs]);
-            let (mut dw1, mut db1) = (vec![1.0; w.len()], vec![1.0; outputs]);
-            super::weight_grad(inputs, outputs, &x, &g, &mut dw0, &mut db0, n);
-            super::weight_grad_kernel(inputs, outputs, &x, &g, &mut dw1, &mut db1, n);
-            assert_eq!((dw0, db0), (dw1, db1));
-        }
+        });
     }
 }

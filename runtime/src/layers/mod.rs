@@ -7,6 +7,8 @@ pub mod conv2d;
 #[cfg(any(test, all(target_arch = "arm", feature = "conv-kernels")))]
 mod conv2d_blocked;
 #[cfg(all(feature = "gemm", target_arch = "x86_64"))]
+// Host builds only (`gemm`), which need Rust 1.89 (the AVX-512 intrinsics).
+#[clippy::msrv = "1.89"]
 mod conv_fma;
 #[cfg(feature = "gemm")]
 mod conv_gemm;
