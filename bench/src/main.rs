@@ -254,8 +254,12 @@ fn run() -> Result<()> {
         });
     }
 
+    let why = match std::env::var("ANOLE_HOST_SIMD") {
+        Ok(cap) => format!("as `ANOLE_HOST_SIMD={cap}` caps it"),
+        Err(_) => "the widest this CPU runs; `ANOLE_HOST_SIMD` caps it".to_string(),
+    };
     println!(
-        "anole's host kernels: {} path (the widest this CPU runs; `ANOLE_HOST_SIMD` caps it).",
+        "anole's host kernels: {} path ({why}).",
         anole::simd::path().name()
     );
     println!();
