@@ -33,16 +33,19 @@
 //! # Modules
 //!
 //! Each uses only those listed before it: [`limits`], [`dtype`] and [`simd`] (leaves; `simd`
-//! chooses the host kernels' vector path), [`wire`] (the encoded records), [`error`], [`layers`] (shapes, parameters and kernels of each layer kind),
-//! [`blob`] (parsing and validation), [`plan`] (the arena layout) and [`submodel`] (a blob's
-//! body and head), [`learner`], then `host`, `persist` and `sign`. [`buffer`] and [`loss`] stand apart. Every method of [`Blob`] is in
-//! `blob.rs`; its arena sizes and `Blob::parse_signed` call into [`plan`] and `sign`.
+//! chooses the host kernels' vector path), [`wire`] (the encoded records), [`error`],
+//! [`layers`] (shapes, parameters and kernels of each layer kind), [`blob`] (parsing and
+//! validation), [`plan`] (the arena layout) and [`submodel`] (a blob's body and head),
+//! [`learner`], then `host`, `persist` and `sign`. [`buffer`] and [`loss`] stand apart. Every
+//! method of [`Blob`] is in `blob.rs`; its arena sizes and `Blob::parse_signed` call into
+//! [`plan`] and `sign`.
 #![no_std]
 #![deny(missing_docs)]
 // `unsafe` only in `simd::host_simd` (x86-64 host builds: the AVX-512 and AVX2 copies of a
 // kernel, called when the CPU has them), `layers::conv_fma` (x86-64 hosts with the `gemm`
-// feature: the AVX-512 and AVX2/FMA convolution kernels, their loads bounded by assertions) and `layers::vfp` (hard-float
-// bare-metal Arm: FPU assembly kernels), each block with its proof of soundness.
+// feature: the AVX-512 and AVX2/FMA convolution kernels, their loads bounded by assertions)
+// and `layers::vfp` (hard-float bare-metal Arm: FPU assembly kernels), each block with its
+// proof of soundness.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 

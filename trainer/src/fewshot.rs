@@ -722,9 +722,7 @@ mod tests {
         }
     }
 
-    /// On real episodes: head-only rows from `evaluate` equal a per-episode head-only learner,
-    /// the transductive row equals predictions with the query batch's statistics, and the
-    /// result does not depend on the number of threads.
+    /// `--prototype-scale` multiplies the started head's weights and biases, nothing else.
     #[test]
     fn prototype_scale_multiplies_the_head_alone() {
         use crate::data::Split;
@@ -772,6 +770,9 @@ mod tests {
         }
     }
 
+    /// On real episodes: head-only rows from `evaluate` equal a per-episode head-only learner,
+    /// the transductive row equals predictions with the query batch's statistics, and the
+    /// result does not depend on the number of threads.
     #[test]
     fn evaluate_matches_direct_learners_and_is_thread_independent() {
         use crate::data::Split;

@@ -4,7 +4,7 @@
 use crate::export::import::{self, AdaptArg, ImportOptions, LossArg};
 use crate::files;
 use crate::model::DTypeArg;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
 /// Arguments of `anole import`.
@@ -42,9 +42,13 @@ pub struct Args {
 
 /// Run `anole import`.
 pub fn run(a: Args) -> Result<()> {
-    let (Some(model), Some(out)) = (&a.model, &a.out) else {
+    if a.operators {
         print!("{}", import::operator_table());
         return Ok(());
+    }
+    // clap requires both without --operators.
+    let (Some(model), Some(out)) = (&a.model, &a.out) else {
+        bail!("anole import needs an ONNX model and --out");
     };
     let src = model.display();
     let bytes = files::read(model)?;

@@ -354,11 +354,21 @@ impl OmniglotRun<'_> {
 
     /// Under `--split lake`, `init.postcard` on Lake's one-shot challenge: the card's number
     /// of episodes, one query per class, every layer adapting and the head alone, the device's
-    /// normalisation, the start of the run's head. None for another split, or when
-    /// [`OmniglotRun::lake_skipped`] says why not.
-    fn lake_challenge(&self, run: &Exported<'_>) -> Result<Option<FewShotReport>> {
-        if self.args.split != Split::Lake || self.lake_skipped().is_some() {
-            return Ok(None);
+    /// normalisation, the start of the run's head. The report (none for another split, or when
+    /// the held-out characters cannot make the challenge's episodes, a small `--subset`) and
+    /// the lines the results print about it.
+    fn lake_challenge(&self, run: &Exported<'_>) -> Result<(Option<FewShotReport>, String)> {
+        if self.args.split != Split::Lake {
+            return Ok((None, String::new()));
+        }
+        let (ways, largest) = (self.args.ways, self.tasks.test_pool().largest_alphabet());
+        if largest < ways {
+            return Ok((
+                None,
+                format!(
+                    "Lake's one-shot challenge not evaluated: {ways}-way episodes within an alphabet need an alphabet of {ways} held-out characters; the largest here has {largest}\n"
+                ),
+            ));
         }
         let cfg = FewShotConfig {
             adapt: AdaptMode::Both,
@@ -370,18 +380,13 @@ impl OmniglotRun<'_> {
         let report = fewshot::evaluate(&run.blobs[0].1, &family, &cfg, &bar)
             .context("evaluating init.postcard on Lake's one-shot challenge")?;
         bar.finish_and_clear();
-        Ok(Some(report))
-    }
-
-    /// Under `--split lake`, why the held-out characters cannot make the challenge's episodes
-    /// (a small `--subset`), for the printed results.
-    fn lake_skipped(&self) -> Option<String> {
-        let (ways, largest) = (self.args.ways, self.tasks.test_pool().largest_alphabet());
-        (self.args.split == Split::Lake && largest < ways).then(|| {
-            format!(
-                "Lake's one-shot challenge not evaluated: {ways}-way episodes within an alphabet need an alphabet of {ways} held-out characters; the largest here has {largest}\n"
-            )
-        })
+        let text = format!(
+            "Lake's one-shot challenge, within-alphabet episodes ({}):\n{}{}",
+            report.describe(),
+            FewShotReport::table_header(),
+            report.table_rows()
+        );
+        Ok((Some(report), text))
     }
 }
 
@@ -393,17 +398,8 @@ impl Prepared for OmniglotRun<'_> {
     fn evaluate(&self, run: &Exported<'_>) -> Result<Evaluation> {
         let start = Instant::now();
         let reports = self.reports(run)?;
-        let lake_challenge = self.lake_challenge(run)?;
-        let mut text = table(&reports);
-        text.push_str(&self.lake_skipped().unwrap_or_default());
-        if let Some(l) = &lake_challenge {
-            text.push_str(&format!(
-                "Lake's one-shot challenge, within-alphabet episodes ({}):\n{}{}",
-                l.describe(),
-                FewShotReport::table_header(),
-                l.table_rows()
-            ));
-        }
+        let (lake_challenge, lake_text) = self.lake_challenge(run)?;
+        let text = table(&reports) + &lake_text;
         let evaluation_wall_time_s = start.elapsed().as_secs_f64();
         let (args, cfg) = (self.args, run.cfg);
         let mut results: BTreeMap<String, Vec<FewShotReport>> = BTreeMap::new();
