@@ -45,6 +45,8 @@ python3 python/examples/fleet.py --plot target/fleet.png
 step "fleet: federated Reptile on Flower (pytest: in-process rounds, a small simulation; a small deployment)"
 python3 -m pip install -q "flwr[simulation]==1.42.0"
 python3 -m pytest -q fleet/tests 2>&1 | tee -a "$log"
+# A fresh state: a kept one would be resumed after its last round, and no round would run.
+rm -rf target/fleet-ci
 bash fleet/deploy.sh --nodes 3 --rounds 2 --state target/fleet-ci
 
 step "runtime: core-only builds for Cortex-M and RISC-V"
