@@ -104,12 +104,10 @@ struct Rows {
     n: usize,
 }
 
-/// Where a row of a model's input or target may be given as a shape (e.g. `[1, 28, 28]`).
-fn row_dims(s: anole::Shape) -> Vec<usize> {
-    match s {
-        anole::Shape::Flat(n) => vec![n],
-        anole::Shape::Chw(c, h, w) => vec![c, h, w],
-    }
+/// Where a row of a model's input or target may be given as a shape (e.g. `[1, 28, 28]`, or
+/// `[c, l]` for a 1-D model's signal).
+fn row_dims(b: &anole::Blob<'_>, s: anole::Shape) -> Vec<usize> {
+    b.user_dims(s).to_vec()
 }
 
 fn rows(
@@ -328,13 +326,19 @@ impl Blob {
     /// The input of one sample: a tuple (`(1,)` for sine, `(1, 28, 28)` for Omniglot).
     #[getter]
     fn input_shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, row_dims(self.shared.blob().input_shape()))
+        PyTuple::new(
+            py,
+            row_dims(self.shared.blob(), self.shared.blob().input_shape()),
+        )
     }
 
     /// The output of one sample, a tuple.
     #[getter]
     fn output_shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, row_dims(self.shared.blob().output_shape()))
+        PyTuple::new(
+            py,
+            row_dims(self.shared.blob(), self.shared.blob().output_shape()),
+        )
     }
 
     /// Values of one sample's target: the output length (regression) or 1 (a class index).
@@ -516,7 +520,7 @@ fn trainable_mask(b: &anole::Blob<'_>, t: Option<&Bound<'_, PyAny>>) -> PyResult
 impl Learner {
     fn x(&self, a: &Bound<'_, PyAny>, name: &str) -> PyResult<Rows> {
         let b = self.inner.blob();
-        rows(name, a, b.input_len(), &row_dims(b.input_shape()), false)
+        rows(name, a, b.input_len(), &row_dims(b, b.input_shape()), false)
     }
 
     /// Support samples: `x` and `y` of the same number of rows.
@@ -527,7 +531,7 @@ impl Learner {
         let shape = if labels {
             vec![1]
         } else {
-            row_dims(b.output_shape())
+            row_dims(b, b.output_shape())
         };
         let ys = rows("y", y, b.target_len(), &shape, labels)?;
         if xs.n != ys.n {

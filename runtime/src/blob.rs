@@ -251,7 +251,7 @@ impl<'a> Blob<'a> {
             return Err(Error::LayerCount { count: 0 });
         }
         let mut shape = Shape::from_dims(&wire.input_shape).ok_or(Error::BadSettings {
-            what: "input shape must be [n] or [channels, height, width] with non-zero sizes",
+            what: "input shape must be [n], [channels, length] or [channels, height, width] with non-zero sizes",
         })?;
         let (layers, shapes) = (&mut self.layers, &mut self.shapes);
         let mut expected_tensors = 0usize;
@@ -373,6 +373,21 @@ impl<'a> Blob<'a> {
     /// Per-sample input shape.
     pub fn input_shape(&self) -> Shape {
         self.shapes[0]
+    }
+    /// Whether the model reads a 1-D signal (input stored `[c, l]`): its images are one row
+    /// high (`[c, 1, l]`), and ONNX and the bindings show them as `[c, l]`.
+    pub fn is_signal(&self) -> bool {
+        self.wire.input_shape.len() == 2
+    }
+    /// A per-sample shape as the user sees it: `[n]`, `[c, h, w]`, or `[c, l]` for an image of a
+    /// 1-D model ([`Blob::is_signal`]).
+    pub fn user_dims(&self, s: Shape) -> heapless::Vec<usize, 3> {
+        let dims: &[usize] = match s {
+            Shape::Flat(n) => &[n],
+            Shape::Chw(c, _, l) if self.is_signal() => &[c, l],
+            Shape::Chw(c, h, w) => &[c, h, w],
+        };
+        dims.iter().copied().collect()
     }
     /// Per-sample output shape.
     pub fn output_shape(&self) -> Shape {

@@ -217,8 +217,12 @@ pub mod kind {
     pub const AVGPOOL2D: u8 = 13;
     /// GlobalAvgPool: no args; a newer kind.
     pub const GLOBAL_AVGPOOL: u8 = 14;
+    /// Convolution with a window of its own per axis, dilation and groups (1-D, depthwise).
+    pub const CONV: u8 = 15;
+    /// Max or average pooling with a window of its own per axis.
+    pub const POOL: u8 = 16;
     /// The highest kind code this runtime reads.
-    pub const LAST: u8 = GLOBAL_AVGPOOL;
+    pub const LAST: u8 = POOL;
 
     /// Name of a kind code ("unknown" if not one of the above).
     pub const fn name(code: u8) -> &'static str {
@@ -238,6 +242,8 @@ pub mod kind {
             HARD_SWISH => "hardswish",
             AVGPOOL2D => "avgpool2d",
             GLOBAL_AVGPOOL => "globalavgpool",
+            CONV => "conv",
+            POOL => "pool",
             _ => "unknown",
         }
     }

@@ -393,6 +393,29 @@ fn every_bad_input_gets_its_own_error() {
     t.row("norm epsilon NaN", "BadLayerArgs", Blob::parse(&b));
     let b = edited(&cnn, |w| w.layers[0].args[3] = 0);
     t.row("conv stride 0", "BadLayerArgs", Blob::parse(&b));
+    // The general convolution and pooling, made of the CNN's first layer.
+    for (what, groups, stride_dilation) in [
+        ("conv groups not dividing the channels", 2, 0x0101_0101),
+        ("conv with a zero stride", 1, 0x0101_0001),
+    ] {
+        let b = edited(&cnn, |w| {
+            let out = w.layers[0].args[1];
+            w.layers[0].kind = kind::CONV;
+            w.layers[0].args = [1, out, groups, 0x0003_0003, stride_dilation, 0x0101_0101]
+                .into_iter()
+                .collect();
+        });
+        t.row(what, EXTRA_ARGS, Blob::parse(&b));
+    }
+    let b = edited(&cnn, |w| {
+        w.layers[0].kind = kind::POOL;
+        w.layers[0].args = [0, 0x0002_0002, 0x0202, 0x0000_0002].into_iter().collect();
+    });
+    t.row(
+        "pool padding as large as its kernel",
+        EXTRA_ARGS,
+        Blob::parse(&b),
+    );
     let b = edited(&m, |w| w.layers[2].args[0] = 5);
     t.row("dense 3→4 then dense 5→2", "ShapeMismatch", Blob::parse(&b));
     let b = edited(&cnn, |w| w.input_shape = [36].into_iter().collect());
@@ -493,8 +516,15 @@ fn every_bad_input_gets_its_own_error() {
         "BadSettings",
         Blob::parse(&b),
     );
+    let b = edited(&m, |w| w.input_shape = [3, 0].into_iter().collect());
+    t.row("input shape [3, 0]", "BadSettings", Blob::parse(&b));
+    // [c, l] is a 1-D signal, the image [c, 1, l]: a dense first layer does not take it.
     let b = edited(&m, |w| w.input_shape = [3, 1].into_iter().collect());
-    t.row("input shape of rank 2", "BadSettings", Blob::parse(&b));
+    t.row(
+        "1-D input into a dense layer",
+        "ShapeMismatch",
+        Blob::parse(&b),
+    );
     let b = edited(&m, |w| w.adapt.trainable = 1 << 7);
     t.row(
         "trainable bit for layer 7 of 3",

@@ -160,6 +160,37 @@ fn cnn_adapts_identically_in_a_smaller_arena() {
     }
 }
 
+/// General convolutions (1-D, depthwise, grouped, dilated) frozen in the device layout read
+/// their weight and bias from the blob, and adapt the same as in the buffered layout.
+#[cfg(feature = "extra-layers")]
+#[test]
+fn general_convolutions_adapt_identically_in_a_smaller_arena() {
+    use anole::layers::PoolMode;
+    let mut m = Model::new(
+        &[3, 16],
+        vec![
+            conv_general(3, 6, 1, window2([1, 5], [1, 2], [1, 1], [0, 2], [0, 1])),
+            Layer::Relu,
+            conv_general(6, 6, 6, window2([1, 3], [1, 1], [1, 2], [0, 2], [0, 2])),
+            conv_general(6, 4, 2, window2([1, 1], [1, 1], [1, 1], [0, 0], [0, 0])),
+            pool_general(
+                PoolMode::Average,
+                window2([1, 2], [1, 2], [1, 1], [0, 0], [0, 0]),
+            ),
+            Layer::Flatten,
+            dense(16, 3),
+        ],
+        CROSS_ENTROPY,
+        17,
+    );
+    m.settings.batch = 5;
+    same_in_both_layouts(
+        &m,
+        &[m.all_layers(), 1 << 6, 1 << 3 | 1 << 6, 1 << 2 | 1 << 6],
+        10,
+    );
+}
+
 /// Head-only adaptation in the device layout: the arena holds the head (and the norm layers'
 /// few values), not the frozen body's weights, and two activation buffers for the body.
 #[cfg(feature = "extra-layers")]

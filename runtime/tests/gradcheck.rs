@@ -634,3 +634,64 @@ fn average_max_and_global_pooling_cross_entropy() {
         43,
     ));
 }
+
+#[cfg(feature = "extra-layers")]
+#[test]
+fn one_d_depthwise_dilated_uneven_padding_and_pooling_cross_entropy() {
+    // A 1-D CNN as on accelerometers: input [3 channels, 17 samples]; a strided 1-D
+    // convolution with uneven padding, a depthwise dilated one, a grouped pointwise one, 1-D
+    // max pooling with padding after, average pooling.
+    use anole::layers::PoolMode;
+    check(&case(
+        "conv1d+depthwise(dil 2)+grouped+pool1d/ce",
+        &[3, 17],
+        vec![
+            conv_general(3, 6, 1, window2([1, 5], [1, 2], [1, 1], [0, 1], [0, 2])),
+            Layer::Relu,
+            conv_general(6, 6, 6, window2([1, 3], [1, 1], [1, 2], [0, 2], [0, 2])),
+            conv_general(6, 4, 2, window2([1, 1], [1, 1], [1, 1], [0, 0], [0, 0])),
+            pool_general(
+                PoolMode::Max,
+                window2([1, 3], [1, 2], [1, 1], [0, 0], [0, 1]),
+            ),
+            pool_general(
+                PoolMode::Average,
+                window2([1, 2], [1, 2], [1, 1], [0, 1], [0, 0]),
+            ),
+            Layer::Flatten,
+            dense(4 * 2, 3),
+        ],
+        CROSS_ENTROPY,
+        4,
+        44,
+    ));
+}
+
+#[cfg(feature = "extra-layers")]
+#[test]
+fn non_square_strided_grouped_convolution_and_pooling_mse() {
+    // DS-CNN's first layer (a tall kernel, stride 2 both ways, uneven padding), a depthwise
+    // 3x3, padded average pooling that counts the padding, a non-square max pooling.
+    use anole::layers::PoolMode;
+    check(&case(
+        "conv(5x3 s2)+depthwise+avgpool(incl)+maxpool(2x1)/mse",
+        &[2, 9, 6],
+        vec![
+            conv_general(2, 4, 1, window2([5, 3], [2, 2], [1, 1], [2, 1], [1, 0])),
+            conv_general(4, 4, 4, window2([3, 3], [1, 1], [1, 1], [1, 1], [1, 1])),
+            pool_general(
+                PoolMode::AverageIncludePad,
+                window2([2, 2], [1, 1], [1, 1], [1, 0], [0, 1]),
+            ),
+            pool_general(
+                PoolMode::Max,
+                window2([2, 1], [2, 1], [1, 1], [0, 0], [0, 0]),
+            ),
+            Layer::Flatten,
+            dense(4 * 2 * 3, 2),
+        ],
+        MSE,
+        3,
+        45,
+    ));
+}

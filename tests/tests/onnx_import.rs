@@ -264,10 +264,10 @@ type Edit = Box<dyn Fn(&mut GraphProto)>;
 fn unsupported_graphs_are_refused_naming_the_node() {
     let cases: Vec<(&str, Edit)> = vec![
         ("node 2 '/relu/Relu' (Erf): operator Erf is not supported", Box::new(|g| g.node[2].op_type = "Erf".into())),
-        ("node 0 '/conv/Conv' (Conv): group = 2 is not supported", Box::new(|g| g.node[0].attribute[4].i = 2)),
-        ("node 0 '/conv/Conv' (Conv): pads [1, 1, 0, 0] are not supported", Box::new(|g| g.node[0].attribute[1].ints = vec![1, 1, 0, 0])),
+        ("node 0 '/conv/Conv' (Conv): group 2 does not divide the 3 output channels", Box::new(|g| g.node[0].attribute[4].i = 2)),
+        ("node 0 '/conv/Conv' (Conv): pads [1, 1, 0] should have 4 values", Box::new(|g| g.node[0].attribute[1].ints = vec![1, 1, 0])),
         ("node 1 '/bn/BatchNormalization' (BatchNormalization): training_mode = 1 is not supported", Box::new(|g| g.node[1].attribute[0].i = 1)),
-        ("node 3 '/pool/MaxPool' (MaxPool): padding 2 is not below the kernel size 2", Box::new(|g| g.node[3].attribute[2].ints = vec![2, 2, 2, 2])),
+        ("node 3 '/pool/MaxPool' (MaxPool): padding [2, 2] / [2, 2] is not below the kernel [2, 2] on every side", Box::new(|g| g.node[3].attribute[2].ints = vec![2, 2, 2, 2])),
         ("node 8 '/fc1/Add' (Add): input 'm2' is computed in the graph", Box::new(|g| {
             g.node[8].input = vec!["m".into(), "m2".into()];
         })),
@@ -288,7 +288,7 @@ fn unsupported_graphs_are_refused_naming_the_node() {
             Box::new(|g| g.node[0].attribute[1].ints = vec![1 << 40; 4]),
         ),
         (
-            "node 0 '/conv/Conv' (Conv): strides [-1, -1] are not supported",
+            "node 0 '/conv/Conv' (Conv): strides [-1, -1]: -1 is outside 1 to 255",
             Box::new(|g| g.node[0].attribute[2].ints = vec![-1, -1]),
         ),
         (
@@ -550,4 +550,362 @@ fn dropout_is_dropped_with_a_note() {
     g.node[2].input = vec![g.node[2].input[0].clone(), String::new(), "train".into()];
     let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
     assert!(e.contains("training_mode is true"), "{e}");
+}
+
+fn int_tensor(name: &str, v: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![v.len() as i64],
+        data_type: DataType::Int64 as i32,
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn string_attr(name: &str, s: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::String as i32,
+        s: s.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// A 1-D CNN as on accelerometers, on [N, 3, 32]: Pad (2 before, 1 after) folded into a
+/// strided Conv1d(3→8, k5, s2), BatchNorm1d, ReLU, a depthwise Conv1d (group 8, k3, dilation
+/// 2, pads 2/2), a grouped pointwise Conv1d (8→4, group 2), MaxPool1d(k3, s2, pads 0/1),
+/// AveragePool1d(k2, s2, pad 1 before), GlobalAveragePool, Flatten, Gemm(4→3).
+fn one_d_graph() -> ModelProto {
+    let mut r = rng(70);
+    let graph = GraphProto {
+        name: "main_graph".into(),
+        node: vec![
+            node("/pad/Pad", "Pad", &["x", "pads"], "p", vec![]),
+            node(
+                "/conv1/Conv",
+                "Conv",
+                &["p", "c1.w", "c1.b"],
+                "c1",
+                vec![
+                    ints_attr("kernel_shape", &[5]),
+                    ints_attr("strides", &[2]),
+                    ints_attr("pads", &[0, 0]),
+                ],
+            ),
+            node(
+                "/bn/BatchNormalization",
+                "BatchNormalization",
+                &["c1", "bn.g", "bn.b", "bn.m", "bn.v"],
+                "n",
+                vec![],
+            ),
+            node("/relu/Relu", "Relu", &["n"], "r", vec![]),
+            node(
+                "/dw/Conv",
+                "Conv",
+                &["r", "dw.w", "dw.b"],
+                "d",
+                vec![
+                    int_attr("group", 8),
+                    ints_attr("dilations", &[2]),
+                    ints_attr("pads", &[2, 2]),
+                ],
+            ),
+            node(
+                "/pw/Conv",
+                "Conv",
+                &["d", "pw.w"],
+                "q",
+                vec![int_attr("group", 2)],
+            ),
+            node(
+                "/max/MaxPool",
+                "MaxPool",
+                &["q"],
+                "m",
+                vec![
+                    ints_attr("kernel_shape", &[3]),
+                    ints_attr("strides", &[2]),
+                    ints_attr("pads", &[0, 1]),
+                ],
+            ),
+            node(
+                "/avg/AveragePool",
+                "AveragePool",
+                &["m"],
+                "a",
+                vec![
+                    ints_attr("kernel_shape", &[2]),
+                    ints_attr("strides", &[2]),
+                    ints_attr("pads", &[1, 0]),
+                ],
+            ),
+            node(
+                "/gap/GlobalAveragePool",
+                "GlobalAveragePool",
+                &["a"],
+                "g",
+                vec![],
+            ),
+            node(
+                "/Flatten",
+                "Flatten",
+                &["g"],
+                "f",
+                vec![int_attr("axis", 1)],
+            ),
+            node(
+                "/fc/Gemm",
+                "Gemm",
+                &["f", "fc.w", "fc.b"],
+                "y",
+                vec![int_attr("transB", 1)],
+            ),
+        ],
+        initializer: vec![
+            int_tensor("pads", &[0, 0, 2, 0, 0, 1]),
+            tensor("c1.w", &[8, 3, 5], &uniform(&mut r, 120, -0.4, 0.4)),
+            tensor("c1.b", &[8], &uniform(&mut r, 8, -0.2, 0.2)),
+            tensor("bn.g", &[8], &uniform(&mut r, 8, 0.5, 1.5)),
+            tensor("bn.b", &[8], &uniform(&mut r, 8, -0.2, 0.2)),
+            tensor("bn.m", &[8], &uniform(&mut r, 8, -0.3, 0.3)),
+            tensor("bn.v", &[8], &uniform(&mut r, 8, 0.2, 2.0)),
+            tensor("dw.w", &[8, 1, 3], &uniform(&mut r, 24, -0.6, 0.6)),
+            tensor("dw.b", &[8], &uniform(&mut r, 8, -0.2, 0.2)),
+            tensor("pw.w", &[4, 4, 1], &uniform(&mut r, 16, -0.6, 0.6)),
+            tensor("fc.w", &[3, 4], &uniform(&mut r, 12, -1.0, 1.0)),
+            tensor("fc.b", &[3], &uniform(&mut r, 3, -0.1, 0.1)),
+        ],
+        input: vec![value("x", &[None, Some(3), Some(32)])],
+        output: vec![value("y", &[None, Some(3)])],
+        ..Default::default()
+    };
+    pytorch_model(graph)
+}
+
+/// DS-CNN's shape on [N, 1, 49, 10] (keyword spotting's MFCCs), written as tf2onnx writes
+/// Keras' `padding="same"`: Conv(1→8, 10×4, stride 2, `auto_pad` SAME_UPPER), ReLU, a
+/// depthwise 3×3 (SAME_UPPER), Clip(0, 6), a pointwise 1×1 (8→6), AveragePool over the whole
+/// 25×5 map, Flatten, Gemm(6→4).
+fn ds_cnn_graph() -> ModelProto {
+    let mut r = rng(71);
+    let same = || string_attr("auto_pad", "SAME_UPPER");
+    let graph = GraphProto {
+        name: "main_graph".into(),
+        node: vec![
+            node(
+                "/conv1/Conv",
+                "Conv",
+                &["x", "c1.w", "c1.b"],
+                "c1",
+                vec![ints_attr("strides", &[2, 2]), same()],
+            ),
+            node("/relu/Relu", "Relu", &["c1"], "r", vec![]),
+            node(
+                "/dw/Conv",
+                "Conv",
+                &["r", "dw.w", "dw.b"],
+                "d",
+                vec![int_attr("group", 8), same()],
+            ),
+            node("/relu6/Clip", "Clip", &["d", "zero", "six"], "q", vec![]),
+            node("/pw/Conv", "Conv", &["q", "pw.w", "pw.b"], "p", vec![]),
+            node(
+                "/avg/AveragePool",
+                "AveragePool",
+                &["p"],
+                "a",
+                vec![ints_attr("kernel_shape", &[25, 5])],
+            ),
+            node(
+                "/Flatten",
+                "Flatten",
+                &["a"],
+                "f",
+                vec![int_attr("axis", 1)],
+            ),
+            node(
+                "/fc/Gemm",
+                "Gemm",
+                &["f", "fc.w", "fc.b"],
+                "y",
+                vec![int_attr("transB", 1)],
+            ),
+        ],
+        initializer: vec![
+            tensor("c1.w", &[8, 1, 10, 4], &uniform(&mut r, 320, -0.3, 0.3)),
+            tensor("c1.b", &[8], &uniform(&mut r, 8, -0.2, 0.2)),
+            tensor("dw.w", &[8, 1, 3, 3], &uniform(&mut r, 72, -0.5, 0.5)),
+            tensor("dw.b", &[8], &uniform(&mut r, 8, -0.2, 0.2)),
+            tensor("zero", &[], &[0.0]),
+            tensor("six", &[], &[6.0]),
+            tensor("pw.w", &[6, 8, 1, 1], &uniform(&mut r, 48, -0.5, 0.5)),
+            tensor("pw.b", &[6], &uniform(&mut r, 6, -0.2, 0.2)),
+            tensor("fc.w", &[4, 6], &uniform(&mut r, 24, -1.0, 1.0)),
+            tensor("fc.b", &[4], &uniform(&mut r, 4, -0.1, 0.1)),
+        ],
+        input: vec![value("x", &[None, Some(1), Some(49), Some(10)])],
+        output: vec![value("y", &[None, Some(4)])],
+        ..Default::default()
+    };
+    pytorch_model(graph)
+}
+
+/// Import `model`, check its layer kinds, compare its predictions with tract's at batch 1
+/// and 4, and check that export then import gives the same blob.
+fn imports_like_tract(model: &ModelProto, kinds: &[&str], sample: &[usize]) {
+    let bytes = model.encode_to_vec();
+    let imp = parse_onnx(&bytes).unwrap_or_else(|e| panic!("{e:#}"));
+    let names: Vec<&str> = imp.arch.layers.iter().map(|l| l.name()).collect();
+    assert_eq!(names, kinds);
+    let blob = to_blob(&imp, &ImportOptions::default()).unwrap();
+    let tract = TractModel::load(&bytes).unwrap();
+    let per: usize = sample.iter().product();
+    let mut r = rng(72);
+    for n in [1, 4] {
+        let x = uniform(&mut r, n * per, -1.0, 1.0);
+        let mut shape = vec![n];
+        shape.extend(sample);
+        let d = max_abs_diff(&tract.run(&shape, &x).unwrap(), &runtime_predict(&blob, &x));
+        assert!(
+            d <= 1e-5,
+            "batch {n}: imported model differs from tract by {d}"
+        );
+    }
+    let parsed = Blob::parse(&blob).unwrap();
+    let again = read_model(&ModelProto::decode(onnx_bytes(&parsed).unwrap().as_slice()).unwrap())
+        .unwrap_or_else(|e| panic!("re-import of the export: {e:#}"));
+    assert_eq!(again.arch, imp.arch);
+    assert_eq!(to_blob(&again, &ImportOptions::default()).unwrap(), blob);
+}
+
+#[test]
+fn one_d_cnn_with_pad_depthwise_dilated_and_grouped_convolutions_matches_tract() {
+    imports_like_tract(
+        &one_d_graph(),
+        &[
+            "conv",
+            "norm",
+            "relu",
+            "conv",
+            "conv",
+            "pool",
+            "pool",
+            "globalavgpool",
+            "flatten",
+            "dense",
+        ],
+        &[3, 32],
+    );
+}
+
+#[test]
+fn ds_cnn_style_same_padding_depthwise_and_whole_map_pooling_matches_tract() {
+    imports_like_tract(
+        &ds_cnn_graph(),
+        &[
+            "conv",
+            "relu",
+            "conv",
+            "clip",
+            "conv2d",
+            "globalavgpool",
+            "flatten",
+            "dense",
+        ],
+        &[1, 49, 10],
+    );
+}
+
+#[test]
+fn pads_and_windows_that_cannot_be_read_are_refused_naming_the_node() {
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "node 0 '/pad/Pad' (Pad): padding with 1 is not supported (only zeros)",
+            Box::new(|g| {
+                g.node[0].input.push("one".into());
+                g.initializer.push(tensor("one", &[], &[1.0]));
+            }),
+        ),
+        (
+            "node 0 '/pad/Pad' (Pad): pads [0, 1, 2, 0, 0, 1] pad the batch or channel axis",
+            Box::new(|g| g.initializer[0].int64_data = vec![0, 1, 2, 0, 0, 1]),
+        ),
+        (
+            "node 0 '/pad/Pad' (Pad): negative pads [0, 0, -2, 0, 0, 1] (cropping) are not supported",
+            Box::new(|g| g.initializer[0].int64_data = vec![0, 0, -2, 0, 0, 1]),
+        ),
+        (
+            "node 0 '/pad/Pad' (Pad): mode reflect is not supported",
+            Box::new(|g| g.node[0].attribute.push(string_attr("mode", "reflect"))),
+        ),
+        (
+            "node 0 '/pad/Pad' (Pad): only a Conv or an AveragePool right after a Pad can take its padding, not node 1 '/conv1/Conv' (Relu)",
+            Box::new(|g| g.node[1].op_type = "Relu".into()),
+        ),
+        (
+            "node 4 '/dw/Conv' (Conv): group 3 does not divide the 8 output channels",
+            Box::new(|g| g.node[4].attribute[0].i = 3),
+        ),
+        (
+            "node 4 '/dw/Conv' (Conv): weight of 1 input channels per group × group 4 does not match the input of shape [batch, 8, 1, 16]",
+            Box::new(|g| g.node[4].attribute[0].i = 4),
+        ),
+        (
+            "node 6 '/max/MaxPool' (MaxPool): dilations [2] are not supported",
+            Box::new(|g| g.node[6].attribute.push(ints_attr("dilations", &[2]))),
+        ),
+        (
+            "node 6 '/max/MaxPool' (MaxPool): ceil_mode = 1 is not supported",
+            Box::new(|g| g.node[6].attribute.push(int_attr("ceil_mode", 1))),
+        ),
+        (
+            "node 6 '/max/MaxPool' (MaxPool): kernel [3, 3] is not 1-D like the model's input",
+            Box::new(|g| g.node[6].attribute[0].ints = vec![3, 3]),
+        ),
+        (
+            "node 1 '/conv1/Conv' (Conv): weight has shape [8, 3, 5, 1], expected [out, in, k]",
+            Box::new(|g| g.initializer[1].dims = vec![8, 3, 5, 1]),
+        ),
+        (
+            "node 4 '/dw/Conv' (Conv): dilations [300]: 300 is outside 1 to 255",
+            Box::new(|g| g.node[4].attribute[1].ints = vec![300]),
+        ),
+        (
+            "node 4 '/dw/Conv' (Conv): the window (kernel [3], dilations [20], pads [2, 2]) does not fit the input of shape [batch, 8, 1, 16]",
+            Box::new(|g| g.node[4].attribute[1].ints = vec![20]),
+        ),
+    ];
+    for (want, edit) in cases {
+        let mut m = one_d_graph();
+        edit(m.graph.as_mut().unwrap());
+        let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+        assert!(e.contains(want), "expected {want:?}, got {e:?}");
+    }
+    // A Pad as the last node, and before a max pooling (its zeros could win).
+    let mut m = one_d_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.node
+        .push(node("/pad2/Pad", "Pad", &["y", "pads"], "z", vec![]));
+    g.output[0].name = "z".into();
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(
+        e.contains(
+            "node 11 '/pad2/Pad' (Pad): padding an input of shape [batch, 3] is not supported"
+        ),
+        "{e}"
+    );
+    let mut m = ds_cnn_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.node[5].op_type = "MaxPool".into();
+    g.node
+        .insert(5, node("/pad/Pad", "Pad", &["p", "pads"], "p2", vec![]));
+    g.node[6].input[0] = "p2".into();
+    g.initializer
+        .push(int_tensor("pads", &[0, 0, 0, 0, 0, 0, 0, 0]));
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(
+        e.contains("node 6 '/avg/AveragePool' (MaxPool): a Pad before a MaxPool cannot be folded"),
+        "{e}"
+    );
 }

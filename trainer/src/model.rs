@@ -156,6 +156,20 @@ impl Arch {
                 Layer::Extra(Extra::PRelu { channels }) => {
                     p.extend(std::iter::repeat_n(0.25, channels))
                 }
+                Layer::Extra(Extra::Conv {
+                    in_channels,
+                    groups,
+                    window,
+                    ..
+                }) => {
+                    let fan_in = (in_channels / groups) as usize * window.taps();
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    for k in 0..2 {
+                        for _ in 0..l.tensor_len(*s, k) {
+                            p.push(rng.random_range(-bound..bound));
+                        }
+                    }
+                }
                 _ => {}
             }
         }

@@ -4,6 +4,7 @@
 //! build without the feature has none of their code (`extra_none.rs` stands in, with no
 //! value), and with it the kernels of the seven first kinds keep the code they had.
 
+use super::conv_general::{self as conv, Window2};
 use super::{act, pool, prelu, Layer, Post, Shape, Window, MAX_DIM};
 use crate::error::{Error, Result};
 use crate::limits::MAX_LAYER_ARGS;
@@ -35,6 +36,39 @@ pub enum Extra {
     MaxPool2d { window: Window },
     /// Average of each channel: `[c, h, w]` to `[c, 1, 1]`.
     GlobalAvgPool,
+    /// Convolution with a window of its own per axis, dilation and `groups` (1-D, non-square,
+    /// uneven padding, grouped, depthwise), W stored `[out, in / groups, kh, kw]`, bias
+    /// `[out]`. Both channel counts are multiples of `groups`; up to 65,535 channels.
+    Conv {
+        in_channels: u16,
+        out_channels: u16,
+        groups: u16,
+        window: Window2,
+    },
+    /// Max or average pooling with a window of its own per axis (no dilation), padding below
+    /// the kernel on each side.
+    Pool { window: Window2, mode: PoolMode },
+}
+
+/// What a [`Extra::Pool`] layer takes of each window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolMode {
+    /// The maximum (padding never wins).
+    Max,
+    /// The average of the inputs the window covers.
+    Average,
+    /// The sum over the whole window divided by its size (padding counts as zeros).
+    AverageIncludePad,
+}
+
+impl PoolMode {
+    const fn code(self) -> u32 {
+        match self {
+            PoolMode::Max => 0,
+            PoolMode::Average => 1,
+            PoolMode::AverageIncludePad => 2,
+        }
+    }
 }
 
 impl Extra {
@@ -93,6 +127,37 @@ impl Extra {
                 },
             },
             (kind::GLOBAL_AVGPOOL, &[]) => Extra::GlobalAvgPool,
+            (kind::CONV, &[i, o, g, k, sd, pads]) => {
+                let window = Window2::from_args([k, sd, pads]).ok_or(bad)?;
+                let small = |v: u32| u16::try_from(v).ok().filter(|v| *v > 0).ok_or(bad);
+                let (in_channels, out_channels, groups) = (small(i)?, small(o)?, small(g)?);
+                if in_channels % groups != 0 || out_channels % groups != 0 {
+                    return Err(bad);
+                }
+                Extra::Conv {
+                    in_channels,
+                    out_channels,
+                    groups,
+                    window,
+                }
+            }
+            (kind::POOL, &[mode, k, sd, pads]) => {
+                // No dilation: the stride's two bytes only.
+                let window = Window2::from_args([k, sd | 0x0101_0000, pads]).ok_or(bad)?;
+                let below = |p: [u8; 2]| {
+                    (p[0] as u16) < window.kernel[0] && (p[1] as u16) < window.kernel[1]
+                };
+                if sd > 0xffff || !(below(window.pad_begin) && below(window.pad_end)) {
+                    return Err(bad);
+                }
+                let mode = match mode {
+                    0 => PoolMode::Max,
+                    1 => PoolMode::Average,
+                    2 => PoolMode::AverageIncludePad,
+                    _ => return Err(bad),
+                };
+                Extra::Pool { window, mode }
+            }
             _ => return Err(bad),
         })
     }
@@ -129,6 +194,32 @@ impl Extra {
                 ],
             ),
             Extra::GlobalAvgPool => (kind::GLOBAL_AVGPOOL, &[]),
+            Extra::Conv {
+                in_channels,
+                out_channels,
+                groups,
+                window,
+            } => {
+                let w = window.to_args();
+                for v in [
+                    in_channels as u32,
+                    out_channels as u32,
+                    groups as u32,
+                    w[0],
+                    w[1],
+                    w[2],
+                ] {
+                    let _ = args.push(v);
+                }
+                (kind::CONV, &[])
+            }
+            Extra::Pool { window, mode } => {
+                let w = window.to_args();
+                for v in [mode.code(), w[0], w[1] & 0xffff, w[2]] {
+                    let _ = args.push(v);
+                }
+                (kind::POOL, &[])
+            }
         };
         for v in vals {
             let _ = args.push(*v);
@@ -148,6 +239,8 @@ impl Extra {
             Extra::AvgPool2d { .. } => "avgpool2d",
             Extra::MaxPool2d { .. } => "maxpool2d",
             Extra::GlobalAvgPool => "globalavgpool",
+            Extra::Conv { .. } => "conv",
+            Extra::Pool { .. } => "pool",
         }
     }
 
@@ -159,6 +252,15 @@ impl Extra {
                 matches!(s, Shape::Chw(_, h, w) if window.out(h).is_some() && window.out(w).is_some())
             }
             Extra::GlobalAvgPool => matches!(s, Shape::Chw(..)),
+            Extra::Conv {
+                in_channels,
+                window,
+                ..
+            } => matches!(s, Shape::Chw(c, h, w)
+                if c == in_channels as usize && window.out_hw(h, w).is_some()),
+            Extra::Pool { window, .. } => {
+                matches!(s, Shape::Chw(_, h, w) if window.out_hw(h, w).is_some())
+            }
             _ => true,
         }
     }
@@ -174,6 +276,21 @@ impl Extra {
                 Shape::Chw(c, h, w),
             ) => Shape::Chw(c, window.out(h)?, window.out(w)?),
             (Extra::GlobalAvgPool, Shape::Chw(c, ..)) => Shape::Chw(c, 1, 1),
+            (
+                Extra::Conv {
+                    out_channels,
+                    window,
+                    ..
+                },
+                Shape::Chw(_, h, w),
+            ) => {
+                let (oh, ow) = window.out_hw(h, w)?;
+                Shape::Chw(out_channels as usize, oh, ow)
+            }
+            (Extra::Pool { window, .. }, Shape::Chw(c, h, w)) => {
+                let (oh, ow) = window.out_hw(h, w)?;
+                Shape::Chw(c, oh, ow)
+            }
             _ => s,
         })
     }
@@ -182,14 +299,60 @@ impl Extra {
     pub(super) const fn tensor_count(self) -> usize {
         match self {
             Extra::PRelu { .. } => 1,
+            Extra::Conv { .. } => 2,
             _ => 0,
         }
     }
 
     /// See [`Layer::tensor_len`].
-    pub(super) const fn tensor_len(self, _k: usize) -> usize {
+    pub(super) const fn tensor_len(self, k: usize) -> usize {
         match self {
             Extra::PRelu { channels } => channels,
+            Extra::Conv {
+                in_channels,
+                out_channels,
+                groups,
+                window,
+            } => {
+                if k == 0 {
+                    // At most MAX_DIM · MAX_DIM · 2^32: validation checks it with
+                    // `checked_tensor_len` before any use of this value.
+                    out_channels as usize * (in_channels / groups) as usize * window.taps()
+                } else {
+                    out_channels as usize
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    /// See [`Layer::checked_tensor_len`].
+    pub(super) fn checked_tensor_len(self, k: usize) -> Option<usize> {
+        match self {
+            Extra::Conv {
+                in_channels,
+                out_channels,
+                groups,
+                window,
+            } if k == 0 => (out_channels as usize)
+                .checked_mul((in_channels / groups) as usize)?
+                .checked_mul(window.taps()),
+            _ => Some(self.tensor_len(k)),
+        }
+    }
+
+    /// Multiply-accumulates of a forward pass for one sample (saturating).
+    pub(super) fn macs(self, output: Shape) -> usize {
+        match self {
+            Extra::Conv {
+                in_channels,
+                groups,
+                window,
+                ..
+            } => output
+                .len()
+                .saturating_mul((in_channels / groups) as usize)
+                .saturating_mul(window.taps()),
             _ => 0,
         }
     }
@@ -239,6 +402,26 @@ impl Extra {
                 pool::max_forward(&pool::geometry(window, input), x, y, n)
             }
             Extra::GlobalAvgPool => pool::global_forward(n * c, s, x, y),
+            Extra::Conv {
+                out_channels,
+                groups,
+                window,
+                ..
+            } => {
+                if let Some(g) =
+                    conv::Geometry::of(input, out_channels as usize, groups as usize, window)
+                {
+                    conv::forward(&g, param, x, y, n);
+                }
+            }
+            Extra::Pool { window, mode } => {
+                let g = pool::geometry2(window, input);
+                match mode {
+                    PoolMode::Max => pool::max_forward(&g, x, y, n),
+                    PoolMode::Average => pool::avg_forward(&g, false, x, y, n),
+                    PoolMode::AverageIncludePad => pool::avg_forward(&g, true, x, y, n),
+                }
+            }
             _ => {}
         }
     }
@@ -261,6 +444,20 @@ impl Extra {
             prelu::backward(c, s, param, x, g, pg, gx, n);
             return;
         }
+        if let Extra::Conv {
+            out_channels,
+            groups,
+            window,
+            ..
+        } = self
+        {
+            if let Some(geo) =
+                conv::Geometry::of(input, out_channels as usize, groups as usize, window)
+            {
+                conv::backward(&geo, param, x, g, pg, gx, n);
+            }
+            return;
+        }
         let Some(gx) = gx else { return };
         match self {
             Extra::HardSwish => act::hard_swish_grad(&x[..n * c * s], g, gx),
@@ -272,6 +469,14 @@ impl Extra {
                 pool::max_backward(&pool::geometry(window, input), x, g, gx, n)
             }
             Extra::GlobalAvgPool => pool::global_backward(n * c, s, g, gx),
+            Extra::Pool { window, mode } => {
+                let geo = pool::geometry2(window, input);
+                match mode {
+                    PoolMode::Max => pool::max_backward(&geo, x, g, gx, n),
+                    PoolMode::Average => pool::avg_backward(&geo, false, g, gx, n),
+                    PoolMode::AverageIncludePad => pool::avg_backward(&geo, true, g, gx, n),
+                }
+            }
             _ => {}
         }
     }

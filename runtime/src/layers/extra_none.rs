@@ -38,6 +38,12 @@ impl Extra {
     pub(super) const fn tensor_len(self, _: usize) -> usize {
         match self {}
     }
+    pub(super) fn checked_tensor_len(self, _: usize) -> Option<usize> {
+        match self {}
+    }
+    pub(super) fn macs(self, _: Shape) -> usize {
+        match self {}
+    }
     pub(super) const fn in_place(self) -> bool {
         match self {}
     }

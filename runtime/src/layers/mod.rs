@@ -12,6 +12,8 @@ mod conv2d_blocked;
 mod conv_fma;
 #[cfg(feature = "gemm")]
 mod conv_gemm;
+#[cfg(feature = "extra-layers")]
+pub mod conv_general;
 pub mod dense;
 pub mod maxpool;
 pub mod norm;
@@ -31,6 +33,10 @@ mod vfp;
 
 use crate::error::{Error, Result};
 use crate::wire::RawLayer;
+#[cfg(feature = "extra-layers")]
+pub use conv_general::Window2;
+#[cfg(feature = "extra-layers")]
+pub use extra::PoolMode;
 pub use extra::{Extra, ExtraPost};
 
 pub use crate::limits::{MAX_DIM, MAX_SHAPE_LEN, MAX_TENSOR_LEN};
@@ -72,11 +78,13 @@ impl Shape {
         };
         (n <= MAX_SHAPE_LEN).then_some(n)
     }
-    /// From stored dims (`[n]` or `[c, h, w]`); `None` if empty, zero or too large.
+    /// From stored dims (`[n]`, `[c, l]` or `[c, h, w]`; a 1-D signal `[c, l]` is the image
+    /// `[c, 1, l]`); `None` if empty, zero or too large.
     pub fn from_dims(dims: &[u32]) -> Option<Shape> {
         let ok = |d: u32| d > 0 && (d as usize) <= MAX_DIM;
         let s = match *dims {
             [n] if ok(n) => Shape::Flat(n as usize),
+            [c, l] if ok(c) && ok(l) => Shape::Chw(c as usize, 1, l as usize),
             [c, h, w] if ok(c) && ok(h) && ok(w) => Shape::Chw(c as usize, h as usize, w as usize),
             _ => return None,
         };
@@ -331,7 +339,7 @@ impl Layer {
                 }
             }
             Layer::Norm { channels, .. } => channels,
-            Layer::Extra(e) => e.tensor_len(k),
+            Layer::Extra(e) => e.checked_tensor_len(k)?,
             _ => 0,
         };
         (n <= MAX_TENSOR_LEN).then_some(n)
@@ -418,6 +426,7 @@ impl Layer {
                 .saturating_mul(in_channels)
                 .saturating_mul(window.kernel)
                 .saturating_mul(window.kernel),
+            (Layer::Extra(e), Some(out)) => e.macs(out),
             _ => 0,
         }
     }

@@ -1,19 +1,70 @@
-//! Average pooling (k×k windows, a stride, zero padding counted in the divisor or not), max
+//! Average pooling (kh×kw windows, a stride, zero padding counted in the divisor or not), max
 //! pooling with padding (padding never wins) and global average pooling, CHW layout. Every
 //! window overlaps the input (padding is smaller than the kernel).
 
-use super::maxpool::Geometry;
+use super::conv_general::Window2;
 use super::{Shape, Window};
 
-/// The geometry of pooling an image `input` with `win` (no channels if `input` is not an image
-/// or the window does not fit: nothing is computed).
+/// Sizes of pooling one sample: channels, input and output height and width, and the window
+/// per axis (height, width): kernel, stride, padding before.
+#[derive(Clone, Copy, Debug)]
+pub struct Geometry {
+    /// Channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+    /// Kernel size per axis.
+    pub kernel: [usize; 2],
+    /// Stride per axis.
+    pub stride: [usize; 2],
+    /// Padding before the first row and column.
+    pub pad: [usize; 2],
+}
+
+/// The geometry of pooling an image `input` with the square window `win` (no channels if
+/// `input` is not an image or the window does not fit: nothing is computed).
 pub fn geometry(win: Window, input: Shape) -> Geometry {
-    let (c, h, w, oh, ow) = match input {
-        Shape::Chw(c, h, w) => match (win.out(h), win.out(w)) {
-            (Some(oh), Some(ow)) => (c, h, w, oh, ow),
-            _ => (0, 0, 0, 0, 0),
-        },
-        Shape::Flat(_) => (0, 0, 0, 0, 0),
+    let (k, s, p) = (win.kernel, win.stride, win.padding);
+    let out = match input {
+        Shape::Chw(_, h, w) => win.out(h).zip(win.out(w)),
+        Shape::Flat(_) => None,
+    };
+    make(input, out, [k, k], [s, s], [p, p])
+}
+
+/// The geometry of pooling an image `input` with a window of its own per axis (see
+/// [`geometry`]).
+pub fn geometry2(win: Window2, input: Shape) -> Geometry {
+    let out = match input {
+        Shape::Chw(_, h, w) => win.out_hw(h, w),
+        Shape::Flat(_) => None,
+    };
+    let k = win.kernel.map(usize::from);
+    make(
+        input,
+        out,
+        k,
+        win.stride.map(usize::from),
+        win.pad_begin.map(usize::from),
+    )
+}
+
+fn make(
+    input: Shape,
+    out: Option<(usize, usize)>,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+) -> Geometry {
+    let (c, h, w, oh, ow) = match (input, out) {
+        (Shape::Chw(c, h, w), Some((oh, ow))) => (c, h, w, oh, ow),
+        _ => (0, 0, 0, 0, 0),
     };
     Geometry {
         c,
@@ -21,13 +72,16 @@ pub fn geometry(win: Window, input: Shape) -> Geometry {
         w,
         oh,
         ow,
-        win,
+        kernel,
+        stride,
+        pad,
     }
 }
 
-/// The input rows (or columns) `lo..hi` of output row (column) `o` along an axis of `n`.
-fn span(g: &Geometry, o: usize, n: usize) -> (usize, usize) {
-    let (k, s, p) = (g.win.kernel, g.win.stride, g.win.padding);
+/// The input rows (`axis` 0) or columns (1) `lo..hi` of output row (column) `o` along an axis
+/// of `n`.
+fn span(g: &Geometry, axis: usize, o: usize, n: usize) -> (usize, usize) {
+    let (k, s, p) = (g.kernel[axis], g.stride[axis], g.pad[axis]);
     (
         (o * s).saturating_sub(p),
         (o * s + k).saturating_sub(p).min(n),
@@ -38,18 +92,18 @@ fn span(g: &Geometry, o: usize, n: usize) -> (usize, usize) {
 fn each(g: &Geometry, n: usize, mut f: impl FnMut(usize, usize, (usize, usize), (usize, usize))) {
     for plane in 0..n * g.c {
         for oy in 0..g.oh {
-            let rows = span(g, oy, g.h);
+            let rows = span(g, 0, oy, g.h);
             for ox in 0..g.ow {
-                f(plane, oy * g.ow + ox, rows, span(g, ox, g.w));
+                f(plane, oy * g.ow + ox, rows, span(g, 1, ox, g.w));
             }
         }
     }
 }
 
-/// The divisor of a window: `k²` when padding counts, else the inputs it covers.
+/// The divisor of a window: `kh · kw` when padding counts, else the inputs it covers.
 fn count(g: &Geometry, include_pad: bool, rows: (usize, usize), cols: (usize, usize)) -> f32 {
     if include_pad {
-        (g.win.kernel * g.win.kernel) as f32
+        (g.kernel[0] * g.kernel[1]) as f32
     } else {
         ((rows.1 - rows.0) * (cols.1 - cols.0)) as f32
     }

@@ -305,8 +305,14 @@ fn forward_other(node: &Node, blob: &Blob<'_>, params: &[f32], x: &[f32], y: &mu
     if node.resident {
         e.forward(node.input, |k| params[k], x, y, n);
     } else {
-        let w = blob.stored(node.tensor0);
-        e.forward(node.input, |k| w.get(k), x, y, n);
+        let (w, b, wl) = stored_pair(node, blob);
+        e.forward(
+            node.input,
+            |k| if k < wl { w.get(k) } else { b.get(k - wl) },
+            x,
+            y,
+            n,
+        );
     }
 }
 
@@ -328,7 +334,24 @@ fn backward_other(
     if node.resident {
         e.backward(node.input, |k| params[k], x, g, pg, gx, n);
     } else {
-        let w = blob.stored(node.tensor0);
-        e.backward(node.input, |k| w.get(k), x, g, None, gx, n);
+        let (w, b, wl) = stored_pair(node, blob);
+        let param = |k| if k < wl { w.get(k) } else { b.get(k - wl) };
+        e.backward(node.input, param, x, g, None, gx, n);
     }
+}
+
+/// A frozen layer's tensors as the blob stores them, read as one run of parameters: the first
+/// tensor, the second (the first again for a layer of one tensor) and the first's length.
+fn stored_pair<'a>(
+    node: &Node,
+    blob: &Blob<'a>,
+) -> (crate::dtype::Stored<'a>, crate::dtype::Stored<'a>, usize) {
+    let w = blob.stored(node.tensor0);
+    let second = if node.layer.tensor_count() > 1 {
+        node.tensor0 + 1
+    } else {
+        node.tensor0
+    };
+    let wl = node.layer.tensor_len(node.input, 0);
+    (w, blob.stored(second), wl)
 }

@@ -7,6 +7,8 @@
 use anole::blob::{AdaptSettings, Provenance, RawTensor, Wire, MAGIC};
 use anole::layers::Window;
 #[cfg(feature = "extra-layers")]
+use anole::layers::{PoolMode, Window2};
+#[cfg(feature = "extra-layers")]
 use anole::Extra;
 use anole::{Blob, DType, Layer, Learner, Shape, TensorValues};
 
@@ -92,6 +94,36 @@ pub fn maxpool_padded(kernel: usize, stride: usize, padding: usize) -> Layer {
             padding,
         },
     })
+}
+
+/// A window of its own per axis: kernel, stride, dilation, padding before, padding after (each
+/// `[height, width]`).
+#[cfg(feature = "extra-layers")]
+pub fn window2(k: [u16; 2], s: [u8; 2], d: [u8; 2], pb: [u8; 2], pe: [u8; 2]) -> Window2 {
+    Window2 {
+        kernel: k,
+        stride: s,
+        dilation: d,
+        pad_begin: pb,
+        pad_end: pe,
+    }
+}
+
+/// The general convolution (see [`window2`]).
+#[cfg(feature = "extra-layers")]
+pub fn conv_general(cin: u16, cout: u16, groups: u16, window: Window2) -> Layer {
+    Layer::Extra(Extra::Conv {
+        in_channels: cin,
+        out_channels: cout,
+        groups,
+        window,
+    })
+}
+
+/// The general pooling (see [`window2`]; dilation ignored).
+#[cfg(feature = "extra-layers")]
+pub fn pool_general(mode: PoolMode, window: Window2) -> Layer {
+    Layer::Extra(Extra::Pool { window, mode })
 }
 
 pub fn maxpool(kernel: usize, stride: usize) -> Layer {
@@ -200,6 +232,18 @@ impl Model {
                 #[cfg(feature = "extra-layers")]
                 Layer::Extra(Extra::PRelu { channels }) => {
                     m.params.extend(rng.vec(channels, -0.3, 0.6))
+                }
+                #[cfg(feature = "extra-layers")]
+                Layer::Extra(Extra::Conv {
+                    in_channels,
+                    groups,
+                    window,
+                    ..
+                }) => {
+                    let fan_in = (in_channels / groups) as usize * window.taps();
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    m.params.extend(rng.vec(l.tensor_len(*s, 0), -bound, bound));
+                    m.params.extend(rng.vec(l.tensor_len(*s, 1), -0.5, 0.5));
                 }
                 _ => {}
             }
@@ -513,6 +557,87 @@ fn extra_reference(
             (0..n * c)
                 .map(|p| x[p * h * w..(p + 1) * h * w].iter().sum::<f64>() / (h * w) as f64)
                 .collect()
+        }
+        Extra::Conv {
+            in_channels,
+            out_channels,
+            groups,
+            window: win,
+        } => {
+            let (Shape::Chw(_, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
+                panic!("conv on a flat shape")
+            };
+            let (cg, og) = (
+                (in_channels / groups) as usize,
+                (out_channels / groups) as usize,
+            );
+            let [kh, kw] = win.kernel.map(|v| v as i64);
+            let wlen = out_channels as usize * cg * (kh * kw) as usize;
+            let mut y = vec![0.0; n * sout.len()];
+            for b in 0..n {
+                for co in 0..out_channels as usize {
+                    for oy in 0..oh as i64 {
+                        for ox in 0..ow as i64 {
+                            let mut acc = pl[wlen + co];
+                            for ci in 0..cg {
+                                let c = (co / og) * cg + ci;
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let iy = oy * win.stride[0] as i64
+                                            + ky * win.dilation[0] as i64
+                                            - win.pad_begin[0] as i64;
+                                        let ix = ox * win.stride[1] as i64
+                                            + kx * win.dilation[1] as i64
+                                            - win.pad_begin[1] as i64;
+                                        if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                                            continue;
+                                        }
+                                        let wi = ((co * cg + ci) as i64 * kh + ky) * kw + kx;
+                                        acc += pl[wi as usize]
+                                            * x[b * sin.len()
+                                                + c * h * w
+                                                + iy as usize * w
+                                                + ix as usize];
+                                    }
+                                }
+                            }
+                            y[b * sout.len() + (co * oh + oy as usize) * ow + ox as usize] = acc;
+                        }
+                    }
+                }
+            }
+            y
+        }
+        Extra::Pool { window: win, mode } => {
+            let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {
+                panic!("pooling on a flat shape")
+            };
+            let [kh, kw] = win.kernel.map(|v| v as i64);
+            let mut y = vec![0.0; n * sout.len()];
+            for p in 0..n * c {
+                for oy in 0..oh as i64 {
+                    for ox in 0..ow as i64 {
+                        let mut vals = Vec::new();
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = oy * win.stride[0] as i64 + ky - win.pad_begin[0] as i64;
+                                let ix = ox * win.stride[1] as i64 + kx - win.pad_begin[1] as i64;
+                                if iy >= 0 && ix >= 0 && iy < h as i64 && ix < w as i64 {
+                                    vals.push(x[p * h * w + iy as usize * w + ix as usize]);
+                                }
+                            }
+                        }
+                        y[p * oh * ow + oy as usize * ow + ox as usize] = match mode {
+                            PoolMode::AverageIncludePad => {
+                                vals.iter().sum::<f64>() / (kh * kw) as f64
+                            }
+                            PoolMode::Average => vals.iter().sum::<f64>() / vals.len() as f64,
+                            PoolMode::Max => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                        };
+                    }
+                }
+            }
+            y
         }
         Extra::AvgPool2d { window, .. } | Extra::MaxPool2d { window } => {
             let (Shape::Chw(c, h, w), Shape::Chw(_, oh, ow)) = (sin, sout) else {

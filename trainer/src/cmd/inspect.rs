@@ -23,11 +23,9 @@ pub struct Args {
     pub json: bool,
 }
 
-fn shape_str(s: Shape) -> String {
-    match s {
-        Shape::Flat(n) => format!("[{n}]"),
-        Shape::Chw(c, h, w) => format!("[{c}, {h}, {w}]"),
-    }
+/// A per-sample shape as the user sees it (`[c, l]` for a 1-D model's images).
+fn shape_str(blob: &Blob<'_>, s: Shape) -> String {
+    format!("{:?}", blob.user_dims(s).as_slice())
 }
 
 /// One arena size: what it is for, the batch, and the f32 it needs.
@@ -169,10 +167,10 @@ impl<'b> Summary<'b> {
         json!({
             "file": file,
             "flash_bytes": self.flash,
-            "input": shape_str(blob.input_shape()),
-            "output": shape_str(blob.output_shape()),
+            "input": shape_str(blob, blob.input_shape()),
+            "output": shape_str(blob, blob.output_shape()),
             "layers": self.rows.iter().map(|r| json!({
-                "index": r.index, "layer": r.layer, "input": shape_str(r.input), "output": shape_str(r.output),
+                "index": r.index, "layer": r.layer, "input": shape_str(blob, r.input), "output": shape_str(blob, r.output),
                 "params": r.params, "dtype": r.dtype, "adapts": r.adapts, "macs": r.macs,
             })).collect::<Vec<_>>(),
             "params": self.total,
@@ -217,8 +215,8 @@ impl<'b> Summary<'b> {
                 "{:>3}  {:<10} {:<15} {:<15} {:>9}  {:<5} {:<6} {:>11}",
                 r.index,
                 r.layer,
-                shape_str(r.input),
-                shape_str(r.output),
+                shape_str(blob, r.input),
+                shape_str(blob, r.output),
                 r.params,
                 r.dtype,
                 match (r.params, r.adapts) {

@@ -14,6 +14,11 @@
 //! | `Sigmoid` | `Sigmoid` |
 //! | `Clip` | `Clip` with `min` and `max` as scalar initializers (an infinite bound left out) |
 //! | `PRelu` | `PRelu`, slope `[c, 1, 1]` on images, `[n]` on vectors |
+//! | `Conv` | `Conv` (`kernel_shape`, `strides`, `dilations`, `pads`, `group`) |
+//! | `Pool` | `MaxPool` or `AveragePool` (`count_include_pad` 0 or 1) |
+//!
+//! A model whose input is a 1-D signal (`[c, l]` in the blob) is written with rank-3 tensors
+//! (`[batch, c, l]`) and one-axis attributes; its images are `[c, 1, l]` inside the runtime.
 //!
 //! `Norm` with stored statistics is exactly the device's inference scheme: after adapting, the
 //! runtime refreshes the stored statistics from the support set and predicts with them, so an
@@ -24,9 +29,9 @@
 //! and every operator used has had its current inference semantics since opset 13 or earlier
 //! (later revisions of BatchNormalization, Relu and MaxPool only add training mode or types).
 
-use anole::layers::Window;
+use anole::layers::{PoolMode, Window, Window2};
 use anole::{Blob, Extra, Layer, LossKind, Optimizer, Shape};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use prost::Message;
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
@@ -61,6 +66,7 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
     let mut current = INPUT.to_string();
     let mut tensor = 0usize;
     let last = blob.layers.len() - 1;
+    let signal = blob.is_signal();
     for (i, layer) in blob.layers.iter().copied().enumerate() {
         let input_shape = blob.shapes[i];
         let out = if i == last {
@@ -98,22 +104,44 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
                 out_channels,
                 window,
             } => {
-                let k = window.kernel as i64;
-                let w = take(
-                    0,
-                    "weight",
-                    vec![out_channels as i64, in_channels as i64, k, k],
-                );
+                let w2 = Axes::square(window).one_row(signal, i)?;
+                let mut dims = vec![out_channels as i64, in_channels as i64];
+                dims.extend(axes(w2.kernel, signal));
+                let w = take(0, "weight", dims);
                 let b = take(1, "bias", vec![out_channels as i64]);
-                let (s, p) = (window.stride as i64, window.padding as i64);
-                let attrs = vec![
-                    ints_attr("kernel_shape", vec![k, k]),
-                    ints_attr("strides", vec![s, s]),
-                    ints_attr("pads", vec![p, p, p, p]),
-                    ints_attr("dilations", vec![1, 1]),
-                    int_attr("group", 1),
-                ];
+                node(
+                    i,
+                    "Conv",
+                    vec![current, w, b],
+                    &out,
+                    conv_attrs(w2, 1, signal),
+                )
+            }
+            Layer::Extra(Extra::Conv {
+                in_channels,
+                out_channels,
+                groups,
+                window,
+            }) => {
+                let window = Axes::of(window).one_row(signal, i)?;
+                let mut dims = vec![out_channels as i64, (in_channels / groups) as i64];
+                dims.extend(axes(window.kernel, signal));
+                let w = take(0, "weight", dims);
+                let b = take(1, "bias", vec![out_channels as i64]);
+                let attrs = conv_attrs(window, groups as i64, signal);
                 node(i, "Conv", vec![current, w, b], &out, attrs)
+            }
+            Layer::Extra(Extra::Pool { window, mode }) => {
+                let mut attrs = pool_attrs(Axes::of(window).one_row(signal, i)?, signal);
+                let op = match mode {
+                    PoolMode::Max => "MaxPool",
+                    PoolMode::Average | PoolMode::AverageIncludePad => {
+                        let include = mode == PoolMode::AverageIncludePad;
+                        attrs.push(int_attr("count_include_pad", include as i64));
+                        "AveragePool"
+                    }
+                };
+                node(i, op, vec![current], &out, attrs)
             }
             Layer::Norm { channels, eps } => {
                 let c = vec![channels as i64];
@@ -132,13 +160,14 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
             Layer::Relu => node(i, "Relu", vec![current], &out, vec![]),
             Layer::Tanh => node(i, "Tanh", vec![current], &out, vec![]),
             Layer::MaxPool2d { window } | Layer::Extra(Extra::MaxPool2d { window }) => {
-                node(i, "MaxPool", vec![current], &out, pool_attrs(window))
+                let attrs = pool_attrs(Axes::square(window).one_row(signal, i)?, signal);
+                node(i, "MaxPool", vec![current], &out, attrs)
             }
             Layer::Extra(Extra::AvgPool2d {
                 window,
                 include_pad,
             }) => {
-                let mut attrs = pool_attrs(window);
+                let mut attrs = pool_attrs(Axes::square(window).one_row(signal, i)?, signal);
                 attrs.push(int_attr("count_include_pad", include_pad as i64));
                 node(i, "AveragePool", vec![current], &out, attrs)
             }
@@ -183,6 +212,7 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
             Layer::Extra(Extra::PRelu { channels }) => {
                 let c = channels as i64;
                 let dims = match input_shape {
+                    Shape::Chw(..) if signal => vec![c, 1],
                     Shape::Chw(..) => vec![c, 1, 1],
                     Shape::Flat(_) => vec![c],
                 };
@@ -198,8 +228,8 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
         name: "anole".into(),
         node: nodes,
         initializer: inits,
-        input: vec![value_info(INPUT, blob.input_shape())],
-        output: vec![value_info(OUTPUT, blob.output_shape())],
+        input: vec![value_info(INPUT, blob.input_shape(), signal)],
+        output: vec![value_info(OUTPUT, blob.output_shape(), signal)],
         doc_string: describe(blob),
         ..Default::default()
     };
@@ -352,10 +382,11 @@ fn f32_tensor(name: &str, dims: Vec<i64>, values: &[f32]) -> TensorProto {
 }
 
 /// `[batch, ...shape]` f32 value info with a symbolic batch dimension.
-fn value_info(name: &str, shape: Shape) -> ValueInfoProto {
+fn value_info(name: &str, shape: Shape, signal: bool) -> ValueInfoProto {
     use tensor_shape_proto::{dimension::Value, Dimension};
     let per_sample: Vec<usize> = match shape {
         Shape::Flat(n) => vec![n],
+        Shape::Chw(c, _, l) if signal => vec![c, l],
         Shape::Chw(c, h, w) => vec![c, h, w],
     };
     let mut dim = vec![Dimension {
@@ -379,18 +410,82 @@ fn value_info(name: &str, shape: Shape) -> ValueInfoProto {
     }
 }
 
-/// `kernel_shape`, `strides` and `pads` of a pooling window.
-fn pool_attrs(window: Window) -> Vec<AttributeProto> {
-    let (k, s, p) = (
-        window.kernel as i64,
-        window.stride as i64,
-        window.padding as i64,
-    );
+/// A window's attributes, per axis (height, width).
+#[derive(Clone, Copy)]
+struct Axes {
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    dilation: [i64; 2],
+    pad_begin: [i64; 2],
+    pad_end: [i64; 2],
+}
+
+impl Axes {
+    /// A square window of the first kinds.
+    fn square(w: Window) -> Axes {
+        let (k, s, p) = (w.kernel as i64, w.stride as i64, w.padding as i64);
+        Axes {
+            kernel: [k, k],
+            stride: [s, s],
+            dilation: [1, 1],
+            pad_begin: [p, p],
+            pad_end: [p, p],
+        }
+    }
+
+    /// A window of its own per axis.
+    fn of(w: Window2) -> Axes {
+        let wide = |v: [u8; 2]| v.map(i64::from);
+        Axes {
+            kernel: w.kernel.map(i64::from),
+            stride: wide(w.stride),
+            dilation: wide(w.dilation),
+            pad_begin: wide(w.pad_begin),
+            pad_end: wide(w.pad_end),
+        }
+    }
+
+    /// In a 1-D model (images one row high) a window must be one row, kernel 1 and no
+    /// padding, which ONNX's 1-D operators can say.
+    fn one_row(self, signal: bool, layer: usize) -> Result<Axes> {
+        if signal && (self.kernel[0] != 1 || self.pad_begin[0] != 0 || self.pad_end[0] != 0) {
+            bail!(
+                "layer {layer}: a window of {} rows (padding {} and {}) on a 1-D signal has no 1-D ONNX operator",
+                self.kernel[0],
+                self.pad_begin[0],
+                self.pad_end[0]
+            );
+        }
+        Ok(self)
+    }
+}
+
+/// The values of a per-axis field: both axes, or the width alone in a 1-D model.
+fn axes(v: [i64; 2], signal: bool) -> Vec<i64> {
+    if signal {
+        vec![v[1]]
+    } else {
+        v.to_vec()
+    }
+}
+
+/// `kernel_shape`, `strides` and `pads` (all begins, then all ends) of a window.
+fn pool_attrs(w: Axes, signal: bool) -> Vec<AttributeProto> {
+    let mut pads = axes(w.pad_begin, signal);
+    pads.extend(axes(w.pad_end, signal));
     vec![
-        ints_attr("kernel_shape", vec![k, k]),
-        ints_attr("strides", vec![s, s]),
-        ints_attr("pads", vec![p, p, p, p]),
+        ints_attr("kernel_shape", axes(w.kernel, signal)),
+        ints_attr("strides", axes(w.stride, signal)),
+        ints_attr("pads", pads),
     ]
+}
+
+/// A convolution's attributes: the window's, `dilations` and `group`.
+fn conv_attrs(w: Axes, group: i64, signal: bool) -> Vec<AttributeProto> {
+    let mut attrs = pool_attrs(w, signal);
+    attrs.push(ints_attr("dilations", axes(w.dilation, signal)));
+    attrs.push(int_attr("group", group));
+    attrs
 }
 
 #[cfg(test)]

@@ -211,7 +211,7 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
     let input_shape = input_dims(input)?;
     let shape = Shape::from_dims(&input_shape).ok_or_else(|| {
         anyhow!(
-            "input '{}': per-sample shape {input_shape:?} must be [n] or [c, h, w]",
+            "input '{}': per-sample shape {input_shape:?} must be [n], [c, l] or [c, h, w]",
             input.name
         )
     })?;
@@ -220,6 +220,8 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         layers: Vec::new(),
         tensors: Vec::new(),
         shape,
+        signal: input_shape.len() == 2,
+        pad: None,
         cur: input.name.clone(),
         dense_out: None,
         last: None,
@@ -227,6 +229,9 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
     };
     for (i, n) in graph.node.iter().enumerate() {
         chain.node(i, n)?;
+    }
+    if let Some((at, _)) = &chain.pad {
+        bail!("{at}: nothing after it to fold the padding into (only a Conv or an AveragePool can take it)");
     }
     let Chain {
         layers,
@@ -278,6 +283,10 @@ struct Chain<'m> {
     tensors: Vec<Vec<f32>>,
     /// Per-sample shape of the chain's current value.
     shape: Shape,
+    /// The model reads a 1-D signal `[c, l]` (its images are `[c, 1, l]`).
+    signal: bool,
+    /// A `Pad` node read but not yet folded into the node after it: where it is, its padding.
+    pad: Option<(String, ops::Padding)>,
     /// Name of the chain's current value.
     cur: String,
     /// Output name of the last node that made a dense layer, or passed its output on (an `Add`
@@ -364,7 +373,14 @@ impl Chain<'_> {
             shape: self.shape,
             data_pos,
             dense_outputs,
+            signal: self.signal,
+            pad: self.pad.as_ref().map(|(_, p)| *p),
         })?;
+        if let Some((at, _)) = self.pad.take() {
+            if !matches!(n.op_type.as_str(), "Conv" | "AveragePool") {
+                bail!("{at}: only a Conv or an AveragePool right after a Pad can take its padding, not {here}");
+            }
+        }
         self.dense_out = match step {
             Step::Layer(layer, ts) => self.push(&here, layer, ts)?.then(|| out.clone()),
             Step::Bias(b) => {
@@ -383,6 +399,10 @@ impl Chain<'_> {
             Step::Dropped(note) => {
                 self.notes.push(note);
                 (self.dense_out.as_ref() == Some(cur)).then(|| out.clone())
+            }
+            Step::Pad(p) => {
+                self.pad = Some((here.clone(), p));
+                None
             }
         };
         self.cur = out.clone();

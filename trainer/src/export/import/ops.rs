@@ -6,7 +6,7 @@
 //! returns (shapes, tensor sizes, finite values). Adding an operator: its reader and its row.
 
 use super::proto::{constant, floats, ints, Attrs, Consts};
-use anole::layers::{Window, MAX_DIM};
+use anole::layers::{PoolMode, Window, Window2};
 use anole::{Extra, Layer, Shape};
 use anyhow::{anyhow, bail, Context, Result};
 use tract_onnx::pb::tensor_proto::DataType;
@@ -25,6 +25,16 @@ pub(super) enum Step {
     Last(String),
     /// Nothing: the node passes its input on at inference (dropout); the note says so.
     Dropped(String),
+    /// Zero padding of an image (before and after, per axis `[height, width]`), folded into
+    /// the padding of the convolution or average pooling that must come next.
+    Pad(Padding),
+}
+
+/// Zero padding before and after, per axis (`[height, width]`; a 1-D signal pads its width).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Padding {
+    pub begin: [i64; 2],
+    pub end: [i64; 2],
 }
 
 /// A node as its reader sees it.
@@ -41,6 +51,11 @@ pub(super) struct Node<'a> {
     /// When the node reads the output of a dense layer (possibly through `Identity` or a bias
     /// `Add`): that layer's outputs.
     pub dense_outputs: Option<usize>,
+    /// The model reads a 1-D signal (`[batch, c, l]`): its images are `[c, 1, l]` and every
+    /// spatial attribute has one value per side.
+    pub signal: bool,
+    /// The padding of a `Pad` node right before this one, to fold into this node's.
+    pub pad: Option<Padding>,
 }
 
 impl Node<'_> {
@@ -126,7 +141,7 @@ pub(super) const OPS: &[Op] = &[
     op(
         "Conv",
         "Conv",
-        ("Conv2d", "a constant `[out, in, k, k]` weight (square kernel), optional bias, `group` 1, `dilations` 1, equal `strides`, `pads` equal on all four sides (`auto_pad` only `NOTSET` or `VALID`)"),
+        ("Conv2d (square kernel, one group, no dilation, equal strides and pads), else Conv", "1-D or 2-D; a constant `[out, in / group, k…]` weight, optional bias; any `group` dividing both channel counts (depthwise: `group` = channels), `strides` and `dilations` (up to 255) and `pads` (up to 255) per axis and side, kernels up to 65,535, `auto_pad` `NOTSET`, `VALID`, `SAME_UPPER` or `SAME_LOWER`"),
         conv,
     ),
     op(
@@ -170,13 +185,13 @@ pub(super) const OPS: &[Op] = &[
     op(
         "MaxPool",
         "MaxPool",
-        ("MaxPool2d", "a square 2-D `kernel_shape`, equal `strides`, equal `pads` below the kernel, `ceil_mode` 0, `dilations` 1, `storage_order` 0, no `Indices` output"),
+        ("MaxPool2d (square, equal strides and pads), else Pool", "1-D or 2-D `kernel_shape`; `strides` and `pads` per axis and side, each pad below the kernel (`auto_pad` as `Conv`); `ceil_mode` 0, `dilations` 1, `storage_order` 0, no `Indices` output"),
         max_pool,
     ),
     op(
         "AveragePool",
         "AveragePool",
-        ("AvgPool2d", "as `MaxPool`, and `count_include_pad` 0 or 1"),
+        ("AvgPool2d (square), GlobalAvgPool (a window of the whole input), else Pool", "as `MaxPool`, and `count_include_pad` 0 or 1"),
         average_pool,
     ),
     op(
@@ -184,6 +199,12 @@ pub(super) const OPS: &[Op] = &[
         "GlobalAveragePool",
         ("GlobalAvgPool", "an image input"),
         global_average_pool,
+    ),
+    op(
+        "Pad",
+        "Pad (folded)",
+        ("the padding of the `Conv` or `AveragePool` right after it", "`mode` `constant` with value 0; `pads` (an input from opset 11, an attribute before; optional `axes`) on the spatial axes only, none negative; an `AveragePool` after it counts the padding (`count_include_pad` 1, or its own pads 0)"),
+        pad,
     ),
     op("Flatten", "Flatten", ("Flatten", "`axis` 1"), flatten),
     op(
@@ -314,37 +335,172 @@ fn add(n: &Node<'_>) -> Result<Step> {
     Ok(Step::Bias(b))
 }
 
-/// `Conv` (square kernel, one group, no dilation, equal strides, symmetric padding).
+/// `Conv`, 1-D or 2-D: the first kinds' square convolution when it is one (2-D, one group, a
+/// square kernel, no dilation, equal strides and one padding on every side), else the general
+/// convolution.
 fn conv(n: &Node<'_>) -> Result<Step> {
     let (here, attrs) = (n.here, &n.attrs);
     let (dims, w) = n.need(1, "weight W")?;
-    let &[cout, cin, kh, kw] = dims.as_slice() else {
-        bail!("{here}: weight has shape {dims:?}, expected [out, in, k, k]")
-    };
-    if kh != kw {
-        bail!("{here}: kernel {kh}x{kw} is not square");
+    let rank = spatial_rank(n);
+    if dims.len() != 2 + rank || dims.iter().any(|d| *d <= 0) {
+        let want = if rank == 1 {
+            "[out, in, k]"
+        } else {
+            "[out, in, kh, kw]"
+        };
+        bail!("{here}: weight has shape {dims:?}, expected {want} for this model's input");
     }
-    attrs.expect_int("group", 1)?;
-    attrs.expect_ints_all("dilations", 1)?;
+    let (cout, cin_group, kernel) = (dims[0], dims[1], &dims[2..]);
     if let Some(ks) = attrs.ints("kernel_shape")? {
-        if ks != [kh, kw] {
-            bail!("{here}: kernel_shape {ks:?} does not match the weight's {kh}x{kw}");
+        if ks != kernel {
+            bail!("{here}: kernel_shape {ks:?} does not match the weight's {kernel:?}");
         }
     }
-    let stride = attrs.uniform("strides", 1)?;
-    let padding = attrs.pads()?;
+    let group = attrs.int("group", 1)?;
+    if group <= 0 || cout % group != 0 {
+        bail!("{here}: group {group} does not divide the {cout} output channels");
+    }
+    let cin = cin_group
+        .checked_mul(group)
+        .filter(|c| *c as usize == n.shape.channels_spatial().0)
+        .ok_or_else(|| {
+            anyhow!(
+                "{here}: weight of {cin_group} input channels per group × group {group} does not match the input of shape {}",
+                super::proto::shape_str(n.shape)
+            )
+        })?;
+    let window = window(n, kernel, true)?;
     let b = bias(n.weight(2)?, cout as usize, here)?;
-    let window = Window {
-        kernel: kh as usize,
-        stride: stride as usize,
-        padding: padding as usize,
-    };
-    let layer = Layer::Conv2d {
-        in_channels: cin as usize,
-        out_channels: cout as usize,
-        window,
+    let layer = match square(n, window) {
+        Some(window) if group == 1 => Layer::Conv2d {
+            in_channels: cin as usize,
+            out_channels: cout as usize,
+            window,
+        },
+        _ => {
+            let small = |v: i64, what: &str| {
+                u16::try_from(v).map_err(|_| {
+                    anyhow!("{here}: {what} {v} is above 65535, the most a grouped, dilated or non-square convolution takes")
+                })
+            };
+            Layer::Extra(Extra::Conv {
+                in_channels: small(cin, "input channels")?,
+                out_channels: small(cout, "output channels")?,
+                groups: small(group, "group")?,
+                window,
+            })
+        }
     };
     Ok(Step::Layer(layer, vec![w, b]))
+}
+
+/// Spatial axes of the model's images: 1 for a 1-D signal, else 2.
+fn spatial_rank(n: &Node<'_>) -> usize {
+    if n.signal {
+        1
+    } else {
+        2
+    }
+}
+
+/// The window of a convolution or pooling node with kernel `kernel` (one size per spatial
+/// axis): `strides`, `dilations` (only where `dilation` allows), `pads` or `auto_pad`, and the
+/// padding of a `Pad` folded into it; a 1-D signal's window is one row high.
+fn window(n: &Node<'_>, kernel: &[i64], dilation: bool) -> Result<Window2> {
+    let (here, attrs) = (n.here, &n.attrs);
+    let rank = spatial_rank(n);
+    if kernel.len() != rank {
+        bail!("{here}: kernel {kernel:?} is not {rank}-D like the model's input");
+    }
+    let per_axis = |name: &str, len: usize, default: i64| -> Result<Vec<i64>> {
+        match attrs.ints(name)? {
+            None => Ok(vec![default; len]),
+            Some(v) if v.len() == len => Ok(v),
+            Some(v) => bail!("{here}: {name} {v:?} should have {len} values"),
+        }
+    };
+    let strides = per_axis("strides", rank, 1)?;
+    let dilations = per_axis("dilations", rank, 1)?;
+    if !dilation && dilations.iter().any(|d| *d != 1) {
+        bail!("{here}: dilations {dilations:?} are not supported (the runtime needs 1)");
+    }
+    let mut pads = per_axis("pads", 2 * rank, 0)?;
+    let (h, w) = match n.shape {
+        Shape::Chw(_, h, w) => (h as i64, w as i64),
+        Shape::Flat(_) => bail!(
+            "{here}: needs an image input, not {}",
+            super::proto::shape_str(n.shape)
+        ),
+    };
+    let sizes: Vec<i64> = if rank == 1 { vec![w] } else { vec![h, w] };
+    match attrs.string("auto_pad")?.as_deref() {
+        None | Some("NOTSET") | Some("") => {}
+        Some("VALID") => pads.fill(0),
+        Some(mode @ ("SAME_UPPER" | "SAME_LOWER")) => {
+            // Output ceil(size / stride); the padding that needs, the odd one after (UPPER)
+            // or before (LOWER).
+            for a in 0..rank {
+                let (s, d, k) = (strides[a].max(1), dilations[a], kernel[a]);
+                let out = (sizes[a] + s - 1) / s;
+                let total = ((out - 1) * s + (k - 1) * d + 1 - sizes[a]).max(0);
+                let (small, large) = (total / 2, total - total / 2);
+                (pads[a], pads[a + rank]) = if mode == "SAME_UPPER" {
+                    (small, large)
+                } else {
+                    (large, small)
+                };
+            }
+        }
+        Some(other) => bail!("{here}: auto_pad {other} is not supported"),
+    }
+    if let Some(p) = n.pad {
+        for a in 0..rank {
+            let axis = a + 2 - rank;
+            pads[a] += p.begin[axis];
+            pads[a + rank] += p.end[axis];
+        }
+    }
+    // Each value into the window's fields: kernel sides from 1 to 65535, strides and
+    // dilations from 1 to 255, pads from 0 to 255; a signal's height is one row.
+    let field = |name: &str, v: &[i64], min: i64, max: i64| -> Result<[i64; 2]> {
+        if let Some(x) = v.iter().find(|x| !(min..=max).contains(*x)) {
+            bail!("{here}: {name} {v:?}: {x} is outside {min} to {max}");
+        }
+        Ok(if rank == 1 { [min, v[0]] } else { [v[0], v[1]] })
+    };
+    let small = |name: &str, v: &[i64], min: i64| -> Result<[u8; 2]> {
+        Ok(field(name, v, min, u8::MAX as i64)?.map(|x| x as u8))
+    };
+    let window = Window2 {
+        kernel: field("kernel", kernel, 1, u16::MAX as i64)?.map(|x| x as u16),
+        stride: small("strides", &strides, 1)?,
+        dilation: small("dilations", &dilations, 1)?,
+        pad_begin: small("pads", &pads[..rank], 0)?,
+        pad_end: small("pads", &pads[rank..], 0)?,
+    };
+    if window.out_hw(h as usize, w as usize).is_none() {
+        bail!(
+            "{here}: the window (kernel {kernel:?}, dilations {dilations:?}, pads {pads:?}) does not fit the input of shape {}",
+            super::proto::shape_str(n.shape)
+        );
+    }
+    Ok(window)
+}
+
+/// The first kinds' square window, when `w` is one in a 2-D model: equal kernel sides and
+/// strides, no dilation, the same padding on all four sides.
+fn square(n: &Node<'_>, w: Window2) -> Option<Window> {
+    (!n.signal
+        && w.kernel[0] == w.kernel[1]
+        && w.stride[0] == w.stride[1]
+        && w.dilation == [1, 1]
+        && w.pad_begin[0] == w.pad_begin[1]
+        && w.pad_begin == w.pad_end)
+        .then_some(Window {
+            kernel: w.kernel[0] as usize,
+            stride: w.stride[0] as usize,
+            padding: w.pad_begin[0] as usize,
+        })
 }
 
 /// `BatchNormalization` in inference mode: a norm layer with its stored statistics.
@@ -374,31 +530,26 @@ fn batch_norm(n: &Node<'_>) -> Result<Step> {
     Ok(Step::Layer(Layer::Norm { channels, eps }, ts))
 }
 
-/// The window of a pooling node: square kernel, equal strides, equal pads on all sides below
-/// the kernel, no dilation, floor mode.
-fn pool_window(n: &Node<'_>) -> Result<Window> {
+/// The window of a pooling node: `kernel_shape` (1-D or 2-D), strides and pads (see
+/// [`window`]), each pad below the kernel, no dilation, floor mode.
+fn pool_window(n: &Node<'_>) -> Result<Window2> {
     let (here, attrs) = (n.here, &n.attrs);
     let Some(ks) = attrs.ints("kernel_shape")? else {
         bail!("{here}: kernel_shape is missing")
     };
-    let &[kh, kw] = ks.as_slice() else {
-        bail!("{here}: kernel_shape {ks:?} is not 2-D")
-    };
-    if kh != kw || kh <= 0 || kh > MAX_DIM as i64 {
-        bail!("{here}: kernel {kh}x{kw} is not a square of positive size");
-    }
-    let stride = attrs.uniform("strides", 1)?;
-    let padding = attrs.pads()?;
-    if padding >= kh {
-        bail!("{here}: padding {padding} is not below the kernel size {kh}");
-    }
     attrs.expect_int("ceil_mode", 0)?;
-    attrs.expect_ints_all("dilations", 1)?;
-    Ok(Window {
-        kernel: kh as usize,
-        stride: stride as usize,
-        padding: padding as usize,
-    })
+    let w = window(n, &ks, false)?;
+    for a in 0..2 {
+        if u16::from(w.pad_begin[a]) >= w.kernel[a] || u16::from(w.pad_end[a]) >= w.kernel[a] {
+            bail!(
+                "{here}: padding {:?} / {:?} is not below the kernel {:?} on every side",
+                w.pad_begin,
+                w.pad_end,
+                w.kernel
+            );
+        }
+    }
+    Ok(w)
 }
 
 /// `MaxPool` (see [`pool_window`]; padding never wins); only the first output (no indices).
@@ -406,31 +557,138 @@ fn max_pool(n: &Node<'_>) -> Result<Step> {
     if n.proto.output.get(1).is_some_and(|x| !x.is_empty()) {
         bail!("{}: the Indices output is not supported", n.here);
     }
+    if n.pad.is_some() {
+        bail!(
+            "{}: a Pad before a MaxPool cannot be folded (its zeros could be the maximum)",
+            n.here
+        );
+    }
     n.attrs.expect_int("storage_order", 0)?;
     let window = pool_window(n)?;
-    let layer = if window.padding == 0 {
-        Layer::MaxPool2d { window }
-    } else {
-        Layer::Extra(Extra::MaxPool2d { window })
+    let layer = match square(n, window) {
+        Some(window) if window.padding == 0 => Layer::MaxPool2d { window },
+        Some(window) => Layer::Extra(Extra::MaxPool2d { window }),
+        None => Layer::Extra(Extra::Pool {
+            window,
+            mode: PoolMode::Max,
+        }),
     };
     Ok(Step::Layer(layer, vec![]))
 }
 
-/// `AveragePool` (see [`pool_window`]), `count_include_pad` 0 or 1.
+/// `AveragePool` (see [`pool_window`]), `count_include_pad` 0 or 1; a window of the whole
+/// input without padding is global average pooling.
 fn average_pool(n: &Node<'_>) -> Result<Step> {
-    let include_pad = match n.attrs.int("count_include_pad", 0)? {
+    let here = n.here;
+    let mut include_pad = match n.attrs.int("count_include_pad", 0)? {
         0 => false,
         1 => true,
-        v => bail!("{}: count_include_pad = {v} is not 0 or 1", n.here),
+        v => bail!("{here}: count_include_pad = {v} is not 0 or 1"),
     };
+    let own_pads = n
+        .attrs
+        .ints("pads")?
+        .is_some_and(|p| p.iter().any(|v| *v != 0))
+        || n.attrs
+            .string("auto_pad")?
+            .is_some_and(|m| m.starts_with("SAME"));
+    if n.pad.is_some() {
+        // The zeros of a Pad are inputs: the divisor counts them.
+        if own_pads && !include_pad {
+            bail!("{here}: a Pad before an AveragePool that leaves its own padding out of the divisor cannot be folded");
+        }
+        include_pad = true;
+    }
     let window = pool_window(n)?;
-    Ok(Step::Layer(
+    let Shape::Chw(_, h, w) = n.shape else {
+        unreachable!("pool_window checked the image input")
+    };
+    let whole = window.kernel == [h as u16, w as u16]
+        && window.pad_begin == [0, 0]
+        && window.pad_end == [0, 0];
+    let layer = if whole {
+        Layer::Extra(Extra::GlobalAvgPool)
+    } else if let Some(window) = square(n, window) {
         Layer::Extra(Extra::AvgPool2d {
             window,
             include_pad,
-        }),
-        vec![],
-    ))
+        })
+    } else {
+        let mode = if include_pad {
+            PoolMode::AverageIncludePad
+        } else {
+            PoolMode::Average
+        };
+        Layer::Extra(Extra::Pool { window, mode })
+    };
+    Ok(Step::Layer(layer, vec![]))
+}
+
+/// `Pad` with zeros on the spatial axes: folded into the next node (see [`Step::Pad`]).
+fn pad(n: &Node<'_>) -> Result<Step> {
+    let (here, attrs) = (n.here, &n.attrs);
+    match attrs.string("mode")?.as_deref() {
+        None | Some("constant") => {}
+        Some(m) => bail!("{here}: mode {m} is not supported (only constant zeros)"),
+    }
+    let rank = 2 + spatial_rank(n);
+    if !matches!(n.shape, Shape::Chw(..)) {
+        bail!(
+            "{here}: padding an input of shape {} is not supported (only images)",
+            super::proto::shape_str(n.shape)
+        );
+    }
+    // Opset 11 on: pads, constant value and axes are inputs; before: attributes.
+    let int_input = |k: usize| -> Result<Option<Vec<i64>>> {
+        match n.proto.input.get(k).filter(|x| !x.is_empty()) {
+            None => Ok(None),
+            Some(x) => Ok(Some(
+                ints(constant(n.consts, x, here)?)
+                    .with_context(|| format!("{here}: input '{x}'"))?,
+            )),
+        }
+    };
+    let pads = match int_input(1)? {
+        Some(p) => p,
+        None => attrs
+            .ints("pads")?
+            .ok_or_else(|| anyhow!("{here}: pads are missing"))?,
+    };
+    let value = match n.weight(2)? {
+        Some((_, v)) if v.len() == 1 => v[0],
+        Some((dims, _)) => bail!("{here}: constant_value of shape {dims:?} is not one value"),
+        None => attrs.float("value", 0.0)?,
+    };
+    if value != 0.0 {
+        bail!("{here}: padding with {value} is not supported (only zeros)");
+    }
+    let axes: Vec<i64> = match int_input(3)? {
+        Some(a) => a
+            .iter()
+            .map(|&x| if x < 0 { x + rank as i64 } else { x })
+            .collect(),
+        None => (0..rank as i64).collect(),
+    };
+    if pads.len() != 2 * axes.len() || axes.iter().any(|a| !(0..rank as i64).contains(a)) {
+        bail!("{here}: pads {pads:?} do not match the axes {axes:?} of a rank-{rank} input");
+    }
+    let mut p = Padding::default();
+    for (j, &axis) in axes.iter().enumerate() {
+        let (b, e) = (pads[j], pads[j + axes.len()]);
+        if b < 0 || e < 0 {
+            bail!("{here}: negative pads {pads:?} (cropping) are not supported");
+        }
+        if axis < 2 {
+            if b != 0 || e != 0 {
+                bail!("{here}: pads {pads:?} pad the batch or channel axis; only the spatial axes can be padded");
+            }
+            continue;
+        }
+        let a = axis as usize + 2 - rank; // 0 height, 1 width (a signal's axis 2 is its width)
+        p.begin[a] += b;
+        p.end[a] += e;
+    }
+    Ok(Step::Pad(p))
 }
 
 /// `GlobalAveragePool` over an image: `[c, h, w]` to `[c, 1, 1]`.
@@ -557,6 +815,7 @@ fn prelu(n: &Node<'_>) -> Result<Step> {
     let channels = n.shape.channels_spatial().0;
     let trimmed: Vec<i64> = dims.iter().copied().skip_while(|d| *d == 1).collect();
     let per_channel: &[i64] = match n.shape {
+        Shape::Chw(c, ..) if n.signal => &[c as i64, 1],
         Shape::Chw(c, ..) => &[c as i64, 1, 1],
         Shape::Flat(c) => &[c as i64],
     };

@@ -22,6 +22,7 @@ pub(super) fn at(i: usize, n: &NodeProto) -> String {
         format!("node {i} '{}' ({})", n.name, n.op_type)
     }
 }
+/// A per-sample shape with its batch, for messages.
 pub(super) fn shape_str(s: Shape) -> String {
     match s {
         Shape::Flat(n) => format!("[batch, {n}]"),
@@ -43,11 +44,11 @@ pub(super) fn input_dims(v: &ValueInfoProto) -> Result<Vec<u32>> {
         );
     }
     let Some(shape) = &t.shape else {
-        bail!("input '{name}' has no shape; the importer needs [batch, n] or [batch, c, h, w]")
+        bail!("input '{name}' has no shape; the importer needs [batch, n], [batch, c, l] or [batch, c, h, w]")
     };
-    if !(shape.dim.len() == 2 || shape.dim.len() == 4) {
+    if !(2..=4).contains(&shape.dim.len()) {
         bail!(
-            "input '{name}' has rank {}; the runtime takes [batch, n] or [batch, c, h, w]",
+            "input '{name}' has rank {}; the runtime takes [batch, n], [batch, c, l] or [batch, c, h, w]",
             shape.dim.len()
         );
     }
@@ -211,54 +212,5 @@ impl Attrs<'_> {
             );
         }
         Ok(())
-    }
-    pub(super) fn expect_ints_all(&self, name: &str, want: i64) -> Result<()> {
-        if let Some(v) = self.ints(name)? {
-            if v.iter().any(|x| *x != want) {
-                bail!(
-                    "{}: {name} {v:?} are not supported (the runtime needs {want})",
-                    self.here
-                );
-            }
-        }
-        Ok(())
-    }
-    /// A 2-D attribute whose entries must all be equal (strides); `default` when absent.
-    pub(super) fn uniform(&self, name: &str, default: i64) -> Result<i64> {
-        match self.ints(name)? {
-            None => Ok(default),
-            Some(v) if v.len() == 2 && v[0] == v[1] && v[0] > 0 && v[0] <= MAX_DIM as i64 => {
-                Ok(v[0])
-            }
-            Some(v) => bail!(
-                "{}: {name} {v:?} are not supported (the runtime needs two equal positive values)",
-                self.here
-            ),
-        }
-    }
-    /// Symmetric padding from `pads` / `auto_pad`.
-    pub(super) fn pads(&self) -> Result<i64> {
-        match self.string("auto_pad")?.as_deref() {
-            None | Some("NOTSET") | Some("") => {}
-            Some("VALID") => return Ok(0),
-            Some(other) => bail!(
-                "{}: auto_pad {other} is not supported; export explicit pads",
-                self.here
-            ),
-        }
-        match self.ints("pads")? {
-            None => Ok(0),
-            Some(v)
-                if v.len() == 4
-                    && v.iter().all(|p| *p == v[0])
-                    && (0..=MAX_DIM as i64).contains(&v[0]) =>
-            {
-                Ok(v[0])
-            }
-            Some(v) => bail!(
-                "{}: pads {v:?} are not supported (the runtime pads all four sides equally)",
-                self.here
-            ),
-        }
     }
 }
