@@ -35,11 +35,12 @@ cargo test -p anole-capi --release 2>&1 | tee -a "$log"
 
 step "Python package: pip install ./python (maturin, the workspace's target/), pytest, the docs example"
 # The tests compare with the CLI the workspace tests built (target/release/anole); the example
-# runs the code of docs/python.md on its committed ONNX model.
+# runs the code of docs/python.md on its committed ONNX model. PyTorch (about 1.5 minutes to
+# install) builds the reference models of test_reference_models.py, which must run here.
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-python3 -m pip install -q numpy pytest onnx matplotlib
+python3 -m pip install -q numpy pytest onnx onnxruntime onnxscript torch matplotlib
 python3 -m pip install -q --force-reinstall --no-deps ./python
-python3 -m pytest -q python/tests 2>&1 | tee -a "$log"
+ANOLE_REQUIRE_TORCH=1 python3 -m pytest -q python/tests 2>&1 | tee -a "$log"
 python3 python/examples/fleet.py --plot target/fleet.png
 
 step "fleet: federated Reptile on Flower (pytest: in-process rounds, a small simulation; a small deployment)"

@@ -268,7 +268,7 @@ fn unsupported_graphs_are_refused_naming_the_node() {
         ("node 0 '/conv/Conv' (Conv): pads [1, 1, 0] should have 4 values", Box::new(|g| g.node[0].attribute[1].ints = vec![1, 1, 0])),
         ("node 1 '/bn/BatchNormalization' (BatchNormalization): training_mode = 1 is not supported", Box::new(|g| g.node[1].attribute[0].i = 1)),
         ("node 3 '/pool/MaxPool' (MaxPool): padding [2, 2] / [2, 2] is not below the kernel [2, 2] on every side", Box::new(|g| g.node[3].attribute[2].ints = vec![2, 2, 2, 2])),
-        ("node 8 '/fc1/Add' (Add): input 'm2' is computed in the graph", Box::new(|g| {
+        ("node 8 '/fc1/Add' (Add): Add of two computed tensors (a residual or branching connection) is not supported", Box::new(|g| {
             g.node[8].input = vec!["m".into(), "m2".into()];
         })),
         ("node 10 '/fc2/Gemm' (Gemm): does not read the previous layer's output 't'", Box::new(|g| g.node[10].input[0] = "h".into())),

@@ -11,6 +11,7 @@
 //! Each operator is read by its own function, registered by name in [`ops`]; the graph walk
 //! here checks the chain and the layers the readers return.
 
+mod fold;
 mod ops;
 mod proto;
 
@@ -190,6 +191,17 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
             }
         }
     }
+    // Integer computations of constants (the pads TorchScript's exporter builds) become
+    // constants too; the walk skips every node whose output is a constant.
+    let folded = fold::fold(&graph.node, |x| {
+        consts
+            .get(x)
+            .filter(|t| proto::ints(t).is_ok())
+            .map(|t| (*t).clone())
+    })?;
+    for (name, t) in &folded {
+        consts.insert(name.as_str(), t);
+    }
 
     let inputs: Vec<_> = graph
         .input
@@ -222,6 +234,7 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         shape,
         signal: input_shape.len() == 2,
         pad: None,
+        rank: input_shape.len() + 1,
         cur: input.name.clone(),
         dense_out: None,
         last: None,
@@ -287,6 +300,8 @@ struct Chain<'m> {
     signal: bool,
     /// A `Pad` node read but not yet folded into the node after it: where it is, its padding.
     pad: Option<(String, ops::Padding)>,
+    /// Rank of the current value as the graph sees it, batch included (see `Node::rank`).
+    rank: usize,
     /// Name of the chain's current value.
     cur: String,
     /// Output name of the last node that made a dense layer, or passed its output on (an `Add`
@@ -310,7 +325,11 @@ impl Chain<'_> {
                 n.domain
             );
         }
-        if n.op_type == "Constant" {
+        if n.op_type == "Constant"
+            || n.output
+                .first()
+                .is_some_and(|o| self.consts.contains_key(o.as_str()))
+        {
             return Ok(());
         }
         if let Some((end, _)) = &self.last {
@@ -344,6 +363,17 @@ impl Chain<'_> {
                 "{here}: does not read the previous layer's output '{cur}'; only a single chain of layers is supported"
             );
         };
+        let computed = n
+            .input
+            .iter()
+            .filter(|x| !x.is_empty() && !self.consts.contains_key(x.as_str()))
+            .count();
+        if computed > 1 && matches!(n.op_type.as_str(), "Add" | "Sum" | "Concat" | "Mul") {
+            bail!(
+                "{here}: {} of two computed tensors (a residual or branching connection) is not supported; the runtime runs a single chain of layers",
+                n.op_type
+            );
+        }
         for (k, x) in n.input.iter().enumerate() {
             if k != data_pos && !x.is_empty() && !self.consts.contains_key(x.as_str()) {
                 bail!("{here}: input '{x}' is computed in the graph; the runtime needs it as a constant weight");
@@ -375,6 +405,7 @@ impl Chain<'_> {
             dense_outputs,
             signal: self.signal,
             pad: self.pad.as_ref().map(|(_, p)| *p),
+            rank: self.rank,
         })?;
         if let Some((at, _)) = self.pad.take() {
             if !matches!(n.op_type.as_str(), "Conv" | "AveragePool") {
@@ -402,6 +433,16 @@ impl Chain<'_> {
             }
             Step::Pad(p) => {
                 self.pad = Some((here.clone(), p));
+                None
+            }
+            Step::View(rank) => {
+                self.rank = rank;
+                None
+            }
+            Step::Layers(layers) => {
+                for layer in layers {
+                    self.push(&here, layer, vec![])?;
+                }
                 None
             }
         };
@@ -434,6 +475,9 @@ impl Chain<'_> {
         self.layers.push(layer);
         self.tensors.extend(ts);
         self.shape = next;
+        if let Shape::Flat(_) = next {
+            self.rank = 2;
+        }
         Ok(dense)
     }
 }

@@ -28,6 +28,11 @@ pub(super) enum Step {
     /// Zero padding of an image (before and after, per axis `[height, width]`), folded into
     /// the padding of the convolution or average pooling that must come next.
     Pad(Padding),
+    /// Nothing: the same values seen with another rank (a 1-D signal `[batch, c, l]` as
+    /// `[batch, c, 1, l]` and back).
+    View(usize),
+    /// Layers without tensors, one after the other.
+    Layers(Vec<Layer>),
 }
 
 /// Zero padding before and after, per axis (`[height, width]`; a 1-D signal pads its width).
@@ -56,6 +61,9 @@ pub(super) struct Node<'a> {
     pub signal: bool,
     /// The padding of a `Pad` node right before this one, to fold into this node's.
     pub pad: Option<Padding>,
+    /// Rank of the activation as the graph sees it, batch included: 2 for vectors, 4 for
+    /// images, 3 for a 1-D signal (4 when the graph views it as `[batch, c, 1, l]`).
+    pub rank: usize,
 }
 
 impl Node<'_> {
@@ -210,8 +218,26 @@ pub(super) const OPS: &[Op] = &[
     op(
         "Reshape",
         "Reshape to [batch, -1]",
-        ("Flatten", "a constant shape `[batch or 0, -1 or n]`, `allowzero` 0"),
+        ("Flatten", "a constant shape `[batch or 0, -1 or n]` (`allowzero` 1 only without a 0)"),
         reshape,
+    ),
+    op(
+        "ReduceMean",
+        "ReduceMean (global average)",
+        ("GlobalAvgPool (and Flatten when `keepdims` is 0)", "over exactly the spatial axes of an image (`axes` an attribute, or an input from opset 18)"),
+        reduce_mean,
+    ),
+    op(
+        "Unsqueeze",
+        "Unsqueeze",
+        ("nothing: a 1-D signal seen as an image one row high", "`axes` [2] of a `[batch, c, l]` signal (an attribute, or an input from opset 13)"),
+        unsqueeze,
+    ),
+    op(
+        "Squeeze",
+        "Squeeze",
+        ("nothing (back to the signal), or Flatten", "the height axis of a signal seen as `[batch, c, 1, l]`, or every spatial axis of an image of 1×1"),
+        squeeze,
     ),
     op("Identity", "Identity", ("nothing", "—"), |_| Ok(Step::Pass)),
     op(
@@ -394,9 +420,9 @@ fn conv(n: &Node<'_>) -> Result<Step> {
     Ok(Step::Layer(layer, vec![w, b]))
 }
 
-/// Spatial axes of the model's images: 1 for a 1-D signal, else 2.
+/// Spatial axes of the activation as the graph sees it: 1 for a 1-D signal, else 2.
 fn spatial_rank(n: &Node<'_>) -> usize {
-    if n.signal {
+    if n.rank == 3 {
         1
     } else {
         2
@@ -624,6 +650,102 @@ fn average_pool(n: &Node<'_>) -> Result<Step> {
     Ok(Step::Layer(layer, vec![]))
 }
 
+/// The `axes` of a node: input 1 (newer opsets) or the attribute (older), each within the
+/// activation's rank; `None` when it has neither.
+fn axes(n: &Node<'_>) -> Result<Option<Vec<usize>>> {
+    let here = n.here;
+    let given = match n.proto.input.get(1).filter(|x| !x.is_empty()) {
+        Some(x) => Some(
+            ints(constant(n.consts, x, here)?).with_context(|| format!("{here}: axes '{x}'"))?,
+        ),
+        None => n.attrs.ints("axes")?,
+    };
+    let rank = n.rank as i64;
+    given
+        .map(|v| {
+            let mut a =
+                v.iter()
+                    .map(|&x| {
+                        let y = if x < 0 { x + rank } else { x };
+                        (0..rank).contains(&y).then_some(y as usize).ok_or_else(|| {
+                            anyhow!("{here}: axis {x} is outside a rank-{rank} input")
+                        })
+                    })
+                    .collect::<Result<Vec<usize>>>()?;
+            a.sort_unstable();
+            Ok(a)
+        })
+        .transpose()
+}
+
+/// `ReduceMean` over exactly the spatial axes of an image: global average pooling (then
+/// flatten, when the axes are dropped).
+fn reduce_mean(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let spatial: Vec<usize> = (2..n.rank).collect();
+    let axes = axes(n)?;
+    if !matches!(n.shape, Shape::Chw(..)) || axes.as_deref() != Some(spatial.as_slice()) {
+        bail!(
+            "{here}: a mean over axes {axes:?} of an input of shape {} is not supported (only over all spatial axes {spatial:?} of an image)",
+            super::proto::shape_str(n.shape)
+        );
+    }
+    Ok(match n.attrs.int("keepdims", 1)? {
+        0 => Step::Layers(vec![Layer::Extra(Extra::GlobalAvgPool), Layer::Flatten]),
+        _ => Step::Layer(Layer::Extra(Extra::GlobalAvgPool), vec![]),
+    })
+}
+
+/// `Unsqueeze` of a 1-D signal to an image one row high (axis 2): the runtime's view already.
+fn unsqueeze(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let given = match n.proto.input.get(1).filter(|x| !x.is_empty()) {
+        Some(x) => Some(ints(constant(n.consts, x, here)?)?),
+        None => n.attrs.ints("axes")?,
+    };
+    let axes: Option<Vec<i64>> =
+        given.map(|v| v.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect());
+    if n.rank == 3 && axes.as_deref() == Some(&[2]) {
+        return Ok(Step::View(4));
+    }
+    bail!("{here}: Unsqueeze of axes {axes:?} is only supported on a 1-D signal's height axis ([batch, c, l] to [batch, c, 1, l])");
+}
+
+/// `Squeeze` back from a signal seen as `[batch, c, 1, l]`, or of an image of 1×1 to a
+/// vector (a flatten).
+fn squeeze(n: &Node<'_>) -> Result<Step> {
+    let here = n.here;
+    let Shape::Chw(c, h, w) = n.shape else {
+        bail!(
+            "{here}: squeezing an input of shape {} is not supported",
+            super::proto::shape_str(n.shape)
+        );
+    };
+    let axes = axes(n)?;
+    let spatial: Vec<usize> = (2..n.rank).collect();
+    // What a missing `axes` squeezes: every axis of size 1 (the batch excepted).
+    let ones: Vec<usize> = {
+        let dims: Vec<usize> = if n.rank == 3 {
+            vec![c, w]
+        } else {
+            vec![c, h, w]
+        };
+        dims.iter()
+            .enumerate()
+            .filter(|(_, d)| **d == 1)
+            .map(|(k, _)| k + 1)
+            .collect()
+    };
+    let axes = axes.unwrap_or(ones);
+    if n.rank == 4 && n.signal && h == 1 && axes == [2] {
+        return Ok(Step::View(3));
+    }
+    if axes == spatial && h == 1 && w == 1 {
+        return Ok(Step::Layer(Layer::Flatten, vec![]));
+    }
+    bail!("{here}: Squeeze of axes {axes:?} of an input of shape {} is not supported (only a signal's height axis, or every spatial axis of a 1×1 image)", super::proto::shape_str(n.shape));
+}
+
 /// `Pad` with zeros on the spatial axes: folded into the next node (see [`Step::Pad`]).
 fn pad(n: &Node<'_>) -> Result<Step> {
     let (here, attrs) = (n.here, &n.attrs);
@@ -631,7 +753,7 @@ fn pad(n: &Node<'_>) -> Result<Step> {
         None | Some("constant") => {}
         Some(m) => bail!("{here}: mode {m} is not supported (only constant zeros)"),
     }
-    let rank = 2 + spatial_rank(n);
+    let rank = n.rank;
     if !matches!(n.shape, Shape::Chw(..)) {
         bail!(
             "{here}: padding an input of shape {} is not supported (only images)",
@@ -766,12 +888,16 @@ fn flatten(n: &Node<'_>) -> Result<Step> {
 /// `Reshape` to `[batch, -1]` (or `[batch, n]`): a flatten.
 fn reshape(n: &Node<'_>) -> Result<Step> {
     let here = n.here;
-    n.attrs.expect_int("allowzero", 0)?;
     let Some(x) = n.proto.input.get(1) else {
         bail!("{here}: missing shape")
     };
     let target =
         ints(constant(n.consts, x, here)?).with_context(|| format!("{here}: shape '{x}'"))?;
+    // With `allowzero` 1 a 0 is a dimension of size 0, not "the input's": only a shape
+    // without zeros means the same either way.
+    if target.contains(&0) {
+        n.attrs.expect_int("allowzero", 0)?;
+    }
     let len = n.shape.len() as i64;
     let ok = match target.as_slice() {
         [0, b] => *b == -1 || *b == len,
@@ -815,7 +941,7 @@ fn prelu(n: &Node<'_>) -> Result<Step> {
     let channels = n.shape.channels_spatial().0;
     let trimmed: Vec<i64> = dims.iter().copied().skip_while(|d| *d == 1).collect();
     let per_channel: &[i64] = match n.shape {
-        Shape::Chw(c, ..) if n.signal => &[c as i64, 1],
+        Shape::Chw(c, ..) if n.rank == 3 => &[c as i64, 1],
         Shape::Chw(c, ..) => &[c as i64, 1, 1],
         Shape::Flat(c) => &[c as i64],
     };

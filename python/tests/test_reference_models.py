@@ -1,0 +1,76 @@
+"""The models people put on microcontrollers, built in PyTorch, exported to ONNX with both of
+PyTorch's exporters, imported with `anole.import_onnx`, predicted against onnxruntime and
+adapted on the host: MLPerf Tiny's DS-CNN (keyword spotting) and fully connected autoencoder
+(anomaly detection), and a 1-D CNN over six IMU channels. Two of MLPerf Tiny's models are
+refused, each with a clear message: MobileNetV1 (visual wake words, width 0.25) has 57 layers,
+more than the runtime's 32; ResNet-8 has residual additions (the runtime's models are chains).
+
+Needs torch, onnx and onnxruntime (scripts/test.sh installs them with pip); without torch the
+tests are skipped unless ANOLE_REQUIRE_TORCH=1, which CI sets.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import anole
+
+if os.environ.get("ANOLE_REQUIRE_TORCH") == "1":
+    import onnxruntime as ort
+    import torch  # noqa: F401
+else:
+    pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+
+from reference_models import MODELS, export, mobilenet_v1, onnxruntime, randomized, resnet8  # noqa: E402
+
+# Largest difference allowed between anole's and onnxruntime's outputs.
+TOLERANCE = 1e-5
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("name,make,shape,loss", MODELS, ids=[m[0] for m in MODELS])
+def test_imports_predicts_like_onnxruntime_and_adapts(name, make, shape, loss, dynamo):
+    model = randomized(make)
+    onnx = export(model, shape, dynamo)
+    blob = anole.import_onnx(onnx, loss=loss, lr=0.01, steps=5, batch=4)
+    assert blob.input_shape == shape
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, size=(4, *shape)).astype(np.float32)
+    learner = anole.Learner(blob)
+    ours = learner.predict(x)
+    theirs = onnxruntime(onnx, x)
+    assert ours.shape == theirs.reshape(len(x), -1).shape
+    diff = float(np.max(np.abs(ours - theirs.reshape(len(x), -1))))
+    assert diff <= TOLERANCE, f"{name}: anole and onnxruntime differ by {diff}"
+    # The blob's own ONNX export predicts the same.
+    again = onnxruntime(blob.to_onnx(), x).reshape(len(x), -1)
+    assert float(np.max(np.abs(ours - again))) <= TOLERANCE
+    # A few SGD steps on the host lower the support loss (as the steps measure it: batch
+    # statistics in the norm layers that adapt).
+    if loss == "xent":
+        y = np.arange(len(x)) % blob.output_shape[0]
+    else:
+        y = x.reshape(len(x), -1) * 0.5
+    report = learner.adapt(x, y, steps=5)
+    assert report.steps == 5
+    assert report.last_loss < report.first_loss, f"{name}: support loss {report.first_loss} -> {report.last_loss}"
+    assert np.all(np.isfinite(learner.predict(x)))
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_mobilenet_v1_has_more_layers_than_the_runtime_holds(dynamo):
+    # 27 convolutions, each with its ReLU6 (batch norm folded into them by both exporters).
+    onnx = export(randomized(mobilenet_v1), (3, 96, 96), dynamo)
+    with pytest.raises(anole.OnnxError, match=r"57 layers; the runtime holds at most 32"):
+        anole.import_onnx(onnx)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_resnet8_residual_additions_are_refused_naming_the_node(dynamo):
+    onnx = export(randomized(resnet8), (3, 32, 32), dynamo)
+    with pytest.raises(anole.OnnxError) as e:
+        anole.import_onnx(onnx)
+    message = str(e.value)
+    assert "node" in message and ("Add" in message or "chain" in message), message
