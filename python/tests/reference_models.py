@@ -125,6 +125,7 @@ def resnet8() -> nn.Module:
 # name, model, per-sample input shape, loss for adaptation
 MODELS = [
     ("ds-cnn", ds_cnn, (1, 49, 10), "xent"),
+    ("resnet-8", resnet8, (3, 32, 32), "xent"),
     ("autoencoder", autoencoder, (640,), "mse"),
     ("imu-1d-cnn", imu_cnn, (6, 128), "xent"),
 ]

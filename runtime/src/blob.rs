@@ -258,9 +258,26 @@ impl<'a> Blob<'a> {
         let mut post = Post::Identity;
         for (i, raw) in wire.layers.iter().enumerate() {
             let layer = Layer::from_raw(i, raw)?;
-            let out = match layer.output_shape(shape) {
+            // A value read again later must still hold its values: not the input of a layer
+            // that works in place.
+            if let Some(k) = layer.reads() {
+                if k < i && layers[k].in_place() {
+                    return Err(Error::BadLayerArgs {
+                        layer: i,
+                        kind: raw.kind,
+                    });
+                }
+            }
+            let value = |k: usize| {
+                if k < i {
+                    shapes.get(k).copied()
+                } else {
+                    Some(shape)
+                }
+            };
+            let out = match layer.output_shape_after(shape, value) {
                 Some(out) => out,
-                None if layer.accepts(shape) => {
+                None if layer.accepts(shape) && layer.reads().is_none() => {
                     return Err(Error::TooLarge {
                         what: "a layer's output exceeds 16 Mi values per sample",
                     })

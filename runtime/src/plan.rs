@@ -80,6 +80,24 @@ pub struct Node {
     /// the saved batch statistics, and `2 × C` more when the layer adapts, for a copy of its
     /// stored statistics while they are recomputed).
     pub scratch: usize,
+    /// When a later layer reads this layer's input again (a residual addition or a branch):
+    /// the offset in the activation region of the gradient those readers send it, `batch`
+    /// rows right after the input's own buffer, added to this layer's input gradient.
+    pub in_side: Option<usize>,
+}
+
+/// Whether a layer reads value `k` (the input of layer `k`) again.
+fn referenced(blob: &Blob<'_>, k: usize) -> bool {
+    blob.layers.iter().any(|l| l.reads() == Some(k))
+}
+
+/// The value a fresh output buffer of layer `j` holds last: the input of the next layer that
+/// does not work in place (the layers between work in that buffer).
+fn last_value_in(blob: &Blob<'_>, j: usize) -> usize {
+    let n = blob.layers.len();
+    (j + 1..n)
+        .find(|&m| !blob.layers[m].in_place())
+        .unwrap_or(n)
 }
 
 /// The full arena layout.
@@ -153,7 +171,8 @@ impl Prefix {
     /// The shared buffers for `batch` rows in `mode` (`None` outside [`Mode::Device`] or when
     /// the first layer adapts).
     fn new(blob: &Blob<'_>, batch: usize, trainable: u32, mode: Mode) -> Result<Option<Prefix>> {
-        if mode != Mode::Device {
+        // A network that reads values again keeps every buffer (its values may be read late).
+        if mode != Mode::Device || blob.layers.iter().any(|l| l.reads().is_some()) {
             return Ok(None);
         }
         let layers = &blob.layers;
@@ -189,7 +208,11 @@ impl Prefix {
 
 impl Cursor {
     fn start(blob: &Blob<'_>, batch: usize, prefix: Option<Prefix>) -> Result<Cursor> {
-        let input = mul(batch, blob.input_len())?;
+        let mut input = mul(batch, blob.input_len())?;
+        if referenced(blob, 0) {
+            // The gradient sent to the model's input when a layer reads it again.
+            input = mul(input, 2)?;
+        }
         Ok(Cursor {
             i: 0,
             slot: 0,
@@ -249,7 +272,12 @@ impl Cursor {
         } else {
             self.post = Post::Identity;
             self.slot = self.next_slot;
-            self.next_slot = add(self.next_slot, mul(batch, output.len())?)?;
+            let mut len = mul(batch, output.len())?;
+            if referenced(blob, last_value_in(blob, i)) {
+                // The gradient that readers of the buffer's last value send it.
+                len = mul(len, 2)?;
+            }
+            self.next_slot = add(self.next_slot, len)?;
             self.slot
         };
         let adapts = trainable & (1 << i) != 0 && layer.tensor_count() > 0;
@@ -287,6 +315,11 @@ impl Cursor {
             fused,
             input_grad: self.any_trainable_before && !layer.in_place(),
             scratch,
+            in_side: if referenced(blob, i) {
+                Some(add(in_slot, mul(batch, input.len())?)?)
+            } else {
+                None
+            },
         };
         if resident {
             self.params = add(self.params, layer.param_len(input))?;

@@ -221,8 +221,12 @@ pub mod kind {
     pub const CONV: u8 = 15;
     /// Max or average pooling with a window of its own per axis.
     pub const POOL: u8 = 16;
+    /// The sum of the input and an earlier value (a residual connection).
+    pub const ADD: u8 = 17;
+    /// An earlier value, where a branch of the network starts again from it.
+    pub const BRANCH: u8 = 18;
     /// The highest kind code this runtime reads.
-    pub const LAST: u8 = POOL;
+    pub const LAST: u8 = BRANCH;
 
     /// Name of a kind code ("unknown" if not one of the above).
     pub const fn name(code: u8) -> &'static str {
@@ -244,6 +248,8 @@ pub mod kind {
             GLOBAL_AVGPOOL => "globalavgpool",
             CONV => "conv",
             POOL => "pool",
+            ADD => "add",
+            BRANCH => "branch",
             _ => "unknown",
         }
     }

@@ -293,6 +293,14 @@ impl Table {
     }
 }
 
+/// A shape mismatch of one of the other layer kinds: `UnknownLayer` without the
+/// `extra-layers` feature.
+const SHAPE_IF_EXTRA: &str = if cfg!(feature = "extra-layers") {
+    "ShapeMismatch"
+} else {
+    "UnknownLayer"
+};
+
 /// The error for bad arguments of one of the other layer kinds: without the `extra-layers`
 /// feature the kind itself is refused first.
 const EXTRA_ARGS: &str = if cfg!(feature = "extra-layers") {
@@ -416,6 +424,25 @@ fn every_bad_input_gets_its_own_error() {
         EXTRA_ARGS,
         Blob::parse(&b),
     );
+    // Residual connections: layer 2 of the dense-tanh-dense model made an addition or a
+    // branch reading another value.
+    for (what, code, from, err) in [
+        ("add reading a later value", kind::ADD, 3, EXTRA_ARGS),
+        ("branch reading its own input", kind::BRANCH, 2, EXTRA_ARGS),
+        (
+            "add reading a value a tanh overwrote",
+            kind::ADD,
+            1,
+            EXTRA_ARGS,
+        ),
+        ("add of values of two shapes", kind::ADD, 0, SHAPE_IF_EXTRA),
+    ] {
+        let b = edited(&m, |w| {
+            w.layers[2].kind = code;
+            w.layers[2].args = [from].into_iter().collect();
+        });
+        t.row(what, err, Blob::parse(&b));
+    }
     let b = edited(&m, |w| w.layers[2].args[0] = 5);
     t.row("dense 3→4 then dense 5→2", "ShapeMismatch", Blob::parse(&b));
     let b = edited(&cnn, |w| w.input_shape = [36].into_iter().collect());

@@ -191,6 +191,43 @@ fn general_convolutions_adapt_identically_in_a_smaller_arena() {
     );
 }
 
+/// A residual network (identity and projection shortcuts, the model's input read again):
+/// the same adapted model in both layouts, whichever layers adapt.
+#[cfg(feature = "extra-layers")]
+#[test]
+fn residual_networks_adapt_identically_in_a_smaller_arena() {
+    let mut m = Model::new(
+        &[2, 6, 6],
+        vec![
+            conv(2, 3, 3, 1, 1),
+            Layer::Relu,
+            conv(3, 3, 3, 1, 1),
+            norm(3),
+            add_from(2),
+            Layer::Relu,
+            branch_from(0),
+            conv(2, 3, 3, 1, 1),
+            add_from(6),
+            Layer::Flatten,
+            dense(108, 3),
+        ],
+        CROSS_ENTROPY,
+        18,
+    );
+    m.settings.batch = 4;
+    same_in_both_layouts(
+        &m,
+        &[
+            m.all_layers(),
+            1 << 10,
+            1 << 7 | 1 << 10,
+            1 << 2 | 1 << 10,
+            1 << 3 | 1 << 10,
+        ],
+        8,
+    );
+}
+
 /// Head-only adaptation in the device layout: the arena holds the head (and the norm layers'
 /// few values), not the frozen body's weights, and two activation buffers for the body.
 #[cfg(feature = "extra-layers")]

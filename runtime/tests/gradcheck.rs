@@ -695,3 +695,66 @@ fn non_square_strided_grouped_convolution_and_pooling_mse() {
         45,
     ));
 }
+
+#[cfg(feature = "extra-layers")]
+#[test]
+fn residual_blocks_identity_and_projection_shortcuts_cross_entropy() {
+    // ResNet-8's two kinds of block on a small image: an identity shortcut (the block's input,
+    // a ReLU's output, added to the second convolution's normalised output), then a
+    // projection shortcut (a branch back to the block's input through a strided 1x1
+    // convolution, added to the main path's end); a ReLU after each addition. Values are
+    // numbered as layer inputs: the first block reads value 3 (the input of layer 3).
+    check(&case(
+        "resnet blocks: identity + projection/ce",
+        &[2, 6, 6],
+        vec![
+            conv(2, 3, 3, 1, 1), // 0
+            norm(3),             // 1
+            Layer::Relu,         // 2
+            conv(3, 3, 3, 1, 1), // 3: block 1 reads value 3
+            norm(3),             // 4
+            Layer::Relu,         // 5
+            conv(3, 3, 3, 1, 1), // 6
+            norm(3),             // 7
+            add_from(3),         // 8
+            Layer::Relu,         // 9
+            conv(3, 4, 3, 2, 1), // 10: block 2 reads value 10
+            norm(4),             // 11
+            Layer::Relu,         // 12
+            conv(4, 4, 3, 1, 1), // 13
+            norm(4),             // 14
+            branch_from(10),     // 15: the shortcut starts from value 10
+            conv(3, 4, 1, 2, 0), // 16
+            add_from(15),        // 17: plus the main path's end (value 15)
+            Layer::Relu,         // 18
+            Layer::Extra(Extra::GlobalAvgPool),
+            Layer::Flatten,
+            dense(4, 3),
+        ],
+        CROSS_ENTROPY,
+        4,
+        46,
+    ));
+}
+
+#[cfg(feature = "extra-layers")]
+#[test]
+fn residual_on_vectors_and_the_models_input_mse() {
+    // An addition of the model's input (value 0) and of a value read twice.
+    check(&case(
+        "dense residuals/mse",
+        &[5],
+        vec![
+            dense(5, 5),
+            Layer::Tanh,
+            add_from(0),
+            dense(5, 5),
+            add_from(2),
+            add_from(2),
+            dense(5, 2),
+        ],
+        MSE,
+        3,
+        47,
+    ));
+}

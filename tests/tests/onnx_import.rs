@@ -268,10 +268,11 @@ fn unsupported_graphs_are_refused_naming_the_node() {
         ("node 0 '/conv/Conv' (Conv): pads [1, 1, 0] should have 4 values", Box::new(|g| g.node[0].attribute[1].ints = vec![1, 1, 0])),
         ("node 1 '/bn/BatchNormalization' (BatchNormalization): training_mode = 1 is not supported", Box::new(|g| g.node[1].attribute[0].i = 1)),
         ("node 3 '/pool/MaxPool' (MaxPool): padding [2, 2] / [2, 2] is not below the kernel [2, 2] on every side", Box::new(|g| g.node[3].attribute[2].ints = vec![2, 2, 2, 2])),
-        ("node 8 '/fc1/Add' (Add): Add of two computed tensors (a residual or branching connection) is not supported", Box::new(|g| {
+        ("node 8 '/fc1/Add' (Add): reads 'm2', which is not a value of the chain of layers", Box::new(|g| {
             g.node[8].input = vec!["m".into(), "m2".into()];
         })),
-        ("node 10 '/fc2/Gemm' (Gemm): does not read the previous layer's output 't'", Box::new(|g| g.node[10].input[0] = "h".into())),
+        ("node 10 '/fc2/Gemm' (Gemm): reads 'h' again, but layer 6 (tanh) changed it in place", Box::new(|g| g.node[10].input[0] = "h".into())),
+        ("node 10 '/fc2/Gemm' (Gemm): does not read the previous layer's output 't' or an earlier value", Box::new(|g| g.node[10].input[0] = "nowhere".into())),
         ("node 5 '/Reshape' (Reshape): reshape to [0, 3, -1]", Box::new(|g| {
             if let Some(t) = g.node[4].attribute[0].t.as_mut() {
                 t.dims = vec![3];
@@ -906,6 +907,129 @@ fn pads_and_windows_that_cannot_be_read_are_refused_naming_the_node() {
     let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
     assert!(
         e.contains("node 6 '/avg/AveragePool' (MaxPool): a Pad before a MaxPool cannot be folded"),
+        "{e}"
+    );
+}
+
+/// Two ResNet blocks as PyTorch's default exporter writes them (batch norm folded into the
+/// convolutions), on [N, 2, 8, 8]: Conv(2→4) Relu; block 1 with an identity shortcut
+/// (Conv Relu Conv, Add of the block's input, Relu); block 2 with a projection shortcut
+/// (Conv stride 2 Relu Conv on the main path, a strided 1×1 Conv of the block's input written
+/// before it, Add, Relu); GlobalAveragePool, Flatten, Gemm(4→3).
+fn residual_graph() -> ModelProto {
+    let mut r = rng(73);
+    let conv = |name: &str, x: &str, y: &str, stride: i64, pad: i64| {
+        node(
+            name,
+            "Conv",
+            &[x, &format!("{name}.w"), &format!("{name}.b")],
+            y,
+            vec![
+                ints_attr("strides", &[stride, stride]),
+                ints_attr("pads", &[pad; 4]),
+            ],
+        )
+    };
+    let mut init = Vec::new();
+    for (name, cout, cin, k) in [
+        ("stem", 4, 2, 3),
+        ("b1c1", 4, 4, 3),
+        ("b1c2", 4, 4, 3),
+        ("b2sc", 4, 4, 1),
+        ("b2c1", 4, 4, 3),
+        ("b2c2", 4, 4, 3),
+    ] {
+        let n = (cout * cin * k * k) as usize;
+        init.push(tensor(
+            &format!("{name}.w"),
+            &[cout, cin, k, k],
+            &uniform(&mut r, n, -0.4, 0.4),
+        ));
+        init.push(tensor(
+            &format!("{name}.b"),
+            &[cout],
+            &uniform(&mut r, cout as usize, -0.1, 0.1),
+        ));
+    }
+    init.push(tensor("fc.w", &[3, 4], &uniform(&mut r, 12, -1.0, 1.0)));
+    init.push(tensor("fc.b", &[3], &uniform(&mut r, 3, -0.1, 0.1)));
+    let graph = GraphProto {
+        name: "main_graph".into(),
+        node: vec![
+            conv("stem", "x", "s", 1, 1),
+            node("r0", "Relu", &["s"], "a0", vec![]),
+            conv("b1c1", "a0", "h1", 1, 1),
+            node("r1", "Relu", &["h1"], "a1", vec![]),
+            conv("b1c2", "a1", "h2", 1, 1),
+            node("add1", "Add", &["h2", "a0"], "s1", vec![]),
+            node("r2", "Relu", &["s1"], "a2", vec![]),
+            conv("b2sc", "a2", "sc", 2, 0),
+            conv("b2c1", "a2", "h3", 2, 1),
+            node("r3", "Relu", &["h3"], "a3", vec![]),
+            conv("b2c2", "a3", "h4", 1, 1),
+            node("add2", "Add", &["h4", "sc"], "s2", vec![]),
+            node("r4", "Relu", &["s2"], "a4", vec![]),
+            node("gap", "GlobalAveragePool", &["a4"], "g", vec![]),
+            node("flat", "Flatten", &["g"], "f", vec![int_attr("axis", 1)]),
+            node(
+                "fc",
+                "Gemm",
+                &["f", "fc.w", "fc.b"],
+                "y",
+                vec![int_attr("transB", 1)],
+            ),
+        ],
+        initializer: init,
+        input: vec![value("x", &[None, Some(2), Some(8), Some(8)])],
+        output: vec![value("y", &[None, Some(3)])],
+        ..Default::default()
+    };
+    pytorch_model(graph)
+}
+
+#[test]
+fn residual_blocks_with_identity_and_projection_shortcuts_match_tract() {
+    imports_like_tract(
+        &residual_graph(),
+        &[
+            "conv2d",
+            "relu",
+            "conv2d",
+            "relu",
+            "conv2d",
+            "add",
+            "relu",   // block 1
+            "conv2d", // the shortcut, read from the block's input
+            "branch",
+            "conv2d",
+            "relu",
+            "conv2d",
+            "add",
+            "relu", // block 2
+            "globalavgpool",
+            "flatten",
+            "dense",
+        ],
+        &[2, 8, 8],
+    );
+}
+
+#[test]
+fn values_changed_in_place_cannot_be_read_again() {
+    // The identity shortcut reads the stem's output before its ReLU, which works in place.
+    let mut m = residual_graph();
+    m.graph.as_mut().unwrap().node[5].input[1] = "s".into();
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(
+        e.contains("node 5 'add1' (Add): reads 's' again, but layer 1 (relu) changed it in place"),
+        "{e}"
+    );
+    // A Concat of two computed tensors.
+    let mut m = residual_graph();
+    m.graph.as_mut().unwrap().node[5].op_type = "Concat".into();
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(
+        e.contains("node 5 'add1' (Concat): Concat of two computed tensors is not supported"),
         "{e}"
     );
 }

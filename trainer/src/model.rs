@@ -81,7 +81,7 @@ impl Arch {
         let mut out = vec![s];
         for (i, l) in self.layers.iter().enumerate() {
             s = l
-                .output_shape(s)
+                .output_shape_after(s, |k| out.get(k).copied())
                 .ok_or_else(|| anyhow!("layer {i} ({}) does not accept shape {s:?}", l.name()))?;
             out.push(s);
         }

@@ -48,6 +48,12 @@ pub enum Extra {
     /// Max or average pooling with a window of its own per axis (no dilation), padding below
     /// the kernel on each side.
     Pool { window: Window2, mode: PoolMode },
+    /// The input plus value `from` (the input of layer `from`; 0 is the model's input), of the
+    /// same shape: a residual connection.
+    Add { from: u16 },
+    /// Value `from` itself: the network goes on from there (the input is not read), as the
+    /// shortcut of a residual block starts again from the block's input.
+    Branch { from: u16 },
 }
 
 /// What a [`Extra::Pool`] layer takes of each window.
@@ -141,6 +147,10 @@ impl Extra {
                     window,
                 }
             }
+            (kind::ADD, &[from]) if from as usize <= index => Extra::Add { from: from as u16 },
+            (kind::BRANCH, &[from]) if (from as usize) < index => {
+                Extra::Branch { from: from as u16 }
+            }
             (kind::POOL, &[mode, k, sd, pads]) => {
                 // No dilation: the stride's two bytes only.
                 let window = Window2::from_args([k, sd | 0x0101_0000, pads]).ok_or(bad)?;
@@ -220,6 +230,14 @@ impl Extra {
                 }
                 (kind::POOL, &[])
             }
+            Extra::Add { from } => {
+                let _ = args.push(from as u32);
+                (kind::ADD, &[])
+            }
+            Extra::Branch { from } => {
+                let _ = args.push(from as u32);
+                (kind::BRANCH, &[])
+            }
         };
         for v in vals {
             let _ = args.push(*v);
@@ -241,6 +259,8 @@ impl Extra {
             Extra::GlobalAvgPool => "globalavgpool",
             Extra::Conv { .. } => "conv",
             Extra::Pool { .. } => "pool",
+            Extra::Add { .. } => "add",
+            Extra::Branch { .. } => "branch",
         }
     }
 
@@ -291,6 +311,8 @@ impl Extra {
                 let (oh, ow) = window.out_hw(h, w)?;
                 Shape::Chw(c, oh, ow)
             }
+            // The shape of the value it reads (see `Layer::output_shape_after`).
+            (Extra::Branch { .. }, _) => return None,
             _ => s,
         })
     }
@@ -354,6 +376,29 @@ impl Extra {
                 .saturating_mul((in_channels / groups) as usize)
                 .saturating_mul(window.taps()),
             _ => 0,
+        }
+    }
+
+    /// The output of an [`Extra::Add`] (input `s` plus a value of shape `v`, which must match) or
+    /// an [`Extra::Branch`] (the value); others: [`Layer::output_shape`].
+    pub(super) fn output_reading(self, s: Shape, v: Shape) -> Option<Shape> {
+        match self {
+            Extra::Add { .. } => (v == s).then_some(s),
+            Extra::Branch { .. } => Some(v),
+            e => Layer::Extra(e).output_shape(s),
+        }
+    }
+
+    /// See [`Layer::is_branch`].
+    pub(super) const fn is_branch(self) -> bool {
+        matches!(self, Extra::Branch { .. })
+    }
+
+    /// The earlier value an [`Extra::Add`] or [`Extra::Branch`] reads.
+    pub(super) const fn reads(self) -> Option<usize> {
+        match self {
+            Extra::Add { from } | Extra::Branch { from } => Some(from as usize),
+            _ => None,
         }
     }
 

@@ -44,6 +44,15 @@ impl Extra {
     pub(super) fn macs(self, _: Shape) -> usize {
         match self {}
     }
+    pub(super) const fn reads(self) -> Option<usize> {
+        match self {}
+    }
+    pub(super) const fn is_branch(self) -> bool {
+        match self {}
+    }
+    pub(super) fn output_reading(self, _: Shape, _: Shape) -> Option<Shape> {
+        match self {}
+    }
     pub(super) const fn in_place(self) -> bool {
         match self {}
     }

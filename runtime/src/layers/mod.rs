@@ -313,6 +313,38 @@ impl Layer {
         }
     }
 
+    /// The earlier value the layer reads besides its input, if any: `Some(k)` for a residual
+    /// addition or a branch reading value `k`, the input of layer `k` (0: the model's input).
+    pub const fn reads(self) -> Option<usize> {
+        match self {
+            Layer::Extra(e) => e.reads(),
+            _ => None,
+        }
+    }
+
+    /// Whether the layer is a branch: it starts again from an earlier value and does not read
+    /// its input.
+    pub const fn is_branch(self) -> bool {
+        match self {
+            Layer::Extra(e) => e.is_branch(),
+            _ => false,
+        }
+    }
+
+    /// Output shape for input `s` where `value(k)` is the shape of value `k` (the input of layer
+    /// `k`) for the values before this layer: [`Layer::output_shape`], and for a layer that
+    /// reads an earlier value, that value's shape (which an addition's input must have).
+    pub fn output_shape_after(
+        self,
+        s: Shape,
+        value: impl Fn(usize) -> Option<Shape>,
+    ) -> Option<Shape> {
+        match (self, self.reads()) {
+            (Layer::Extra(e), Some(k)) => e.output_reading(s, value(k)?),
+            _ => self.output_shape(s),
+        }
+    }
+
     /// Element count of tensor `k` with checked arithmetic; `None` if it exceeds
     /// [`MAX_TENSOR_LEN`]. Validation uses it so that [`Layer::tensor_len`] cannot overflow.
     pub fn checked_tensor_len(self, k: usize) -> Option<usize> {

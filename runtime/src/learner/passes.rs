@@ -32,6 +32,19 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                 }
                 continue;
             }
+            if let Some(k) = node.layer.reads() {
+                // A residual addition or a branch: reads value k's buffer too.
+                let from = self.plan.node(self.blob.get(), k).map_or(0, |v| v.in_slot);
+                combine(
+                    node.layer,
+                    r.acts,
+                    node.in_slot,
+                    from,
+                    node.out_slot,
+                    n * ol,
+                );
+                continue;
+            }
             if node.overwrites {
                 // A frozen norm layer in front of the first adapting one (device layout).
                 if let Layer::Norm { channels: c, eps } = node.layer {
@@ -137,6 +150,13 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         let trainable = self.plan.trainable;
         let scales = &self.blob.get().settings().lr_scale;
         let r = split(&self.plan, self.arena.as_mut());
+        if self.blob.get().layers.iter().any(|l| l.reads().is_some()) {
+            for node in self.plan.nodes(self.blob.get()) {
+                if let Some(side) = node.in_side {
+                    r.acts[side..side + n * node.input.len()].fill(0.0);
+                }
+            }
+        }
         for i in (0..self.blob.get().layers.len()).rev() {
             let Some(node) = self.plan.node(self.blob.get(), i) else {
                 continue;
@@ -148,111 +168,142 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                 break;
             }
             let (il, ol) = (node.input.len(), node.output.len());
-            let prange = if node.resident {
-                node.params..node.params + node.layer.param_len(node.input)
+            if let Some(k) = node.layer.reads() {
+                // Value k gets this layer's output gradient (in its side buffer); the input
+                // gets it too through an addition, nothing through a branch.
+                let side = self
+                    .plan
+                    .node(self.blob.get(), k)
+                    .and_then(|v| v.in_side)
+                    .unwrap_or(node.out_slot);
+                let g = node.out_slot..node.out_slot + n * ol;
+                for (j, o) in g.clone().enumerate() {
+                    r.acts[side + j] += r.acts[o];
+                }
+                if node.input_grad {
+                    let gx = &mut r.gscratch[..n * il];
+                    if !node.layer.is_branch() {
+                        gx.copy_from_slice(&r.acts[g]);
+                    } else {
+                        gx.fill(0.0);
+                    }
+                }
             } else {
-                0..0
-            };
-            let x = &r.acts[node.in_slot..node.in_slot + n * il];
-            let g = &r.acts[node.out_slot..node.out_slot + n * ol];
-            let trained = node.layer.trained_len(node.input);
-            let mut pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
-            let gx = if node.input_grad {
-                Some(&mut r.gscratch[..n * il])
-            } else {
-                None
-            };
-            match node.layer {
-                Layer::Dense { inputs, outputs } if node.fused => {
-                    let lr = sgd.unwrap_or(0.0);
-                    let scale = |k| scales.get(node.tensor0 + k).copied().unwrap_or(1.0);
-                    let (w, b) = r.params[prange].split_at_mut(inputs * outputs);
-                    let (lw, lb) = (lr * scale(0), lr * scale(1));
-                    if !dense::backward_sgd(inputs, outputs, w, b, x, g, gx, n, lw, lb) {
+                let prange = if node.resident {
+                    node.params..node.params + node.layer.param_len(node.input)
+                } else {
+                    0..0
+                };
+                let x = &r.acts[node.in_slot..node.in_slot + n * il];
+                let g = &r.acts[node.out_slot..node.out_slot + n * ol];
+                let trained = node.layer.trained_len(node.input);
+                let mut pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
+                let gx = if node.input_grad {
+                    Some(&mut r.gscratch[..n * il])
+                } else {
+                    None
+                };
+                match node.layer {
+                    Layer::Dense { inputs, outputs } if node.fused => {
+                        let lr = sgd.unwrap_or(0.0);
+                        let scale = |k| scales.get(node.tensor0 + k).copied().unwrap_or(1.0);
+                        let (w, b) = r.params[prange].split_at_mut(inputs * outputs);
+                        let (lw, lb) = (lr * scale(0), lr * scale(1));
+                        if !dense::backward_sgd(inputs, outputs, w, b, x, g, gx, n, lw, lb) {
+                            return false;
+                        }
+                    }
+                    Layer::Dense { inputs, outputs } if !node.resident => {
+                        if let Some(gx) = gx {
+                            let w = self.blob.get().stored(node.tensor0);
+                            dense::input_grad_from(inputs, outputs, &w, g, gx, n);
+                        }
+                    }
+                    Layer::Dense { inputs, outputs } => {
+                        let params = &r.params[prange];
+                        let pg = pg.as_deref_mut().map(|s| s.split_at_mut(inputs * outputs));
+                        dense::backward(
+                            inputs,
+                            outputs,
+                            &params[..inputs * outputs],
+                            x,
+                            g,
+                            pg,
+                            gx,
+                            n,
+                        );
+                    }
+                    Layer::Conv2d { .. } if !node.resident => {
+                        if let Some(gx) = gx {
+                            let w = self.blob.get().stored(node.tensor0);
+                            conv2d::input_grad_stored(
+                                &conv2d::Geometry::of(node.layer, node.input, node.output),
+                                &w,
+                                g,
+                                gx,
+                                n,
+                            );
+                        }
+                    }
+                    Layer::Conv2d { .. } => {
+                        let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
+                        let (w, _) = geo.split(&r.params[prange]);
+                        let pg = pg.as_deref_mut().map(|s| s.split_at_mut(w.len()));
+                        conv2d::backward(&geo, w, x, g, pg, gx, n);
+                    }
+                    Layer::Norm { channels: c, eps } => {
+                        let p = norm::Params::split(c, &r.params[prange]);
+                        let s = node.input.channels_spatial().1;
+                        let batch = trainable & (1 << i) != 0;
+                        let scratch = &mut r.norm[node.scratch..node.scratch + 2 * c];
+                        if !batch {
+                            scratch[..c].copy_from_slice(p.mean);
+                            norm::inv_std(p.var, eps, &mut scratch[c..]);
+                        }
+                        let (mean, inv) = scratch.split_at(c);
+                        let pg = pg.as_deref_mut().map(|s| s.split_at_mut(c));
+                        norm::backward(c, s, batch, p.gamma, mean, inv, x, g, pg, gx, n);
+                    }
+                    Layer::MaxPool2d { .. } => {
+                        if let Some(gx) = gx {
+                            maxpool::backward(
+                                &maxpool::Geometry::of(node.layer, node.input, node.output),
+                                x,
+                                g,
+                                gx,
+                                n,
+                            );
+                        }
+                    }
+                    Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+                    _ => backward_other(
+                        &node,
+                        self.blob.get(),
+                        &r.params[prange],
+                        x,
+                        g,
+                        pg.as_deref_mut(),
+                        gx,
+                        n,
+                    ),
+                }
+                // A layer with its own gradient buffer in a fused plan: update it now.
+                if let (Some(lr), Some(pg), Some(goff)) = (sgd, pg, node.grads) {
+                    if !sgd_layer(r.params, pg, &node, goff, scales, lr) {
                         return false;
                     }
                 }
-                Layer::Dense { inputs, outputs } if !node.resident => {
-                    if let Some(gx) = gx {
-                        let w = self.blob.get().stored(node.tensor0);
-                        dense::input_grad_from(inputs, outputs, &w, g, gx, n);
-                    }
-                }
-                Layer::Dense { inputs, outputs } => {
-                    let params = &r.params[prange];
-                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(inputs * outputs));
-                    dense::backward(
-                        inputs,
-                        outputs,
-                        &params[..inputs * outputs],
-                        x,
-                        g,
-                        pg,
-                        gx,
-                        n,
-                    );
-                }
-                Layer::Conv2d { .. } if !node.resident => {
-                    if let Some(gx) = gx {
-                        let w = self.blob.get().stored(node.tensor0);
-                        conv2d::input_grad_stored(
-                            &conv2d::Geometry::of(node.layer, node.input, node.output),
-                            &w,
-                            g,
-                            gx,
-                            n,
-                        );
-                    }
-                }
-                Layer::Conv2d { .. } => {
-                    let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
-                    let (w, _) = geo.split(&r.params[prange]);
-                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(w.len()));
-                    conv2d::backward(&geo, w, x, g, pg, gx, n);
-                }
-                Layer::Norm { channels: c, eps } => {
-                    let p = norm::Params::split(c, &r.params[prange]);
-                    let s = node.input.channels_spatial().1;
-                    let batch = trainable & (1 << i) != 0;
-                    let scratch = &mut r.norm[node.scratch..node.scratch + 2 * c];
-                    if !batch {
-                        scratch[..c].copy_from_slice(p.mean);
-                        norm::inv_std(p.var, eps, &mut scratch[c..]);
-                    }
-                    let (mean, inv) = scratch.split_at(c);
-                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(c));
-                    norm::backward(c, s, batch, p.gamma, mean, inv, x, g, pg, gx, n);
-                }
-                Layer::MaxPool2d { .. } => {
-                    if let Some(gx) = gx {
-                        maxpool::backward(
-                            &maxpool::Geometry::of(node.layer, node.input, node.output),
-                            x,
-                            g,
-                            gx,
-                            n,
-                        );
-                    }
-                }
-                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
-                _ => backward_other(
-                    &node,
-                    self.blob.get(),
-                    &r.params[prange],
-                    x,
-                    g,
-                    pg.as_deref_mut(),
-                    gx,
-                    n,
-                ),
-            }
-            // A layer with its own gradient buffer in a fused plan: update it now.
-            if let (Some(lr), Some(pg), Some(goff)) = (sgd, pg, node.grads) {
-                if !sgd_layer(r.params, pg, &node, goff, scales, lr) {
-                    return false;
-                }
             }
             if node.input_grad {
+                // What later readers of this input sent it.
+                if let Some(side) = node.in_side {
+                    for (d, &v) in r.gscratch[..n * il]
+                        .iter_mut()
+                        .zip(&r.acts[side..side + n * il])
+                    {
+                        *d += v;
+                    }
+                }
                 node.in_post.deliver(
                     &r.gscratch[..n * il],
                     &mut r.acts[node.in_slot..node.in_slot + n * il],
@@ -289,6 +340,23 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             self.update(lr)?;
         }
         Ok(l)
+    }
+}
+
+/// The forward pass of a layer that reads value `from` besides its input `x` (the buffers at
+/// `from` and `x` come before `y`'s at `out`, each `len` long): a residual addition `y = x + v`,
+/// or a branch `y = v`.
+#[inline(never)]
+fn combine(layer: Layer, acts: &mut [f32], x: usize, from: usize, out: usize, len: usize) {
+    let (before, y) = acts.split_at_mut(out);
+    let y = &mut y[..len];
+    let v = &before[from..from + len];
+    if !layer.is_branch() {
+        for ((y, &a), &b) in y.iter_mut().zip(&before[x..x + len]).zip(v) {
+            *y = a + b;
+        }
+    } else {
+        y.copy_from_slice(v);
     }
 }
 

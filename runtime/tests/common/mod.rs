@@ -126,6 +126,18 @@ pub fn pool_general(mode: PoolMode, window: Window2) -> Layer {
     Layer::Extra(Extra::Pool { window, mode })
 }
 
+/// A residual addition of value `from` (the input of layer `from`).
+#[cfg(feature = "extra-layers")]
+pub fn add_from(from: u16) -> Layer {
+    Layer::Extra(Extra::Add { from })
+}
+
+/// A branch starting again from value `from`.
+#[cfg(feature = "extra-layers")]
+pub fn branch_from(from: u16) -> Layer {
+    Layer::Extra(Extra::Branch { from })
+}
+
 pub fn maxpool(kernel: usize, stride: usize) -> Layer {
     Layer::MaxPool2d {
         window: Window {
@@ -261,7 +273,9 @@ impl Model {
         let mut s = Shape::from_dims(&self.input).expect("test model input shape");
         let mut v = vec![s];
         for l in &self.layers {
-            s = l.output_shape(s).expect("test model layers chain");
+            s = l
+                .output_shape_after(s, |k| v.get(k).copied())
+                .expect("test model layers chain");
             v.push(s);
         }
         v
@@ -377,6 +391,17 @@ pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_st
         let (sin, sout) = (shapes[i], shapes[i + 1]);
         let x = acts.last().expect("input");
         let pl = &p[offs[i]..offs[i] + layer.param_len(sin)];
+        if let Some(k) = layer.reads() {
+            // A residual addition of value k, or a branch starting again from it.
+            let v = acts[k].clone();
+            let y = if layer.is_branch() {
+                v
+            } else {
+                x.iter().zip(&v).map(|(a, b)| a + b).collect()
+            };
+            acts.push(y);
+            continue;
+        }
         let y = match *layer {
             Layer::Dense { inputs, outputs } => {
                 let mut y = vec![0.0; n * outputs];
@@ -523,6 +548,7 @@ fn extra_reference(
     sout: Shape,
 ) -> Vec<f64> {
     match e {
+        Extra::Add { .. } | Extra::Branch { .. } => unreachable!("read in reference_forward"),
         Extra::Sigmoid => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
         Extra::Clip { min, max } => x.iter().map(|&v| v.clamp(min as f64, max as f64)).collect(),
         Extra::PRelu { channels } => {

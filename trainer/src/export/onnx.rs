@@ -64,6 +64,8 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
     let mut nodes = Vec::new();
     let mut inits = Vec::new();
     let mut current = INPUT.to_string();
+    // The name of every value so far: the model's input, then each layer's output.
+    let mut names = vec![INPUT.to_string()];
     let mut tensor = 0usize;
     let last = blob.layers.len() - 1;
     let signal = blob.is_signal();
@@ -88,6 +90,24 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
             name
         };
         let node = match layer {
+            // A branch writes no node: the next one reads the earlier value (the last layer
+            // needs a node to give the graph output its name).
+            Layer::Extra(Extra::Branch { from }) if i != last => {
+                current = names[from as usize].clone();
+                names.push(current.clone());
+                continue;
+            }
+            Layer::Extra(Extra::Branch { from }) => node(
+                i,
+                "Identity",
+                vec![names[from as usize].clone()],
+                &out,
+                vec![],
+            ),
+            Layer::Extra(Extra::Add { from }) => {
+                let inputs = vec![current, names[from as usize].clone()];
+                node(i, "Add", inputs, &out, vec![])
+            }
             Layer::Dense { inputs, outputs } => {
                 let w = take(0, "weight", vec![outputs as i64, inputs as i64]);
                 let b = take(1, "bias", vec![outputs as i64]);
@@ -221,6 +241,7 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
             }
         };
         nodes.push(node);
+        names.push(out.clone());
         current = out;
     }
 

@@ -235,6 +235,8 @@ pub fn read_model(model: &ModelProto) -> Result<Imported> {
         signal: input_shape.len() == 2,
         pad: None,
         rank: input_shape.len() + 1,
+        values: HashMap::from([(input.name.clone(), 0)]),
+        value_shapes: vec![shape],
         cur: input.name.clone(),
         dense_out: None,
         last: None,
@@ -302,6 +304,11 @@ struct Chain<'m> {
     pad: Option<(String, ops::Padding)>,
     /// Rank of the current value as the graph sees it, batch included (see `Node::rank`).
     rank: usize,
+    /// The value index (the input of that layer; 0 the model's input) of every graph value
+    /// the chain has made, by name.
+    values: HashMap<String, usize>,
+    /// The shape of every value, by index.
+    value_shapes: Vec<Shape>,
     /// Name of the chain's current value.
     cur: String,
     /// Output name of the last node that made a dense layer, or passed its output on (an `Add`
@@ -351,6 +358,46 @@ impl Chain<'_> {
                 n.input.len()
             );
         }
+        let computed: Vec<&String> = n
+            .input
+            .iter()
+            .filter(|x| !x.is_empty() && !self.consts.contains_key(x.as_str()))
+            .collect();
+        // A residual connection: the sum of two values computed in the graph.
+        if n.op_type == "Add" && computed.len() == 2 {
+            let (a, b) = (computed[0].clone(), computed[1].clone());
+            let other = if a == self.cur {
+                b
+            } else if b == self.cur {
+                a
+            } else {
+                self.branch(&here, &a)?;
+                b
+            };
+            let from = self.value(&here, &other)?;
+            self.push(
+                &here,
+                Layer::Extra(anole::Extra::Add { from: from as u16 }),
+                vec![],
+            )?;
+            self.dense_out = None;
+            self.cur = out.clone();
+            self.values.insert(out.clone(), self.layers.len());
+            return Ok(());
+        }
+        if computed.len() > 1 && matches!(n.op_type.as_str(), "Sum" | "Concat" | "Mul") {
+            bail!(
+                "{here}: {} of two computed tensors is not supported (the runtime adds a residual connection with Add, and runs a single chain of layers otherwise)",
+                n.op_type
+            );
+        }
+        // A node that reads an earlier value, not the last one: a branch starts there.
+        if let [x] = computed.as_slice() {
+            if **x != self.cur && self.values.contains_key(x.as_str()) {
+                let x = (*x).clone();
+                self.branch(&here, &x)?;
+            }
+        }
         // The activation this node reads; every other input must be a weight.
         let cur = &self.cur;
         let data_pos = if op.is_some_and(|o| o.commutative) {
@@ -360,20 +407,9 @@ impl Chain<'_> {
         };
         let Some(data_pos) = data_pos else {
             bail!(
-                "{here}: does not read the previous layer's output '{cur}'; only a single chain of layers is supported"
+                "{here}: does not read the previous layer's output '{cur}' or an earlier value of the graph"
             );
         };
-        let computed = n
-            .input
-            .iter()
-            .filter(|x| !x.is_empty() && !self.consts.contains_key(x.as_str()))
-            .count();
-        if computed > 1 && matches!(n.op_type.as_str(), "Add" | "Sum" | "Concat" | "Mul") {
-            bail!(
-                "{here}: {} of two computed tensors (a residual or branching connection) is not supported; the runtime runs a single chain of layers",
-                n.op_type
-            );
-        }
         for (k, x) in n.input.iter().enumerate() {
             if k != data_pos && !x.is_empty() && !self.consts.contains_key(x.as_str()) {
                 bail!("{here}: input '{x}' is computed in the graph; the runtime needs it as a constant weight");
@@ -447,18 +483,60 @@ impl Chain<'_> {
             }
         };
         self.cur = out.clone();
+        // The node's output names the chain's value now (a node that passes its input on
+        // names the same value; a Pad's output is only the padded input of the next node).
+        if self.pad.is_none() {
+            self.values.insert(out.clone(), self.layers.len());
+        }
+        Ok(())
+    }
+
+    /// The value index of `name`, which a later node reads again: an error when no node made
+    /// it, or a layer changed it in place since.
+    fn value(&self, here: &str, name: &str) -> Result<usize> {
+        let Some(&k) = self.values.get(name) else {
+            bail!("{here}: reads '{name}', which is not a value of the chain of layers");
+        };
+        if k < self.layers.len() && self.layers[k].in_place() {
+            bail!(
+                "{here}: reads '{name}' again, but layer {k} ({}) changed it in place; the runtime keeps only values that no layer changes in place",
+                self.layers[k].name()
+            );
+        }
+        if k > u16::MAX as usize {
+            bail!("{here}: reads a value too far back");
+        }
+        Ok(k)
+    }
+
+    /// Start a branch from the earlier value `name`: the chain goes on from it.
+    fn branch(&mut self, here: &str, name: &str) -> Result<()> {
+        let from = self.value(here, name)?;
+        if self.pad.is_some() {
+            bail!("{here}: a branch right after a Pad is not supported");
+        }
+        self.push(
+            here,
+            Layer::Extra(anole::Extra::Branch { from: from as u16 }),
+            vec![],
+        )?;
+        self.dense_out = None;
+        self.cur = name.to_string();
         Ok(())
     }
 
     /// Append `layer` with its tensors `ts` after checking that it takes the chain's shape and
     /// that its tensors have the sizes it needs and finite values; true for a dense layer.
     fn push(&mut self, here: &str, layer: Layer, ts: Vec<Vec<f32>>) -> Result<bool> {
-        let next = layer.output_shape(self.shape).ok_or_else(|| {
-            anyhow!(
-                "{here}: does not accept its input of shape {}",
-                shape_str(self.shape)
-            )
-        })?;
+        let values = &self.value_shapes;
+        let next = layer
+            .output_shape_after(self.shape, |k| values.get(k).copied())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{here}: does not accept its input of shape {}",
+                    shape_str(self.shape)
+                )
+            })?;
         for (k, t) in ts.iter().enumerate() {
             let expected = layer.tensor_len(self.shape, k);
             if t.len() != expected {
@@ -475,6 +553,7 @@ impl Chain<'_> {
         self.layers.push(layer);
         self.tensors.extend(ts);
         self.shape = next;
+        self.value_shapes.push(next);
         if let Shape::Flat(_) = next {
             self.rank = 2;
         }

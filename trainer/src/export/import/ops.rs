@@ -140,8 +140,8 @@ pub(super) const OPS: &[Op] = &[
     Op {
         name: "Add",
         listed: None,
-        becomes: "the bias of the Dense before it",
-        accepts: "right after `Gemm` or `MatMul`, a constant of one value per output, either input",
+        becomes: "the bias of the Dense before it; or Add (a residual connection), with Branch where a path starts again from an earlier value",
+        accepts: "right after `Gemm` or `MatMul`, a constant of one value per output, either input; or two values of one shape computed in the graph, neither changed in place since (a node reading an earlier value starts a branch)",
         arity: Some(2),
         commutative: true,
         read: add,
