@@ -225,8 +225,10 @@ pub mod kind {
     pub const ADD: u8 = 17;
     /// An earlier value, where a branch of the network starts again from it.
     pub const BRANCH: u8 = 18;
+    /// The input and an earlier value joined along the channels.
+    pub const CONCAT: u8 = 19;
     /// The highest kind code this runtime reads.
-    pub const LAST: u8 = BRANCH;
+    pub const LAST: u8 = CONCAT;
 
     /// Name of a kind code ("unknown" if not one of the above).
     pub const fn name(code: u8) -> &'static str {
@@ -250,6 +252,7 @@ pub mod kind {
             POOL => "pool",
             ADD => "add",
             BRANCH => "branch",
+            CONCAT => "concat",
             _ => "unknown",
         }
     }

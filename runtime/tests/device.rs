@@ -228,6 +228,30 @@ fn residual_networks_adapt_identically_in_a_smaller_arena() {
     );
 }
 
+/// Branches joined along the channels: the same adapted model in both layouts.
+#[cfg(feature = "extra-layers")]
+#[test]
+fn concatenated_branches_adapt_identically_in_a_smaller_arena() {
+    let mut m = Model::new(
+        &[2, 5, 5],
+        vec![
+            conv(2, 3, 3, 1, 1),
+            Layer::Relu,
+            conv(3, 2, 3, 1, 1),
+            branch_from(2),
+            conv(3, 2, 1, 1, 0),
+            concat_from(3, false),
+            concat_from(0, true),
+            Layer::Flatten,
+            dense(150, 3),
+        ],
+        CROSS_ENTROPY,
+        19,
+    );
+    m.settings.batch = 4;
+    same_in_both_layouts(&m, &[m.all_layers(), 1 << 8, 1 << 4 | 1 << 8], 8);
+}
+
 /// Head-only adaptation in the device layout: the arena holds the head (and the norm layers'
 /// few values), not the frozen body's weights, and two activation buffers for the body.
 #[cfg(feature = "extra-layers")]

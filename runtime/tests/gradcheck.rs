@@ -758,3 +758,40 @@ fn residual_on_vectors_and_the_models_input_mse() {
         47,
     ));
 }
+
+#[cfg(feature = "extra-layers")]
+#[test]
+fn concatenations_of_branches_cross_entropy() {
+    // An Inception-like block: two paths from one value (a 3x3 and a 1x1 convolution) joined
+    // along the channels, then a DenseNet-like join of a value with the block's input, the
+    // earlier value first; on vectors, a join of a hidden layer with the model's input.
+    check(&case(
+        "concat blocks/ce",
+        &[2, 5, 5],
+        vec![
+            conv(2, 3, 3, 1, 1),   // 0
+            Layer::Relu,           // 1
+            conv(3, 2, 3, 1, 1),   // 2: reads value 2
+            branch_from(2),        // 3
+            conv(3, 2, 1, 1, 0),   // 4
+            concat_from(3, false), // 5: [1x1 path, 3x3 path]: 4 channels
+            norm(4),               // 6
+            concat_from(2, true),  // 7: [value 2, this]: 7 channels
+            Layer::Relu,           // 8
+            Layer::Extra(Extra::GlobalAvgPool),
+            Layer::Flatten,
+            dense(7, 3),
+        ],
+        CROSS_ENTROPY,
+        3,
+        48,
+    ));
+    check(&case(
+        "concat vectors/mse",
+        &[4],
+        vec![dense(4, 3), Layer::Tanh, concat_from(0, false), dense(7, 2)],
+        MSE,
+        3,
+        49,
+    ));
+}

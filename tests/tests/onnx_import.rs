@@ -1024,12 +1024,57 @@ fn values_changed_in_place_cannot_be_read_again() {
         e.contains("node 5 'add1' (Add): reads 's' again, but layer 1 (relu) changed it in place"),
         "{e}"
     );
-    // A Concat of two computed tensors.
+    // A Sum of two computed tensors, a Concat along another axis than the channels.
     let mut m = residual_graph();
-    m.graph.as_mut().unwrap().node[5].op_type = "Concat".into();
+    m.graph.as_mut().unwrap().node[5].op_type = "Sum".into();
     let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
     assert!(
-        e.contains("node 5 'add1' (Concat): Concat of two computed tensors is not supported"),
+        e.contains("node 5 'add1' (Sum): Sum of 2 computed tensors is not supported"),
         "{e}"
+    );
+    let mut m = residual_graph();
+    let add = &mut m.graph.as_mut().unwrap().node[5];
+    add.op_type = "Concat".into();
+    add.attribute.push(int_attr("axis", 2));
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(
+        e.contains("node 5 'add1' (Concat): Concat along axis 2 is not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn branches_joined_along_the_channels_match_tract() {
+    // Block 2's two paths concatenated (the shortcut's channels first) instead of added.
+    let mut m = residual_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.node[11].op_type = "Concat".into();
+    g.node[11].input = vec!["sc".into(), "h4".into()];
+    g.node[11].attribute.push(int_attr("axis", 1));
+    let mut r = rng(74);
+    let fc = g.initializer.iter_mut().find(|t| t.name == "fc.w").unwrap();
+    *fc = tensor("fc.w", &[3, 8], &uniform(&mut r, 24, -1.0, 1.0));
+    imports_like_tract(
+        &m,
+        &[
+            "conv2d",
+            "relu",
+            "conv2d",
+            "relu",
+            "conv2d",
+            "add",
+            "relu",
+            "conv2d",
+            "branch",
+            "conv2d",
+            "relu",
+            "conv2d",
+            "concat",
+            "relu",
+            "globalavgpool",
+            "flatten",
+            "dense",
+        ],
+        &[2, 8, 8],
     );
 }

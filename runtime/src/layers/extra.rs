@@ -54,6 +54,9 @@ pub enum Extra {
     /// Value `from` itself: the network goes on from there (the input is not read), as the
     /// shortcut of a residual block starts again from the block's input.
     Branch { from: u16 },
+    /// The input and value `from` joined along the channels (images of one height and width,
+    /// or vectors), the input's channels first, or value `from`'s when `from_first`.
+    Concat { from: u16, from_first: bool },
 }
 
 /// What a [`Extra::Pool`] layer takes of each window.
@@ -151,6 +154,12 @@ impl Extra {
             (kind::BRANCH, &[from]) if (from as usize) < index => {
                 Extra::Branch { from: from as u16 }
             }
+            (kind::CONCAT, &[from, first]) if from as usize <= index && first <= 1 => {
+                Extra::Concat {
+                    from: from as u16,
+                    from_first: first == 1,
+                }
+            }
             (kind::POOL, &[mode, k, sd, pads]) => {
                 // No dilation: the stride's two bytes only.
                 let window = Window2::from_args([k, sd | 0x0101_0000, pads]).ok_or(bad)?;
@@ -238,6 +247,11 @@ impl Extra {
                 let _ = args.push(from as u32);
                 (kind::BRANCH, &[])
             }
+            Extra::Concat { from, from_first } => {
+                let _ = args.push(from as u32);
+                let _ = args.push(from_first as u32);
+                (kind::CONCAT, &[])
+            }
         };
         for v in vals {
             let _ = args.push(*v);
@@ -261,6 +275,7 @@ impl Extra {
             Extra::Pool { .. } => "pool",
             Extra::Add { .. } => "add",
             Extra::Branch { .. } => "branch",
+            Extra::Concat { .. } => "concat",
         }
     }
 
@@ -311,8 +326,8 @@ impl Extra {
                 let (oh, ow) = window.out_hw(h, w)?;
                 Shape::Chw(c, oh, ow)
             }
-            // The shape of the value it reads (see `Layer::output_shape_after`).
-            (Extra::Branch { .. }, _) => return None,
+            // Shapes from the value they read (see `Layer::output_shape_after`).
+            (Extra::Branch { .. } | Extra::Concat { .. }, _) => return None,
             _ => s,
         })
     }
@@ -379,13 +394,92 @@ impl Extra {
         }
     }
 
-    /// The output of an [`Extra::Add`] (input `s` plus a value of shape `v`, which must match) or
-    /// an [`Extra::Branch`] (the value); others: [`Layer::output_shape`].
+    /// The output of an [`Extra::Add`] (input `s` plus a value of shape `v`, which must match),
+    /// an [`Extra::Branch`] (the value) or an [`Extra::Concat`] (the channels of both); others:
+    /// [`Layer::output_shape`].
     pub(super) fn output_reading(self, s: Shape, v: Shape) -> Option<Shape> {
         match self {
             Extra::Add { .. } => (v == s).then_some(s),
             Extra::Branch { .. } => Some(v),
+            Extra::Concat { .. } => match (s, v) {
+                (Shape::Chw(a, h, w), Shape::Chw(b, h2, w2)) if (h, w) == (h2, w2) => {
+                    Some(Shape::Chw(a.checked_add(b)?, h, w))
+                }
+                (Shape::Flat(a), Shape::Flat(b)) => Some(Shape::Flat(a.checked_add(b)?)),
+                _ => None,
+            },
             e => Layer::Extra(e).output_shape(s),
+        }
+    }
+
+    /// Forward pass over `n` samples of a layer that reads an earlier value: `x` its input, `v`
+    /// the value (each `n` rows), `y` its output.
+    #[inline(never)]
+    pub fn join_forward(self, x: &[f32], v: &[f32], y: &mut [f32], n: usize) {
+        match self {
+            Extra::Add { .. } => {
+                for ((y, &a), &b) in y.iter_mut().zip(x).zip(v) {
+                    *y = a + b;
+                }
+            }
+            Extra::Branch { .. } => y.copy_from_slice(v),
+            Extra::Concat { from_first, .. } => {
+                let (il, vl) = (x.len() / n, v.len() / n);
+                for ((y, x), v) in y
+                    .chunks_exact_mut(il + vl)
+                    .zip(x.chunks_exact(il))
+                    .zip(v.chunks_exact(vl))
+                {
+                    let (a, b) = if from_first { (v, x) } else { (x, v) };
+                    y[..a.len()].copy_from_slice(a);
+                    y[a.len()..].copy_from_slice(b);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Backward pass of [`Extra::join_forward`]: the output gradient `g` is added to the
+    /// value's gradient `gv` (its share of it) and written to the input's, `gx`, when given.
+    #[inline(never)]
+    pub fn join_backward(self, g: &[f32], gx: Option<&mut [f32]>, gv: &mut [f32], n: usize) {
+        match self {
+            Extra::Add { .. } | Extra::Branch { .. } => {
+                for (d, &g) in gv.iter_mut().zip(g) {
+                    *d += g;
+                }
+                if let Some(gx) = gx {
+                    if self.is_branch() {
+                        gx.fill(0.0);
+                    } else {
+                        gx.copy_from_slice(&g[..gx.len()]);
+                    }
+                }
+            }
+            Extra::Concat { from_first, .. } => {
+                let vl = gv.len() / n;
+                let il = g.len() / n - vl;
+                let mut gx = gx;
+                for (s, (g, gv)) in g
+                    .chunks_exact(il + vl)
+                    .zip(gv.chunks_exact_mut(vl))
+                    .enumerate()
+                {
+                    let (gi, gvs) = if from_first {
+                        let (a, b) = g.split_at(vl);
+                        (b, a)
+                    } else {
+                        g.split_at(il)
+                    };
+                    for (d, &g) in gv.iter_mut().zip(gvs) {
+                        *d += g;
+                    }
+                    if let Some(gx) = gx.as_deref_mut() {
+                        gx[s * il..(s + 1) * il].copy_from_slice(gi);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -397,7 +491,9 @@ impl Extra {
     /// The earlier value an [`Extra::Add`] or [`Extra::Branch`] reads.
     pub(super) const fn reads(self) -> Option<usize> {
         match self {
-            Extra::Add { from } | Extra::Branch { from } => Some(from as usize),
+            Extra::Add { from } | Extra::Branch { from } | Extra::Concat { from, .. } => {
+                Some(from as usize)
+            }
             _ => None,
         }
     }

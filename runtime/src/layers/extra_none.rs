@@ -50,6 +50,14 @@ impl Extra {
     pub(super) const fn is_branch(self) -> bool {
         match self {}
     }
+    /// Never called: there is no value.
+    pub fn join_forward(self, _: &[f32], _: &[f32], _: &mut [f32], _: usize) {
+        match self {}
+    }
+    /// Never called: there is no value.
+    pub fn join_backward(self, _: &[f32], _: Option<&mut [f32]>, _: &mut [f32], _: usize) {
+        match self {}
+    }
     pub(super) fn output_reading(self, _: Shape, _: Shape) -> Option<Shape> {
         match self {}
     }

@@ -32,17 +32,13 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                 }
                 continue;
             }
-            if let Some(k) = node.layer.reads() {
-                // A residual addition or a branch: reads value k's buffer too.
-                let from = self.plan.node(self.blob.get(), k).map_or(0, |v| v.in_slot);
-                combine(
-                    node.layer,
-                    r.acts,
-                    node.in_slot,
-                    from,
-                    node.out_slot,
-                    n * ol,
-                );
+            if let (Layer::Extra(e), Some(k)) = (node.layer, node.layer.reads()) {
+                // A residual addition, a branch or a concatenation: reads value k too.
+                let v = self.plan.node(self.blob.get(), k);
+                let (from, vl) = v.map_or((0, 0), |v| (v.in_slot, v.input.len()));
+                let (before, y) = r.acts.split_at_mut(node.out_slot);
+                let x = &before[node.in_slot..node.in_slot + n * il];
+                e.join_forward(x, &before[from..from + n * vl], &mut y[..n * ol], n);
                 continue;
             }
             if node.overwrites {
@@ -168,26 +164,18 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                 break;
             }
             let (il, ol) = (node.input.len(), node.output.len());
-            if let Some(k) = node.layer.reads() {
-                // Value k gets this layer's output gradient (in its side buffer); the input
-                // gets it too through an addition, nothing through a branch.
-                let side = self
-                    .plan
-                    .node(self.blob.get(), k)
-                    .and_then(|v| v.in_side)
-                    .unwrap_or(node.out_slot);
-                let g = node.out_slot..node.out_slot + n * ol;
-                for (j, o) in g.clone().enumerate() {
-                    r.acts[side + j] += r.acts[o];
-                }
-                if node.input_grad {
-                    let gx = &mut r.gscratch[..n * il];
-                    if !node.layer.is_branch() {
-                        gx.copy_from_slice(&r.acts[g]);
-                    } else {
-                        gx.fill(0.0);
-                    }
-                }
+            if let (Layer::Extra(e), Some(k)) = (node.layer, node.layer.reads()) {
+                // Value k gets its share of the output gradient (in its side buffer, which
+                // comes before this layer's output), the input the rest.
+                let v = self.plan.node(self.blob.get(), k);
+                let (side, vl) = v.map_or((0, 0), |v| (v.in_side.unwrap_or(0), v.input.len()));
+                let (before, after) = r.acts.split_at_mut(node.out_slot);
+                let gx = if node.input_grad {
+                    Some(&mut r.gscratch[..n * il])
+                } else {
+                    None
+                };
+                e.join_backward(&after[..n * ol], gx, &mut before[side..side + n * vl], n);
             } else {
                 let prange = if node.resident {
                     node.params..node.params + node.layer.param_len(node.input)
@@ -340,23 +328,6 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             self.update(lr)?;
         }
         Ok(l)
-    }
-}
-
-/// The forward pass of a layer that reads value `from` besides its input `x` (the buffers at
-/// `from` and `x` come before `y`'s at `out`, each `len` long): a residual addition `y = x + v`,
-/// or a branch `y = v`.
-#[inline(never)]
-fn combine(layer: Layer, acts: &mut [f32], x: usize, from: usize, out: usize, len: usize) {
-    let (before, y) = acts.split_at_mut(out);
-    let y = &mut y[..len];
-    let v = &before[from..from + len];
-    if !layer.is_branch() {
-        for ((y, &a), &b) in y.iter_mut().zip(&before[x..x + len]).zip(v) {
-            *y = a + b;
-        }
-    } else {
-        y.copy_from_slice(v);
     }
 }
 

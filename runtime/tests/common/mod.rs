@@ -132,6 +132,12 @@ pub fn add_from(from: u16) -> Layer {
     Layer::Extra(Extra::Add { from })
 }
 
+/// The input and value `from` joined along the channels.
+#[cfg(feature = "extra-layers")]
+pub fn concat_from(from: u16, from_first: bool) -> Layer {
+    Layer::Extra(Extra::Concat { from, from_first })
+}
+
 /// A branch starting again from value `from`.
 #[cfg(feature = "extra-layers")]
 pub fn branch_from(from: u16) -> Layer {
@@ -394,10 +400,21 @@ pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_st
         if let Some(k) = layer.reads() {
             // A residual addition of value k, or a branch starting again from it.
             let v = acts[k].clone();
-            let y = if layer.is_branch() {
-                v
-            } else {
-                x.iter().zip(&v).map(|(a, b)| a + b).collect()
+            let y = match *layer {
+                #[cfg(feature = "extra-layers")]
+                Layer::Extra(Extra::Concat { from_first, .. }) => {
+                    let (il, vl) = (x.len() / n, v.len() / n);
+                    let mut y = Vec::new();
+                    for s in 0..n {
+                        let (xs, vs) = (&x[s * il..(s + 1) * il], &v[s * vl..(s + 1) * vl]);
+                        let (a, b) = if from_first { (vs, xs) } else { (xs, vs) };
+                        y.extend_from_slice(a);
+                        y.extend_from_slice(b);
+                    }
+                    y
+                }
+                _ if layer.is_branch() => v,
+                _ => x.iter().zip(&v).map(|(a, b)| a + b).collect(),
             };
             acts.push(y);
             continue;
@@ -548,7 +565,9 @@ fn extra_reference(
     sout: Shape,
 ) -> Vec<f64> {
     match e {
-        Extra::Add { .. } | Extra::Branch { .. } => unreachable!("read in reference_forward"),
+        Extra::Add { .. } | Extra::Branch { .. } | Extra::Concat { .. } => {
+            unreachable!("read in reference_forward")
+        }
         Extra::Sigmoid => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
         Extra::Clip { min, max } => x.iter().map(|&v| v.clamp(min as f64, max as f64)).collect(),
         Extra::PRelu { channels } => {

@@ -108,6 +108,15 @@ pub fn onnx_model(blob: &Blob<'_>) -> Result<ModelProto> {
                 let inputs = vec![current, names[from as usize].clone()];
                 node(i, "Add", inputs, &out, vec![])
             }
+            Layer::Extra(Extra::Concat { from, from_first }) => {
+                let value = names[from as usize].clone();
+                let inputs = if from_first {
+                    vec![value, current]
+                } else {
+                    vec![current, value]
+                };
+                node(i, "Concat", inputs, &out, vec![int_attr("axis", 1)])
+            }
             Layer::Dense { inputs, outputs } => {
                 let w = take(0, "weight", vec![outputs as i64, inputs as i64]);
                 let b = take(1, "bias", vec![outputs as i64]);

@@ -363,23 +363,36 @@ impl Chain<'_> {
             .iter()
             .filter(|x| !x.is_empty() && !self.consts.contains_key(x.as_str()))
             .collect();
-        // A residual connection: the sum of two values computed in the graph.
-        if n.op_type == "Add" && computed.len() == 2 {
+        // A residual connection (the sum of two values computed in the graph) or a join of
+        // two along the channels.
+        if matches!(n.op_type.as_str(), "Add" | "Concat") && computed.len() == 2 {
+            let concat = n.op_type == "Concat";
+            if concat {
+                let Some(axis) = n.attribute.iter().find(|a| a.name == "axis").map(|a| a.i) else {
+                    bail!("{here}: Concat without its axis attribute");
+                };
+                let rank = self.rank as i64;
+                if axis != 1 && axis + rank != 1 {
+                    bail!("{here}: Concat along axis {axis} is not supported (only along the channels, axis 1)");
+                }
+            }
             let (a, b) = (computed[0].clone(), computed[1].clone());
             let other = if a == self.cur {
-                b
+                b.clone()
             } else if b == self.cur {
-                a
+                a.clone()
             } else {
                 self.branch(&here, &a)?;
-                b
+                b.clone()
             };
-            let from = self.value(&here, &other)?;
-            self.push(
-                &here,
-                Layer::Extra(anole::Extra::Add { from: from as u16 }),
-                vec![],
-            )?;
+            let from = self.value(&here, &other)? as u16;
+            let layer = if concat {
+                let from_first = other == a && a != b;
+                anole::Extra::Concat { from, from_first }
+            } else {
+                anole::Extra::Add { from }
+            };
+            self.push(&here, Layer::Extra(layer), vec![])?;
             self.dense_out = None;
             self.cur = out.clone();
             self.values.insert(out.clone(), self.layers.len());
@@ -387,8 +400,9 @@ impl Chain<'_> {
         }
         if computed.len() > 1 && matches!(n.op_type.as_str(), "Sum" | "Concat" | "Mul") {
             bail!(
-                "{here}: {} of two computed tensors is not supported (the runtime adds a residual connection with Add, and runs a single chain of layers otherwise)",
-                n.op_type
+                "{here}: {} of {} computed tensors is not supported (the runtime adds or concatenates two, and runs a chain of layers otherwise)",
+                n.op_type,
+                computed.len()
             );
         }
         // A node that reads an earlier value, not the last one: a branch starts there.

@@ -146,6 +146,15 @@ pub(super) const OPS: &[Op] = &[
         commutative: true,
         read: add,
     },
+    Op {
+        name: "Concat",
+        listed: Some("Concat"),
+        becomes: "Concat (with Branch where a path starts again from an earlier value)",
+        accepts: "two values computed in the graph, joined along the channels (`axis` 1), neither changed in place since",
+        arity: Some(2),
+        commutative: true,
+        read: concat_constant,
+    },
     op(
         "Conv",
         "Conv",
@@ -359,6 +368,15 @@ fn add(n: &Node<'_>) -> Result<Step> {
         bail!("{here}: bias has shape {dims:?}, expected [{outputs}]");
     }
     Ok(Step::Bias(b))
+}
+
+/// `Concat` of the chain's value and a constant: not supported (two computed values are read
+/// by the graph walk).
+fn concat_constant(n: &Node<'_>) -> Result<Step> {
+    bail!(
+        "{}: Concat with a constant tensor is not supported (only two values computed in the graph)",
+        n.here
+    )
 }
 
 /// `Conv`, 1-D or 2-D: the first kinds' square convolution when it is one (2-D, one group, a
