@@ -987,60 +987,61 @@ fn residual_graph() -> ModelProto {
     pytorch_model(graph)
 }
 
+/// The layers `residual_graph` imports to: the stem, block 1 (identity shortcut), the shortcut
+/// of block 2 read from the block's input, a branch back to that input, block 2's main path
+/// and its addition, then the head.
+const RESIDUAL_KINDS: [&str; 17] = [
+    "conv2d",
+    "relu",
+    "conv2d",
+    "relu",
+    "conv2d",
+    "add",
+    "relu",
+    "conv2d",
+    "branch",
+    "conv2d",
+    "relu",
+    "conv2d",
+    "add",
+    "relu",
+    "globalavgpool",
+    "flatten",
+    "dense",
+    "",
+];
+
 #[test]
 fn residual_blocks_with_identity_and_projection_shortcuts_match_tract() {
-    imports_like_tract(
-        &residual_graph(),
-        &[
-            "conv2d",
-            "relu",
-            "conv2d",
-            "relu",
-            "conv2d",
-            "add",
-            "relu",   // block 1
-            "conv2d", // the shortcut, read from the block's input
-            "branch",
-            "conv2d",
-            "relu",
-            "conv2d",
-            "add",
-            "relu", // block 2
-            "globalavgpool",
-            "flatten",
-            "dense",
-        ],
-        &[2, 8, 8],
-    );
+    imports_like_tract(&residual_graph(), &RESIDUAL_KINDS, &[2, 8, 8]);
 }
 
 #[test]
 fn values_changed_in_place_cannot_be_read_again() {
-    // The identity shortcut reads the stem's output before its ReLU, which works in place.
-    let mut m = residual_graph();
-    m.graph.as_mut().unwrap().node[5].input[1] = "s".into();
-    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
-    assert!(
-        e.contains("node 5 'add1' (Add): reads 's' again, but layer 1 (relu) changed it in place"),
-        "{e}"
-    );
-    // A Sum of two computed tensors, a Concat along another axis than the channels.
-    let mut m = residual_graph();
-    m.graph.as_mut().unwrap().node[5].op_type = "Sum".into();
-    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
-    assert!(
-        e.contains("node 5 'add1' (Sum): Sum of 2 computed tensors is not supported"),
-        "{e}"
-    );
-    let mut m = residual_graph();
-    let add = &mut m.graph.as_mut().unwrap().node[5];
-    add.op_type = "Concat".into();
-    add.attribute.push(int_attr("axis", 2));
-    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
-    assert!(
-        e.contains("node 5 'add1' (Concat): Concat along axis 2 is not supported"),
-        "{e}"
-    );
+    let cases: Vec<(&str, Edit)> = vec![
+        // The identity shortcut reads the stem's output before its ReLU, which works in place.
+        (
+            "node 5 'add1' (Add): reads 's' again, but layer 1 (relu) changed it in place",
+            Box::new(|g| g.node[5].input[1] = "s".into()),
+        ),
+        (
+            "node 5 'add1' (Sum): Sum of 2 computed tensors is not supported",
+            Box::new(|g| g.node[5].op_type = "Sum".into()),
+        ),
+        (
+            "node 5 'add1' (Concat): Concat along axis 2 is not supported",
+            Box::new(|g| {
+                g.node[5].op_type = "Concat".into();
+                g.node[5].attribute.push(int_attr("axis", 2));
+            }),
+        ),
+    ];
+    for (want, edit) in cases {
+        let mut m = residual_graph();
+        edit(m.graph.as_mut().unwrap());
+        let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+        assert!(e.contains(want), "expected {want:?}, got {e:?}");
+    }
 }
 
 #[test]
@@ -1054,27 +1055,7 @@ fn branches_joined_along_the_channels_match_tract() {
     let mut r = rng(74);
     let fc = g.initializer.iter_mut().find(|t| t.name == "fc.w").unwrap();
     *fc = tensor("fc.w", &[3, 8], &uniform(&mut r, 24, -1.0, 1.0));
-    imports_like_tract(
-        &m,
-        &[
-            "conv2d",
-            "relu",
-            "conv2d",
-            "relu",
-            "conv2d",
-            "add",
-            "relu",
-            "conv2d",
-            "branch",
-            "conv2d",
-            "relu",
-            "conv2d",
-            "concat",
-            "relu",
-            "globalavgpool",
-            "flatten",
-            "dense",
-        ],
-        &[2, 8, 8],
-    );
+    let mut kinds = RESIDUAL_KINDS;
+    kinds[12] = "concat";
+    imports_like_tract(&m, &kinds, &[2, 8, 8]);
 }
