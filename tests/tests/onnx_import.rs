@@ -1008,7 +1008,6 @@ const RESIDUAL_KINDS: [&str; 17] = [
     "globalavgpool",
     "flatten",
     "dense",
-    "",
 ];
 
 #[test]
