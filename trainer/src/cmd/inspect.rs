@@ -51,6 +51,8 @@ fn mask_str(mask: u32, blob: &Blob<'_>) -> String {
 struct Row {
     index: usize,
     layer: &'static str,
+    /// The earlier value a residual addition, branch or concatenation reads.
+    reads: Option<usize>,
     input: Shape,
     output: Shape,
     params: usize,
@@ -135,6 +137,7 @@ impl<'b> Summary<'b> {
             rows.push(Row {
                 index: i,
                 layer: l.name(),
+                reads: l.reads(),
                 input,
                 output,
                 params: l.param_len(input),
@@ -170,7 +173,7 @@ impl<'b> Summary<'b> {
             "input": shape_str(blob, blob.input_shape()),
             "output": shape_str(blob, blob.output_shape()),
             "layers": self.rows.iter().map(|r| json!({
-                "index": r.index, "layer": r.layer, "input": shape_str(blob, r.input), "output": shape_str(blob, r.output),
+                "index": r.index, "layer": r.layer, "reads": r.reads, "input": shape_str(blob, r.input), "output": shape_str(blob, r.output),
                 "params": r.params, "dtype": r.dtype, "adapts": r.adapts, "macs": r.macs,
             })).collect::<Vec<_>>(),
             "params": self.total,
@@ -211,10 +214,15 @@ impl<'b> Summary<'b> {
             "#", "layer", "input", "output", "params", "dtype", "adapts", "MACs"
         );
         for r in &self.rows {
+            // A layer that reads an earlier value names it: `add 3` reads the input of layer 3.
+            let layer = match r.reads {
+                Some(k) => format!("{} {k}", r.layer),
+                None => r.layer.to_string(),
+            };
             println!(
                 "{:>3}  {:<10} {:<15} {:<15} {:>9}  {:<5} {:<6} {:>11}",
                 r.index,
-                r.layer,
+                layer,
                 shape_str(blob, r.input),
                 shape_str(blob, r.output),
                 r.params,
