@@ -82,13 +82,37 @@ pub struct Node {
     pub scratch: usize,
     /// When a later layer reads this layer's input again (a residual addition or a branch):
     /// the offset in the activation region of the gradient those readers send it, `batch`
-    /// rows right after the input's own buffer, added to this layer's input gradient.
+    /// rows right after the input's own buffer, added to this layer's input gradient. Only
+    /// in builds with the `extra-layers` kinds (see [`Node::in_side`]).
+    #[cfg(feature = "extra-layers")]
     pub in_side: Option<usize>,
+}
+
+impl Node {
+    /// See the field `in_side` (always `None` without the `extra-layers` kinds, so a chain's
+    /// node stays as small as it was).
+    #[inline(always)]
+    pub fn in_side(&self) -> Option<usize> {
+        #[cfg(feature = "extra-layers")]
+        return self.in_side;
+        #[cfg(not(feature = "extra-layers"))]
+        None
+    }
+}
+
+/// Whether this build has the layer kinds that read an earlier value again (`extra-layers`):
+/// without them every test of it below is false at compile time, and the device builds of
+/// chains keep the code and instruction counts they had.
+pub(crate) const READS_AGAIN: bool = cfg!(feature = "extra-layers");
+
+/// Whether the blob has a layer that reads an earlier value again.
+pub(crate) fn reads_again(blob: &Blob<'_>) -> bool {
+    READS_AGAIN && blob.layers.iter().any(|l| l.reads().is_some())
 }
 
 /// Whether a layer reads value `k` (the input of layer `k`) again.
 fn referenced(blob: &Blob<'_>, k: usize) -> bool {
-    blob.layers.iter().any(|l| l.reads() == Some(k))
+    READS_AGAIN && blob.layers.iter().any(|l| l.reads() == Some(k))
 }
 
 /// The value a fresh output buffer of layer `j` holds last: the input of the next layer that
@@ -172,7 +196,7 @@ impl Prefix {
     /// the first layer adapts).
     fn new(blob: &Blob<'_>, batch: usize, trainable: u32, mode: Mode) -> Result<Option<Prefix>> {
         // A network that reads values again keeps every buffer (its values may be read late).
-        if mode != Mode::Device || blob.layers.iter().any(|l| l.reads().is_some()) {
+        if mode != Mode::Device || reads_again(blob) {
             return Ok(None);
         }
         let layers = &blob.layers;
@@ -273,7 +297,7 @@ impl Cursor {
             self.post = Post::Identity;
             self.slot = self.next_slot;
             let mut len = mul(batch, output.len())?;
-            if referenced(blob, last_value_in(blob, i)) {
+            if READS_AGAIN && referenced(blob, last_value_in(blob, i)) {
                 // The gradient that readers of the buffer's last value send it.
                 len = mul(len, 2)?;
             }
@@ -315,7 +339,8 @@ impl Cursor {
             fused,
             input_grad: self.any_trainable_before && !layer.in_place(),
             scratch,
-            in_side: if referenced(blob, i) {
+            #[cfg(feature = "extra-layers")]
+            in_side: if READS_AGAIN && referenced(blob, i) {
                 Some(add(in_slot, mul(batch, input.len())?)?)
             } else {
                 None

@@ -146,9 +146,9 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         let trainable = self.plan.trainable;
         let scales = &self.blob.get().settings().lr_scale;
         let r = split(&self.plan, self.arena.as_mut());
-        if self.blob.get().layers.iter().any(|l| l.reads().is_some()) {
+        if crate::plan::reads_again(self.blob.get()) {
             for node in self.plan.nodes(self.blob.get()) {
-                if let Some(side) = node.in_side {
+                if let Some(side) = node.in_side() {
                     r.acts[side..side + n * node.input.len()].fill(0.0);
                 }
             }
@@ -168,7 +168,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                 // Value k gets its share of the output gradient (in its side buffer, which
                 // comes before this layer's output), the input the rest.
                 let v = self.plan.node(self.blob.get(), k);
-                let (side, vl) = v.map_or((0, 0), |v| (v.in_side.unwrap_or(0), v.input.len()));
+                let (side, vl) = v.map_or((0, 0), |v| (v.in_side().unwrap_or(0), v.input.len()));
                 let (before, after) = r.acts.split_at_mut(node.out_slot);
                 let gx = if node.input_grad {
                     Some(&mut r.gscratch[..n * il])
@@ -284,7 +284,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             }
             if node.input_grad {
                 // What later readers of this input sent it.
-                if let Some(side) = node.in_side {
+                if let Some(side) = node.in_side() {
                     for (d, &v) in r.gscratch[..n * il]
                         .iter_mut()
                         .zip(&r.acts[side..side + n * il])

@@ -2,11 +2,14 @@
 //! (written by `anole`, or exported from PyTorch) into an architecture and f32 parameters, and
 //! refuse anything else with an error that names the node and operator.
 //!
-//! Accepted: a single chain of nodes from one float input (`[batch, n]` or `[batch, c, h, w]`)
-//! to one output, made of the operators registered in `ops::OPS` (each with what it accepts;
-//! the operator table of docs/cli.md is generated from it) and `Constant` nodes feeding them; a
+//! Accepted: a chain of nodes from one float input (`[batch, n]`, `[batch, c, l]` or
+//! `[batch, c, h, w]`) to one output, made of the operators registered in `ops::OPS` (each with
+//! what it accepts; the operator table of docs/cli.md is generated from it) and `Constant`
+//! nodes feeding them (and integer computations of constants, folded first: [`fold`]); a
 //! `Softmax` or `LogSoftmax` over the classes as the last node is dropped with a note (the
-//! runtime's cross-entropy applies it).
+//! runtime's cross-entropy applies it). The chain may read an earlier value again: an `Add` or
+//! `Concat` of two computed values becomes an `add` or `concat` layer, a node reading an
+//! earlier value starts a `branch` there.
 //!
 //! Each operator is read by its own function, registered by name in [`ops`]; the graph walk
 //! here checks the chain and the layers the readers return.
