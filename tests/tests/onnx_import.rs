@@ -1058,3 +1058,27 @@ fn branches_joined_along_the_channels_match_tract() {
     kinds[12] = "concat";
     imports_like_tract(&m, &kinds, &[2, 8, 8]);
 }
+
+#[test]
+fn a_channels_last_input_is_refused_with_the_tf2onnx_option_that_removes_it() {
+    // What tf2onnx writes for a Keras model: NHWC input, a Transpose to NCHW, then the
+    // operators.
+    let mut m = ds_cnn_graph();
+    let g = m.graph.as_mut().unwrap();
+    g.input[0] = value("x", &[None, Some(49), Some(10), Some(1)]);
+    let transpose = NodeProto {
+        name: "transpose".into(),
+        op_type: "Transpose".into(),
+        input: vec!["x".into()],
+        output: vec!["xt".into()],
+        attribute: vec![ints_attr("perm", &[0, 3, 1, 2])],
+        ..Default::default()
+    };
+    g.node.insert(0, transpose);
+    g.node[1].input[0] = "xt".into();
+    let e = format!("{:#}", parse_onnx(&m.encode_to_vec()).unwrap_err());
+    assert!(
+        e.contains("node 0 'transpose' (Transpose): the model takes channels-last input ([batch, h, w, c]) and transposes it; the runtime reads channels first: re-export with tf2onnx's --inputs-as-nchw x"),
+        "{e}"
+    );
+}

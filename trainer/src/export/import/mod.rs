@@ -433,6 +433,18 @@ impl Chain<'_> {
             }
         }
         let Some(op) = op else {
+            // tf2onnx turns a Keras model's channels-last input into the channels-first layout
+            // of ONNX operators with a Transpose right after the input.
+            let perm = n
+                .attribute
+                .iter()
+                .find(|a| a.name == "perm")
+                .map(|a| a.ints.as_slice());
+            if n.op_type == "Transpose" && self.layers.is_empty() && perm == Some(&[0, 3, 1, 2]) {
+                bail!(
+                    "{here}: the model takes channels-last input ([batch, h, w, c]) and transposes it; the runtime reads channels first: re-export with tf2onnx's --inputs-as-nchw {cur}"
+                );
+            }
             bail!(
                 "{here}: operator {} is not supported (supported: {})",
                 n.op_type,
