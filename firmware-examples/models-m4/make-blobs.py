@@ -6,7 +6,8 @@ numbers) through the host's runtime in the device layout and writes the losses o
 to CASE.losses, which run.sh compares with the firmware's.
 
 Usage: python3 make-blobs.py OUT_DIR [CASE ...]   (needs anole, torch, onnx and onnxruntime)
-Prints one line per case: name, blob file, memory map (256k or 4m), adapt (blob or none).
+Prints one line per case: name, blob file, memory map (256k or 4m), what adapts (head, all or
+none: predict only).
 """
 
 import sys
@@ -32,6 +33,7 @@ CASES = [
     ("autoencoder-f16-head", "autoencoder", "f16", "head", "4m"),
     ("autoencoder-f16-all", "autoencoder", "f16", "all", "4m"),
     ("autoencoder-f32-head", "autoencoder", "f32", "head", "4m"),
+    ("resnet-8-predict", "resnet-8", "f32", None, "4m"),
     ("resnet-8-head", "resnet-8", "f32", "head", "4m"),
     ("resnet-8-all", "resnet-8", "f32", "all", "4m"),
 ]
@@ -84,7 +86,7 @@ def main() -> None:
             if not (all(np.isfinite(losses)) and losses[-1] < losses[0]):
                 sys.exit(f"{case}: the host's losses do not fall: {losses}")
         (out / f"{case}.losses").write_text(" ".join(str(np.float32(v)) for v in losses) + "\n")
-        print(case, path, mem, "blob" if adapt else "none")
+        print(case, path, mem, adapt or "none")
 
 
 if __name__ == "__main__":

@@ -32,14 +32,19 @@ cat "$work/cases.txt" >&2
 
 value() { sed -n "s/^$2=//p" "$1" | head -n 1; }
 group() { echo "$1" | awk '{ s = $1; o = ""; while (length(s) > 3) { o = "," substr(s, length(s) - 2) o; s = substr(s, 1, length(s) - 3) } print s o }'; }
-kb() { awk -v b="$1" 'BEGIN { printf "%.1f KB", b / 1024 }'; }
+kb() { # bytes -> "1,067.0 KB"
+    tenths=$(awk -v b="$1" 'BEGIN { printf "%d", b / 102.4 + 0.5 }')
+    echo "$(group $((tenths / 10))).$((tenths % 10)) KB"
+}
 per_mac() { awk -v c="$1" -v m="$2" 'BEGIN { if (m > 0) printf "%.1f", c / m; else printf "n/a" }'; }
 
 rows="$work/rows.md"
 : >"$rows"
 while read -r case blob map adapt; do
-    say "$case: build ($map map, adapt: $adapt)"
-    (ANOLE_MODEL="$blob" ANOLE_MODEL_MAP="$map" ANOLE_MODEL_ADAPT="$adapt" "$here/../xcargo" build --release >&2) ||
+    say "$case: build ($map map, adapting: $adapt)"
+    mode=blob
+    [ "$adapt" != none ] || mode=none
+    (ANOLE_MODEL="$blob" ANOLE_MODEL_MAP="$map" ANOLE_MODEL_ADAPT="$mode" "$here/../xcargo" build --release >&2) ||
         die "$case: build"
     cp "$elf" "$work/$case.elf"
     say "$case: run in QEMU"
@@ -49,7 +54,7 @@ while read -r case blob map adapt; do
     [ "$status" = 0 ] || die "$case exited with $status under QEMU"
     out="$work/$case.txt"
     # The firmware's losses must be the host runtime's, bit for bit (one engine).
-    if [ "$adapt" = blob ]; then
+    if [ "$mode" = blob ]; then
         "$py" -c 'import sys, numpy as np
 a, b = open(sys.argv[1]).read().split(), sys.argv[2].split()
 sys.exit(not (len(a) == len(b) and all(np.float32(x) == np.float32(y) for x, y in zip(a, b))))' \
@@ -66,9 +71,10 @@ EOF2
     if [ "$used" -le 262144 ] && [ "$flash" -le 1048576 ]; then
         fits=yes
     else
-        fits="no:"
-        [ "$used" -le 262144 ] || fits="$fits RAM $(kb "$used")"
-        [ "$flash" -le 1048576 ] || fits="$fits flash $(kb "$flash")"
+        over=""
+        [ "$used" -le 262144 ] || over="RAM $(kb "$used")"
+        [ "$flash" -le 1048576 ] || over="${over:+$over, }flash $(kb "$flash")"
+        fits="no: $over"
     fi
     case "$map" in
     256k) mapname="256 KB RAM, 1 MB flash" ;;
@@ -76,14 +82,16 @@ EOF2
     esac
     inf=$(value "$out" per_inference)
     imacs=$(value "$out" inference_macs)
-    if [ "$adapt" = blob ]; then
+    if [ "$mode" = blob ]; then
         step=$(value "$out" per_step)
         smacs=$(value "$out" step_macs)
         adapted=$(value "$out" per_inference_adapted)
         step_cell="$(group "$step") ($(per_mac "$step" "$smacs"))"
         adapted_cell="$(group "$adapted")"
         losses="$(value "$out" loss_first) → $(value "$out" loss_last)"
-        what=$(sed -n 's/^model: .*, \([0-9]* layers adapting ([0-9]* parameters)\)$/\1/p' "$out")
+        layers=$(sed -n 's/^model: .*, \([0-9]*\) layers adapting ([0-9]* parameters)$/\1/p' "$out")
+        params=$(sed -n 's/^model: .*, [0-9]* layers adapting (\([0-9]*\) parameters)$/\1/p' "$out")
+        what="$adapt: $layers layer$([ "$layers" = 1 ] || echo s), $(group "$params") parameters"
     else
         step_cell="—"
         adapted_cell="—"
