@@ -43,30 +43,8 @@ pub const SEED: u32 = 0x2545_f491;
 /// Inputs are drawn from `[-X_RANGE, X_RANGE]`.
 pub const X_RANGE: f32 = 5.0;
 
-/// xorshift32 (Marsaglia 2003): a 4-byte PRNG, plenty for drawing demo tasks.
-#[derive(Clone, Debug)]
-pub struct Rng(u32);
-
-impl Rng {
-    /// A generator from `seed` (zero is replaced, xorshift has no zero state).
-    pub const fn new(seed: u32) -> Rng {
-        Rng(if seed == 0 { 0x9e37_79b9 } else { seed })
-    }
-    /// Next 32 random bits.
-    pub fn next_u32(&mut self) -> u32 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
-        x
-    }
-    /// Uniform in `[lo, hi)` (24 random bits).
-    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-        let u = (self.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
-        lo + (hi - lo) * u
-    }
-}
+/// xorshift32 (Marsaglia 2003), from the board support every example shares.
+pub use board::Rng;
 
 /// One task of the sine family: `y = amplitude · sin(x + phase)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -418,18 +396,8 @@ fn static_name(name: &str) -> &'static str {
 mod tests {
     extern crate std;
     use super::*;
+    use board::CallCount;
     use std::vec;
-
-    struct Steps(u64);
-    impl Clock for Steps {
-        fn now(&mut self) -> u64 {
-            self.0 += 1;
-            self.0
-        }
-        fn unit(&self) -> &'static str {
-            "calls"
-        }
-    }
 
     #[test]
     fn rng_stays_in_range_and_covers_it() {
@@ -457,7 +425,7 @@ mod tests {
     #[test]
     fn demo_adapts_on_the_host() {
         let mut arena = vec![0.0f32; ARENA_LEN];
-        let r = run(&mut arena, &mut Steps(0)).unwrap();
+        let r = run(&mut arena, &mut CallCount(0)).unwrap();
         assert!(r.improved(), "{r}");
         assert_eq!(r.steps, Blob::parse(BLOB).unwrap().settings().steps);
         assert_eq!(r.arena_len, ARENA_LEN);
@@ -489,7 +457,7 @@ mod tests {
     #[test]
     fn a_small_arena_is_refused_with_the_needed_size() {
         let mut arena = vec![0.0f32; ARENA_LEN - 1];
-        match run(&mut arena, &mut Steps(0)) {
+        match run(&mut arena, &mut CallCount(0)) {
             Err(DemoError::ArenaTooSmall {
                 needed, available, ..
             }) => {
@@ -506,7 +474,7 @@ mod tests {
         bytes[last] ^= 1;
         let mut arena = vec![0.0f32; ARENA_LEN];
         assert!(matches!(
-            run_with(&bytes, &mut arena, &mut Steps(0)),
+            run_with(&bytes, &mut arena, &mut CallCount(0)),
             Err(DemoError::Blob(_))
         ));
     }

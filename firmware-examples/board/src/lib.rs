@@ -59,6 +59,47 @@ pub trait Clock {
     fn unit(&self) -> &'static str;
 }
 
+/// xorshift32 (Marsaglia 2003): a 4-byte PRNG, plenty for drawing demo tasks and
+/// samples; the same numbers on every target.
+#[derive(Clone, Debug)]
+pub struct Rng(u32);
+
+impl Rng {
+    /// A generator from `seed` (zero is replaced, xorshift has no zero state).
+    pub const fn new(seed: u32) -> Rng {
+        Rng(if seed == 0 { 0x9e37_79b9 } else { seed })
+    }
+    /// Next 32 random bits.
+    pub fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+    /// Uniform in `[lo, hi)` (24 random bits).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        let u = (self.next_u32() >> 8) as f32 * (1.0 / 16_777_216.0);
+        lo + (hi - lo) * u
+    }
+}
+
+/// A [`Clock`] that counts its own readings: for host tests of applications, where costs are
+/// not measured but the code that measures them runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCount(pub u64);
+
+impl Clock for CallCount {
+    fn now(&mut self) -> u64 {
+        self.0 += 1;
+        self.0
+    }
+    fn unit(&self) -> &'static str {
+        "calls"
+    }
+}
+
 /// End the program: with semihosting's exit status 0 (`success`) or 1, which QEMU and
 /// `probe-rs run` return as their own. Without a debugger attached, the core halts.
 #[cfg(any(cortex_m, riscv32))]

@@ -418,18 +418,8 @@ fn adapt_and_classify(
 mod tests {
     extern crate std;
     use super::*;
+    use board::CallCount;
     use std::vec;
-
-    struct Calls(u64);
-    impl Clock for Calls {
-        fn now(&mut self) -> u64 {
-            self.0 += 1;
-            self.0
-        }
-        fn unit(&self) -> &'static str {
-            "calls"
-        }
-    }
 
     #[test]
     fn the_episode_is_classified_above_chance_as_the_trainer_does() {
@@ -439,7 +429,7 @@ mod tests {
             vec![0.0; HEAD_PARAMS],
         );
         let mut parts = Parts::new();
-        let r = run(&mut parts, &mut b, &mut h, &mut f, &mut Calls(0)).unwrap();
+        let r = run(&mut parts, &mut b, &mut h, &mut f, &mut CallCount(0)).unwrap();
         assert!(r.above_chance(), "{r}");
         assert_eq!(r.host_agree, r.queries, "{r}");
         assert_eq!((r.ways, r.shots, r.queries), (5, 5, 75));
@@ -474,7 +464,7 @@ mod tests {
             vec![0.0; HEAD_PARAMS],
         );
         assert!(matches!(
-            run(&mut Parts::new(), &mut b, &mut h, &mut f, &mut Calls(0)),
+            run(&mut Parts::new(), &mut b, &mut h, &mut f, &mut CallCount(0)),
             Err(AppError::Runtime {
                 error: anole::Error::ArenaTooSmall { .. },
                 ..
