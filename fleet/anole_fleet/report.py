@@ -58,7 +58,9 @@ def summary(card) -> str:
 
 
 def table(cards, names):
-    rounds = min(c["round"] for c in cards)
+    """Rows at marked rounds up to the longest run's last; a run that stopped earlier shows
+    "—" past its last round."""
+    rounds = max(c["round"] for c in cards)
     acc = is_accuracy(cards[0])
     if acc:
         marks = {0, 1, 2, 3} | set(range(5, rounds + 1, 5)) | {rounds}
@@ -68,11 +70,16 @@ def table(cards, names):
         head = "| round | " + " | ".join(f"{n} held-out MSE" for n in names) + " |"
     lines = [head, "|---:|" + "---:|" * len(names)]
     for r in sorted(m for m in marks if m <= rounds):
-        if acc:
-            cells = [f"{100 * c['history'][r]['held_out_accuracy']:.2f}% "
-                     f"± {100 * c['history'][r]['held_out_ci95']:.2f}" for c in cards]
-        else:
-            cells = [f"{c['history'][r]['held_out_mse']:.4f}" for c in cards]
+        cells = []
+        for c in cards:
+            rec = c["history"][r] if r < len(c["history"]) else None
+            if rec is None:
+                cells.append("—")
+            elif acc:
+                cells.append(f"{100 * rec['held_out_accuracy']:.2f}% "
+                             f"± {100 * rec['held_out_ci95']:.2f}")
+            else:
+                cells.append(f"{rec['held_out_mse']:.4f}")
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
     lines.append("| uplink per client per round | " +
                  " | ".join(f"{uplink(c):,} B" for c in cards) + " |")
