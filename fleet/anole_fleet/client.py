@@ -33,10 +33,10 @@ def adapt(msg: Message, context: Context, s: Settings):
     cfg = msg.content["config"]
     round_ = int(cfg["round"])
     blob = anole.verify(bytes(cfg["blob"]), trusted_key(context, s))  # SignatureError if not
-    device = device_number(context)
-    x, y = s.family().samples(device, s.samples_per_device, seed=round_)
-    learner = anole.Learner(blob)
-    report = learner.adapt(x, y)  # the blob's steps, learning rate and batch
+    family = s.family()
+    x, y = family.training_set(blob, device_number(context), round_)
+    learner = family.learner(blob)
+    report = learner.adapt(x, y)  # the blob's steps, learning rate, optimizer and head start
     return learner, blob, round_, report
 
 

@@ -30,7 +30,6 @@ import anole
 
 from . import robust
 from .settings import Settings
-from .tasks import held_out_mse
 
 log = logging.getLogger("flwr")
 
@@ -247,14 +246,35 @@ class ReptileStrategy(Strategy):
 
 
 def card_for(s: Settings, blob: "anole.Blob", round_: int, history: list, source: dict) -> dict:
+    held_out = {"task": s.task, "devices": s.eval_devices, "shots": s.eval_shots,
+                "steps": s.eval_steps or int(blob.settings["steps"])}
+    if s.task == "omniglot":
+        held_out["ways"] = s.omniglot_ways
     return {
         "fleet": s.as_dict(),
         "round": round_,
         "fingerprint": blob.fingerprint,
         "source": source,
-        "held_out": {"devices": s.eval_devices, "shots": s.eval_shots, "steps": s.eval_steps},
+        "held_out": held_out,
         "history": history,
     }
+
+
+def held_out_text(rec: dict) -> str:
+    """A round record's held-out result, for the log."""
+    if "held_out_accuracy" in rec:
+        return (f"held-out accuracy {rec['held_out_accuracy']:.4f} "
+                f"(95% interval ±{rec['held_out_ci95']:.4f})")
+    return f"held-out MSE {rec['held_out_mse']:.5f}"
+
+
+def start(s: Settings) -> Tuple["anole.Blob", object]:
+    """The starting blob and the devices' data, checked against each other: a clear error
+    (ValueError, FileNotFoundError, anole.Error) before any round when they do not fit."""
+    blob = anole.Blob.load(s.init)
+    family = s.family()
+    family.check(blob, s.eval_shots)
+    return blob, family
 
 
 def wait_for_nodes(grid: Grid, s: Settings):
@@ -272,28 +292,27 @@ def run(grid: Grid, s: Settings):
     state = Path(s.state_dir)
     secret, public = fleet_keys(s, state)
     ckpt = Checkpoints(state)
-    family = s.family()
+    blob, family = start(s)
 
     def evaluate(blob):
-        return held_out_mse(blob, family, s.eval_devices, s.eval_shots, s.eval_steps)
+        return family.evaluate(blob, s.eval_devices, s.eval_shots, s.eval_steps)
 
     latest = ckpt.latest()
     if latest is None:
-        blob = anole.Blob.load(s.init)
         source = {"init": s.init, "fingerprint": blob.fingerprint}
-        history = [{"round": 0, "held_out_mse": evaluate(blob), "fingerprint": blob.fingerprint}]
+        history = [{"round": 0, **evaluate(blob), "fingerprint": blob.fingerprint}]
         ckpt.write(0, blob, anole.sign(blob, secret), card_for(s, blob, 0, history, source))
-        start = 1
-        log.info("fleet: starting from %s, held-out MSE %.5f", s.init, history[0]["held_out_mse"])
+        first = 1
+        log.info("fleet: starting from %s, %s", s.init, held_out_text(history[0]))
     else:
         done, raw, card = latest
         blob, history, source = anole.Blob.from_bytes(raw), card["history"], card["source"]
-        start = done + 1
+        first = done + 1
         log.info("fleet: resuming after round %d from %s", done, state)
     strategy = ReptileStrategy(s, blob, secret)
     strategy.summary()
     wait_for_nodes(grid, s)
-    for r in range(start, s.num_server_rounds + 1):
+    for r in range(first, s.num_server_rounds + 1):
         t0 = time.monotonic()
         replies = grid.send_and_receive(
             strategy.configure_train(r, ArrayRecord(), ConfigRecord(), grid),
@@ -301,13 +320,13 @@ def run(grid: Grid, s: Settings):
         strategy.aggregate_train(r, replies)
         rec = strategy.last["record"]
         rec["fingerprint"] = strategy.blob.fingerprint
-        rec["held_out_mse"] = evaluate(strategy.blob)
+        rec.update(evaluate(strategy.blob))
         rec["seconds"] = time.monotonic() - t0
         history.append(rec)
         ckpt.write(r, strategy.blob, anole.sign(strategy.blob, secret),
                    card_for(s, strategy.blob, r, history, source))
-        log.info("fleet round %d: %d/%d updates accepted, eps %.3f, held-out MSE %.5f",
-                 r, rec["accepted"], rec["sampled"], rec["epsilon"], rec["held_out_mse"])
+        log.info("fleet round %d: %d/%d updates accepted, eps %.3f, %s",
+                 r, rec["accepted"], rec["sampled"], rec["epsilon"], held_out_text(rec))
     return history
 
 

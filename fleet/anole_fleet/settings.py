@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .robust import AGGREGATORS
-from .tasks import SineFamily
+from .tasks import OmniglotFamily, SineFamily
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Each task's starting model, when ``init`` is empty.
+MODELS = {"sine": ROOT / "models" / "sine" / "init.postcard",
+          "omniglot": ROOT / "models" / "omniglot-lake" / "init.postcard"}
+#: Each task's held-out evaluation when eval-shots / eval-steps are 0: (shots, steps); steps 0
+#: are the blob's own.
+EVAL_DEFAULTS = {"sine": (10, 8), "omniglot": (1, 0)}
 
 
 @dataclass
@@ -39,7 +45,10 @@ class Settings:
     #: Seconds to wait for a round's replies; later replies are dropped.
     round_timeout: float = 120.0
     seed: int = 0
-    init: str = str(ROOT / "models" / "sine" / "init.postcard")
+    #: The devices' data: "sine" or "omniglot" (tasks.py).
+    task: str = "sine"
+    #: The starting blob; empty: the task's (models/sine, models/omniglot-lake).
+    init: str = ""
     state_dir: str = str(ROOT / "target" / "fleet")
     #: Secret fleet key (64 hex characters); made in state_dir when empty.
     fleet_key: str = ""
@@ -48,9 +57,23 @@ class Settings:
     samples_per_device: int = 50
     amplitude_min: float = 5.0
     amplitude_max: float = 10.0
+    #: Omniglot: the folder of the release (images_evaluation.zip or images_evaluation/).
+    omniglot_data: str = str(ROOT.parent / "shared" / "data" / "omniglot")
+    #: Omniglot: ways of a held-out device's episode; drawings per class of a training
+    #: device's round task (as many classes as the model's head has outputs); characters each
+    #: device holds.
+    omniglot_ways: int = 5
+    omniglot_shots: int = 10
+    omniglot_characters: int = 20
+    #: Held-out devices, each evaluated on one task (sine: 50 grid points; omniglot: one
+    #: episode, every other drawing of its characters as queries).
     eval_devices: int = 100
-    eval_shots: int = 10
-    eval_steps: int = 8
+    #: Support samples (sine) or drawings per class (omniglot) of a held-out device; 0: the
+    #: task's default (sine 10, omniglot 1).
+    eval_shots: int = 0
+    #: Adaptation steps of a held-out device; 0: the task's default (sine 8, omniglot the
+    #: blob's own).
+    eval_steps: int = 0
 
     @staticmethod
     def from_config(config: Mapping[str, Any], **overrides) -> "Settings":
@@ -64,7 +87,8 @@ class Settings:
             values[name] = value
         values.update(overrides)
         # An empty path in the run configuration means the default.
-        values = {k: v for k, v in values.items() if not (k in ("init", "state_dir") and v == "")}
+        values = {k: v for k, v in values.items()
+                  if not (k in ("init", "state_dir", "omniglot_data") and v == "")}
         s = Settings()
         for name, value in values.items():
             if name not in known:
@@ -75,9 +99,17 @@ class Settings:
             except (TypeError, ValueError) as e:
                 raise ValueError(f"fleet setting {name}: {value!r} is not a {type(default).__name__}") from e
         s.check()
+        # The task's defaults, written into the settings so that cards say what ran.
+        if not s.init:
+            s.init = str(MODELS[s.task])
+        shots, steps = EVAL_DEFAULTS[s.task]
+        s.eval_shots = s.eval_shots or shots
+        s.eval_steps = s.eval_steps or steps
         return s
 
     def check(self):
+        if self.task not in MODELS:
+            raise ValueError(f"task {self.task!r}: {' or '.join(MODELS)}")
         if self.strategy not in ("reptile", "fedavg"):
             raise ValueError(f"strategy {self.strategy!r}: reptile or fedavg")
         if self.aggregator not in AGGREGATORS:
@@ -87,9 +119,14 @@ class Settings:
         if not 0.0 <= self.trim < 0.5:
             raise ValueError(f"trim {self.trim}: must be in [0, 0.5)")
         for name in ("num_server_rounds", "clients_per_round", "min_updates", "min_nodes",
-                     "samples_per_device", "eval_shots"):
+                     "samples_per_device", "omniglot_shots", "omniglot_characters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
+        if self.omniglot_ways < 2 or self.omniglot_characters < self.omniglot_ways:
+            raise ValueError("omniglot-ways must be at least 2 and omniglot-characters at least "
+                             "omniglot-ways")
+        if self.eval_shots < 0 or self.eval_steps < 0:
+            raise ValueError("eval-shots and eval-steps must not be negative (0: the task's)")
         if self.epsilon <= 0 or self.round_timeout <= 0:
             raise ValueError("epsilon and round-timeout must be positive")
 
@@ -101,8 +138,13 @@ class Settings:
             return self.epsilon
         return self.epsilon * (1.0 - (round_ - 1) / self.num_server_rounds)
 
-    def family(self) -> SineFamily:
-        return SineFamily(amplitude=(self.amplitude_min, self.amplitude_max))
+    def family(self):
+        """The devices' data (tasks.py): a SineFamily or an OmniglotFamily."""
+        if self.task == "omniglot":
+            return OmniglotFamily(data=self.omniglot_data, ways=self.omniglot_ways,
+                                  shots=self.omniglot_shots, characters=self.omniglot_characters)
+        return SineFamily(amplitude=(self.amplitude_min, self.amplitude_max),
+                          per_device=self.samples_per_device)
 
     def as_dict(self):
         return {k.replace("_", "-"): v for k, v in dataclasses.asdict(self).items()}

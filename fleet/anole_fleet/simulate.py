@@ -13,8 +13,10 @@ from pathlib import Path
 
 from flwr.simulation import run_simulation
 
+import anole
+
 from .client import make_client_app
-from .server import make_server_app
+from .server import make_server_app, start
 from .settings import Settings
 
 
@@ -32,6 +34,7 @@ def simulate(devices: int, overrides: dict, client_app=None, workers: int = 2):
     """Run the server and ``devices`` virtual devices (``client_app``, by default the honest
     one) in Flower's simulation engine; returns the state directory's last card."""
     s = Settings.from_config({}, **overrides)
+    start(s)  # a model or data that do not fit stop here, with their reason, not in a round
     backend = {
         "client_resources": {"num_cpus": 1},
         # No Ray dashboard: it costs a process and startup time a simulation does not need.
@@ -58,9 +61,15 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = ap.parse_args(argv)
     overrides = {"num_server_rounds": a.rounds, "state_dir": a.state, **parse_sets(a.set)}
-    card = simulate(a.devices, overrides, workers=a.workers)
+    try:
+        card = simulate(a.devices, overrides, workers=a.workers)
+    except (ValueError, OSError, RuntimeError, anole.Error) as e:
+        # Bad settings, a missing model or data folder, a model that does not fit the task:
+        # the reason, not a traceback.
+        raise SystemExit(f"anole_fleet.simulate: {e}") from None
     h = card["history"]
-    print(json.dumps({"round": card["round"], "held_out_mse": [r["held_out_mse"] for r in h]}))
+    metric = "held_out_accuracy" if "held_out_accuracy" in h[0] else "held_out_mse"
+    print(json.dumps({"round": card["round"], metric: [r[metric] for r in h]}))
 
 
 if __name__ == "__main__":
