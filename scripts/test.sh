@@ -44,7 +44,7 @@ ANOLE_REQUIRE_TORCH=1 python3 -m pytest -q python/tests 2>&1 | tee -a "$log"
 python3 python/examples/fleet.py --plot target/fleet.png
 
 step "fleet: federated Reptile on Flower (pytest: in-process rounds, a small simulation; a small deployment)"
-python3 -m pip install -q "flwr[simulation]==1.42.0"
+python3 -m pip install -q "flwr[simulation]==1.42.0" pillow
 python3 -m pytest -q fleet/tests 2>&1 | tee -a "$log"
 # A fresh state: a kept one would be resumed after its last round, and no round would run.
 rm -rf target/fleet-ci
