@@ -173,6 +173,11 @@ struct Cursor {
     norm: usize,
     tensor0: usize,
     any_trainable_before: bool,
+    /// Whether a layer of the blob reads an earlier value again (found once per walk, so a
+    /// chain's walk asks nothing more per layer; builds without the `extra-layers` kinds have
+    /// no such layer and no field).
+    #[cfg(feature = "extra-layers")]
+    reads_again: bool,
     prefix: Option<Prefix>,
 }
 
@@ -231,9 +236,19 @@ impl Prefix {
 }
 
 impl Cursor {
+    /// See the field `reads_again`.
+    #[inline(always)]
+    fn reads_again(&self) -> bool {
+        #[cfg(feature = "extra-layers")]
+        return self.reads_again;
+        #[cfg(not(feature = "extra-layers"))]
+        false
+    }
+
     fn start(blob: &Blob<'_>, batch: usize, prefix: Option<Prefix>) -> Result<Cursor> {
         let mut input = mul(batch, blob.input_len())?;
-        if referenced(blob, 0) {
+        let again = reads_again(blob);
+        if again && referenced(blob, 0) {
             // The gradient sent to the model's input when a layer reads it again.
             input = mul(input, 2)?;
         }
@@ -247,6 +262,8 @@ impl Cursor {
             norm: 0,
             tensor0: 0,
             any_trainable_before: false,
+            #[cfg(feature = "extra-layers")]
+            reads_again: again,
             prefix,
         })
     }
@@ -297,7 +314,7 @@ impl Cursor {
             self.post = Post::Identity;
             self.slot = self.next_slot;
             let mut len = mul(batch, output.len())?;
-            if READS_AGAIN && referenced(blob, last_value_in(blob, i)) {
+            if self.reads_again() && referenced(blob, last_value_in(blob, i)) {
                 // The gradient that readers of the buffer's last value send it.
                 len = mul(len, 2)?;
             }
@@ -340,7 +357,7 @@ impl Cursor {
             input_grad: self.any_trainable_before && !layer.in_place(),
             scratch,
             #[cfg(feature = "extra-layers")]
-            in_side: if READS_AGAIN && referenced(blob, i) {
+            in_side: if self.reads_again() && referenced(blob, i) {
                 Some(add(in_slot, mul(batch, input.len())?)?)
             } else {
                 None
