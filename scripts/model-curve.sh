@@ -13,8 +13,8 @@
 # parameters an earlier run left (out/curve-NAME/at-P.postcard) without training again.
 # Every point starts the head as the card says (`head_start`): a checkpoint's blob does not
 # record it. Every run is `nice -n 19`.
-# Needs ../shared/data/omniglot (or DATA=folder); the 5-way model's run takes about 45 minutes
-# of training on 2 cores, then about 4 minutes of evaluation per point.
+# Needs ../shared/data/omniglot (or DATA=folder). The 5-way model's training is 44 minutes on an
+# idle 2-core machine (its card); beside other jobs it took 81; each point's evaluation about 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-models/omniglot-5way}
