@@ -104,12 +104,6 @@ struct Rows {
     n: usize,
 }
 
-/// Where a row of a model's input or target may be given as a shape (e.g. `[1, 28, 28]`, or
-/// `[c, l]` for a 1-D model's signal).
-fn row_dims(b: &anole::Blob<'_>, s: anole::Shape) -> Vec<usize> {
-    b.user_dims(s).to_vec()
-}
-
 fn rows(
     name: &str,
     a: &Bound<'_, PyAny>,
@@ -328,7 +322,10 @@ impl Blob {
     fn input_shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(
             py,
-            row_dims(self.shared.blob(), self.shared.blob().input_shape()),
+            self.shared
+                .blob()
+                .user_dims(self.shared.blob().input_shape())
+                .to_vec(),
         )
     }
 
@@ -337,7 +334,10 @@ impl Blob {
     fn output_shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         PyTuple::new(
             py,
-            row_dims(self.shared.blob(), self.shared.blob().output_shape()),
+            self.shared
+                .blob()
+                .user_dims(self.shared.blob().output_shape())
+                .to_vec(),
         )
     }
 
@@ -520,7 +520,7 @@ fn trainable_mask(b: &anole::Blob<'_>, t: Option<&Bound<'_, PyAny>>) -> PyResult
 impl Learner {
     fn x(&self, a: &Bound<'_, PyAny>, name: &str) -> PyResult<Rows> {
         let b = self.inner.blob();
-        rows(name, a, b.input_len(), &row_dims(b, b.input_shape()), false)
+        rows(name, a, b.input_len(), &b.user_dims(b.input_shape()), false)
     }
 
     /// Support samples: `x` and `y` of the same number of rows.
@@ -531,7 +531,7 @@ impl Learner {
         let shape = if labels {
             vec![1]
         } else {
-            row_dims(b, b.output_shape())
+            b.user_dims(b.output_shape()).to_vec()
         };
         let ys = rows("y", y, b.target_len(), &shape, labels)?;
         if xs.n != ys.n {

@@ -129,23 +129,17 @@ impl Arch {
         let shapes = self.shapes()?;
         let mut p = Vec::with_capacity(self.param_count()?);
         for (l, s) in self.layers.iter().zip(&shapes) {
-            match *l {
-                Layer::Dense { inputs, .. }
-                | Layer::Conv2d {
-                    in_channels: inputs,
-                    ..
-                } => {
-                    let fan_in = match *l {
-                        Layer::Conv2d { window, .. } => inputs * window.kernel * window.kernel,
-                        _ => inputs,
-                    };
-                    let bound = 1.0 / (fan_in as f32).sqrt();
-                    for k in 0..2 {
-                        for _ in 0..l.tensor_len(*s, k) {
-                            p.push(rng.random_range(-bound..bound));
-                        }
+            // Weights and bias U(±1/sqrt(fan_in)).
+            if let Some(fan_in) = l.fan_in() {
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                for k in 0..2 {
+                    for _ in 0..l.tensor_len(*s, k) {
+                        p.push(rng.random_range(-bound..bound));
                     }
                 }
+                continue;
+            }
+            match *l {
                 Layer::Norm { channels, .. } => {
                     p.extend(std::iter::repeat_n(1.0, channels));
                     p.extend(std::iter::repeat_n(0.0, channels));
@@ -155,20 +149,6 @@ impl Arch {
                 // PyTorch's initial slope.
                 Layer::Extra(Extra::PRelu { channels }) => {
                     p.extend(std::iter::repeat_n(0.25, channels))
-                }
-                Layer::Extra(Extra::Conv {
-                    in_channels,
-                    groups,
-                    window,
-                    ..
-                }) => {
-                    let fan_in = (in_channels / groups) as usize * window.taps();
-                    let bound = 1.0 / (fan_in as f32).sqrt();
-                    for k in 0..2 {
-                        for _ in 0..l.tensor_len(*s, k) {
-                            p.push(rng.random_range(-bound..bound));
-                        }
-                    }
                 }
                 _ => {}
             }

@@ -483,6 +483,19 @@ impl Extra {
         }
     }
 
+    /// See [`Layer::fan_in`].
+    pub(super) fn fan_in(self) -> Option<usize> {
+        match self {
+            Extra::Conv {
+                in_channels,
+                groups,
+                window,
+                ..
+            } => Some((in_channels / groups) as usize * window.taps()),
+            _ => None,
+        }
+    }
+
     /// See [`Layer::is_branch`].
     pub(super) const fn is_branch(self) -> bool {
         matches!(self, Extra::Branch { .. })

@@ -50,6 +50,9 @@ impl Extra {
     pub(super) const fn is_branch(self) -> bool {
         match self {}
     }
+    pub(super) fn fan_in(self) -> Option<usize> {
+        match self {}
+    }
     /// Never called: there is no value.
     pub fn join_forward(self, _: &[f32], _: &[f32], _: &mut [f32], _: usize) {
         match self {}

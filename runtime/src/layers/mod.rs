@@ -313,6 +313,21 @@ impl Layer {
         }
     }
 
+    /// Inputs that feed one output of a layer with a weight and a bias (dense, the
+    /// convolutions): what PyTorch's initialisation scales by; `None` for the other kinds.
+    pub fn fan_in(self) -> Option<usize> {
+        match self {
+            Layer::Dense { inputs, .. } => Some(inputs),
+            Layer::Conv2d {
+                in_channels,
+                window,
+                ..
+            } => Some(in_channels * window.kernel * window.kernel),
+            Layer::Extra(e) => e.fan_in(),
+            _ => None,
+        }
+    }
+
     /// The earlier value the layer reads besides its input, if any: `Some(k)` for a residual
     /// addition or a branch reading value `k`, the input of layer `k` (0: the model's input).
     pub const fn reads(self) -> Option<usize> {

@@ -176,127 +176,114 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                     None
                 };
                 e.join_backward(&after[..n * ol], gx, &mut before[side..side + n * vl], n);
+                pass_input_gradient(&node, r.acts, r.gscratch, n * il);
+                continue;
+            }
+            let prange = if node.resident {
+                node.params..node.params + node.layer.param_len(node.input)
             } else {
-                let prange = if node.resident {
-                    node.params..node.params + node.layer.param_len(node.input)
-                } else {
-                    0..0
-                };
-                let x = &r.acts[node.in_slot..node.in_slot + n * il];
-                let g = &r.acts[node.out_slot..node.out_slot + n * ol];
-                let trained = node.layer.trained_len(node.input);
-                let mut pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
-                let gx = if node.input_grad {
-                    Some(&mut r.gscratch[..n * il])
-                } else {
-                    None
-                };
-                match node.layer {
-                    Layer::Dense { inputs, outputs } if node.fused => {
-                        let lr = sgd.unwrap_or(0.0);
-                        let scale = |k| scales.get(node.tensor0 + k).copied().unwrap_or(1.0);
-                        let (w, b) = r.params[prange].split_at_mut(inputs * outputs);
-                        let (lw, lb) = (lr * scale(0), lr * scale(1));
-                        if !dense::backward_sgd(inputs, outputs, w, b, x, g, gx, n, lw, lb) {
-                            return false;
-                        }
+                0..0
+            };
+            let x = &r.acts[node.in_slot..node.in_slot + n * il];
+            let g = &r.acts[node.out_slot..node.out_slot + n * ol];
+            let trained = node.layer.trained_len(node.input);
+            let mut pg = node.grads.map(|o| &mut r.grads[o..o + trained]);
+            let gx = if node.input_grad {
+                Some(&mut r.gscratch[..n * il])
+            } else {
+                None
+            };
+            match node.layer {
+                Layer::Dense { inputs, outputs } if node.fused => {
+                    let lr = sgd.unwrap_or(0.0);
+                    let scale = |k| scales.get(node.tensor0 + k).copied().unwrap_or(1.0);
+                    let (w, b) = r.params[prange].split_at_mut(inputs * outputs);
+                    let (lw, lb) = (lr * scale(0), lr * scale(1));
+                    if !dense::backward_sgd(inputs, outputs, w, b, x, g, gx, n, lw, lb) {
+                        return false;
                     }
-                    Layer::Dense { inputs, outputs } if !node.resident => {
-                        if let Some(gx) = gx {
-                            let w = self.blob.get().stored(node.tensor0);
-                            dense::input_grad_from(inputs, outputs, &w, g, gx, n);
-                        }
+                }
+                Layer::Dense { inputs, outputs } if !node.resident => {
+                    if let Some(gx) = gx {
+                        let w = self.blob.get().stored(node.tensor0);
+                        dense::input_grad_from(inputs, outputs, &w, g, gx, n);
                     }
-                    Layer::Dense { inputs, outputs } => {
-                        let params = &r.params[prange];
-                        let pg = pg.as_deref_mut().map(|s| s.split_at_mut(inputs * outputs));
-                        dense::backward(
-                            inputs,
-                            outputs,
-                            &params[..inputs * outputs],
-                            x,
+                }
+                Layer::Dense { inputs, outputs } => {
+                    let params = &r.params[prange];
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(inputs * outputs));
+                    dense::backward(
+                        inputs,
+                        outputs,
+                        &params[..inputs * outputs],
+                        x,
+                        g,
+                        pg,
+                        gx,
+                        n,
+                    );
+                }
+                Layer::Conv2d { .. } if !node.resident => {
+                    if let Some(gx) = gx {
+                        let w = self.blob.get().stored(node.tensor0);
+                        conv2d::input_grad_stored(
+                            &conv2d::Geometry::of(node.layer, node.input, node.output),
+                            &w,
                             g,
-                            pg,
                             gx,
                             n,
                         );
                     }
-                    Layer::Conv2d { .. } if !node.resident => {
-                        if let Some(gx) = gx {
-                            let w = self.blob.get().stored(node.tensor0);
-                            conv2d::input_grad_stored(
-                                &conv2d::Geometry::of(node.layer, node.input, node.output),
-                                &w,
-                                g,
-                                gx,
-                                n,
-                            );
-                        }
-                    }
-                    Layer::Conv2d { .. } => {
-                        let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
-                        let (w, _) = geo.split(&r.params[prange]);
-                        let pg = pg.as_deref_mut().map(|s| s.split_at_mut(w.len()));
-                        conv2d::backward(&geo, w, x, g, pg, gx, n);
-                    }
-                    Layer::Norm { channels: c, eps } => {
-                        let p = norm::Params::split(c, &r.params[prange]);
-                        let s = node.input.channels_spatial().1;
-                        let batch = trainable & (1 << i) != 0;
-                        let scratch = &mut r.norm[node.scratch..node.scratch + 2 * c];
-                        if !batch {
-                            scratch[..c].copy_from_slice(p.mean);
-                            norm::inv_std(p.var, eps, &mut scratch[c..]);
-                        }
-                        let (mean, inv) = scratch.split_at(c);
-                        let pg = pg.as_deref_mut().map(|s| s.split_at_mut(c));
-                        norm::backward(c, s, batch, p.gamma, mean, inv, x, g, pg, gx, n);
-                    }
-                    Layer::MaxPool2d { .. } => {
-                        if let Some(gx) = gx {
-                            maxpool::backward(
-                                &maxpool::Geometry::of(node.layer, node.input, node.output),
-                                x,
-                                g,
-                                gx,
-                                n,
-                            );
-                        }
-                    }
-                    Layer::Relu | Layer::Tanh | Layer::Flatten => {}
-                    _ => backward_other(
-                        &node,
-                        self.blob.get(),
-                        &r.params[prange],
-                        x,
-                        g,
-                        pg.as_deref_mut(),
-                        gx,
-                        n,
-                    ),
                 }
-                // A layer with its own gradient buffer in a fused plan: update it now.
-                if let (Some(lr), Some(pg), Some(goff)) = (sgd, pg, node.grads) {
-                    if !sgd_layer(r.params, pg, &node, goff, scales, lr) {
-                        return false;
+                Layer::Conv2d { .. } => {
+                    let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
+                    let (w, _) = geo.split(&r.params[prange]);
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(w.len()));
+                    conv2d::backward(&geo, w, x, g, pg, gx, n);
+                }
+                Layer::Norm { channels: c, eps } => {
+                    let p = norm::Params::split(c, &r.params[prange]);
+                    let s = node.input.channels_spatial().1;
+                    let batch = trainable & (1 << i) != 0;
+                    let scratch = &mut r.norm[node.scratch..node.scratch + 2 * c];
+                    if !batch {
+                        scratch[..c].copy_from_slice(p.mean);
+                        norm::inv_std(p.var, eps, &mut scratch[c..]);
                     }
+                    let (mean, inv) = scratch.split_at(c);
+                    let pg = pg.as_deref_mut().map(|s| s.split_at_mut(c));
+                    norm::backward(c, s, batch, p.gamma, mean, inv, x, g, pg, gx, n);
+                }
+                Layer::MaxPool2d { .. } => {
+                    if let Some(gx) = gx {
+                        maxpool::backward(
+                            &maxpool::Geometry::of(node.layer, node.input, node.output),
+                            x,
+                            g,
+                            gx,
+                            n,
+                        );
+                    }
+                }
+                Layer::Relu | Layer::Tanh | Layer::Flatten => {}
+                _ => backward_other(
+                    &node,
+                    self.blob.get(),
+                    &r.params[prange],
+                    x,
+                    g,
+                    pg.as_deref_mut(),
+                    gx,
+                    n,
+                ),
+            }
+            // A layer with its own gradient buffer in a fused plan: update it now.
+            if let (Some(lr), Some(pg), Some(goff)) = (sgd, pg, node.grads) {
+                if !sgd_layer(r.params, pg, &node, goff, scales, lr) {
+                    return false;
                 }
             }
-            if node.input_grad {
-                // What later readers of this input sent it.
-                if let Some(side) = node.in_side() {
-                    for (d, &v) in r.gscratch[..n * il]
-                        .iter_mut()
-                        .zip(&r.acts[side..side + n * il])
-                    {
-                        *d += v;
-                    }
-                }
-                node.in_post.deliver(
-                    &r.gscratch[..n * il],
-                    &mut r.acts[node.in_slot..node.in_slot + n * il],
-                );
-            }
+            pass_input_gradient(&node, r.acts, r.gscratch, n * il);
         }
         true
     }
@@ -329,6 +316,25 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         }
         Ok(l)
     }
+}
+
+/// Pass layer `node`'s input gradient (its first `len` values in `gscratch`) on to its input
+/// buffer, when one is needed: plus what later readers of that input sent it, through the
+/// in-place activations applied to it.
+#[inline(always)]
+fn pass_input_gradient(node: &Node, acts: &mut [f32], gscratch: &mut [f32], len: usize) {
+    if !node.input_grad {
+        return;
+    }
+    if let Some(side) = node.in_side() {
+        for (d, &v) in gscratch[..len].iter_mut().zip(&acts[side..side + len]) {
+            *d += v;
+        }
+    }
+    node.in_post.deliver(
+        &gscratch[..len],
+        &mut acts[node.in_slot..node.in_slot + len],
+    );
 }
 
 // The other layer kinds run through the two functions below, kept out of line: inlined into

@@ -227,20 +227,13 @@ impl Model {
         let mut rng = Rng::new(seed);
         let shapes = m.shapes();
         for (l, s) in m.layers.iter().zip(&shapes) {
+            if let Some(fan_in) = l.fan_in() {
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                m.params.extend(rng.vec(l.tensor_len(*s, 0), -bound, bound));
+                m.params.extend(rng.vec(l.tensor_len(*s, 1), -0.5, 0.5));
+                continue;
+            }
             match *l {
-                Layer::Dense { inputs, .. }
-                | Layer::Conv2d {
-                    in_channels: inputs,
-                    ..
-                } => {
-                    let fan_in = match *l {
-                        Layer::Conv2d { window, .. } => inputs * window.kernel * window.kernel,
-                        _ => inputs,
-                    };
-                    let bound = 1.0 / (fan_in as f32).sqrt();
-                    m.params.extend(rng.vec(l.tensor_len(*s, 0), -bound, bound));
-                    m.params.extend(rng.vec(l.tensor_len(*s, 1), -0.5, 0.5));
-                }
                 Layer::Norm { channels, .. } => {
                     m.params.extend(rng.vec(channels, 0.5, 1.5));
                     m.params.extend(rng.vec(channels, -0.5, 0.5));
@@ -250,18 +243,6 @@ impl Model {
                 #[cfg(feature = "extra-layers")]
                 Layer::Extra(Extra::PRelu { channels }) => {
                     m.params.extend(rng.vec(channels, -0.3, 0.6))
-                }
-                #[cfg(feature = "extra-layers")]
-                Layer::Extra(Extra::Conv {
-                    in_channels,
-                    groups,
-                    window,
-                    ..
-                }) => {
-                    let fan_in = (in_channels / groups) as usize * window.taps();
-                    let bound = 1.0 / (fan_in as f32).sqrt();
-                    m.params.extend(rng.vec(l.tensor_len(*s, 0), -bound, bound));
-                    m.params.extend(rng.vec(l.tensor_len(*s, 1), -0.5, 0.5));
                 }
                 _ => {}
             }
