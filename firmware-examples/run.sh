@@ -321,6 +321,14 @@ EOF
     echo
     sed -n 's/^conv_cost=\(.*\)$/- \1/p' "$o"
     echo
+    printf '### Flash by part (flash-split.py: the ELF symbols of each crate)\n\n'
+    python3 flash-split.py --header "$elf_m4" --blob "${ANOLE_SINE_MODEL:-../models/sine/init.postcard}" \
+        --name "sine, Cortex-M4F (runtime: no default features)"
+    NM=riscv64-unknown-elf-nm python3 flash-split.py "$elf_rv" --blob "${ANOLE_SINE_MODEL:-../models/sine/init.postcard}" \
+        --name "sine, RV32IMAC (runtime: no default features)"
+    python3 flash-split.py "$elf_omni" --blob "${ANOLE_OMNIGLOT_MODEL:-../models/omniglot-5way/init.f16.postcard}" \
+        --name "omniglot-m4, Cortex-M4F (runtime: conv, norm, cross-entropy, adam, conv-kernels)"
+    echo
 } >"$report"
 cat "$report"
 say "all firmware examples built and passed; report in firmware-examples/$report"

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 step() { printf '\n==== %s\n' "$*"; }
+# The runtime's features the Omniglot firmware builds with (every default but the extra layers).
+omniglot_set=conv,norm,cross-entropy,adam
 
 step "setup"
 bash scripts/setup.sh
@@ -20,13 +22,16 @@ python3 scripts/results.py --check   # docs/results.md and the README's summary 
 step "lints"
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo clippy -p anole --all-targets --release -- -D warnings
+cargo clippy -p anole --all-targets --release --no-default-features -- -D warnings
+cargo clippy -p anole --all-targets --release --no-default-features --features "$omniglot_set" -- -D warnings
 cargo clippy -p anole --all-targets --release --all-features -- -D warnings
 
 step "tests (workspace, release)"
 cargo test --workspace --release --exclude anole-capi 2>&1 | tee "$log"
 
-step "runtime tests by feature: none (the default), no default features, all"
+step "runtime tests by feature: every kind (the default), the Omniglot firmware's, the minimal (no default features), all"
 cargo test -p anole --release 2>&1 | tee -a "$log"
+cargo test -p anole --release --no-default-features --features "$omniglot_set" 2>&1 | tee -a "$log"
 cargo test -p anole --release --no-default-features 2>&1 | tee -a "$log"
 cargo test -p anole --release --all-features 2>&1 | tee -a "$log"
 
@@ -55,6 +60,9 @@ bash runtime/ci-device-check.sh
 
 step "firmware examples (build all, run the emulated ones)"
 bash firmware-examples/run.sh
+
+step "reference models on the Cortex-M4F (models-m4: the blobs from the Python package and PyTorch above)"
+bash firmware-examples/models-m4/run.sh
 
 step "fuzzing: runtime and CLI readers (${FUZZ_SECONDS:-60} s per target)"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-60}"

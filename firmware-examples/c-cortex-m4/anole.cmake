@@ -4,8 +4,9 @@
 # include path). Copy this file, or include it from the repository:
 #
 #   set(ANOLE_DIR /path/to/anole)                    # the repository (default: two levels up)
-#   set(ANOLE_CARGO_FLAGS --no-default-features)     # optional: leave out the extra layer
-#                                                    # kinds (sigmoid, clip, pooling, ...)
+#   set(ANOLE_CARGO_FLAGS --no-default-features)     # optional: only dense, ReLU, tanh,
+#                                                    # MSE and SGD; add e.g. --features
+#                                                    # conv,norm,cross-entropy,adam
 #   set(ANOLE_RUST_TARGET thumbv7em-none-eabihf)     # Cortex-M4F/M7 hard float (the default);
 #                                                    # thumbv7em-none-eabi: M4/M7 soft float;
 #                                                    # thumbv6m-none-eabi: M0/M0+;

@@ -71,11 +71,19 @@ if [ -z "$rust" ]; then
     run_fw ../target/thumbv7em-none-eabihf/release/anole-qemu-cortex-m4 "$rust"
 fi
 
+# The same f32: the C firmware prints the shortest decimal that reads back as it, the Rust
+# firmware nine significant digits (without core's float formatting); both read back exactly.
+same_f32() {
+    python3 -c 'import struct, sys
+f32 = lambda s: struct.pack("<f", float(s))
+sys.exit(f32(sys.argv[1]) != f32(sys.argv[2]))' "$1" "$2"
+}
 for key in loss_before loss_after; do
     c=$(value "$out/c.txt" $key)
     m=$(value "$out/cmake.txt" $key)
     r=$(value "$rust" $key)
-    [ -n "$c" ] && [ "$c" = "$r" ] || die "$key: the C firmware prints '$c', the Rust firmware '$r'"
+    [ -n "$c" ] && [ -n "$r" ] && same_f32 "$c" "$r" ||
+        die "$key: the C firmware prints '$c', the Rust firmware '$r' (not the same f32)"
     [ "$m" = "$c" ] || die "$key: the CMake build prints '$m', the make build '$c'"
 done
 within() { # key percent: the C count within percent of the Rust count

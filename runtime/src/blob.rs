@@ -27,6 +27,16 @@ pub enum LossKind {
     CrossEntropy = 1,
 }
 
+impl LossKind {
+    /// The runtime feature this loss needs, when this build lacks it.
+    pub const fn missing_feature(self) -> Option<&'static str> {
+        match self {
+            LossKind::CrossEntropy if !cfg!(feature = "cross-entropy") => Some("cross-entropy"),
+            _ => None,
+        }
+    }
+}
+
 /// Inner-loop optimizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Optimizer {
@@ -34,6 +44,16 @@ pub enum Optimizer {
     Sgd = 0,
     /// Adam with beta1 = 0 (the paper's Omniglot inner loop): beta2 = 0.999, eps = 1e-8.
     AdamB1Zero = 1,
+}
+
+impl Optimizer {
+    /// The runtime feature this optimizer needs, when this build lacks it.
+    pub const fn missing_feature(self) -> Option<&'static str> {
+        match self {
+            Optimizer::AdamB1Zero if !cfg!(feature = "adam") => Some("adam"),
+            _ => None,
+        }
+    }
 }
 
 /// Where adaptation starts a classifier's head (format version 2; a version-1 blob's is
@@ -336,12 +356,12 @@ impl<'a> Blob<'a> {
         let out_len = shape.len();
         let loss = match wire.adapt.loss {
             0 => LossKind::Mse,
-            1 if out_len >= 2 => LossKind::CrossEntropy,
+            1 if out_len >= 2 && cfg!(feature = "cross-entropy") => LossKind::CrossEntropy,
             code => return Err(Error::BadLoss { code }),
         };
         let optimizer = match wire.adapt.optimizer {
             0 => Optimizer::Sgd,
-            1 => Optimizer::AdamB1Zero,
+            1 if cfg!(feature = "adam") => Optimizer::AdamB1Zero,
             code => return Err(Error::BadOptimizer { code }),
         };
         let a = &wire.adapt;
@@ -385,6 +405,35 @@ impl<'a> Blob<'a> {
         self.optimizer = optimizer;
         self.head_start = head_start;
         Ok(())
+    }
+
+    /// The runtime features (beyond what every build carries) a build needs to load this blob:
+    /// `conv`, `norm`, `extra-layers`, `cross-entropy`, `adam`, in that order, each once.
+    /// Whether this build has them does not matter (a host tool tells a firmware what to
+    /// enable).
+    pub fn features(&self) -> HVec<&'static str, 5> {
+        let mut f: HVec<&'static str, 5> = HVec::new();
+        let mut need = |name: &'static str| {
+            if !f.contains(&name) {
+                // At most the five names below.
+                let _ = f.push(name);
+            }
+        };
+        for l in &self.layers {
+            match l {
+                Layer::Conv2d { .. } | Layer::MaxPool2d { .. } => need("conv"),
+                Layer::Norm { .. } => need("norm"),
+                Layer::Extra(_) => need("extra-layers"),
+                _ => {}
+            }
+        }
+        if self.loss == LossKind::CrossEntropy {
+            need("cross-entropy");
+        }
+        if self.optimizer == Optimizer::AdamB1Zero {
+            need("adam");
+        }
+        f
     }
 
     /// Per-sample input shape.

@@ -147,8 +147,10 @@ impl fmt::Display for Error {
             TrailingBytes { count } => write!(f, "blob malformed: {count} unexpected bytes before the CRC"),
             UnknownLayer { layer, kind } if kind <= crate::wire::kind::LAST => write!(
                 f,
-                "layer {layer}: layer kind {kind} ({}) is not built into this runtime (its `extra-layers` feature)",
-                crate::wire::kind::name(kind)
+                "layer {layer}: layer kind {kind} ({}) is not built into this runtime (its `{}` feature)",
+                crate::wire::kind::name(kind),
+                // Max pooling with padding, the one form of a built-in kind that needs more.
+                crate::wire::kind::missing_feature(kind).unwrap_or("extra-layers")
             ),
             UnknownLayer { layer, kind } => write!(f, "layer {layer}: unknown layer kind {kind}"),
             BadLayerArgs { layer, kind } => write!(
@@ -171,7 +173,15 @@ impl fmt::Display for Error {
             ),
             UnknownDType { tensor, code } => write!(f, "tensor {tensor}: unknown dtype code {code}"),
             NonFiniteWeight { tensor } => write!(f, "tensor {tensor}: holds NaN or infinity"),
+            BadLoss { code: 1 } if !cfg!(feature = "cross-entropy") => write!(
+                f,
+                "loss code 1 (cross-entropy) is not built into this runtime (its `cross-entropy` feature)"
+            ),
             BadLoss { code } => write!(f, "loss code {code} is unknown or does not fit the model output"),
+            BadOptimizer { code: 1 } if !cfg!(feature = "adam") => write!(
+                f,
+                "optimizer code 1 (Adam) is not built into this runtime (its `adam` feature)"
+            ),
             BadOptimizer { code } => write!(f, "optimizer code {code} is unknown"),
             BadHeadStart { code } => write!(
                 f,

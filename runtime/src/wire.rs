@@ -256,6 +256,18 @@ pub mod kind {
             _ => "unknown",
         }
     }
+
+    /// The runtime feature a known kind code needs and this build lacks (`None`: built in, or
+    /// not a known code). A max pooling with padding (three arguments) also needs
+    /// `extra-layers`; `Layer::from_raw` names that one when it refuses such a layer.
+    pub const fn missing_feature(code: u8) -> Option<&'static str> {
+        match code {
+            CONV2D | MAXPOOL2D if !cfg!(feature = "conv") => Some("conv"),
+            NORM if !cfg!(feature = "norm") => Some("norm"),
+            SIGMOID..=LAST if !cfg!(feature = "extra-layers") => Some("extra-layers"),
+            _ => None,
+        }
+    }
 }
 
 /// A tensor given as f32 values, encoded to its dtype while serializing. Its wire form is

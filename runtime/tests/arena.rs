@@ -72,6 +72,12 @@ fn sine_mlp_arena_at_batch_10() {
     assert!(predict <= params + shapes.iter().map(|s| s.len()).sum::<usize>() + 1);
 }
 
+#[cfg(all(
+    feature = "conv",
+    feature = "norm",
+    feature = "cross-entropy",
+    feature = "adam"
+))]
 #[test]
 fn omniglot_cnn_arena_figures() {
     let m = omniglot(5, 64);

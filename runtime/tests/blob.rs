@@ -1,6 +1,16 @@
 //! The blob end to end: blob → learner → export → blob is bit-identical in every dtype, f16
 //! and bf16 blobs predict within their precision, and every bad input gets its own error
-//! variant with a readable message, never a panic.
+//! variant with a readable message, never a panic. The minimal build (`--no-default-features`)
+//! runs the tests on the sine MLP alone.
+#![cfg_attr(
+    not(all(
+        feature = "conv",
+        feature = "norm",
+        feature = "cross-entropy",
+        feature = "adam"
+    )),
+    allow(unused_imports, dead_code)
+)]
 
 mod common;
 
@@ -24,6 +34,12 @@ fn sine() -> Model {
     )
 }
 
+#[cfg(all(
+    feature = "conv",
+    feature = "norm",
+    feature = "cross-entropy",
+    feature = "adam"
+))]
 fn small_cnn() -> Model {
     let mut m = Model::new(
         &[1, 6, 6],
@@ -51,6 +67,12 @@ fn arena_for(blob: &Blob<'_>) -> Vec<f32> {
     ]
 }
 
+#[cfg(all(
+    feature = "conv",
+    feature = "norm",
+    feature = "cross-entropy",
+    feature = "adam"
+))]
 #[test]
 fn roundtrip_is_bit_identical_in_every_dtype() {
     for base in [sine(), small_cnn()] {
@@ -309,6 +331,12 @@ const EXTRA_ARGS: &str = if cfg!(feature = "extra-layers") {
     "UnknownLayer"
 };
 
+#[cfg(all(
+    feature = "conv",
+    feature = "norm",
+    feature = "cross-entropy",
+    feature = "adam"
+))]
 #[test]
 fn every_bad_input_gets_its_own_error() {
     let mut t = Table(Vec::new());
@@ -813,6 +841,12 @@ fn empty() -> SliceSamples<'static> {
 
 /// Every truncation and every single-byte corruption of a blob is refused with an error (a
 /// CRC-32 detects every single-byte error); none panics.
+#[cfg(all(
+    feature = "conv",
+    feature = "norm",
+    feature = "cross-entropy",
+    feature = "adam"
+))]
 #[test]
 fn every_truncation_and_byte_flip_is_refused() {
     let good = small_cnn().encode();
@@ -881,6 +915,12 @@ fn f16_decoding_matches_half_for_every_bit_pattern() {
 /// written back byte for byte; a version-2 blob is the version-1 bytes with the version byte 2
 /// and the head start's code inserted before the provenance; a version-1 wire cannot carry a
 /// head start other than meta.
+#[cfg(all(
+    feature = "conv",
+    feature = "norm",
+    feature = "cross-entropy",
+    feature = "adam"
+))]
 #[test]
 fn format_version_2_carries_the_head_start() {
     let m = Model::new(

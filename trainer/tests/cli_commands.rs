@@ -216,6 +216,14 @@ fn inspect_reports_sizes_that_match_the_runtime() {
         text.contains("conv2d") && text.contains("[64, 2, 2]"),
         "{text}"
     );
+    let features = blob.features().join(", ");
+    assert!(features.starts_with("conv, norm"), "{features}");
+    assert!(
+        text.contains(&format!(
+            "runtime features a device build needs: {features}"
+        )),
+        "{text}"
+    );
 
     let json: serde_json::Value = serde_json::from_str(&ok(&anole([
         "inspect".as_ref(),
@@ -227,6 +235,10 @@ fn inspect_reports_sizes_that_match_the_runtime() {
     assert_eq!(json["flash_bytes"], bytes.len());
     assert_eq!(json["arena"][0]["f32"], blob.arena_len(10).unwrap());
     assert_eq!(json["layers"].as_array().unwrap().len(), blob.layers.len());
+    assert_eq!(
+        json["runtime_features"],
+        serde_json::json!(blob.features().to_vec())
+    );
     // A learner really fits in the reported arena, and not in one f32 less.
     let need = blob.arena_len(10).unwrap();
     let mut arena = vec![0.0; need];

@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod decimal;
 #[cfg(feature = "defmt")]
 pub mod defmt_log;
 #[cfg(feature = "semihosting")]
@@ -24,6 +25,7 @@ use anole::{Blob, Learner, SampleBuffer, Samples, SliceSamples};
 use board::Clock;
 use core::f32::consts::PI;
 use core::fmt;
+pub use decimal::Decimal;
 
 /// The embedded model: `models/sine/init.postcard` (or the blob named by `ANOLE_SINE_MODEL` at
 /// build time), validated by the build script.
@@ -216,15 +218,21 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "task: y = {} sin(x + {}); {} support points, {} held-out points",
-            self.task.amplitude, self.task.phase, SUPPORT, HELD_OUT
+            Decimal(self.task.amplitude),
+            Decimal(self.task.phase),
+            SUPPORT,
+            HELD_OUT
         )?;
         writeln!(
             f,
             "adapt: {} SGD steps at lr {}, support loss {} -> {}",
-            self.steps, self.lr, self.support_first, self.support_last
+            self.steps,
+            Decimal(self.lr),
+            Decimal(self.support_first),
+            Decimal(self.support_last)
         )?;
-        writeln!(f, "loss_before={}", self.loss_before)?;
-        writeln!(f, "loss_after={}", self.loss_after)?;
+        writeln!(f, "loss_before={}", Decimal(self.loss_before))?;
+        writeln!(f, "loss_after={}", Decimal(self.loss_after))?;
         writeln!(f, "cost_unit={}", self.unit)?;
         writeln!(f, "per_step={}", self.per_step())?;
         writeln!(f, "per_prediction={}", self.per_prediction())?;

@@ -2,7 +2,7 @@
 //! its report, the peak stack and the verdict, then the exit status (0 when adapting lowered
 //! the held-out loss and the stack stayed inside RAM).
 
-use crate::{Clock, Report};
+use crate::{Clock, Decimal, Report};
 use board::{fail, println};
 
 /// Run the firmware on `core` (its name for the first line) with `arena` (at least
@@ -19,12 +19,14 @@ pub fn run_printed(core: &str, arena: &mut [f32], clock: &mut impl Clock) -> ! {
     if !report.improved() {
         fail(format_args!(
             "adapting did not lower the held-out loss ({} -> {})",
-            report.loss_before, report.loss_after
+            Decimal(report.loss_before),
+            Decimal(report.loss_after)
         ));
     }
     println!(
         "ok: held-out loss fell from {} to {}",
-        report.loss_before, report.loss_after
+        Decimal(report.loss_before),
+        Decimal(report.loss_after)
     );
     board::exit(true)
 }

@@ -158,6 +158,12 @@ impl Layer {
                 Ok(v)
             }
         };
+        if kind::missing_feature(raw.kind).is_some() {
+            return Err(Error::UnknownLayer {
+                layer: index,
+                kind: raw.kind,
+            });
+        }
         let layer = match (raw.kind, a.as_slice()) {
             (kind::DENSE, &[i, o]) => Layer::Dense {
                 inputs: dim(i)?,
@@ -208,6 +214,18 @@ impl Layer {
             }
         };
         Ok(layer)
+    }
+
+    /// The runtime feature this layer needs, when this build lacks it (a blob is refused
+    /// when it loads; a learner, when its blob's layers were changed after that).
+    pub const fn missing_feature(self) -> Option<&'static str> {
+        match self {
+            Layer::Conv2d { .. } | Layer::MaxPool2d { .. } if !cfg!(feature = "conv") => {
+                Some("conv")
+            }
+            Layer::Norm { .. } if !cfg!(feature = "norm") => Some("norm"),
+            _ => None,
+        }
     }
 
     /// Encode as a wire record.

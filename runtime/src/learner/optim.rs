@@ -6,7 +6,9 @@ use crate::blob::{Blob, Optimizer};
 use crate::error::{Error, Result};
 use crate::plan::{Node, Plan};
 
+#[cfg(feature = "adam")]
 const ADAM_BETA2: f32 = 0.999;
+#[cfg(feature = "adam")]
 const ADAM_EPS: f32 = 1e-8;
 
 /// One trained tensor: where its parameters and gradient (and Adam state) start, its length
@@ -88,6 +90,7 @@ pub(super) fn sgd_layer(
 }
 
 /// Adam with beta1 = 0: new parameter and second-moment estimate.
+#[cfg(feature = "adam")]
 #[inline(always)]
 fn adam(p: f32, g: f32, v: f32, lr: f32, bias2: f32) -> (f32, f32) {
     let v = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * g * g;
@@ -129,6 +132,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         let step = self.steps + 1;
         let optimizer = self.blob.get().optimizer;
         let scales = &self.blob.get().settings().lr_scale;
+        #[cfg(feature = "adam")]
         let bias2 = 1.0 - libm::powf(ADAM_BETA2, step as f32);
         let r = split(&self.plan, self.arena.as_mut());
         // Every new value is checked before any is written, so a failed step loses nothing.
@@ -136,7 +140,11 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             let (p, g) = (&r.params[t.params..][..t.len], &r.grads[t.grads..][..t.len]);
             match optimizer {
                 Optimizer::Sgd => sgd_finite(p, g, t.lr),
+                #[cfg(feature = "adam")]
                 Optimizer::AdamB1Zero => adam_finite(p, g, &r.opt[t.grads..][..t.len], t.lr, bias2),
+                // Not built in: a learner over such a blob is never made (`Engine::plan_for`).
+                #[cfg(not(feature = "adam"))]
+                Optimizer::AdamB1Zero => false,
             }
         });
         if !finite {
@@ -147,9 +155,12 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             let g = &r.grads[t.grads..][..t.len];
             match optimizer {
                 Optimizer::Sgd => sgd_apply(p, g, t.lr),
+                #[cfg(feature = "adam")]
                 Optimizer::AdamB1Zero => {
                     adam_apply(p, g, &mut r.opt[t.grads..][..t.len], t.lr, bias2)
                 }
+                #[cfg(not(feature = "adam"))]
+                Optimizer::AdamB1Zero => {}
             }
         }
         self.steps = step;
@@ -179,21 +190,25 @@ fn sgd_apply_kernel(p: &mut [f32], g: &[f32], lr: f32) {
     }
 }
 
+#[cfg(feature = "adam")]
 crate::simd::host_simd! {
     /// Whether every parameter Adam would write is finite.
     fn adam_finite(p: &[f32], g: &[f32], v: &[f32], lr: f32, bias2: f32) -> bool => adam_finite_kernel
 }
 
+#[cfg(feature = "adam")]
 #[inline(always)]
 fn adam_finite_kernel(p: &[f32], g: &[f32], v: &[f32], lr: f32, bias2: f32) -> bool {
     all_finite(p, g, v, |p, g, v| adam(p, g, v, lr, bias2).0)
 }
 
+#[cfg(feature = "adam")]
 crate::simd::host_simd! {
     /// One Adam (β1 = 0) step over a tensor: parameters `p` and second moments `v`.
     fn adam_apply(p: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, bias2: f32) => adam_apply_kernel
 }
 
+#[cfg(feature = "adam")]
 #[inline(always)]
 fn adam_apply_kernel(p: &mut [f32], g: &[f32], v: &mut [f32], lr: f32, bias2: f32) {
     for ((p, &g), v) in p.iter_mut().zip(g).zip(v) {

@@ -5,13 +5,19 @@ use super::optim::sgd_layer;
 use super::{split, Arena, BlobRef, Engine};
 use crate::blob::{Blob, LossKind};
 use crate::error::{Error, Result};
-use crate::layers::{act, conv2d, dense, maxpool, norm, Layer};
+#[cfg(feature = "norm")]
+use crate::layers::norm;
+use crate::layers::{act, dense, Layer};
+#[cfg(feature = "conv")]
+use crate::layers::{conv2d, maxpool};
 use crate::loss;
 use crate::plan::Node;
 
 impl<B: BlobRef, A: Arena> Engine<B, A> {
     /// Forward pass over the first `n` loaded rows through layers `..upto`. `train` uses batch
     /// statistics in trainable norm layers.
+    // `train`, `trainable` and `i` serve the norm layers alone.
+    #[cfg_attr(not(feature = "norm"), allow(unused_variables))]
     pub(super) fn forward(&mut self, n: usize, train: bool, upto: usize) {
         let trainable = self.plan.trainable;
         let r = split(&self.plan, self.arena.as_mut());
@@ -43,6 +49,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             }
             if node.overwrites {
                 // A frozen norm layer in front of the first adapting one (device layout).
+                #[cfg(feature = "norm")]
                 if let Layer::Norm { channels: c, eps } = node.layer {
                     let s = node.input.channels_spatial().1;
                     let xy = &mut r.acts[node.in_slot..node.in_slot + n * il];
@@ -75,6 +82,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                     let (w, b) = params.split_at(inputs * outputs);
                     dense::forward(inputs, outputs, w, b, x, y, n);
                 }
+                #[cfg(feature = "conv")]
                 Layer::Conv2d { .. } if !node.resident => {
                     let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
                     let (w, b) = (
@@ -83,11 +91,13 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                     );
                     conv2d::forward_stored(&geo, &w, &b, x, y, n);
                 }
+                #[cfg(feature = "conv")]
                 Layer::Conv2d { .. } => {
                     let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
                     let (w, b) = geo.split(params);
                     conv2d::forward(&geo, w, b, x, y, n);
                 }
+                #[cfg(feature = "norm")]
                 Layer::Norm { channels: c, eps } => {
                     let s = node.input.channels_spatial().1;
                     let p = norm::Params::split(c, params);
@@ -98,6 +108,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                         norm::forward_stored(c, s, eps, p.gamma, p.beta, p.mean, p.var, x, y, n);
                     }
                 }
+                #[cfg(feature = "conv")]
                 Layer::MaxPool2d { .. } => maxpool::forward(
                     &maxpool::Geometry::of(node.layer, node.input, node.output),
                     x,
@@ -126,7 +137,11 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         };
         let l = match kind {
             LossKind::Mse => loss::mse(y, t, g),
+            #[cfg(feature = "cross-entropy")]
             LossKind::CrossEntropy => loss::cross_entropy(y, t, ol, g),
+            // Not built in: a learner over such a blob is never made (`Engine::plan_for`).
+            #[cfg(not(feature = "cross-entropy"))]
+            LossKind::CrossEntropy => f32::NAN,
         };
         if grad {
             out_post.deliver(
@@ -142,6 +157,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
     /// gradient is computed: dense layers inside their kernel, the others from their own
     /// gradient buffer; returns false at the first update that would not be finite (see
     /// [`Mode::Device`](crate::Mode::Device)).
+    #[cfg_attr(not(feature = "norm"), allow(unused_variables))]
     pub(super) fn backward(&mut self, n: usize, sgd: Option<f32>) -> bool {
         let trainable = self.plan.trainable;
         let scales = &self.blob.get().settings().lr_scale;
@@ -223,6 +239,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                         n,
                     );
                 }
+                #[cfg(feature = "conv")]
                 Layer::Conv2d { .. } if !node.resident => {
                     if let Some(gx) = gx {
                         let w = self.blob.get().stored(node.tensor0);
@@ -235,12 +252,14 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                         );
                     }
                 }
+                #[cfg(feature = "conv")]
                 Layer::Conv2d { .. } => {
                     let geo = conv2d::Geometry::of(node.layer, node.input, node.output);
                     let (w, _) = geo.split(&r.params[prange]);
                     let pg = pg.as_deref_mut().map(|s| s.split_at_mut(w.len()));
                     conv2d::backward(&geo, w, x, g, pg, gx, n);
                 }
+                #[cfg(feature = "norm")]
                 Layer::Norm { channels: c, eps } => {
                     let p = norm::Params::split(c, &r.params[prange]);
                     let s = node.input.channels_spatial().1;
@@ -254,6 +273,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
                     let pg = pg.as_deref_mut().map(|s| s.split_at_mut(c));
                     norm::backward(c, s, batch, p.gamma, mean, inv, x, g, pg, gx, n);
                 }
+                #[cfg(feature = "conv")]
                 Layer::MaxPool2d { .. } => {
                     if let Some(gx) = gx {
                         maxpool::backward(

@@ -180,6 +180,7 @@ impl<'b> Summary<'b> {
             "trained_params": self.trained,
             "macs_per_sample": self.macs,
             "dtypes": self.dtypes,
+            "runtime_features": blob.features().to_vec(),
             "settings": {
                 "loss": loss_name(blob.loss), "optimizer": optimizer_name(blob.optimizer),
                 "lr": s.lr, "steps": s.steps, "batch": s.batch, "trainable_layers": mask_str(s.trainable, blob),
@@ -243,6 +244,15 @@ impl<'b> Summary<'b> {
         println!("MACs per sample (forward): {}", self.macs);
         println!("dtypes: {}", self.dtypes.join(", "));
         println!("flash: {} bytes (the blob file)", self.flash);
+        let features = self.blob.features();
+        println!(
+            "runtime features a device build needs: {}",
+            if features.is_empty() {
+                "none (default-features = false: dense, ReLU, tanh, MSE, SGD)".to_string()
+            } else {
+                features.join(", ")
+            }
+        );
         println!(
             "settings: loss {}, optimizer {}, lr {}, {} steps, batch {}, adapting layers {}, head start {}",
             loss_name(blob.loss),
