@@ -332,9 +332,140 @@ pub fn forward_stored(
     forward_from(g, |i| wt.get(i), |c| bias.get(c), x, y, n);
 }
 
-/// [`forward_from`]'s loops for every geometry: per output channel, input channel and kernel
-/// tap, the whole output plane.
+/// Weights [`forward_direct`] decodes at a time (one output channel's, a run of input
+/// channels at once): 1 KB of stack.
+const WEIGHT_RUN: usize = 256;
+
+/// [`forward_from`]'s loops for every geometry. Per output channel, its weights are decoded a
+/// run of input channels at a time into a buffer on the stack (each weight once per sample,
+/// whatever the dtype); each output is then summed in a register, four neighbouring outputs of
+/// a row at once where every tap is inside the input. Every output gets the additions of the
+/// straightforward loops ([`forward_plain`]) in their order, bias first, then input channel,
+/// kernel row and kernel column ascending, so the bits are the same. Out of line, so that the
+/// buffer is on the stack only while it runs.
+#[inline(never)]
 pub(super) fn forward_direct(
+    g: &Geometry,
+    wt: impl Fn(usize) -> f32,
+    bias: impl Fn(usize) -> f32,
+    x: &[f32],
+    y: &mut [f32],
+    n: usize,
+) {
+    let k = g.win.kernel;
+    let taps = k * k;
+    if taps > WEIGHT_RUN {
+        return forward_plain(g, wt, bias, x, y, n);
+    }
+    let (s, p) = (g.win.stride, g.win.padding);
+    let (hw, plane) = (g.h * g.w, g.oh * g.ow);
+    let run = (WEIGHT_RUN / taps).min(g.cin);
+    // Output columns whose every tap is inside the input: ox·s >= p and ox·s − p + k <= w.
+    let (ox_lo, _) = g.valid(g.w, g.ow, 0);
+    let (_, ox_hi) = g.valid(g.w, g.ow, k - 1);
+    let mut wbuf = [0.0f32; WEIGHT_RUN];
+    for (xs, ys) in x
+        .chunks_exact(g.in_len())
+        .zip(y.chunks_exact_mut(g.out_len()))
+        .take(n)
+    {
+        for (co, yc) in ys.chunks_exact_mut(plane).enumerate() {
+            yc.fill(bias(co));
+            let mut ci0 = 0;
+            while ci0 < g.cin {
+                let ci1 = (ci0 + run).min(g.cin);
+                let wb = &mut wbuf[..(ci1 - ci0) * taps];
+                let base = (co * g.cin + ci0) * taps;
+                for (j, v) in wb.iter_mut().enumerate() {
+                    *v = wt(base + j);
+                }
+                let wb = &*wb;
+                let xs = &xs[ci0 * hw..ci1 * hw];
+                if k == 1 && s == 1 && p == 0 {
+                    // A pointwise convolution: the output plane is the input's.
+                    pointwise_run(wb, xs, hw, yc);
+                    ci0 = ci1;
+                    continue;
+                }
+                for (oy, yrow) in yc.chunks_exact_mut(g.ow).enumerate() {
+                    // Kernel rows inside the input for this output row.
+                    let ky0 = p.saturating_sub(oy * s);
+                    let ky1 = (g.h + p).saturating_sub(oy * s).min(k);
+                    let mut ox = 0;
+                    while ox < g.ow {
+                        if ox >= ox_lo && ox + 4 <= ox_hi {
+                            let first = ox * s - p;
+                            let mut a = [yrow[ox], yrow[ox + 1], yrow[ox + 2], yrow[ox + 3]];
+                            for (xc, wc) in xs.chunks_exact(hw).zip(wb.chunks_exact(taps)) {
+                                for ky in ky0..ky1 {
+                                    let row = (oy * s + ky - p) * g.w + first;
+                                    let xr = &xc[row..row + 3 * s + k];
+                                    for (kx, &wv) in wc[ky * k..(ky + 1) * k].iter().enumerate() {
+                                        let xx = &xr[kx..kx + 3 * s + 1];
+                                        a[0] += wv * xx[0];
+                                        a[1] += wv * xx[s];
+                                        a[2] += wv * xx[2 * s];
+                                        a[3] += wv * xx[3 * s];
+                                    }
+                                }
+                            }
+                            yrow[ox..ox + 4].copy_from_slice(&a);
+                            ox += 4;
+                        } else {
+                            let kx0 = p.saturating_sub(ox * s);
+                            let kx1 = (g.w + p).saturating_sub(ox * s).min(k);
+                            let mut acc = yrow[ox];
+                            for (xc, wc) in xs.chunks_exact(hw).zip(wb.chunks_exact(taps)) {
+                                for ky in ky0..ky1 {
+                                    let row = (oy * s + ky - p) * g.w;
+                                    for kx in kx0..kx1 {
+                                        acc += wc[ky * k + kx] * xc[row + ox * s + kx - p];
+                                    }
+                                }
+                            }
+                            yrow[ox] = acc;
+                            ox += 1;
+                        }
+                    }
+                }
+                ci0 = ci1;
+            }
+        }
+    }
+}
+
+/// One run of input channels of a 1×1, stride-1, unpadded convolution into the output plane
+/// `yc` (already holding the bias and the earlier runs): weights `wb` (one per input channel),
+/// inputs `xs` (the run's planes of `hw` values), four outputs at a time in registers, input
+/// channels ascending.
+fn pointwise_run(wb: &[f32], xs: &[f32], hw: usize, yc: &mut [f32]) {
+    let mut blocks = yc.chunks_exact_mut(4);
+    let mut at = 0;
+    for yb in &mut blocks {
+        let mut a = [yb[0], yb[1], yb[2], yb[3]];
+        for (xc, &wv) in xs.chunks_exact(hw).zip(wb) {
+            let xx = &xc[at..at + 4];
+            a[0] += wv * xx[0];
+            a[1] += wv * xx[1];
+            a[2] += wv * xx[2];
+            a[3] += wv * xx[3];
+        }
+        yb.copy_from_slice(&a);
+        at += 4;
+    }
+    for (j, yv) in blocks.into_remainder().iter_mut().enumerate() {
+        let mut acc = *yv;
+        for (xc, &wv) in xs.chunks_exact(hw).zip(wb) {
+            acc += wv * xc[at + j];
+        }
+        *yv = acc;
+    }
+}
+
+/// The straightforward loops of [`forward_direct`] (for kernels of more than [`WEIGHT_RUN`]
+/// taps, and the reference its tests compare with): per output channel, input channel and
+/// kernel tap, the whole output plane.
+fn forward_plain(
     g: &Geometry,
     wt: impl Fn(usize) -> f32,
     bias: impl Fn(usize) -> f32,
@@ -543,6 +674,63 @@ mod tests {
             Err(Error::BadGeometry { what }) => what,
             other => panic!("{g:?}: {other:?}"),
         }
+    }
+
+    /// The register-summed loops give the straightforward loops' bits: strides, paddings (also
+    /// beyond the kernel), kernels from 1×1 to 5×5, rows of every length around the blocks of
+    /// four, input channels beyond one weight run.
+    #[test]
+    fn direct_forward_matches_the_plain_loops_bit_for_bit() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let mut cases = 0;
+        for (cin, h, w, cout, k, s, p) in [
+            (1, 28, 28, 4, 3, 2, 1),
+            (64, 5, 25, 3, 1, 1, 0),
+            (3, 9, 11, 2, 3, 1, 1),
+            (2, 7, 13, 3, 5, 2, 2),
+            (2, 4, 9, 2, 5, 3, 7),
+            (40, 3, 6, 2, 3, 1, 1),
+            (1, 6, 6, 1, 2, 2, 0),
+            (300, 2, 5, 2, 1, 1, 0),
+            (2, 17, 17, 2, 16, 1, 3),
+            (1, 20, 20, 1, 17, 1, 0),
+        ] {
+            let win = Window {
+                kernel: k,
+                stride: s,
+                padding: p,
+            };
+            let (Some(oh), Some(ow)) = (win.out(h), win.out(w)) else {
+                panic!("case {cin} {h} {w} {k} {s} {p} does not fit");
+            };
+            let g = Geometry {
+                cin,
+                h,
+                w,
+                cout,
+                oh,
+                ow,
+                win,
+            };
+            g.check().unwrap();
+            let n = 2;
+            let x: vec::Vec<f32> = (0..n * g.in_len()).map(|_| next()).collect();
+            let wt: vec::Vec<f32> = (0..g.weights_len()).map(|_| next()).collect();
+            let b: vec::Vec<f32> = (0..cout).map(|_| next()).collect();
+            let (mut y0, mut y1) = (vec![f32::NAN; n * g.out_len()], vec![0.0; n * g.out_len()]);
+            forward_plain(&g, |i| wt[i], |c| b[c], &x, &mut y0, n);
+            forward_direct(&g, |i| wt[i], |c| b[c], &x, &mut y1, n);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<vec::Vec<_>>();
+            assert_eq!(bits(&y0), bits(&y1), "{g:?}");
+            cases += 1;
+        }
+        assert_eq!(cases, 10);
     }
 
     #[test]

@@ -177,8 +177,84 @@ impl Geometry {
     }
 }
 
-/// Forward pass for `n` samples: `y = conv(x, W) + b`.
+/// Weights [`forward`] decodes at a time: one output channel's, when they are no more.
+const WEIGHT_RUN: usize = 256;
+
+impl Geometry {
+    /// The kernel taps `lo..hi` along `axis` whose input lies inside an input of `n` for output
+    /// `o` (what [`Geometry::at`] accepts, as a range).
+    #[inline]
+    fn tap_range(&self, axis: usize, o: usize, n: usize) -> (usize, usize) {
+        let w = self.win;
+        let (k, d) = (w.kernel[axis] as usize, w.dilation[axis] as usize);
+        let (start, pad) = (o * w.stride[axis] as usize, w.pad_begin[axis] as usize);
+        // start + t·d >= pad  and  start + t·d < n + pad
+        let lo = pad.saturating_sub(start).div_ceil(d);
+        let hi = (n + pad).saturating_sub(start).div_ceil(d).min(k);
+        (lo, hi.max(lo))
+    }
+}
+
+/// Forward pass for `n` samples: `y = conv(x, W) + b`. Per output channel, its weights are
+/// decoded once per sample into a buffer on the stack, and each output is summed in a register
+/// in [`forward_plain`]'s order (bias, then input channel, kernel row and column ascending, the
+/// taps in the padding skipped): the same bits. Out of line, so that the buffer is on the stack
+/// only while it runs.
+#[inline(never)]
 pub fn forward(g: &Geometry, param: impl Fn(usize) -> f32, x: &[f32], y: &mut [f32], n: usize) {
+    let (cg, og) = (g.c / g.groups, g.oc / g.groups);
+    let [kh, kw] = [g.win.kernel[0] as usize, g.win.kernel[1] as usize];
+    let per_out = cg * kh * kw;
+    if per_out > WEIGHT_RUN {
+        return forward_plain(g, param, x, y, n);
+    }
+    let (il, ol, wl) = (g.c * g.h * g.w, g.oc * g.oh * g.ow, g.weight_len());
+    let ([sy, sx], [dy, dx]) = (g.win.stride, g.win.dilation);
+    let [py, px] = g.win.pad_begin;
+    let (sy, sx, dy, dx, py, px) = (
+        sy as usize,
+        sx as usize,
+        dy as usize,
+        dx as usize,
+        py as usize,
+        px as usize,
+    );
+    let mut wbuf = [0.0f32; WEIGHT_RUN];
+    for s in 0..n {
+        let (xs, ys) = (&x[s * il..(s + 1) * il], &mut y[s * ol..(s + 1) * ol]);
+        for (o, yc) in ys.chunks_exact_mut(g.oh * g.ow).enumerate() {
+            let wb = &mut wbuf[..per_out];
+            for (j, v) in wb.iter_mut().enumerate() {
+                *v = param(o * per_out + j);
+            }
+            let wb = &*wb;
+            let b = param(wl + o);
+            let first = (o / og) * cg;
+            let planes = &xs[first * g.h * g.w..(first + cg) * g.h * g.w];
+            for (oy, yrow) in yc.chunks_exact_mut(g.ow).enumerate() {
+                let (ky0, ky1) = g.tap_range(0, oy, g.h);
+                for (ox, yv) in yrow.iter_mut().enumerate() {
+                    let (kx0, kx1) = g.tap_range(1, ox, g.w);
+                    let mut acc = b;
+                    for (xc, wc) in planes.chunks_exact(g.h * g.w).zip(wb.chunks_exact(kh * kw)) {
+                        for ky in ky0..ky1 {
+                            let row = (oy * sy + ky * dy - py) * g.w;
+                            let wr = &wc[ky * kw..(ky + 1) * kw];
+                            for kx in kx0..kx1 {
+                                acc += wr[kx] * xc[row + ox * sx + kx * dx - px];
+                            }
+                        }
+                    }
+                    *yv = acc;
+                }
+            }
+        }
+    }
+}
+
+/// [`forward`] through [`Geometry::each`], every multiply-add in memory (weights of more than
+/// [`WEIGHT_RUN`] per output channel, and the reference of the tests).
+fn forward_plain(g: &Geometry, param: impl Fn(usize) -> f32, x: &[f32], y: &mut [f32], n: usize) {
     let (il, ol, wl) = (g.c * g.h * g.w, g.oc * g.oh * g.ow, g.weight_len());
     let plane = g.oh * g.ow;
     for s in 0..n {
@@ -246,6 +322,54 @@ mod tests {
         let mut zero = w.to_args();
         zero[1] &= 0x00ff_ffff; // the width's dilation
         assert_eq!(Window2::from_args(zero), None);
+    }
+
+    /// [`forward`] gives [`forward_plain`]'s bits: groups, depthwise, 1-D, dilations, strides
+    /// and uneven paddings (also wider than the kernel), non-square kernels.
+    #[test]
+    fn forward_matches_the_plain_loops_bit_for_bit() {
+        extern crate std;
+        use std::vec::Vec;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let win = |k: [u16; 2], st: [u8; 2], d: [u8; 2], pb: [u8; 2], pe: [u8; 2]| Window2 {
+            kernel: k,
+            stride: st,
+            dilation: d,
+            pad_begin: pb,
+            pad_end: pe,
+        };
+        for (c, h, w, oc, groups, wi) in [
+            (
+                1,
+                49,
+                10,
+                8,
+                1,
+                win([10, 4], [2, 2], [1, 1], [4, 1], [5, 1]),
+            ),
+            (8, 25, 5, 8, 8, win([3, 3], [1, 1], [1, 1], [1, 1], [1, 1])),
+            (6, 1, 40, 4, 2, win([1, 5], [1, 2], [1, 2], [0, 3], [0, 0])),
+            (4, 9, 7, 4, 4, win([2, 3], [2, 1], [2, 1], [5, 0], [0, 6])),
+            (3, 6, 6, 2, 1, win([3, 3], [1, 1], [1, 1], [0, 0], [0, 0])),
+            (30, 3, 3, 2, 1, win([3, 3], [1, 1], [1, 1], [1, 1], [1, 1])),
+        ] {
+            let g = Geometry::of(Shape::Chw(c, h, w), oc, groups, wi).unwrap();
+            let n = 2;
+            let x: Vec<f32> = (0..n * c * h * w).map(|_| next()).collect();
+            let p: Vec<f32> = (0..g.weight_len() + oc).map(|_| next()).collect();
+            let ol = oc * g.oh * g.ow;
+            let (mut y0, mut y1) = (std::vec![0.0; n * ol], std::vec![f32::NAN; n * ol]);
+            forward_plain(&g, |k| p[k], &x, &mut y0, n);
+            forward(&g, |k| p[k], &x, &mut y1, n);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y0), bits(&y1), "{g:?}");
+        }
     }
 
     #[test]
