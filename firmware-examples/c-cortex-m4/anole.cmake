@@ -5,7 +5,9 @@
 #
 #   set(ANOLE_DIR /path/to/anole)                    # the repository (default: two levels up)
 #   set(ANOLE_CARGO_FLAGS --no-default-features)     # optional: leave out the extra layer
-#                                                    # kinds (sigmoid, clip, pooling, ...)
+#                                                    # kinds (sigmoid, clip, pooling, ...) and
+#                                                    # hold 32 layers, not 64, in smaller
+#                                                    # handles (ANOLE_LEAN, defined for you)
 #   set(ANOLE_RUST_TARGET thumbv7em-none-eabihf)     # Cortex-M4F/M7 hard float (the default);
 #                                                    # thumbv7em-none-eabi: M4/M7 soft float;
 #                                                    # thumbv6m-none-eabi: M0/M0+;
@@ -46,4 +48,8 @@ add_library(anole STATIC IMPORTED GLOBAL)
 set_target_properties(anole PROPERTIES
   IMPORTED_LOCATION ${ANOLE_LIB}
   INTERFACE_INCLUDE_DIRECTORIES ${ANOLE_DIR}/capi/include)
+# A library without extra-layers: anole.h sizes its handles for 32 layers.
+if("--no-default-features" IN_LIST ANOLE_CARGO_FLAGS)
+  set_target_properties(anole PROPERTIES INTERFACE_COMPILE_DEFINITIONS ANOLE_LEAN)
+endif()
 add_dependencies(anole anole_cargo)
