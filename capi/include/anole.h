@@ -136,16 +136,10 @@
 #define ANOLE_LEARNER_SIZE 320
 #endif
 
-#if (defined(ANOLE_PTR32) && defined(ANOLE_EXTRA_LAYERS))
+#if defined(ANOLE_PTR32)
 /**
- * Bytes of memory a learner handle needs (`anole_learner_init`).
- */
-#define ANOLE_LEARNER_SIZE 256
-#endif
-
-#if (defined(ANOLE_PTR32) && !defined(ANOLE_EXTRA_LAYERS))
-/**
- * Bytes of memory a learner handle needs (`anole_learner_init`).
+ * Bytes of memory a learner handle needs (`anole_learner_init`), with or without
+ * `extra-layers`.
  */
 #define ANOLE_LEARNER_SIZE 192
 #endif

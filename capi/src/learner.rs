@@ -25,11 +25,9 @@ pub const ANOLE_LEARNER_SIZE: usize = 384;
 /// Bytes of memory a learner handle needs (`anole_learner_init`).
 #[cfg(all(target_pointer_width = "64", not(feature = "extra-layers")))]
 pub const ANOLE_LEARNER_SIZE: usize = 320;
-/// Bytes of memory a learner handle needs (`anole_learner_init`).
-#[cfg(all(target_pointer_width = "32", feature = "extra-layers"))]
-pub const ANOLE_LEARNER_SIZE: usize = 256;
-/// Bytes of memory a learner handle needs (`anole_learner_init`).
-#[cfg(all(target_pointer_width = "32", not(feature = "extra-layers")))]
+/// Bytes of memory a learner handle needs (`anole_learner_init`), with or without
+/// `extra-layers`.
+#[cfg(target_pointer_width = "32")]
 pub const ANOLE_LEARNER_SIZE: usize = 192;
 
 /// Arena layout of `anole_learner_options.mode`: every parameter in the arena and a gradient
