@@ -23,20 +23,17 @@
 if(NOT DEFINED ANOLE_DIR)
   get_filename_component(ANOLE_DIR "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 endif()
-# Defaults for what the including project did not set: before CMake 3.21 (policy CMP0126), a
+# A default for what the including project did not set: before CMake 3.21 (policy CMP0126), a
 # set(... CACHE ...) would hide the project's own value on the first configure.
-if(NOT DEFINED ANOLE_RUST_TARGET)
-  set(ANOLE_RUST_TARGET "thumbv7em-none-eabihf" CACHE STRING "Rust target of the anole static library")
-endif()
-if(NOT DEFINED ANOLE_CARGO)
-  set(ANOLE_CARGO "cargo" CACHE STRING "cargo, or firmware-examples/xcargo to build offline")
-endif()
-if(NOT DEFINED ANOLE_TARGET_DIR)
-  set(ANOLE_TARGET_DIR "${CMAKE_BINARY_DIR}/anole-cargo" CACHE PATH "cargo's target directory")
-endif()
-if(NOT DEFINED ANOLE_CARGO_FLAGS)
-  set(ANOLE_CARGO_FLAGS "" CACHE STRING "more cargo flags, e.g. --no-default-features")
-endif()
+macro(anole_default name value type doc)
+  if(NOT DEFINED ${name})
+    set(${name} "${value}" CACHE ${type} "${doc}")
+  endif()
+endmacro()
+anole_default(ANOLE_RUST_TARGET "thumbv7em-none-eabihf" STRING "Rust target of the anole static library")
+anole_default(ANOLE_CARGO "cargo" STRING "cargo, or firmware-examples/xcargo to build offline")
+anole_default(ANOLE_TARGET_DIR "${CMAKE_BINARY_DIR}/anole-cargo" PATH "cargo's target directory")
+anole_default(ANOLE_CARGO_FLAGS "" STRING "more cargo flags, e.g. --no-default-features")
 set(ANOLE_LIB "${ANOLE_TARGET_DIR}/${ANOLE_RUST_TARGET}/release/libanole_capi.a")
 
 # cargo decides what to rebuild, so it runs at every build. Only the static library crate type
