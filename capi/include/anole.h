@@ -39,16 +39,38 @@
 #else
 #error "anole.h: only 32- and 64-bit targets are supported"
 #endif
+/* A library built with its extra-layers feature (the default) holds up to 64 layers; one built
+ * without it (cargo --no-default-features, a lean device build) holds 32 in smaller blob and
+ * learner handles: define ANOLE_LEAN before including this header to size them for it. */
+#if !defined(ANOLE_LEAN)
+#define ANOLE_EXTRA_LAYERS 1
+#endif
 
 
-#if defined(ANOLE_PTR64)
+#if (defined(ANOLE_PTR64) && defined(ANOLE_EXTRA_LAYERS))
+/**
+ * Bytes of memory a blob handle needs (`anole_blob_parse`): a library built with
+ * `extra-layers` (the default) holds up to 64 layers, one built without it (define
+ * `ANOLE_LEAN` before including this header) up to 32 in a smaller handle.
+ */
+#define ANOLE_BLOB_SIZE 9920
+#endif
+
+#if (defined(ANOLE_PTR64) && !defined(ANOLE_EXTRA_LAYERS))
 /**
  * Bytes of memory a blob handle needs (`anole_blob_parse`).
  */
 #define ANOLE_BLOB_SIZE 6080
 #endif
 
-#if defined(ANOLE_PTR32)
+#if (defined(ANOLE_PTR32) && defined(ANOLE_EXTRA_LAYERS))
+/**
+ * Bytes of memory a blob handle needs (`anole_blob_parse`).
+ */
+#define ANOLE_BLOB_SIZE 5952
+#endif
+
+#if (defined(ANOLE_PTR32) && !defined(ANOLE_EXTRA_LAYERS))
 /**
  * Bytes of memory a blob handle needs (`anole_blob_parse`).
  */
@@ -99,16 +121,25 @@
  */
 #define ANOLE_HANDLE_ALIGN 8
 
-#if defined(ANOLE_PTR64)
+#if (defined(ANOLE_PTR64) && defined(ANOLE_EXTRA_LAYERS))
 /**
- * Bytes of memory a learner handle needs (`anole_learner_init`).
+ * Bytes of memory a learner handle needs (`anole_learner_init`), in a library built with
+ * `extra-layers` (the default; see `ANOLE_BLOB_SIZE`).
  */
 #define ANOLE_LEARNER_SIZE 384
 #endif
 
-#if defined(ANOLE_PTR32)
+#if (defined(ANOLE_PTR64) && !defined(ANOLE_EXTRA_LAYERS))
 /**
  * Bytes of memory a learner handle needs (`anole_learner_init`).
+ */
+#define ANOLE_LEARNER_SIZE 320
+#endif
+
+#if defined(ANOLE_PTR32)
+/**
+ * Bytes of memory a learner handle needs (`anole_learner_init`), with or without
+ * `extra-layers`.
  */
 #define ANOLE_LEARNER_SIZE 192
 #endif
@@ -553,9 +584,10 @@ typedef struct anole_blob_info {
    */
   uint32_t batch;
   /**
-   * Recommended trainable layers: bit i set, layer i adapts.
+   * Recommended trainable layers: bit i set, layer i adapts (64 bits: a blob of format
+   * version 3 may have up to 64 layers).
    */
-  uint32_t trainable;
+  uint64_t trainable;
   /**
    * Where adaptation starts the head: `ANOLE_HEAD_START_META` or
    * `ANOLE_HEAD_START_PROTOTYPES`.
@@ -565,6 +597,11 @@ typedef struct anole_blob_info {
    * Meta-iterations the initialisation was trained for.
    */
   uint64_t meta_iterations;
+  /**
+   * The factor on the logits of a head started from class prototypes (format version 3;
+   * 1 for older blobs): row c of the head becomes 2·s·μ_c, its bias −s·‖μ_c‖².
+   */
+  float head_scale;
 } anole_blob_info;
 
 /**
@@ -577,8 +614,10 @@ typedef struct anole_learner_options {
   uint32_t mode;
   /**
    * Trainable layers: bit i set, layer i adapts (layers without parameters ignore theirs).
+   * 64 bits since the library read 64 layers; a library built without `extra-layers` holds
+   * 32 and refuses a mask naming layer 32 or above.
    */
-  uint32_t trainable;
+  uint64_t trainable;
   /**
    * Most samples per step (one SGD minibatch); the arena grows with it.
    */

@@ -16,11 +16,19 @@ pub struct AnoleBlob {
     _opaque: [u8; 0],
 }
 
+/// Bytes of memory a blob handle needs (`anole_blob_parse`): a library built with
+/// `extra-layers` (the default) holds up to 64 layers, one built without it (define
+/// `ANOLE_LEAN` before including this header) up to 32 in a smaller handle.
+#[cfg(all(target_pointer_width = "64", feature = "extra-layers"))]
+pub const ANOLE_BLOB_SIZE: usize = 9920;
 /// Bytes of memory a blob handle needs (`anole_blob_parse`).
-#[cfg(target_pointer_width = "64")]
+#[cfg(all(target_pointer_width = "64", not(feature = "extra-layers")))]
 pub const ANOLE_BLOB_SIZE: usize = 6080;
 /// Bytes of memory a blob handle needs (`anole_blob_parse`).
-#[cfg(target_pointer_width = "32")]
+#[cfg(all(target_pointer_width = "32", feature = "extra-layers"))]
+pub const ANOLE_BLOB_SIZE: usize = 5952;
+/// Bytes of memory a blob handle needs (`anole_blob_parse`).
+#[cfg(all(target_pointer_width = "32", not(feature = "extra-layers")))]
 pub const ANOLE_BLOB_SIZE: usize = 3648;
 
 /// Bytes of an ed25519 public key (`anole_blob_parse_signed`).
@@ -88,13 +96,17 @@ pub struct AnoleBlobInfo {
     pub steps: u32,
     /// Recommended batch (samples per step).
     pub batch: u32,
-    /// Recommended trainable layers: bit i set, layer i adapts.
-    pub trainable: u32,
+    /// Recommended trainable layers: bit i set, layer i adapts (64 bits: a blob of format
+    /// version 3 may have up to 64 layers).
+    pub trainable: u64,
     /// Where adaptation starts the head: `ANOLE_HEAD_START_META` or
     /// `ANOLE_HEAD_START_PROTOTYPES`.
     pub head_start: u32,
     /// Meta-iterations the initialisation was trained for.
     pub meta_iterations: u64,
+    /// The factor on the logits of a head started from class prototypes (format version 3;
+    /// 1 for older blobs): row c of the head becomes 2·s·μ_c, its bias −s·‖μ_c‖².
+    pub head_scale: f32,
 }
 
 /// Parse `bytes` into `mem` as the blob `*out`. `check` checks the other arguments (adding
@@ -274,12 +286,13 @@ pub unsafe extern "C" fn anole_blob_get_info(
                 lr: st.lr,
                 steps: st.steps,
                 batch: st.batch,
-                trainable: st.trainable,
+                trainable: anole::limits::mask_to_u64(st.trainable),
                 head_start: match b.head_start {
                     HeadStart::Meta => ANOLE_HEAD_START_META,
                     HeadStart::Prototypes => ANOLE_HEAD_START_PROTOTYPES,
                 },
                 meta_iterations: b.provenance().meta_iterations,
+                head_scale: st.head_scale,
             })
         })
     }

@@ -18,10 +18,15 @@ pub struct AnoleLearner {
     _opaque: [u8; 0],
 }
 
-/// Bytes of memory a learner handle needs (`anole_learner_init`).
-#[cfg(target_pointer_width = "64")]
+/// Bytes of memory a learner handle needs (`anole_learner_init`), in a library built with
+/// `extra-layers` (the default; see `ANOLE_BLOB_SIZE`).
+#[cfg(all(target_pointer_width = "64", feature = "extra-layers"))]
 pub const ANOLE_LEARNER_SIZE: usize = 384;
 /// Bytes of memory a learner handle needs (`anole_learner_init`).
+#[cfg(all(target_pointer_width = "64", not(feature = "extra-layers")))]
+pub const ANOLE_LEARNER_SIZE: usize = 320;
+/// Bytes of memory a learner handle needs (`anole_learner_init`), with or without
+/// `extra-layers`.
 #[cfg(target_pointer_width = "32")]
 pub const ANOLE_LEARNER_SIZE: usize = 192;
 
@@ -40,7 +45,9 @@ pub struct AnoleLearnerOptions {
     /// `ANOLE_MODE_BUFFERED` or `ANOLE_MODE_DEVICE`.
     pub mode: u32,
     /// Trainable layers: bit i set, layer i adapts (layers without parameters ignore theirs).
-    pub trainable: u32,
+    /// 64 bits since the library read 64 layers; a library built without `extra-layers` holds
+    /// 32 and refuses a mask naming layer 32 or above.
+    pub trainable: u64,
     /// Most samples per step (one SGD minibatch); the arena grows with it.
     pub batch: usize,
     /// Learning rate of `anole_learner_adapt` (finite, >= 0).
@@ -147,10 +154,14 @@ pub(crate) mod options {
                 })
             }
         };
+        let trainable = anole::limits::layer_mask(o.trainable).ok_or(What::Invalid {
+            arg: "options.trainable",
+            why: "names a layer from 32 on, more than this library (built without extra-layers) holds",
+        })?;
         Ok((
             Options {
                 batch: o.batch,
-                trainable: o.trainable,
+                trainable,
                 lr: o.lr,
             },
             mode,
@@ -345,7 +356,7 @@ pub unsafe extern "C" fn anole_learner_options_default(
                 let o = anole::Options::from_blob(&v.blob);
                 Ok(AnoleLearnerOptions {
                     mode: ANOLE_MODE_BUFFERED,
-                    trainable: o.trainable,
+                    trainable: anole::limits::mask_to_u64(o.trainable),
                     batch: o.batch,
                     lr: o.lr,
                 })
@@ -508,7 +519,7 @@ pub unsafe extern "C" fn anole_learner_get_info(
                             anole::Mode::Buffered => ANOLE_MODE_BUFFERED,
                             anole::Mode::Device => ANOLE_MODE_DEVICE,
                         },
-                        trainable: plan.trainable,
+                        trainable: anole::limits::mask_to_u64(plan.trainable),
                         batch: plan.batch,
                         lr: o.lr,
                     },

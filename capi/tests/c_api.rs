@@ -226,14 +226,18 @@ fn damaged(sine: &[u8]) -> Vec<(&'static str, Vec<u8>, AnoleStatus)> {
     let payload = &sine[..sine.len() - 4];
     let mut trailing = payload.to_vec();
     trailing.push(0);
-    // Byte 7 is the layer count (after "ANOL", the version and the one-dimension input shape):
-    // more layers than a blob may hold.
+    // Byte 5 is the input shape's length (after "ANOL" and the version): more dimensions than
+    // a blob may hold. Byte 7 is the layer count (after the one-dimension input shape): more
+    // layers than the library holds.
     let mut malformed = payload.to_vec();
-    malformed[7] = 0x7F;
+    malformed[5] = 0x7F;
+    let mut too_many = payload.to_vec();
+    too_many[7] = 0x7F;
     use AnoleStatus as S;
     vec![
         ("trailing", with_crc(trailing), S::TrailingBytes),
         ("malformed", with_crc(malformed), S::Malformed),
+        ("too_many_layers", with_crc(too_many), S::LayerCount),
         (
             "unknown_layer",
             edit(&|w| w.layers[1].kind = 200),
@@ -376,10 +380,14 @@ fn c_tests_call_every_function_with_good_and_bad_arguments() {
     let (x, y) = samples();
     let mut proto = Blob::parse(&head).expect("the head parses").wire;
     proto.adapt.head_start = anole::HeadStart::Prototypes as u8;
-    proto.version = proto.adapt.format_version();
+    proto.version = proto.format_version();
     let head_proto = encode(&proto);
-    let files: [(&str, Vec<u8>); 9] = [
+    proto.adapt.head_scale = 0.5;
+    proto.version = proto.format_version();
+    let head_scaled = encode(&proto);
+    let files: [(&str, Vec<u8>); 10] = [
         ("head_proto.postcard", head_proto),
+        ("head_scaled.postcard", head_scaled),
         ("sine.postcard", sine.clone()),
         ("sine.signed", signed.clone()),
         ("key.pub", key.verifying_key().to_bytes().to_vec()),

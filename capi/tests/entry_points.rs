@@ -331,11 +331,7 @@ fn random_calls_never_panic_and_agree_with_the_handle_model() {
                         };
                         let mut opts = AnoleLearnerOptions {
                             mode: rng.below(3) as u32,
-                            trainable: if rng.chance(80) {
-                                0b10101
-                            } else {
-                                rng.next() as u32
-                            },
+                            trainable: if rng.chance(80) { 0b10101 } else { rng.next() },
                             batch: if rng.chance(80) {
                                 1 + rng.below(12)
                             } else {

@@ -5,8 +5,11 @@
 #
 #   set(ANOLE_DIR /path/to/anole)                    # the repository (default: two levels up)
 #   set(ANOLE_CARGO_FLAGS --no-default-features)     # optional: only dense, ReLU, tanh,
-#                                                    # MSE and SGD; add e.g. --features
-#                                                    # conv,norm,cross-entropy,adam
+#                                                    # MSE and SGD (add e.g. --features
+#                                                    # conv,norm,cross-entropy,adam); without
+#                                                    # extra-layers it holds 32 layers, not
+#                                                    # 64, in smaller handles (ANOLE_LEAN,
+#                                                    # defined for you)
 #   set(ANOLE_RUST_TARGET thumbv7em-none-eabihf)     # Cortex-M4F/M7 hard float (the default);
 #                                                    # thumbv7em-none-eabi: M4/M7 soft float;
 #                                                    # thumbv6m-none-eabi: M0/M0+;
@@ -22,10 +25,17 @@
 if(NOT DEFINED ANOLE_DIR)
   get_filename_component(ANOLE_DIR "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 endif()
-set(ANOLE_RUST_TARGET "thumbv7em-none-eabihf" CACHE STRING "Rust target of the anole static library")
-set(ANOLE_CARGO "cargo" CACHE STRING "cargo, or firmware-examples/xcargo to build offline")
-set(ANOLE_TARGET_DIR "${CMAKE_BINARY_DIR}/anole-cargo" CACHE PATH "cargo's target directory")
-set(ANOLE_CARGO_FLAGS "" CACHE STRING "more cargo flags, e.g. --no-default-features")
+# A default for what the including project did not set: before CMake 3.21 (policy CMP0126), a
+# set(... CACHE ...) would hide the project's own value on the first configure.
+macro(anole_default name value type doc)
+  if(NOT DEFINED ${name})
+    set(${name} "${value}" CACHE ${type} "${doc}")
+  endif()
+endmacro()
+anole_default(ANOLE_RUST_TARGET "thumbv7em-none-eabihf" STRING "Rust target of the anole static library")
+anole_default(ANOLE_CARGO "cargo" STRING "cargo, or firmware-examples/xcargo to build offline")
+anole_default(ANOLE_TARGET_DIR "${CMAKE_BINARY_DIR}/anole-cargo" PATH "cargo's target directory")
+anole_default(ANOLE_CARGO_FLAGS "" STRING "more cargo flags, e.g. --no-default-features")
 set(ANOLE_LIB "${ANOLE_TARGET_DIR}/${ANOLE_RUST_TARGET}/release/libanole_capi.a")
 
 # cargo decides what to rebuild, so it runs at every build. Only the static library crate type
@@ -47,4 +57,9 @@ add_library(anole STATIC IMPORTED GLOBAL)
 set_target_properties(anole PROPERTIES
   IMPORTED_LOCATION ${ANOLE_LIB}
   INTERFACE_INCLUDE_DIRECTORIES ${ANOLE_DIR}/capi/include)
+# A library without extra-layers: anole.h sizes its handles for 32 layers.
+string(FIND "${ANOLE_CARGO_FLAGS}" "extra-layers" anole_extra)
+if("--no-default-features" IN_LIST ANOLE_CARGO_FLAGS AND anole_extra EQUAL -1)
+  set_target_properties(anole PROPERTIES INTERFACE_COMPILE_DEFINITIONS ANOLE_LEAN)
+endif()
 add_dependencies(anole anole_cargo)

@@ -374,7 +374,8 @@ impl Blob {
 
     /// The adaptation settings the blob recommends: loss, optimizer, lr, steps, batch,
     /// trainable layers, per-layer learning-rate scales, head start ("meta", or "prototypes":
-    /// `Learner.adapt` starts the head from the support set's class prototypes).
+    /// `Learner.adapt` starts the head from the support set's class prototypes) and head scale
+    /// (the factor on the logits of a head started from prototypes).
     #[getter]
     fn settings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         to_py(py, &self.inspect_value(None)?["settings"])
@@ -478,7 +479,7 @@ impl AdaptReport {
 
 /// A trainable-layer mask from `None` (the blob's), "all", "head", an int bit mask, or a
 /// sequence of layer indices.
-fn trainable_mask(b: &anole::Blob<'_>, t: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+fn trainable_mask(b: &anole::Blob<'_>, t: Option<&Bound<'_, PyAny>>) -> PyResult<anole::LayerMask> {
     let Some(t) = t else {
         return Ok(b.settings().trainable);
     };
@@ -492,11 +493,11 @@ fn trainable_mask(b: &anole::Blob<'_>, t: Option<&Bound<'_, PyAny>>) -> PyResult
             )),
         };
     }
-    if let Ok(m) = t.extract::<u32>() {
+    if let Ok(m) = t.extract::<anole::LayerMask>() {
         return Ok(m);
     }
     if let Ok(layers) = t.extract::<Vec<usize>>() {
-        let mut mask = 0u32;
+        let mut mask: anole::LayerMask = 0;
         for l in layers {
             if l >= b.layers.len() {
                 return Err(err(
@@ -608,7 +609,7 @@ impl Learner {
 
     /// The adapting layers as a bit mask (bit i: layer i).
     #[getter]
-    fn trainable(&self) -> u32 {
+    fn trainable(&self) -> anole::LayerMask {
         self.inner.options().trainable
     }
 
@@ -844,6 +845,21 @@ impl Learner {
     #[getter]
     fn head_start(&self) -> &'static str {
         self.inner.head_start().name()
+    }
+
+    /// The factor on the logits of a head started from class prototypes (row c 2·s·μ_c, bias
+    /// −s·‖μ_c‖²): the blob's `settings["head_scale"]` unless set; a finite number > 0. Setting
+    /// it changes the next prototype start, not the head already started.
+    #[getter]
+    fn head_scale(&self) -> f32 {
+        self.inner.head_scale()
+    }
+
+    #[setter]
+    fn set_head_scale(&mut self, scale: f32) -> PyResult<()> {
+        self.inner
+            .set_head_scale(scale)
+            .map_err(|e| rt("head_scale", e))
     }
 
     /// Start the head as the blob says on support samples `x` and integer `labels`: under

@@ -128,6 +128,7 @@ MODELS = [
     ("resnet-8", resnet8, (3, 32, 32), "xent"),
     ("autoencoder", autoencoder, (640,), "mse"),
     ("imu-1d-cnn", imu_cnn, (6, 128), "xent"),
+    ("mobilenet-v1-0.25", mobilenet_v1, (3, 96, 96), "xent"),
 ]
 
 

@@ -12,10 +12,12 @@ use heapless::Vec as HVec;
 use serde::{Deserialize, Serialize};
 
 pub use crate::dtype::{f16_to_f32, DType, Stored};
-pub use crate::limits::{MAX_INPUT_RANK, MAX_LAYERS, MAX_LAYER_ARGS, MAX_TENSORS};
+pub use crate::limits::{
+    LayerMask, MAX_INPUT_RANK, MAX_LAYERS, MAX_LAYERS_V2, MAX_LAYER_ARGS, MAX_TENSORS,
+};
 pub use crate::wire::{
     crc32, AdaptSettings, Provenance, RawLayer, RawTensor, Wire, FORMAT_VERSION, FORMAT_VERSION_1,
-    MAGIC, OPTIMIZER_STATE,
+    FORMAT_VERSION_2, MAGIC, OPTIMIZER_STATE,
 };
 
 /// Loss the model is adapted with.
@@ -98,9 +100,10 @@ struct Header {
 
 /// A parsed, validated blob: typed layers, their shapes and borrowed tensors.
 #[derive(Clone, Debug)]
+// Declaration order, the payload last: what every pass reads (layers, shapes) sits at the
+// start, at the same offsets whatever the settings hold.
+#[repr(C)]
 pub struct Blob<'a> {
-    /// The decoded payload (tensors borrowed from the blob bytes).
-    pub wire: Wire<'a, RawTensor<'a>>,
     /// Typed layers.
     pub layers: HVec<Layer, MAX_LAYERS>,
     /// `shapes[i]` is the input of layer `i`; the last entry is the model output.
@@ -113,6 +116,8 @@ pub struct Blob<'a> {
     pub optimizer: Optimizer,
     /// Where adaptation starts the head.
     pub head_start: HeadStart,
+    /// The decoded payload (tensors borrowed from the blob bytes).
+    pub wire: Wire<'a, RawTensor<'a>>,
 }
 
 impl<'a> Blob<'a> {
@@ -154,6 +159,7 @@ impl<'a> Blob<'a> {
                     trainable: 0,
                     lr_scale: HVec::new(),
                     head_start: 0,
+                    head_scale: 1.0,
                 },
                 provenance: Provenance {
                     algorithm: "",
@@ -218,7 +224,7 @@ impl<'a> Blob<'a> {
             // Tell a blob cut short from a corrupted one: the payload of a truncated blob
             // cannot be decoded from all the bytes there are, or leaves no room for the CRC.
             self.clear();
-            let cut = match decode_into(&mut self.wire, bytes) {
+            let cut = match decode_into(&mut self.wire, bytes, &mut Overflow::None) {
                 Err(postcard::Error::DeserializeUnexpectedEnd) => true,
                 Ok(rest) => rest.len() < 4,
                 Err(_) => false,
@@ -229,9 +235,17 @@ impl<'a> Blob<'a> {
             return Err(Error::CrcMismatch { stored, computed });
         }
         self.clear();
-        let rest = decode_into(&mut self.wire, payload).map_err(|_| Error::Malformed {
-            what: "payload (layers, tensors, settings or provenance)",
-        })?;
+        let mut overflow = Overflow::None;
+        let rest =
+            decode_into(&mut self.wire, payload, &mut overflow).map_err(|_| match overflow {
+                Overflow::Layers(count) => Error::LayerCount { count },
+                Overflow::Mask => Error::BadTrainableMask {
+                    mask: LayerMask::MAX,
+                },
+                Overflow::None => Error::Malformed {
+                    what: "payload (layers, tensors, settings or provenance)",
+                },
+            })?;
         if !rest.is_empty() {
             return Err(Error::TrailingBytes { count: rest.len() });
         }
@@ -373,11 +387,7 @@ impl<'a> Blob<'a> {
                 supported: FORMAT_VERSION,
             });
         }
-        if wire.version < FORMAT_VERSION && a.head_start != 0 {
-            return Err(Error::BadSettings {
-                what: "a head start other than meta needs format version 2",
-            });
-        }
+        version_holds(wire)?;
         if !(a.lr.is_finite() && a.lr >= 0.0) {
             return Err(Error::BadSettings {
                 what: "learning rate must be finite and >= 0",
@@ -398,7 +408,12 @@ impl<'a> Blob<'a> {
                 what: "lr_scale entries must be finite and >= 0",
             });
         }
-        if n < 32 && (a.trainable >> n) != 0 {
+        if !(a.head_scale.is_finite() && a.head_scale > 0.0) {
+            return Err(Error::BadSettings {
+                what: "head scale must be finite and > 0",
+            });
+        }
+        if crate::limits::names_beyond(a.trainable, n) {
             return Err(Error::BadTrainableMask { mask: a.trainable });
         }
         self.loss = loss;
@@ -527,11 +542,7 @@ impl<'a> Blob<'a> {
         wire: &Wire<'_, T>,
         out: &'o mut [u8],
     ) -> Result<&'o [u8]> {
-        if wire.version < FORMAT_VERSION && wire.adapt.head_start != 0 {
-            return Err(Error::BadSettings {
-                what: "a head start other than meta needs format version 2",
-            });
-        }
+        version_holds(wire)?;
         let available = out.len();
         let n = postcard::to_slice(wire, out)
             .map_err(|_| Error::BufferTooSmall {
@@ -551,25 +562,57 @@ impl<'a> Blob<'a> {
     }
 }
 
+/// Refuses (`BadSettings`) a payload whose format version cannot hold its settings or its
+/// layers: what [`Wire::format_version`] says the oldest version holding them is, is newer
+/// (a version below 1, refused by readers, is laid out as version 1).
+fn version_holds<T>(wire: &Wire<'_, T>) -> Result<()> {
+    if wire.version.max(FORMAT_VERSION_1) >= wire.format_version() {
+        return Ok(());
+    }
+    let a = &wire.adapt;
+    Err(Error::BadSettings {
+        what: if wire.version < FORMAT_VERSION_2 && a.head_start != 0 {
+            "a head start other than meta needs format version 2"
+        } else if a.head_scale != 1.0 {
+            "a head scale other than 1 needs format version 3"
+        } else {
+            "more than 32 layers, or a trainable mask naming a layer from 32 on, need format version 3"
+        },
+    })
+}
+
+/// What a payload holds more of than this build reads, found while decoding it.
+enum Overflow {
+    /// Nothing (or the payload is malformed otherwise).
+    None,
+    /// This many layers, more than [`MAX_LAYERS`].
+    Layers(usize),
+    /// A trainable mask wider than [`LayerMask`] (a lean build's 32 bits).
+    Mask,
+}
+
 /// Decode a payload into `wire` (whose lists must be empty), each list element pushed
 /// straight into its place rather than decoded into a temporary list and moved; returns the
-/// bytes after the payload. Accepts exactly what decoding a [`Wire`] with postcard accepts.
+/// bytes after the payload. Accepts exactly what decoding a [`Wire`] with postcard accepts;
+/// on an error `overflow` says whether the payload held more than this build reads.
 fn decode_into<'a>(
     wire: &mut Wire<'a, RawTensor<'a>>,
     bytes: &'a [u8],
+    overflow: &mut Overflow,
 ) -> core::result::Result<&'a [u8], postcard::Error> {
     let mut de = postcard::Deserializer::from_bytes(bytes);
-    WireSeed(wire).deserialize(&mut de)?;
+    WireSeed(wire, overflow).deserialize(&mut de)?;
     de.finalize()
 }
 
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 
-/// Fills a [`Wire`] in place (see [`decode_into`]).
-struct WireSeed<'x, 'a>(&'x mut Wire<'a, RawTensor<'a>>);
+/// Fills a [`Wire`] in place (see [`decode_into`]), noting what overflows this build.
+struct WireSeed<'x, 'a>(&'x mut Wire<'a, RawTensor<'a>>, &'x mut Overflow);
 
-/// The payload's elements in order; `head_start` (the last of the settings) only in version 2.
-const WIRE_FIELDS: [&str; 8] = [
+/// The payload's elements in order; `head_start` from version 2 on and `head_scale` from
+/// version 3 on (the last of the settings).
+const WIRE_FIELDS: [&str; 9] = [
     "magic",
     "version",
     "input_shape",
@@ -577,6 +620,7 @@ const WIRE_FIELDS: [&str; 8] = [
     "tensors",
     "adapt",
     "head_start",
+    "head_scale",
     "provenance",
 ];
 
@@ -594,31 +638,60 @@ impl<'de: 'a, 'a> Visitor<'de> for WireSeed<'_, 'a> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> core::result::Result<(), A::Error> {
         let missing = |i| de::Error::invalid_length(i, &"7 fields");
-        let w = self.0;
+        let (w, overflow) = (self.0, self.1);
         w.magic = seq.next_element()?.ok_or_else(|| missing(0))?;
         w.version = seq.next_element()?.ok_or_else(|| missing(1))?;
-        seq.next_element_seed(Extend(&mut w.input_shape))?
+        seq.next_element_seed(Extend(&mut w.input_shape, None))?
             .ok_or_else(|| missing(2))?;
-        seq.next_element_seed(Extend(&mut w.layers))?
+        seq.next_element_seed(Extend(&mut w.layers, Some(overflow)))?
             .ok_or_else(|| missing(3))?;
-        seq.next_element_seed(Extend(&mut w.tensors))?
+        seq.next_element_seed(Extend(&mut w.tensors, None))?
             .ok_or_else(|| missing(4))?;
-        // Version 2's settings are version 1's followed by the head start: postcard frames
-        // neither structs nor their fields, so it is read as the next element.
-        w.adapt = seq
+        // Version 2's settings are version 1's followed by the head start, version 3's by the
+        // head start and the head scale: postcard frames neither structs nor their fields, so
+        // each is read as the next element.
+        let a = seq
             .next_element::<crate::wire::AdaptSettingsV1>()?
-            .ok_or_else(|| missing(5))?
-            .into();
-        if w.version >= FORMAT_VERSION {
+            .ok_or_else(|| missing(5))?;
+        if w.version < FORMAT_VERSION && a.trainable > u64::from(u32::MAX) {
+            // Versions 1 and 2 store a u32.
+            return Err(de::Error::invalid_value(
+                de::Unexpected::Unsigned(a.trainable),
+                &"a 32-bit trainable mask",
+            ));
+        }
+        let Some(trainable) = crate::limits::layer_mask(a.trainable) else {
+            *overflow = Overflow::Mask;
+            return Err(de::Error::invalid_value(
+                de::Unexpected::Unsigned(a.trainable),
+                &"a trainable mask of this build's layers",
+            ));
+        };
+        w.adapt = AdaptSettings {
+            loss: a.loss,
+            optimizer: a.optimizer,
+            lr: a.lr,
+            steps: a.steps,
+            batch: a.batch,
+            trainable,
+            lr_scale: a.lr_scale,
+            head_start: 0,
+            head_scale: 1.0,
+        };
+        if w.version >= FORMAT_VERSION_2 {
             w.adapt.head_start = seq.next_element()?.ok_or_else(|| missing(5))?;
+        }
+        if w.version >= FORMAT_VERSION {
+            w.adapt.head_scale = seq.next_element()?.ok_or_else(|| missing(5))?;
         }
         w.provenance = seq.next_element()?.ok_or_else(|| missing(6))?;
         Ok(())
     }
 }
 
-/// Appends a decoded sequence to a fixed-capacity list, element by element.
-struct Extend<'x, T, const N: usize>(&'x mut HVec<T, N>);
+/// Appends a decoded sequence to a fixed-capacity list, element by element; a sequence longer
+/// than the list's capacity is an error, its length noted in the [`Overflow`] if one is given.
+struct Extend<'x, T, const N: usize>(&'x mut HVec<T, N>, Option<&'x mut Overflow>);
 
 impl<'de, T: Deserialize<'de>, const N: usize> DeserializeSeed<'de> for Extend<'_, T, N> {
     type Value = ();
@@ -633,9 +706,16 @@ impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Extend<'_, T, N>
         write!(f, "a sequence of at most {N} elements")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> core::result::Result<(), A::Error> {
+        // postcard knows a sequence's length before its first element.
+        if let (Some(len), Some(overflow)) = (seq.size_hint(), self.1) {
+            if len > N {
+                *overflow = Overflow::Layers(len);
+                return Err(de::Error::invalid_length(len, &"at most MAX_LAYERS layers"));
+            }
+        }
         while let Some(v) = seq.next_element()? {
             if self.0.push(v).is_err() {
-                return Err(de::Error::invalid_length(N + 1, &self));
+                return Err(de::Error::invalid_length(N + 1, &"a shorter sequence"));
             }
         }
         Ok(())

@@ -84,8 +84,9 @@ pub enum Error {
     BadOptimizerState { index: usize },
     /// An optimizer state was to be loaded from a blob that is not an optimizer-state blob.
     NotOptimizerState,
-    /// The trainable-layer mask names a layer that does not exist.
-    BadTrainableMask { mask: u32 },
+    /// The trainable-layer mask names a layer that does not exist (a lean build, whose mask
+    /// holds 32 bits, shows a wider one as all ones).
+    BadTrainableMask { mask: crate::limits::LayerMask },
     /// In-place activations whose combined derivative cannot be recovered from their output
     /// (tanh applied twice in a row, with only ReLU or flatten between).
     UnsupportedChain { layer: usize },

@@ -79,6 +79,7 @@ pub use error::{Error, Result};
 pub use host::{OwnedLearner, SharedBlob};
 pub use layers::{Extra, Layer, Shape};
 pub use learner::{AdaptReport, Engine, Learner, Options, TensorValues};
+pub use limits::LayerMask;
 #[cfg(feature = "persist")]
 pub use persist::{Loaded, Refused, Store};
 pub use plan::{Mode, Plan};

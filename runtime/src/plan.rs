@@ -19,6 +19,7 @@
 use crate::blob::{Blob, Optimizer};
 use crate::error::{Error, Result};
 use crate::layers::{Layer, Post, Shape};
+use crate::limits::{names_beyond, LayerMask};
 
 /// How the arena is laid out, which decides what the learner can do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -149,7 +150,7 @@ pub struct Plan {
     /// Activations applied in place to the output buffer.
     pub out_post: Post,
     /// Bit `i` set: layer `i` adapts (only layers with parameters).
-    pub trainable: u32,
+    pub trainable: LayerMask,
     /// The layout's mode.
     pub mode: Mode,
     /// Whether SGD updates of dense layers are fused into the backward pass (device mode and
@@ -199,7 +200,12 @@ struct Prefix {
 impl Prefix {
     /// The shared buffers for `batch` rows in `mode` (`None` outside [`Mode::Device`] or when
     /// the first layer adapts).
-    fn new(blob: &Blob<'_>, batch: usize, trainable: u32, mode: Mode) -> Result<Option<Prefix>> {
+    fn new(
+        blob: &Blob<'_>,
+        batch: usize,
+        trainable: LayerMask,
+        mode: Mode,
+    ) -> Result<Option<Prefix>> {
         // A network that reads values again keeps every buffer (its values may be read late).
         if mode != Mode::Device || reads_again(blob) {
             return Ok(None);
@@ -273,7 +279,7 @@ impl Cursor {
         &mut self,
         blob: &Blob<'_>,
         batch: usize,
-        trainable: u32,
+        trainable: LayerMask,
         mode: Mode,
     ) -> Option<Result<Node>> {
         let i = self.i;
@@ -287,7 +293,7 @@ impl Cursor {
         layer: Layer,
         blob: &Blob<'_>,
         batch: usize,
-        trainable: u32,
+        trainable: LayerMask,
         mode: Mode,
     ) -> Result<Node> {
         let device = mode == Mode::Device;
@@ -378,7 +384,7 @@ impl Cursor {
 pub struct Nodes<'p, 'b> {
     blob: &'p Blob<'b>,
     batch: usize,
-    trainable: u32,
+    trainable: LayerMask,
     mode: Mode,
     cursor: Option<Cursor>,
 }
@@ -416,25 +422,30 @@ fn add(a: usize, b: usize) -> Result<usize> {
 impl Plan {
     /// Lay out the arena for `batch` samples and the layers in `trainable` (bit per layer),
     /// in [`Mode::Buffered`].
-    pub fn new(blob: &Blob<'_>, batch: usize, trainable: u32) -> Result<Plan> {
+    pub fn new(blob: &Blob<'_>, batch: usize, trainable: LayerMask) -> Result<Plan> {
         Plan::with_mode(blob, batch, trainable, Mode::Buffered)
     }
 
     /// Lay out the arena for `batch` samples, the layers in `trainable` and `mode`.
-    pub fn with_mode(blob: &Blob<'_>, batch: usize, trainable: u32, mode: Mode) -> Result<Plan> {
+    pub fn with_mode(
+        blob: &Blob<'_>,
+        batch: usize,
+        trainable: LayerMask,
+        mode: Mode,
+    ) -> Result<Plan> {
         let n = blob.layers.len();
         if batch == 0 || batch > 1 << 16 {
             return Err(Error::BadSettings {
                 what: "batch must be between 1 and 65536",
             });
         }
-        if n < 32 && trainable >> n != 0 {
+        if names_beyond(trainable, n) {
             return Err(Error::BadTrainableMask { mask: trainable });
         }
         let prefix = Prefix::new(blob, batch, trainable, mode)?;
         let mut c = Cursor::start(blob, batch, prefix)?;
         let mut gscratch = mul(batch, blob.output_len())?;
-        let mut mask = 0u32;
+        let mut mask: LayerMask = 0;
         let fused = mode == Mode::Device && blob.optimizer == Optimizer::Sgd;
         while let Some(node) = c.step(blob, batch, trainable, mode) {
             let node = node?;

@@ -28,6 +28,7 @@
 use crate::blob::{Blob, LossKind};
 use crate::error::{Error, Result};
 use crate::layers::Shape;
+use crate::limits::LayerMask;
 use core::ops::Range;
 
 /// Index of the head: the last layer with parameters ([`Error::NoHead`] if no layer has any).
@@ -61,12 +62,13 @@ pub fn body_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<()> {
     a.trainable = 0;
     a.lr_scale.clear();
     a.head_start = 0;
+    a.head_scale = 1.0;
     out.validate_in_place()
 }
 
 /// Write the head of `blob` into `out`: its input is the body's output (the features), its
 /// layers the head and those after it, with their tensors (borrowed); every layer adapts, with
-/// the source's loss, optimizer, learning rate, steps, batch, head start and the learning-rate
+/// the source's loss, optimizer, learning rate, steps, batch, head start and scale and the learning-rate
 /// scales of these tensors. Errors: [`Error::NoHead`] (`out` unchanged), or the head's validation error
 /// when its input cannot be a blob's input, e.g. a feature vector longer than
 /// [`crate::limits::MAX_DIM`] (`out` left empty).
@@ -88,8 +90,10 @@ pub fn head_into<'a>(blob: &Blob<'a>, out: &mut Blob<'a>) -> Result<()> {
     a.lr = w.lr;
     a.steps = w.steps;
     a.batch = w.batch;
-    a.trainable = ((1u64 << (n - h)) - 1) as u32;
+    // Layers h to n - 1 of the source, 1 to MAX_LAYERS of them: the mask's lowest n - h bits.
+    a.trainable = LayerMask::MAX >> (LayerMask::BITS as usize - (n - h));
     a.head_start = w.head_start;
+    a.head_scale = w.head_scale;
     a.lr_scale.clear();
     // A tail of the source's scales (empty or one per tensor): never more than it holds.
     for &x in w.lr_scale.get(t..).unwrap_or(&[]) {

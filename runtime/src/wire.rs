@@ -3,20 +3,26 @@
 //! records, and the layer kind codes. [`crate::Blob`] parses and validates them.
 
 use crate::dtype::DType;
-use crate::limits::{MAX_INPUT_RANK, MAX_LAYERS, MAX_LAYER_ARGS, MAX_TENSORS};
+use crate::limits::{
+    LayerMask, MAX_INPUT_RANK, MAX_LAYERS, MAX_LAYERS_V2, MAX_LAYER_ARGS, MAX_TENSORS,
+};
 use heapless::Vec as HVec;
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"ANOL";
-/// The newest format version this runtime reads and writes: version 2 adds
-/// [`AdaptSettings::head_start`]. It reads every version from [`FORMAT_VERSION_1`] up; writers
-/// write the oldest version that holds their settings ([`AdaptSettings::format_version`]), so a
-/// blob that needs nothing new stays a version-1 blob, byte for byte.
-pub const FORMAT_VERSION: u16 = 2;
-/// The first format version: no head start in the settings (the head starts from the blob's).
+/// The newest format version this runtime reads and writes: version 3 adds
+/// [`AdaptSettings::head_scale`], a 64-bit trainable mask and up to 64 layers. It reads every
+/// version from [`FORMAT_VERSION_1`] up; writers write the oldest version that holds their
+/// settings and layers ([`Wire::format_version`]), so a blob that needs nothing new stays a
+/// version-1 (or version-2) blob, byte for byte.
+pub const FORMAT_VERSION: u16 = 3;
+/// The first format version: no head start in the settings (the head starts from the blob's),
+/// a 32-bit trainable mask, at most 32 layers.
 pub const FORMAT_VERSION_1: u16 = 1;
+/// The second format version: version 1 and [`AdaptSettings::head_start`].
+pub const FORMAT_VERSION_2: u16 = 2;
 /// The provenance algorithm of an optimizer-state blob (see
 /// [`crate::Learner::export_optimizer_state`]): its tensors hold Adam's second moments, not
 /// parameters, and its `meta_iterations` the optimizer steps they were accumulated over.
@@ -61,77 +67,86 @@ pub struct AdaptSettings {
     pub steps: u32,
     /// Minibatch size of one step.
     pub batch: u32,
-    /// Bit `i` set: layer `i` adapts. Layers without parameters ignore their bit.
-    pub trainable: u32,
+    /// Bit `i` set: layer `i` adapts. Layers without parameters ignore their bit. A `u64` on
+    /// the wire from format version 3 on (a `u32` before); [`LayerMask`] is `u32` in a lean
+    /// build, which holds at most 32 layers.
+    pub trainable: LayerMask,
     /// Per-tensor learning-rate multipliers; empty means 1.0 for every tensor.
     pub lr_scale: HVec<f32, MAX_TENSORS>,
     /// Head start code (format version 2; 0 in a version-1 blob): where adaptation starts a
     /// classifier's head, 0 from the blob's parameters (meta), 1 from the class prototypes of
     /// the support set (see [`crate::HeadStart`]).
     pub head_start: u8,
+    /// The factor `s` on the logits of a head started from class prototypes (format version 3;
+    /// 1 in older blobs): row `c` becomes 2·s·μ_c and bias `c` −s·‖μ_c‖². Finite and `> 0`. A
+    /// smaller factor keeps the start's softmax from saturating on the support set, so the
+    /// steps after it still learn. Ignored under [`crate::HeadStart::Meta`].
+    pub head_scale: f32,
 }
 
 impl AdaptSettings {
-    /// The oldest format version that holds these settings: 1, or 2 for a head start other
-    /// than the blob's parameters (code 0). What writers put in [`Wire::version`].
+    /// The oldest format version that holds these settings: 1; 2 for a head start other than
+    /// the blob's parameters (code 0); 3 for a head scale other than 1 or a trainable mask
+    /// naming a layer from 32 on. [`Wire::format_version`] also counts the layers.
     pub fn format_version(&self) -> u16 {
-        if self.head_start == 0 {
-            FORMAT_VERSION_1
-        } else {
+        if self.head_scale != 1.0 || beyond_32(self.trainable) {
             FORMAT_VERSION
+        } else if self.head_start != 0 {
+            FORMAT_VERSION_2
+        } else {
+            FORMAT_VERSION_1
         }
     }
 }
 
-/// The settings as a version-1 blob holds them: without `head_start`.
+/// Whether `mask` names a layer from 32 on (never in a lean build, whose mask is a `u32`).
+fn beyond_32(mask: LayerMask) -> bool {
+    mask.checked_shr(32).is_some_and(|high| high != 0)
+}
+
+/// The settings every version holds, up to `lr_scale` (the trainable mask read as a `u64`, as
+/// version 3 stores it; older versions store a `u32`, the same bytes).
 #[derive(Deserialize)]
 pub(crate) struct AdaptSettingsV1 {
-    loss: u8,
-    optimizer: u8,
-    lr: f32,
-    steps: u32,
-    batch: u32,
-    trainable: u32,
-    lr_scale: HVec<f32, MAX_TENSORS>,
+    pub(crate) loss: u8,
+    pub(crate) optimizer: u8,
+    pub(crate) lr: f32,
+    pub(crate) steps: u32,
+    pub(crate) batch: u32,
+    pub(crate) trainable: u64,
+    pub(crate) lr_scale: HVec<f32, MAX_TENSORS>,
 }
 
-impl From<AdaptSettingsV1> for AdaptSettings {
-    fn from(a: AdaptSettingsV1) -> AdaptSettings {
-        AdaptSettings {
-            loss: a.loss,
-            optimizer: a.optimizer,
-            lr: a.lr,
-            steps: a.steps,
-            batch: a.batch,
-            trainable: a.trainable,
-            lr_scale: a.lr_scale,
-            head_start: 0,
-        }
-    }
-}
-
-/// The settings of a wire of format `version`, as written: a version-1 blob has no head start
-/// (serializing one that is not 0 fails; [`crate::Blob::encode_wire`] says why first).
+/// The settings of a wire of format `version`, as written: a version-1 blob has no head start,
+/// a version-1 or 2 blob no head scale and a `u32` trainable mask (serializing settings the
+/// version cannot hold fails; [`crate::Blob::encode_wire`] says why first).
 struct AdaptOnWire<'s>(&'s AdaptSettings, u16);
 
 impl Serialize for AdaptOnWire<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> core::result::Result<S::Ok, S::Error> {
-        let (a, v1) = (self.0, self.1 < FORMAT_VERSION);
-        if v1 && a.head_start != 0 {
+        // A version below 1 (refused by readers) is laid out as version 1.
+        let (a, version) = (self.0, self.1.max(FORMAT_VERSION_1));
+        if a.format_version() > version {
             return Err(serde::ser::Error::custom(
-                "a head start other than meta needs format version 2",
+                "these settings need a newer format version",
             ));
         }
-        let mut st = s.serialize_struct("AdaptSettings", if v1 { 7 } else { 8 })?;
+        let fields =
+            7 + usize::from(version >= FORMAT_VERSION_2) + usize::from(version >= FORMAT_VERSION);
+        let mut st = s.serialize_struct("AdaptSettings", fields)?;
         st.serialize_field("loss", &a.loss)?;
         st.serialize_field("optimizer", &a.optimizer)?;
         st.serialize_field("lr", &a.lr)?;
         st.serialize_field("steps", &a.steps)?;
         st.serialize_field("batch", &a.batch)?;
+        // A u32 and a u64 below 2^32 are the same varint.
         st.serialize_field("trainable", &a.trainable)?;
         st.serialize_field("lr_scale", &a.lr_scale)?;
-        if !v1 {
+        if version >= FORMAT_VERSION_2 {
             st.serialize_field("head_start", &a.head_start)?;
+        }
+        if version >= FORMAT_VERSION {
+            st.serialize_field("head_scale", &a.head_scale)?;
         }
         st.end()
     }
@@ -155,8 +170,7 @@ pub struct Provenance<'a> {
 pub struct Wire<'a, T> {
     /// Must equal [`MAGIC`].
     pub magic: [u8; 4],
-    /// [`FORMAT_VERSION_1`] or [`FORMAT_VERSION`]; writers put
-    /// [`AdaptSettings::format_version`] here.
+    /// [`FORMAT_VERSION_1`] to [`FORMAT_VERSION`]; writers put [`Wire::format_version`] here.
     pub version: u16,
     /// Shape of one input sample: `[n]` or `[channels, height, width]`.
     pub input_shape: HVec<u32, MAX_INPUT_RANK>,
@@ -168,6 +182,20 @@ pub struct Wire<'a, T> {
     pub adapt: AdaptSettings,
     /// Provenance.
     pub provenance: Provenance<'a>,
+}
+
+impl<T> Wire<'_, T> {
+    /// The oldest format version that holds this payload: its settings'
+    /// ([`AdaptSettings::format_version`]), or 3 for more than 32 layers. What writers put in
+    /// [`Wire::version`], so a blob that needs nothing new keeps its older version byte for
+    /// byte, and older runtimes keep reading it.
+    pub fn format_version(&self) -> u16 {
+        if self.layers.len() > MAX_LAYERS_V2 {
+            FORMAT_VERSION
+        } else {
+            self.adapt.format_version()
+        }
+    }
 }
 
 impl<T: Serialize> Serialize for Wire<'_, T> {

@@ -14,7 +14,7 @@
 
 mod common;
 
-use anole::blob::{crc32, RawLayer, RawTensor, FORMAT_VERSION};
+use anole::blob::{crc32, RawLayer, RawTensor, FORMAT_VERSION, MAX_LAYERS};
 use anole::layers::{conv2d, kind, Window};
 use anole::{Blob, DType, Error, HeadStart, Layer, Learner, Options, SampleBuffer, SliceSamples};
 use common::*;
@@ -360,8 +360,8 @@ fn every_bad_input_gets_its_own_error() {
     let mut b = good.clone();
     b[0] = b'X';
     t.row("wrong magic", "BadMagic", Blob::parse(&b));
-    let v3 = edited(&m, |w| w.version = FORMAT_VERSION + 1);
-    t.row("format version 3", "UnsupportedVersion", Blob::parse(&v3));
+    let v4 = edited(&m, |w| w.version = FORMAT_VERSION + 1);
+    t.row("format version 4", "UnsupportedVersion", Blob::parse(&v4));
     let v0 = edited(&m, |w| w.version = 0);
     t.row("format version 0", "UnsupportedVersion", Blob::parse(&v0));
     let mut b = good.clone();
@@ -559,6 +559,15 @@ fn every_bad_input_gets_its_own_error() {
         w.adapt.head_start = 2;
     });
     t.row("head start code 2", "BadHeadStart", Blob::parse(&b));
+    let b = edited(&m, |w| {
+        w.version = 3;
+        w.adapt.head_scale = 0.0;
+    });
+    t.row(
+        "head scale 0 (format version 3)",
+        "BadSettings",
+        Blob::parse(&b),
+    );
     let b = edited(&m, |w| w.adapt.batch = 0);
     t.row("recommended batch 0", "BadSettings", Blob::parse(&b));
     let b = edited(&m, |w| w.adapt.lr = f32::NAN);
@@ -944,18 +953,7 @@ fn format_version_2_carries_the_head_start() {
     let mut w = blob.wire.clone();
     w.adapt.head_start = HeadStart::Prototypes as u8;
     assert_eq!(w.adapt.format_version(), 2);
-    let mut out = vec![0u8; v1.len() + 8];
-    assert_eq!(
-        Blob::encode_wire(&w, &mut out).map(|b| b.len()),
-        Err(Error::BadSettings {
-            what: "a head start other than meta needs format version 2"
-        }),
-        "a version-1 wire holds no head start"
-    );
-    assert!(matches!(
-        Blob::validate(w.clone()),
-        Err(Error::BadSettings { .. })
-    ));
+    refused_by_its_version(&w, "a head start other than meta needs format version 2");
     w.version = w.adapt.format_version();
     let v2 = encode(&w);
     let parsed = Blob::parse(&v2).unwrap();
@@ -988,8 +986,198 @@ fn format_version_2_carries_the_head_start() {
     assert!(Blob::parse(&recrc(relabelled)).is_err());
 }
 
+/// `w`'s version cannot hold its settings: neither written nor validated, for the reason `what`.
+fn refused_by_its_version(w: &anole::blob::Wire<'_, RawTensor<'_>>, what: &'static str) {
+    let mut out = vec![0u8; anole::blob::encoded_len(w) + 16];
+    let refused = Err(Error::BadSettings { what });
+    assert_eq!(Blob::encode_wire(w, &mut out).map(|b| b.len()), refused);
+    assert_eq!(
+        Blob::validate(w.clone()).map(|_| ()),
+        refused.map(|_: usize| ())
+    );
+}
+
 /// A learner's export, as bytes.
 fn exported(l: &Learner<'_, '_>) -> Vec<u8> {
     let mut out = vec![0u8; l.export_len()];
     l.export(&mut out).unwrap().to_vec()
+}
+
+/// Format version 3 adds the head scale after the head start and stores the trainable mask as a
+/// `u64`: a blob that needs neither keeps its older version byte for byte; a version-3 blob is
+/// the version-2 bytes with the version byte 3 and the scale's 4 bytes before the provenance;
+/// an older version cannot carry a scale other than 1; a runtime that reads versions 1 and 2
+/// (the check before this one) refuses it.
+#[cfg(feature = "cross-entropy")]
+#[test]
+fn format_version_3_carries_the_head_scale() {
+    let mut m = Model::new(
+        &[3],
+        vec![dense(3, 4), Layer::Relu, dense(4, 2)],
+        CROSS_ENTROPY,
+        4,
+    );
+    m.settings.head_start = HeadStart::Prototypes as u8;
+    let v2 = m.encode();
+    assert_eq!(v2[4], 2, "a prototype start at scale 1 stays version 2");
+    let blob = Blob::parse(&v2).unwrap();
+    assert_eq!(blob.settings().head_scale, 1.0);
+    assert_eq!(encode(&blob.wire), v2);
+
+    let mut w = blob.wire.clone();
+    w.adapt.head_scale = 0.25;
+    assert_eq!((w.adapt.format_version(), w.format_version()), (3, 3));
+    refused_by_its_version(&w, "a head scale other than 1 needs format version 3");
+    w.version = w.format_version();
+    let v3 = encode(&w);
+    let parsed = Blob::parse(&v3).unwrap();
+    assert_eq!(
+        (parsed.wire.version, parsed.head_start),
+        (3, HeadStart::Prototypes)
+    );
+    assert_eq!(parsed.settings().head_scale, 0.25);
+    assert_eq!(encode(&parsed.wire), v3, "round trip");
+    let mut arena = vec![0.0; parsed.arena_len(parsed.settings().batch as usize).unwrap()];
+    let l = Learner::new(&parsed, &mut arena).unwrap();
+    assert_eq!(l.head_scale(), 0.25);
+    assert_eq!(exported(&l), v3, "a learner's export keeps the version");
+    // The layout: the provenance starts with the length of "test".
+    let at = v2.windows(5).position(|x| x == b"\x04test").unwrap();
+    assert_eq!(v3.len(), v2.len() + 4);
+    assert_eq!(v3[4], 3);
+    assert_eq!(v3[5..at], v2[5..at]);
+    assert_eq!(v3[at..at + 4], 0.25f32.to_le_bytes(), "the head scale");
+    assert_eq!(v3[at + 4..v3.len() - 4], v2[at..v2.len() - 4]);
+
+    // What a runtime that reads versions 1 and 2 checks first: the version after the magic.
+    let older = |b: &[u8]| (1..=2).contains(&b[4]);
+    assert!(older(&v2) && !older(&v3));
+    // A version-2 blob's bytes relabelled version 3 lack the scale: refused, not guessed.
+    let mut relabelled = v2.clone();
+    relabelled[4] = 3;
+    assert!(Blob::parse(&recrc(relabelled)).is_err());
+    // A scale that is not a finite number > 0 is refused.
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let mut w = parsed.wire.clone();
+        w.adapt.head_scale = bad;
+        assert!(
+            matches!(Blob::validate(w), Err(Error::BadSettings { .. })),
+            "{bad}"
+        );
+    }
+}
+
+/// Postcard bytes of a `u64` varint.
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A version-3 blob written byte by byte (a lean build's lists cannot hold it): input `[2]`,
+/// `pairs` times Dense 2→2 then ReLU, MSE, SGD, the trainable mask `mask`.
+fn deep_blob(pairs: usize, version: u8, mask: u64) -> Vec<u8> {
+    let mut b = b"ANOL".to_vec();
+    b.extend([version, 1, 2]);
+    varint(&mut b, 2 * pairs as u64);
+    for _ in 0..pairs {
+        b.extend([kind::DENSE, 2, 2, 2, kind::RELU, 0]);
+    }
+    varint(&mut b, 2 * pairs as u64);
+    for _ in 0..pairs {
+        b.extend([0, 16]);
+        [0.9f32, 0.1, 0.1, 0.9]
+            .iter()
+            .for_each(|v| b.extend(v.to_le_bytes()));
+        b.extend([0, 8]);
+        [0.01f32, -0.01]
+            .iter()
+            .for_each(|v| b.extend(v.to_le_bytes()));
+    }
+    b.extend([0, 0]); // MSE, SGD
+    b.extend(0.01f32.to_le_bytes());
+    b.extend([3, 1]); // steps, batch
+    varint(&mut b, mask);
+    b.push(0); // lr_scale: empty
+    if version >= 2 {
+        b.push(0); // head start: meta
+    }
+    if version >= 3 {
+        b.extend(1.0f32.to_le_bytes());
+    }
+    b.extend(b"\x04test\x04deep\x00\x00");
+    let crc = crc32(&b);
+    b.extend(crc.to_le_bytes());
+    b
+}
+
+/// A lean build (32 layers) refuses a 40-layer model with `LayerCount`, and a mask naming a
+/// layer from 32 on with `BadTrainableMask` (its mask shown as the 32 bits it holds, all set).
+#[cfg(not(feature = "extra-layers"))]
+#[test]
+fn forty_layers_are_refused_by_a_lean_build() {
+    assert_eq!(MAX_LAYERS, 32);
+    let bytes = deep_blob(20, 3, (1 << 40) - 1);
+    assert_eq!(
+        Blob::parse(&bytes).err(),
+        Some(Error::LayerCount { count: 40 })
+    );
+    let wide = deep_blob(15, 3, 1 << 35);
+    assert_eq!(
+        Blob::parse(&wide).err(),
+        Some(Error::BadTrainableMask { mask: u32::MAX })
+    );
+    assert!(Blob::parse(&deep_blob(16, 3, u64::from(u32::MAX))).is_ok());
+}
+
+/// A 40-layer model (format version 3): read, adapted and written back by a build with
+/// `extra-layers` (64 layers). Versions 1 and 2 hold at most 32 layers and a 32-bit mask.
+#[cfg(feature = "extra-layers")]
+#[test]
+fn forty_layers_need_extra_layers_and_version_3() {
+    assert_eq!(MAX_LAYERS, 64);
+    let all = (1u64 << 40) - 1;
+    let bytes = deep_blob(20, 3, all);
+    let blob = Blob::parse(&bytes).unwrap();
+    assert_eq!((blob.layers.len(), blob.wire.version), (40, 3));
+    assert_eq!(blob.settings().trainable, all);
+    assert_eq!(blob.wire.format_version(), 3);
+    assert_eq!(encode(&blob.wire), bytes, "the writer's bytes");
+    let mut arena = arena_for(&blob);
+    let mut l = Learner::new(&blob, &mut arena).unwrap();
+    let (x, y) = ([0.5f32, -0.25], [0.3f32, 0.1]);
+    let s = SliceSamples::new(&x, &y, 2, 2).unwrap();
+    let before = l.params().to_vec();
+    let r = l.adapt(&s, 3).unwrap();
+    assert!(r.last_loss < r.first_loss, "{r:?}");
+    assert_ne!(l.params(), &before[..], "the first layers adapt too");
+    assert_eq!(exported(&l)[4], 3);
+    // The last dense layer alone (bit 38) adapts.
+    let head = anole::Plan::new(&blob, 1, 1 << 38).unwrap();
+    assert_eq!(head.trainable, 1 << 38);
+    // A 40-layer model whose mask fits 32 bits needs version 3 too: version 2 cannot hold it.
+    let v2 = deep_blob(20, 2, 1);
+    assert_eq!(
+        Blob::parse(&v2).err(),
+        Some(Error::BadSettings {
+            what: "more than 32 layers, or a trainable mask naming a layer from 32 on, need format version 3"
+        })
+    );
+    let mut w = blob.wire.clone();
+    w.adapt.trainable = 1;
+    assert_eq!((w.adapt.format_version(), w.format_version()), (1, 3));
+    // Bits at or above the layer count are refused.
+    let beyond = deep_blob(20, 3, 1 << 40);
+    assert_eq!(
+        Blob::parse(&beyond).err(),
+        Some(Error::BadTrainableMask { mask: 1 << 40 })
+    );
+    // 64 layers hold; 65 do not.
+    assert!(Blob::parse(&deep_blob(32, 3, u64::MAX)).is_ok());
+    assert_eq!(
+        Blob::parse(&deep_blob(33, 3, 1)).err(),
+        Some(Error::LayerCount { count: 66 })
+    );
 }

@@ -26,7 +26,11 @@ fn model() -> Model {
 
 /// Adapt `blob` (trainable mask `mask`) on a few samples; return the learner's parameters
 /// and the blob's.
-fn adapted(blob: &Blob<'_>, mask: u32, arena: &mut Vec<f32>) -> (Vec<f32>, anole::Plan) {
+fn adapted(
+    blob: &Blob<'_>,
+    mask: anole::LayerMask,
+    arena: &mut Vec<f32>,
+) -> (Vec<f32>, anole::Plan) {
     let opts = Options {
         trainable: mask,
         ..Options::from_blob(blob)

@@ -60,7 +60,7 @@ fn cnn() -> Model {
 
 /// Adapt the same samples in both layouts, for each trainable mask; the parameters, losses and
 /// predictions must agree bit for bit, and the device arena must be smaller.
-fn same_in_both_layouts(m: &Model, masks: &[u32], samples: usize) {
+fn same_in_both_layouts(m: &Model, masks: &[anole::LayerMask], samples: usize) {
     let bytes = m.encode();
     let blob = Blob::parse(&bytes).unwrap();
     let (x, t) = random_batch(m, samples, &mut Rng::new(5));

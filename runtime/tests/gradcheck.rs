@@ -23,7 +23,7 @@ struct Case {
     name: &'static str,
     model: Model,
     batch: usize,
-    trainable: u32,
+    trainable: anole::LayerMask,
 }
 
 fn case(

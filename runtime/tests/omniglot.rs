@@ -232,7 +232,7 @@ fn head_only_adaptation() {
             .collect(),
         ..m
     };
-    let head = 1u32 << (m.layers.len() - 1);
+    let head: anole::LayerMask = 1 << (m.layers.len() - 1);
     let full = Plan::new(&blob, batch, m.all_layers()).unwrap().arena_len();
     let plan = Plan::new(&blob, batch, head).unwrap();
     assert_eq!(plan.grads_len, 256 * WAYS + WAYS);

@@ -21,6 +21,18 @@ fn learner<'a>(blob: &'a Blob<'a>, arena: &'a mut Vec<f32>) -> Learner<'a, 'a> {
     Learner::with_options(blob, arena, opts).unwrap()
 }
 
+/// Four 3-value features of three classes, and their classes.
+fn three_classes() -> ([f32; 12], [f32; 4]) {
+    #[rustfmt::skip]
+    let features = [
+        1.0, 0.0, 0.0,
+        3.0, 0.0, 0.0, // class 0: mean (2, 0, 0)
+        0.0, 1.0, 1.0, // class 1: mean (0, 1, 1)
+        0.0, 0.0, -4.0, // class 2: mean (0, 0, -4)
+    ];
+    (features, [0.0, 0.0, 1.0, 2.0])
+}
+
 /// Row c = 2·μ_c, bias c = −‖μ_c‖²; the head then classifies every input as its nearest
 /// class mean, and optimizer state is cleared so adaptation fine-tunes from there.
 #[test]
@@ -30,14 +42,7 @@ fn head_is_the_nearest_prototype_classifier() {
     let blob = Blob::parse(&bytes).unwrap();
     let mut arena = Vec::new();
     let mut l = learner(&blob, &mut arena);
-    #[rustfmt::skip]
-    let features = [
-        1.0, 0.0, 0.0,
-        3.0, 0.0, 0.0, // class 0: mean (2, 0, 0)
-        0.0, 1.0, 1.0, // class 1: mean (0, 1, 1)
-        0.0, 0.0, -4.0, // class 2: mean (0, 0, -4)
-    ];
-    let targets = [0.0, 0.0, 1.0, 2.0];
+    let (features, targets) = three_classes();
     let s = SliceSamples::new(&features, &targets, dim, 1).unwrap();
     l.init_prototypes(&s).unwrap();
     assert_eq!(
@@ -346,4 +351,107 @@ fn the_blob_says_where_the_head_starts() {
     let before = l.params().to_vec();
     assert_eq!(l.start_and_adapt(&s, 1), Err(Error::NotAHead));
     assert_eq!(l.params(), &before[..]);
+}
+
+/// The head scale s: row c = 2·s·μ_c, bias c = −s·‖μ_c‖², the unscaled start times s bit for
+/// bit, from the blob's settings (format version 3) or `set_head_scale`; the body is untouched.
+#[test]
+fn a_head_scale_multiplies_the_started_logits() {
+    let dim = 3;
+    let (features, targets) = three_classes();
+    let s = SliceSamples::new(&features, &targets, dim, 1).unwrap();
+    let unscaled = [
+        4.0, 0.0, 0.0, 0.0, 2.0, 2.0, 0.0, 0.0, -8.0, -4.0, -2.0, -16.0,
+    ];
+    let mut m = Model::new(&[dim as u32], vec![dense(dim, 3)], CROSS_ENTROPY, 3);
+    m.settings.head_scale = 0.25;
+    let bytes = m.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    assert_eq!(blob.wire.version, 3);
+    let mut arena = Vec::new();
+    let mut l = learner(&blob, &mut arena);
+    assert_eq!(l.head_scale(), 0.25);
+    l.init_prototypes(&s).unwrap();
+    assert_eq!(l.params(), unscaled.map(|v| 0.25 * v));
+    // A blob without a scale: 1, the unscaled start; with `std`, a scale set on the learner.
+    let plain = head(dim, 3);
+    let plain = Blob::parse(&plain).unwrap();
+    let mut arena = Vec::new();
+    let mut l = learner(&plain, &mut arena);
+    assert_eq!(l.head_scale(), 1.0);
+    l.init_prototypes(&s).unwrap();
+    assert_eq!(l.params(), unscaled);
+    #[cfg(feature = "std")]
+    {
+        l.set_head_scale(0.25).unwrap();
+        l.init_prototypes(&s).unwrap();
+        assert_eq!(l.params(), unscaled.map(|v| 0.25 * v));
+        for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert!(matches!(
+                l.set_head_scale(bad),
+                Err(Error::BadSettings { .. })
+            ));
+        }
+        assert_eq!(l.head_scale(), 0.25, "a refused scale leaves the scale");
+    }
+
+    // A whole model: the blob's prototype start, scaled; the body as the unscaled start has it.
+    let mut model = small_cnn(13, 4);
+    model.settings.head_start = HeadStart::Prototypes as u8;
+    let unscaled_bytes = model.encode();
+    model.settings.head_scale = 0.5;
+    let scaled_bytes = model.encode();
+    let (a, b) = (
+        Blob::parse(&unscaled_bytes).unwrap(),
+        Blob::parse(&scaled_bytes).unwrap(),
+    );
+    let (x, y) = one_shot(&mut Rng::new(9));
+    let s = SliceSamples::new(&x, &y, 64, 1).unwrap();
+    let (mut arena_a, mut arena_b) = (Vec::new(), Vec::new());
+    let (mut la, mut lb) = (learner(&a, &mut arena_a), learner(&b, &mut arena_b));
+    la.start_head(&s).unwrap();
+    lb.start_head(&s).unwrap();
+    let n = la.params().len();
+    let last = a.layers.len() - 1;
+    let h = a.output_len() * (a.shapes[last].len() + 1);
+    assert_eq!(la.params()[..n - h], lb.params()[..n - h]);
+    for (u, v) in la.params()[n - h..].iter().zip(&lb.params()[n - h..]) {
+        assert_eq!(*v, 0.5 * u);
+    }
+}
+
+/// Unscaled, a prototype start on well separated features saturates the softmax: the support
+/// loss is 0 in f32 and the steps after it learn nothing. Scaled by 0.01 the loss is above 0
+/// and head-only adaptation lowers it.
+#[test]
+fn a_scaled_start_leaves_the_steps_something_to_learn() {
+    let dim = 2;
+    #[rustfmt::skip]
+    let features = [
+        10.0, 0.0, 12.0, 0.0, // class 0: mean (11, 0)
+        0.0, 10.0, 0.0, 12.0, // class 1: mean (0, 11)
+        -10.0, -10.0, -12.0, -12.0, // class 2: mean (-11, -11)
+    ];
+    let targets = [0.0, 0.0, 1.0, 1.0, 2.0, 2.0];
+    let s = SliceSamples::new(&features, &targets, dim, 1).unwrap();
+    let mut m = Model::new(&[dim as u32], vec![dense(dim, 3)], CROSS_ENTROPY, 3);
+    let bytes = m.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let mut arena = Vec::new();
+    let mut l = learner(&blob, &mut arena);
+    l.init_prototypes(&s).unwrap();
+    let started = l.params().to_vec();
+    let r = l.adapt(&s, 5).unwrap();
+    assert_eq!((r.first_loss, r.last_loss), (0.0, 0.0), "saturated");
+    assert_eq!(l.params(), &started[..], "nothing learned");
+
+    m.settings.head_scale = 0.01;
+    let bytes = m.encode();
+    let blob = Blob::parse(&bytes).unwrap();
+    let mut arena = Vec::new();
+    let mut l = learner(&blob, &mut arena);
+    l.init_prototypes(&s).unwrap();
+    let r = l.adapt(&s, 5).unwrap();
+    assert!(r.first_loss > 0.0, "{r:?}");
+    assert!(r.last_loss < r.first_loss, "{r:?}");
 }

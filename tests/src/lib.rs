@@ -29,6 +29,7 @@ pub fn blob_bytes(arch: &Arch, dtype: DType, loss: u8, lr: f32, batch: u32, seed
             batch,
             trainable: arch.all_layers(),
             head_start: 0,
+            head_scale: 1.0,
             lr_scale: Default::default(),
         },
         algorithm: "random".into(),

@@ -179,7 +179,7 @@ fn run(args: &Args) -> Result<()> {
         .count();
     // The same number through the evaluation code path.
     let cfg = FewShotConfig {
-        prototype_scale: 1.0,
+        prototype_scale: None,
         episodes: 1,
         shots: args.shots,
         queries: args.queries,

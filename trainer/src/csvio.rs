@@ -420,6 +420,7 @@ mod tests {
                 batch: 4,
                 trainable: 1,
                 head_start: 0,
+                head_scale: 1.0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),

@@ -88,11 +88,13 @@ pub struct FewShotConfig {
     /// Where full adaptation starts the head: the blob's, or the class prototypes of the
     /// support set's features (`Learner::init_head_prototypes`, first-order Proto-MAML).
     pub head_start: HeadStart,
-    /// A factor on the logits of a head started from prototypes (its weights and biases
-    /// multiplied by it before the steps; 1: as started). An experiment's knob: the
-    /// nearest-prototype logits are unscaled and saturate the softmax on the support set, so
-    /// the steps after the start learn nothing; a smaller factor lets them learn.
-    pub prototype_scale: f32,
+    /// The factor on the logits of a head started from prototypes (the learners'
+    /// [`head scale`](anole::Engine::set_head_scale): row c 2·s·μ_c, bias −s·‖μ_c‖²); `None`:
+    /// the blob's ([`AdaptSettings::head_scale`](anole::blob::AdaptSettings::head_scale), 1
+    /// before format version 3). Unscaled, the nearest-prototype logits saturate the softmax
+    /// on the support set, so the steps after the start learn nothing; a smaller factor lets
+    /// them learn.
+    pub prototype_scale: Option<f32>,
 }
 
 impl FewShotConfig {
@@ -113,7 +115,7 @@ impl FewShotConfig {
             adapt: AdaptMode::All,
             head_init: HeadInit::Prototypes,
             head_start: HeadStart::Meta,
-            prototype_scale: 1.0,
+            prototype_scale: None,
         }
     }
 }
@@ -155,7 +157,8 @@ pub struct FewShotReport {
     /// Where full adaptation started the head (left out of JSON when the blob's).
     #[serde(default, skip_serializing_if = "HeadStart::is_meta")]
     pub head_start: HeadStart,
-    /// The factor on a prototype-started head's logits (left out of JSON when 1).
+    /// The factor on a prototype-started head's logits, the blob's unless the configuration
+    /// gave one (left out of JSON when 1).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub prototype_scale: f32,
     /// One row per (adaptation, normalisation) measured.
@@ -233,21 +236,6 @@ fn one() -> f32 {
 
 fn is_one(x: &f32) -> bool {
     *x == 1.0
-}
-
-/// Multiply the head (the model's last layer, a dense layer of `ways` outputs on `features`
-/// inputs, whose weights and biases end the parameter vector) of `l` by `scale`, unless it is 1.
-fn scale_head(l: &mut OwnedLearner, ways: usize, features: usize, scale: f32) -> Result<()> {
-    if scale == 1.0 {
-        return Ok(());
-    }
-    let mut p = l.params().to_vec();
-    let n = p.len();
-    for v in &mut p[n - ways * (features + 1)..] {
-        *v *= scale;
-    }
-    l.set_params(&p).context("scaling the prototype head")?;
-    Ok(())
 }
 
 /// A blob cut before its last layer with parameters ([`anole::submodel`]): the frozen `body`
@@ -361,6 +349,9 @@ pub fn evaluate_from_state(
     progress: &ProgressBar,
 ) -> Result<FewShotReport> {
     let opts = options(blob.blob(), family, cfg)?;
+    let head_scale = cfg
+        .prototype_scale
+        .unwrap_or(blob.blob().settings().head_scale);
     let (full, head) = match cfg.adapt {
         AdaptMode::All => (true, false),
         AdaptMode::Head => (false, true),
@@ -385,6 +376,7 @@ pub fn evaluate_from_state(
         family,
         cfg,
         opts,
+        head_scale,
         full,
         device,
         transductive,
@@ -420,7 +412,7 @@ pub fn evaluate_from_state(
         seed: cfg.seed,
         head_init: cfg.head_init,
         head_start: cfg.head_start,
-        prototype_scale: cfg.prototype_scale,
+        prototype_scale: head_scale,
         rows: rows
             .iter()
             .zip(&values)
@@ -445,11 +437,8 @@ fn options(blob: &Blob<'_>, family: &dyn TaskFamily, cfg: &FewShotConfig) -> Res
     if cfg.queries == 0 {
         bail!("--queries must be at least 1");
     }
-    if !(cfg.prototype_scale.is_finite() && cfg.prototype_scale > 0.0) {
-        bail!(
-            "--prototype-scale must be a finite number > 0, got {}",
-            cfg.prototype_scale
-        );
+    if let Some(s) = cfg.prototype_scale.filter(|s| !(s.is_finite() && *s > 0.0)) {
+        bail!("--prototype-scale must be a finite number > 0, got {s}");
     }
     if blob.loss != LossKind::CrossEntropy || family.loss() != LossKind::CrossEntropy {
         bail!("few-shot accuracy needs a classification (cross-entropy) model and task family");
@@ -489,6 +478,8 @@ struct Episodes<'a> {
     cfg: &'a FewShotConfig,
     /// Full adaptation's options.
     opts: Options,
+    /// The factor on the logits of a head started from prototypes, in both adaptations.
+    head_scale: f32,
     /// Measure full adaptation.
     full: bool,
     /// ... with the device's normalisation.
@@ -549,11 +540,9 @@ impl Episodes<'_> {
         let (qx, qy) = (episode.query.input_slice(), episode.query.target_slice());
         let l = fresh(&mut scratch.full, self.blob, opts)?;
         if self.cfg.head_start == HeadStart::Prototypes {
+            l.set_head_scale(self.head_scale)?;
             l.init_head_prototypes(&episode.support.samples()?)
                 .context("starting the head from class prototypes")?;
-            let blob = self.blob.blob();
-            let features = blob.shapes[blob.layers.len() - 1].len();
-            scale_head(l, ways, features, self.cfg.prototype_scale)?;
         }
         if let Some(st) = self.state {
             l.load_optimizer_state_from(st).context("optimizer state")?;
@@ -621,8 +610,8 @@ impl Episodes<'_> {
         )
         .context("features")?;
         if self.cfg.head_init == HeadInit::Prototypes {
+            l.set_head_scale(self.head_scale)?;
             l.init_prototypes(&s).context("prototype head")?;
-            scale_head(l, ways, head.blob().input_len(), self.cfg.prototype_scale)?;
         }
         l.adapt(&s, steps)
             .with_context(|| format!("adapting the head {steps} steps"))?;
@@ -660,6 +649,7 @@ mod tests {
                 batch: 4,
                 trainable: arch.all_layers(),
                 head_start: 0,
+                head_scale: 1.0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),
@@ -722,19 +712,28 @@ mod tests {
         }
     }
 
-    /// `--prototype-scale` multiplies the started head's weights and biases, nothing else.
+    /// `--prototype-scale` sets the learners' head scale: the head started from prototypes
+    /// is the unscaled one times the factor, nothing else moves; without it the blob's scale
+    /// is used.
     #[test]
     fn prototype_scale_multiplies_the_head_alone() {
         use crate::data::Split;
-        use crate::tasks::OmniglotTasks;
+        use crate::tasks::{OmniglotTasks, Stream};
         let data = std::sync::Arc::new(crate::tasks::omniglot::test_data().subset(60).unwrap());
         let fam = OmniglotTasks::new(&data, Split::Paper, 0, 5, 6).unwrap();
         let blob = SharedBlob::parse(blob_bytes(5, 6, 1, DType::F32)).unwrap();
+        let episode = fam
+            .eval_task(&mut tasks::rng(1, Stream::Eval, 0), 2, 1)
+            .unwrap();
+        let support = episode.support.samples().unwrap();
         let opts = Options::from_blob(blob.blob());
         let mut l = OwnedLearner::with_options(&blob, opts).unwrap();
+        l.init_head_prototypes(&support).unwrap();
         let before = l.params().to_vec();
+        l.reset();
+        l.set_head_scale(0.25).unwrap();
+        l.init_head_prototypes(&support).unwrap();
         let features = blob.blob().shapes[blob.blob().layers.len() - 1].len();
-        scale_head(&mut l, 5, features, 0.25).unwrap();
         let head = 5 * (features + 1);
         let n = before.len();
         assert_eq!(l.params()[..n - head], before[..n - head]);
@@ -744,7 +743,7 @@ mod tests {
         // Without steps a scaled prototype head predicts the same classes; a factor that is
         // not a positive number is refused.
         let mut cfg = FewShotConfig {
-            prototype_scale: 1.0,
+            prototype_scale: None,
             episodes: 4,
             shots: 2,
             queries: 2,
@@ -758,13 +757,23 @@ mod tests {
             head_start: HeadStart::Prototypes,
         };
         let unscaled = evaluate(&blob, &fam, &cfg, &ProgressBar::hidden()).unwrap();
-        cfg.prototype_scale = 0.5;
+        cfg.prototype_scale = Some(0.5);
         let scaled = evaluate(&blob, &fam, &cfg, &ProgressBar::hidden()).unwrap();
         assert_eq!(scaled.rows, unscaled.rows);
         assert!(scaled.describe().contains("prototype logits × 0.5"));
         assert!(!unscaled.describe().contains("prototype logits"));
+        // A blob whose settings hold the factor: the evaluation's default.
+        let bytes = blob_bytes(5, 6, 1, DType::F32);
+        let mut w = Blob::parse(&bytes).unwrap().wire;
+        w.adapt.head_scale = 0.5;
+        w.version = w.format_version();
+        let own = SharedBlob::parse(anole::blob::encode_to_vec(&w)).unwrap();
+        cfg.prototype_scale = None;
+        let from_blob = evaluate(&own, &fam, &cfg, &ProgressBar::hidden()).unwrap();
+        assert_eq!(from_blob.prototype_scale, 0.5);
+        assert!(from_blob.describe().contains("prototype logits × 0.5"));
         for bad in [0.0, -1.0, f32::NAN] {
-            cfg.prototype_scale = bad;
+            cfg.prototype_scale = Some(bad);
             let e = evaluate(&blob, &fam, &cfg, &ProgressBar::hidden()).unwrap_err();
             assert!(e.to_string().contains("--prototype-scale"), "{e}");
         }
@@ -782,7 +791,7 @@ mod tests {
         let bytes = blob_bytes(5, 6, 1, DType::F32);
         let blob = SharedBlob::parse(bytes).unwrap();
         let cfg = FewShotConfig {
-            prototype_scale: 1.0,
+            prototype_scale: None,
             episodes: 6,
             shots: 2,
             queries: 2,

@@ -3,6 +3,7 @@
 
 use anole::blob::{AdaptSettings, Provenance, Wire, MAGIC, MAX_TENSORS};
 use anole::layers::Window;
+use anole::LayerMask;
 use anole::{Blob, DType, Extra, Layer, Shape, SharedBlob, TensorValues};
 use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
@@ -106,20 +107,18 @@ impl Arch {
     }
 
     /// Bitmask with every layer set (all adapt).
-    pub fn all_layers(&self) -> u32 {
-        if self.layers.len() >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << self.layers.len()) - 1
-        }
+    pub fn all_layers(&self) -> LayerMask {
+        LayerMask::MAX
+            .checked_shr(LayerMask::BITS.saturating_sub(self.layers.len() as u32))
+            .unwrap_or(0)
     }
 
     /// Bitmask of the last layer with parameters only (head-only adaptation).
-    pub fn head_only(&self) -> u32 {
+    pub fn head_only(&self) -> LayerMask {
         self.layers
             .iter()
             .rposition(|l| l.tensor_count() > 0)
-            .map(|i| 1u32 << i)
+            .map(|i| 1 << i)
             .unwrap_or(0)
     }
 
@@ -232,9 +231,9 @@ pub fn encode_blob(arch: &Arch, params: &[f32], meta: &BlobMeta) -> Result<Vec<u
         });
         off += len;
     }
-    let wire = Wire {
+    let mut wire = Wire {
         magic: MAGIC,
-        version: meta.settings.format_version(),
+        version: 0,
         input_shape: arch.input_shape.iter().copied().collect(),
         layers: arch.layers.iter().map(|l| l.to_raw()).collect(),
         tensors,
@@ -246,6 +245,7 @@ pub fn encode_blob(arch: &Arch, params: &[f32], meta: &BlobMeta) -> Result<Vec<u
             meta_iterations: meta.meta_iterations,
         },
     };
+    wire.version = wire.format_version();
     let bytes = anole::blob::encode_to_vec(&wire);
     Blob::parse(&bytes).context("internal: written blob does not parse")?;
     Ok(bytes)
@@ -304,6 +304,7 @@ mod tests {
                 batch: 10,
                 trainable: arch.all_layers(),
                 head_start: 0,
+                head_scale: 1.0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),

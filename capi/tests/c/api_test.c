@@ -98,8 +98,8 @@ static unsigned long long expected(const char *key) {
     exit(2);
 }
 
-static uint8_t sine[32768], signed_blob[32768], head[1024], head_proto[1024];
-static size_t sine_len, signed_len, head_len, head_proto_len;
+static uint8_t sine[32768], signed_blob[32768], head[1024], head_proto[1024], head_scaled[1024];
+static size_t sine_len, signed_len, head_len, head_proto_len, head_scaled_len;
 static uint8_t key_pub[32], other_pub[32], invalid_pub[32];
 static float xs[10], ys[10];
 
@@ -261,13 +261,13 @@ static void test_blob_parse(void) {
     EXPECT(anole_blob_parse(mem, ANOLE_BLOB_SIZE, bytes, sine_len, &b), ANOLE_STATUS_CRC_MISMATCH);
     CHECK(error_mentions(mem, "CRC-32"));
     memcpy(bytes, sine, sine_len);
-    bytes[4] = 3; /* format version 3, newer than the library reads; CRC made to match */
+    bytes[4] = 4; /* format version 4, newer than the library reads; CRC made to match */
     uint32_t crc = crc32(bytes, sine_len - 4);
     for (int i = 0; i < 4; i++) {
         bytes[sine_len - 4 + i] = (uint8_t)(crc >> (8 * i));
     }
     EXPECT(anole_blob_parse(mem, ANOLE_BLOB_SIZE, bytes, sine_len, &b), ANOLE_STATUS_UNSUPPORTED_VERSION);
-    CHECK(error_mentions(mem, "version 3"));
+    CHECK(error_mentions(mem, "version 4"));
 
     /* Blobs whose CRC checks out but whose content does not: one status per way
      * (damaged.txt: file and status, written by the Rust side). */
@@ -309,6 +309,7 @@ static void test_blob_parse(void) {
     CHECK(info.batch == expected("batch"));
     CHECK(info.trainable == expected("trainable"));
     CHECK(info.meta_iterations == expected("meta_iterations"));
+    CHECK(info.head_scale == 1.0f);
     EXPECT(anole_blob_get_info(b, NULL), ANOLE_STATUS_NULL_POINTER);
     EXPECT(anole_blob_get_info(b, (anole_blob_info *)(void *)(mem + 64)), ANOLE_STATUS_OVERLAP);
     EXPECT(anole_blob_get_info(b, (anole_blob_info *)(void *)(out_raw + 1)), ANOLE_STATUS_MISALIGNED);
@@ -339,6 +340,8 @@ static void test_blob_parse(void) {
     bad = o;
     bad.trainable = 1u << 30;
     EXPECT(anole_arena_len(b, &bad, &len), ANOLE_STATUS_BAD_TRAINABLE_MASK);
+    bad.trainable = (uint64_t)1 << 40; /* 64 bits since format version 3 */
+    CHECK(anole_arena_len(b, &bad, &len) != ANOLE_STATUS_OK);
     EXPECT(anole_arena_len(b, &o, NULL), ANOLE_STATUS_NULL_POINTER);
     EXPECT(anole_arena_len(b, (anole_learner_options *)(void *)(out_raw + 1), &len),
            ANOLE_STATUS_MISALIGNED);
@@ -771,6 +774,24 @@ static void test_head_start(void) {
     EXPECT(anole_learner_predict(l, x, 4, out, 3), ANOLE_STATUS_OK);
     CHECK(memcmp(before, out, sizeof out) == 0);
     EXPECT(anole_learner_release(l), ANOLE_STATUS_OK);
+    /* A prototype start whose logits the blob scales by 0.5 (format version 3): exactly half
+     * the unscaled start's logits. */
+    static ALIGNED uint8_t smem[ANOLE_BLOB_SIZE], l2mem[ANOLE_LEARNER_SIZE];
+    anole_blob *s = parse(smem, head_scaled, head_scaled_len);
+    EXPECT(anole_blob_get_info(s, &info), ANOLE_STATUS_OK);
+    CHECK(info.head_start == ANOLE_HEAD_START_PROTOTYPES && info.head_scale == 0.5f);
+    l = learner(lmem, p, arena_a, 16384, ANOLE_MODE_BUFFERED);
+    anole_learner *half = learner(l2mem, s, arena_b, 16384, ANOLE_MODE_BUFFERED);
+    EXPECT(anole_learner_start_head_arrays(l, feats, 24, labels, 6), ANOLE_STATUS_OK);
+    EXPECT(anole_learner_start_head_arrays(half, feats, 24, labels, 6), ANOLE_STATUS_OK);
+    EXPECT(anole_learner_predict(l, x, 4, before, 3), ANOLE_STATUS_OK);
+    EXPECT(anole_learner_predict(half, x, 4, out, 3), ANOLE_STATUS_OK);
+    for (int i = 0; i < 3; i++) {
+        CHECK(out[i] == 0.5f * before[i]);
+    }
+    EXPECT(anole_learner_release(half), ANOLE_STATUS_OK);
+    EXPECT(anole_learner_release(l), ANOLE_STATUS_OK);
+    EXPECT(anole_blob_release(s), ANOLE_STATUS_OK);
     EXPECT(anole_blob_release(m), ANOLE_STATUS_OK);
     EXPECT(anole_blob_release(p), ANOLE_STATUS_OK);
 }
@@ -1167,6 +1188,8 @@ int main(int argc, char **argv) {
     head_len = load("head.postcard", head, sizeof head);
     head_proto_len = load("head_proto.postcard", head_proto, sizeof head_proto);
     CHECK(head_proto_len == head_len + 1);
+    head_scaled_len = load("head_scaled.postcard", head_scaled, sizeof head_scaled);
+    CHECK(head_scaled_len == head_len + 5);
     CHECK(sine_len == expected("sine_len") && signed_len == expected("signed_len") &&
           head_len == expected("head_len"));
     CHECK(load("key.pub", key_pub, sizeof key_pub) == 32);

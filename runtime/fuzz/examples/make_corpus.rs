@@ -1,12 +1,13 @@
 //! Writes the seed corpus kept in `corpus/<target>/`: a few small valid blobs (every dtype,
 //! every layer kind, both losses, both optimizers, a version-2 blob whose head starts from
-//! prototypes, a 16 → 16 convolution that takes the host's
+//! prototypes, a version-3 one whose prototype start is scaled, a 16 → 16 convolution that takes the host's
 //! FMA kernels) and edge cases for `blob_parse`, well-formed and hostile inputs for
 //! `learner_samples`, and layers for every path of `conv_paths` with raw sizes that wrap. Run
 //! from `runtime/fuzz`: `cargo run --example make_corpus`.
 
 use anole::blob::{
-    encode_to_vec, AdaptSettings, Provenance, Wire, FORMAT_VERSION, FORMAT_VERSION_1, MAGIC,
+    encode_to_vec, AdaptSettings, Provenance, Wire, FORMAT_VERSION, FORMAT_VERSION_1,
+    FORMAT_VERSION_2, MAGIC,
 };
 use anole::layers::Window;
 use anole::{DType, Layer, Shape, TensorValues};
@@ -20,7 +21,7 @@ fn blob(
     optimizer: u8,
     dtype: DType,
     version: u16,
-    head_start: u8,
+    (head_start, head_scale): (u8, f32),
 ) -> Vec<u8> {
     let mut shape = Shape::from_dims(input).expect("input shape");
     let mut lens = Vec::new();
@@ -54,8 +55,9 @@ fn blob(
             lr: 0.05,
             steps: 3,
             batch: 2,
-            trainable: u32::MAX >> (32 - layers.len()),
+            trainable: anole::LayerMask::MAX >> (anole::LayerMask::BITS as usize - layers.len()),
             head_start,
+            head_scale,
             lr_scale: if lens.len() == 4 {
                 [1.0, 0.5, 1.0, 2.0].into_iter().collect()
             } else {
@@ -141,44 +143,49 @@ fn main() {
     write(
         dir,
         "cnn16_f32_ce",
-        &blob(&[16, 4, 4], &cnn16, 1, 0, DType::F32, FORMAT_VERSION_1, 0),
+        &blob(&[16, 4, 4], &cnn16, 1, 0, DType::F32, FORMAT_VERSION_1, (0, 1.0)),
     );
     write(
         dir,
         "mlp_f32",
-        &blob(&[3], &mlp, 0, 0, DType::F32, FORMAT_VERSION_1, 0),
+        &blob(&[3], &mlp, 0, 0, DType::F32, FORMAT_VERSION_1, (0, 1.0)),
     );
     write(
         dir,
         "mlp_f16_adam",
-        &blob(&[3], &mlp, 0, 1, DType::F16, FORMAT_VERSION_1, 0),
+        &blob(&[3], &mlp, 0, 1, DType::F16, FORMAT_VERSION_1, (0, 1.0)),
     );
     write(
         dir,
         "mlp_bf16_ce",
-        &blob(&[3], &mlp, 1, 0, DType::Bf16, FORMAT_VERSION_1, 0),
+        &blob(&[3], &mlp, 1, 0, DType::Bf16, FORMAT_VERSION_1, (0, 1.0)),
     );
     write(
         dir,
         "cnn_f32_ce",
-        &blob(&[1, 5, 5], &cnn, 1, 0, DType::F32, FORMAT_VERSION_1, 0),
+        &blob(&[1, 5, 5], &cnn, 1, 0, DType::F32, FORMAT_VERSION_1, (0, 1.0)),
     );
     write(
         dir,
         "cnn_f16",
-        &blob(&[1, 5, 5], &cnn, 0, 1, DType::F16, FORMAT_VERSION_1, 0),
+        &blob(&[1, 5, 5], &cnn, 0, 1, DType::F16, FORMAT_VERSION_1, (0, 1.0)),
     );
     write(
         dir,
-        "version_3",
-        &blob(&[3], &mlp, 0, 0, DType::F32, FORMAT_VERSION + 1, 0),
+        "version_4",
+        &blob(&[3], &mlp, 0, 0, DType::F32, FORMAT_VERSION + 1, (0, 1.0)),
     );
     write(
         dir,
         "mlp_f32_ce_prototypes",
-        &blob(&[3], &mlp, 1, 0, DType::F32, FORMAT_VERSION, 1),
+        &blob(&[3], &mlp, 1, 0, DType::F32, FORMAT_VERSION_2, (1, 1.0)),
     );
-    let good = blob(&[3], &mlp, 0, 0, DType::F32, FORMAT_VERSION_1, 0);
+    write(
+        dir,
+        "mlp_f32_ce_prototypes_scaled",
+        &blob(&[3], &mlp, 1, 0, DType::F32, FORMAT_VERSION, (1, 0.25)),
+    );
+    let good = blob(&[3], &mlp, 0, 0, DType::F32, FORMAT_VERSION_1, (0, 1.0));
     write(dir, "truncated", &good[..good.len() / 2]);
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 0x40;

@@ -38,7 +38,7 @@ fn check(data: &[u8]) {
     );
     let batch = (blob.settings().batch as usize).clamp(1, 4);
     let mut arena = vec![0.0f32; ARENA];
-    for trainable in [blob.settings().trainable, 0, u32::MAX] {
+    for trainable in [blob.settings().trainable, 0, anole::LayerMask::MAX] {
         let opts = Options {
             batch,
             trainable,

@@ -49,8 +49,9 @@ fn encode(input: &[u32], layers: &[Layer], loss: u8, optimizer: u8) -> Vec<u8> {
             lr: 0.01,
             steps: 5,
             batch: 4,
-            trainable: u32::MAX >> (32 - layers.len()),
+            trainable: anole::LayerMask::MAX >> (anole::LayerMask::BITS as usize - layers.len()),
             head_start: 0,
+            head_scale: 1.0,
             lr_scale: heapless::Vec::new(),
         },
         provenance: Provenance {
@@ -122,7 +123,8 @@ fuzz_target!(|data: &[u8]| {
     let steps = (data[1] & 15) as u32;
     let lr = f32::from_le_bytes([data[2], data[3], data[4], data[5]]);
     let batch = 1 + (data[6] & 7) as usize;
-    let trainable = data[7] as u32 & (u32::MAX >> (32 - blob.layers.len()));
+    let trainable = anole::LayerMask::from(data[7])
+        & (anole::LayerMask::MAX >> (anole::LayerMask::BITS as usize - blob.layers.len()));
     let values: Vec<f32> = data[8..]
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -35,6 +35,7 @@ mod tests;
 use crate::blob::{Blob, LossKind};
 use crate::buffer::{Samples, SliceSamples};
 use crate::error::{Error, Result};
+use crate::limits::LayerMask;
 use crate::plan::{Mode, Plan};
 
 pub use crate::wire::TensorValues;
@@ -50,7 +51,7 @@ pub struct Options {
     /// Most samples per forward/backward pass (one SGD minibatch).
     pub batch: usize,
     /// Bit `i` set: layer `i` adapts.
-    pub trainable: u32,
+    pub trainable: LayerMask,
     /// Learning rate of [`Learner::adapt`].
     pub lr: f32,
 }
@@ -89,6 +90,10 @@ pub struct Engine<B, A> {
     arena: A,
     opts: Options,
     steps: u32,
+    /// The factor on a prototype-started head's logits, when set apart from the blob's (a
+    /// host's experiments); a device's learner reads its blob's and keeps its size.
+    #[cfg(feature = "std")]
+    head_scale: f32,
 }
 
 /// A model loaded into a caller-provided arena, from a borrowed blob: no heap, `no_std`.
@@ -203,12 +208,16 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
     /// An engine over `arena` (exactly `plan.arena_len()` long), reset to the blob's
     /// parameters.
     pub(crate) fn assemble(blob: B, plan: Plan, arena: A, opts: Options) -> Self {
+        #[cfg(feature = "std")]
+        let head_scale = blob.get().settings().head_scale;
         let mut l = Engine {
             blob,
             plan,
             arena,
             opts,
             steps: 0,
+            #[cfg(feature = "std")]
+            head_scale,
         };
         l.reset();
         l

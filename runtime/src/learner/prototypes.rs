@@ -13,9 +13,11 @@ use crate::plan::Node;
 impl<B: BlobRef, A: Arena> Engine<B, A> {
     /// Start a classifier head from class prototypes: sets the model's first layer, a dense layer
     /// with one output per class, to the nearest-prototype classifier of `samples` (inputs: feature
-    /// vectors, e.g. a frozen body's outputs; targets: class indices). Row c becomes 2·μ_c and bias
-    /// c −‖μ_c‖², μ_c the mean input of class c, so the logits are ‖x‖² − ‖x − μ_c‖² up to the
-    /// shared ‖x‖²; sums in f32 in sample order, the same bits on every target. Then
+    /// vectors, e.g. a frozen body's outputs; targets: class indices). Row c becomes 2·s·μ_c and
+    /// bias c −s·‖μ_c‖², μ_c the mean input of class c and s the learner's
+    /// [head scale](Engine::head_scale) (the blob's, 1 unless set), so the logits are
+    /// s·(‖x‖² − ‖x − μ_c‖²) up to the shared s·‖x‖²; sums in f32 in sample order, the same bits
+    /// on every target. Then
     /// [`Learner::adapt`](super::Learner::adapt) fine-tunes it (head-only adaptation on cached
     /// features). Clears optimizer state.
     ///
@@ -118,6 +120,32 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         self.blob.get().head_start
     }
 
+    /// The factor on the logits of a head started from class prototypes
+    /// ([`Engine::init_prototypes`], [`Engine::init_head_prototypes`]): the blob's
+    /// [`AdaptSettings::head_scale`](crate::blob::AdaptSettings::head_scale) (1 in a blob older
+    /// than format version 3) unless `set_head_scale` (feature `std`) changed it.
+    pub fn head_scale(&self) -> f32 {
+        #[cfg(feature = "std")]
+        return self.head_scale;
+        #[cfg(not(feature = "std"))]
+        self.blob.get().settings().head_scale
+    }
+
+    /// Set the factor on the logits of the next head started from class prototypes, for an
+    /// experiment (feature `std`: a device's learner keeps its blob's, and its size);
+    /// [`BadSettings`](Error::BadSettings) unless `scale` is finite and `> 0`. The head already
+    /// started keeps its logits.
+    #[cfg(feature = "std")]
+    pub fn set_head_scale(&mut self, scale: f32) -> Result<()> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::BadSettings {
+                what: "head scale must be finite and > 0",
+            });
+        }
+        self.head_scale = scale;
+        Ok(())
+    }
+
     /// Start the head as the blob says, on the support set `samples`, before adapting on them:
     /// under [`HeadStart::Prototypes`] the nearest-prototype classifier of their features
     /// ([`Engine::init_head_prototypes`], which clears optimizer state), under
@@ -165,8 +193,10 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
     }
 
     /// Turn the class sums in the head's weight rows (counts in its biases) into the
-    /// nearest-prototype classifier; clears optimizer state. On overflow resets the learner.
+    /// nearest-prototype classifier, its logits multiplied by the head scale; clears optimizer
+    /// state. On overflow resets the learner.
     fn finish_prototypes(&mut self, node: &Node, inputs: usize, outputs: usize) -> Result<()> {
+        let scale = self.head_scale();
         let r = split(&self.plan, self.arena.as_mut());
         let (w, b) = head(r.params, node, inputs, outputs);
         let mut finite = true;
@@ -181,6 +211,16 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
             }
             *bias = -norm;
             finite &= norm.is_finite();
+            // Unscaled, the head is the nearest-prototype classifier as it always was (a
+            // product by 1 gives the same bits, at the cost of a pass over the weights).
+            if scale != 1.0 {
+                for v in row.iter_mut() {
+                    *v *= scale;
+                    finite &= v.is_finite();
+                }
+                *bias *= scale;
+                finite &= bias.is_finite();
+            }
         }
         if !finite {
             self.reset();

@@ -67,6 +67,7 @@ fn blob_bytes_with(buf: &mut [u8], optimizer: u8) -> &[u8] {
             batch: BATCH as u32,
             trainable: 0b11111,
             head_start: 0,
+            head_scale: 1.0,
             lr_scale: HVec::new(),
         },
         provenance: Provenance {

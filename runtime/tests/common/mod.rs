@@ -220,6 +220,7 @@ impl Model {
                 batch: 10,
                 trainable: 0,
                 head_start: 0,
+                head_scale: 1.0,
                 lr_scale: heapless::Vec::new(),
             },
         };
@@ -251,8 +252,8 @@ impl Model {
     }
 
     /// Bitmask with every layer set.
-    pub fn all_layers(&self) -> u32 {
-        (1u64 << self.layers.len()).wrapping_sub(1) as u32
+    pub fn all_layers(&self) -> anole::LayerMask {
+        anole::LayerMask::MAX >> (anole::LayerMask::BITS as usize - self.layers.len())
     }
 
     /// Per-layer input shapes, then the output shape.
@@ -313,9 +314,9 @@ impl Model {
                 .expect("test model has too many tensors");
             off += len;
         }
-        Wire {
+        let mut w = Wire {
             magic: MAGIC,
-            version: self.settings.format_version(),
+            version: 0,
             input_shape: self.input.iter().copied().collect(),
             layers: self.layers.iter().map(|l| l.to_raw()).collect(),
             tensors,
@@ -326,7 +327,9 @@ impl Model {
                 seed: 7,
                 meta_iterations: 0,
             },
-        }
+        };
+        w.version = w.format_version();
+        w
     }
 
     /// The blob bytes.
@@ -370,7 +373,13 @@ pub struct Trace {
 /// Independent f64 forward pass of `model` with parameters `p` over `n` rows of `x`. A norm
 /// layer whose bit is set in `batch_stats` uses the batch's statistics, otherwise its stored
 /// ones.
-pub fn reference_forward(model: &Model, p: &[f64], x: &[f64], n: usize, batch_stats: u32) -> Trace {
+pub fn reference_forward(
+    model: &Model,
+    p: &[f64],
+    x: &[f64],
+    n: usize,
+    batch_stats: anole::LayerMask,
+) -> Trace {
     let shapes = model.shapes();
     let offs = model.layer_offsets();
     let mut acts = vec![x.to_vec()];

@@ -41,6 +41,7 @@ fn dense(inputs: usize, outputs: usize, loss: u8) -> Vec<u8> {
             batch: 4,
             trainable: 1,
             head_start: 0,
+            head_scale: 1.0,
             lr_scale: heapless::Vec::new(),
         },
         provenance: Provenance {

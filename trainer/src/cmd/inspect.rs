@@ -35,7 +35,7 @@ struct Arena {
     plan: Plan,
 }
 
-fn mask_str(mask: u32, blob: &Blob<'_>) -> String {
+fn mask_str(mask: anole::LayerMask, blob: &Blob<'_>) -> String {
     let layers: Vec<String> = (0..blob.layers.len())
         .filter(|i| mask & (1 << i) != 0 && blob.layers[*i].tensor_count() > 0)
         .map(|i| i.to_string())
@@ -184,7 +184,7 @@ impl<'b> Summary<'b> {
             "settings": {
                 "loss": loss_name(blob.loss), "optimizer": optimizer_name(blob.optimizer),
                 "lr": s.lr, "steps": s.steps, "batch": s.batch, "trainable_layers": mask_str(s.trainable, blob),
-                "lr_scale": s.lr_scale.to_vec(), "head_start": blob.head_start.name(),
+                "lr_scale": s.lr_scale.to_vec(), "head_start": blob.head_start.name(), "head_scale": s.head_scale,
             },
             "provenance": {
                 "algorithm": p.algorithm, "task": p.task, "seed": p.seed, "meta_iterations": p.meta_iterations,
@@ -254,14 +254,19 @@ impl<'b> Summary<'b> {
             }
         );
         println!(
-            "settings: loss {}, optimizer {}, lr {}, {} steps, batch {}, adapting layers {}, head start {}",
+            "settings: loss {}, optimizer {}, lr {}, {} steps, batch {}, adapting layers {}, head start {}{}",
             loss_name(blob.loss),
             optimizer_name(blob.optimizer),
             s.lr,
             s.steps,
             s.batch,
             mask_str(s.trainable, blob),
-            blob.head_start.name()
+            blob.head_start.name(),
+            if s.head_scale == 1.0 {
+                String::new()
+            } else {
+                format!(" (logits × {})", s.head_scale)
+            }
         );
         for r in &self.arenas {
             let pl = &r.plan;

@@ -348,6 +348,13 @@ fn metadata(blob: &Blob<'_>) -> Vec<StringStringEntryProto> {
         let v: Vec<String> = s.lr_scale.iter().map(|x| x.to_string()).collect();
         kv.push(("lr_scale", v.join(",")));
     }
+    // Only when not the default, so the files of older settings keep their bytes.
+    if s.head_start != 0 {
+        kv.push(("head_start", s.head_start.to_string()));
+    }
+    if s.head_scale != 1.0 {
+        kv.push(("head_scale", s.head_scale.to_string()));
+    }
     kv.into_iter()
         .map(|(k, v)| StringStringEntryProto {
             key: format!("{META_PREFIX}{k}"),
@@ -539,6 +546,7 @@ mod tests {
                 batch: 10,
                 trainable: arch.all_layers(),
                 head_start: 0,
+                head_scale: 1.0,
                 lr_scale: Default::default(),
             },
             algorithm: "random".into(),

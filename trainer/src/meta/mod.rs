@@ -369,6 +369,7 @@ pub fn adapt_settings(
         trainable: family.arch().all_layers(),
         head_start: cfg.head_start.code(),
         lr_scale: Default::default(),
+        head_scale: 1.0,
     }
 }
 

@@ -23,6 +23,7 @@ pub fn blob_bytes(arch: &Arch, loss: u8, batch: u32) -> Vec<u8> {
             batch,
             trainable: arch.all_layers(),
             head_start: 0,
+            head_scale: 1.0,
             lr_scale: Default::default(),
         },
         algorithm: "random".into(),

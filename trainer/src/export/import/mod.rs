@@ -114,6 +114,7 @@ pub fn to_blob(imp: &Imported, opts: &ImportOptions) -> Result<Vec<u8>> {
             batch: DEFAULT_BATCH,
             trainable: imp.arch.all_layers(),
             head_start: 0,
+            head_scale: 1.0,
             lr_scale: Default::default(),
         },
         algorithm: "import".into(),
@@ -642,8 +643,8 @@ fn read_meta(model: &ModelProto, arch: &Arch) -> Result<Option<BlobMeta>> {
                 .map_err(|_| anyhow!("metadata {META_PREFIX}lr_scale: too many entries"))?;
         }
     }
-    let trainable: u32 = num(&props, "trainable")?;
-    if arch.layers.len() < 32 && trainable >> arch.layers.len() != 0 {
+    let trainable: anole::LayerMask = num(&props, "trainable")?;
+    if trainable & !arch.all_layers() != 0 {
         bail!("metadata {META_PREFIX}trainable: mask {trainable:#x} names layers the model does not have");
     }
     Ok(Some(BlobMeta {
@@ -655,7 +656,14 @@ fn read_meta(model: &ModelProto, arch: &Arch) -> Result<Option<BlobMeta>> {
             steps: num(&props, "steps")?,
             batch: num(&props, "batch")?,
             trainable,
-            head_start: 0,
+            head_start: match props.get("head_start") {
+                Some(_) => num(&props, "head_start")?,
+                None => 0,
+            },
+            head_scale: match props.get("head_scale") {
+                Some(_) => num(&props, "head_scale")?,
+                None => 1.0,
+            },
             lr_scale,
         },
         algorithm: get(&props, "algorithm")?.to_string(),
@@ -687,6 +695,7 @@ mod tests {
                 lr: 0.001,
                 steps: 5,
                 batch: 7,
+                head_scale: 1.0,
                 trainable: arch.head_only(),
                 head_start: 0,
                 lr_scale: Default::default(),

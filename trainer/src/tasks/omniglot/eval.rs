@@ -75,11 +75,11 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     pub optimizer_state: Option<PathBuf>,
     /// Omniglot: multiply the logits of a head started from class prototypes by this factor
-    /// before the adaptation steps (both the full and the head-only start; 1: unscaled, the
-    /// nearest-prototype classifier, as a device starts). For experiments on validation
-    /// characters: see docs/experiments.md.
-    #[arg(long, default_value_t = 1.0, value_name = "S")]
-    pub prototype_scale: f32,
+    /// (both the full and the head-only start; 1: unscaled, the nearest-prototype classifier)
+    /// [the blob's head scale, 1 for blobs older than format version 3]. For experiments on
+    /// validation characters: see docs/experiments.md.
+    #[arg(long, value_name = "S")]
+    pub prototype_scale: Option<f32>,
 }
 
 impl EvalArgs {
