@@ -36,6 +36,8 @@ CASES = [
     ("resnet-8-predict", "resnet-8", "f32", None, "4m"),
     ("resnet-8-head", "resnet-8", "f32", "head", "4m"),
     ("resnet-8-all", "resnet-8", "f32", "all", "4m"),
+    ("mobilenet-v1-f16-predict", "mobilenet-v1-0.25", "f16", None, "4m"),
+    ("mobilenet-v1-f16-head", "mobilenet-v1-0.25", "f16", "head", "4m"),
 ]
 
 
