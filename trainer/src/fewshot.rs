@@ -17,7 +17,7 @@
 //! Episode `i` is drawn from its own random stream (`tasks::rng(seed, Eval, i)`), so results
 //! do not depend on the thread count or on how many episodes are run.
 
-use crate::meta::HeadStart;
+use crate::meta::{scale_head, scale_prototype_head, HeadStart};
 use crate::model::{self, Arch};
 use crate::stats::{accuracy, decimal, Stat};
 use crate::tasks::{self, Episode, Stream, TaskFamily};
@@ -157,7 +157,7 @@ pub struct FewShotReport {
     pub head_start: HeadStart,
     /// The factor on a prototype-started head's logits (left out of JSON when 1).
     #[serde(default = "one", skip_serializing_if = "is_one")]
-    pub prototype_scale: f32,
+    pub prototype_scale: f64,
     /// One row per (adaptation, normalisation) measured.
     pub rows: Vec<Row>,
 }
@@ -227,27 +227,12 @@ impl FewShotReport {
     }
 }
 
-fn one() -> f32 {
+pub(crate) fn one() -> f64 {
     1.0
 }
 
-fn is_one(x: &f32) -> bool {
+pub(crate) fn is_one(x: &f64) -> bool {
     *x == 1.0
-}
-
-/// Multiply the head (the model's last layer, a dense layer of `ways` outputs on `features`
-/// inputs, whose weights and biases end the parameter vector) of `l` by `scale`, unless it is 1.
-fn scale_head(l: &mut OwnedLearner, ways: usize, features: usize, scale: f32) -> Result<()> {
-    if scale == 1.0 {
-        return Ok(());
-    }
-    let mut p = l.params().to_vec();
-    let n = p.len();
-    for v in &mut p[n - ways * (features + 1)..] {
-        *v *= scale;
-    }
-    l.set_params(&p).context("scaling the prototype head")?;
-    Ok(())
 }
 
 /// A blob cut before its last layer with parameters ([`anole::submodel`]): the frozen `body`
@@ -420,7 +405,7 @@ pub fn evaluate_from_state(
         seed: cfg.seed,
         head_init: cfg.head_init,
         head_start: cfg.head_start,
-        prototype_scale: cfg.prototype_scale,
+        prototype_scale: decimal(cfg.prototype_scale),
         rows: rows
             .iter()
             .zip(&values)
@@ -551,9 +536,7 @@ impl Episodes<'_> {
         if self.cfg.head_start == HeadStart::Prototypes {
             l.init_head_prototypes(&episode.support.samples()?)
                 .context("starting the head from class prototypes")?;
-            let blob = self.blob.blob();
-            let features = blob.shapes[blob.layers.len() - 1].len();
-            scale_head(l, ways, features, self.cfg.prototype_scale)?;
+            scale_prototype_head(l, self.cfg.prototype_scale)?;
         }
         if let Some(st) = self.state {
             l.load_optimizer_state_from(st).context("optimizer state")?;
