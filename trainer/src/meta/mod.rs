@@ -192,9 +192,10 @@ pub struct Config {
     pub proto_shots: Option<usize>,
     /// With [`HeadStart::Prototypes`]: a factor on the started head's weights and biases (so
     /// on its logits) before every task's inner steps (`--prototype-scale`; 1: as started).
-    /// The unscaled prototype logits saturate the softmax and the inner steps learn nothing;
-    /// a smaller factor lets them learn, and the body is meta-learned for that start. The
-    /// evaluation of the run's blobs must start the same way.
+    /// The unscaled prototype logits saturate the softmax, so only the images they misclassify
+    /// or nearly move the inner steps; with a smaller factor every image's loss does, and the
+    /// body is meta-learned for that start (docs/experiments.md). The evaluation of the run's
+    /// blobs starts the same way.
     pub prototype_scale: f32,
 
     /// Reptile with the meta-update summed over these inner steps only (`--meta-update`);

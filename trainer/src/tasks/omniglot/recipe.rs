@@ -98,7 +98,7 @@ pub struct TrainArgs {
     pub proto_shots: Option<usize>,
     /// With --head-start prototypes: multiply the head started from prototypes (its weights
     /// and biases, so its logits) by S before every training task's inner steps and the
-    /// card's adaptation, so that the steps learn (the unscaled logits saturate the softmax).
+    /// card's adaptation (the unscaled logits saturate the softmax; see docs/experiments.md).
     #[arg(
         long,
         value_name = "S",
