@@ -126,8 +126,8 @@ fn f32s(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
 }
 
 /// [`save`] a run of `arch` at `state`: its meta-parameters as an f32 blob with `meta`'s
-/// settings but the head start (provenance: algorithm `checkpoint`, the meta-iterations done).
-/// The head start is the exported blobs' to record: a checkpoint stays the version-1 blob it
+/// settings but the head start and its scale (provenance: algorithm `checkpoint`, the
+/// meta-iterations done). The head start and scale are the exported blobs' to record: a checkpoint stays the version-1 blob it
 /// always was, so a run's checkpoints are the same bytes whatever version its exports need.
 pub fn save_run(
     out: &Path,
@@ -145,6 +145,7 @@ pub fn save_run(
         ..meta.clone()
     };
     meta.settings.head_start = 0;
+    meta.settings.head_scale = 1.0;
     let blob = model::encode_blob(arch, &state.params, &meta)?;
     save(out, command, state, &blob, curve, training_seconds).context("writing the checkpoint")
 }

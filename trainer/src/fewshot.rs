@@ -160,7 +160,7 @@ pub struct FewShotReport {
     /// The factor on a prototype-started head's logits, the blob's unless the configuration
     /// gave one (left out of JSON when 1).
     #[serde(default = "one", skip_serializing_if = "is_one")]
-    pub prototype_scale: f32,
+    pub prototype_scale: f64,
     /// One row per (adaptation, normalisation) measured.
     pub rows: Vec<Row>,
 }
@@ -230,11 +230,11 @@ impl FewShotReport {
     }
 }
 
-fn one() -> f32 {
+pub(crate) fn one() -> f64 {
     1.0
 }
 
-fn is_one(x: &f32) -> bool {
+pub(crate) fn is_one(x: &f64) -> bool {
     *x == 1.0
 }
 
@@ -412,7 +412,7 @@ pub fn evaluate_from_state(
         seed: cfg.seed,
         head_init: cfg.head_init,
         head_start: cfg.head_start,
-        prototype_scale: head_scale,
+        prototype_scale: decimal(head_scale),
         rows: rows
             .iter()
             .zip(&values)

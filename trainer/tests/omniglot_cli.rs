@@ -219,6 +219,30 @@ fn small_run(out: &Path, episodes: &str, extra: &[&str]) -> std::process::Output
     anole(&args)
 }
 
+/// `anole eval --json` of the model a [`small_run`] wrote into `model` (on `--subset` characters):
+/// 4 1-shot episodes, 3 steps, with `extra` flags.
+fn small_eval(model: &Path, subset: &str, extra: &[&str]) -> std::process::Output {
+    let data = data_dir();
+    let mut args = vec![
+        "eval",
+        "--model",
+        s(model),
+        "--data",
+        s(&data),
+        "--subset",
+        subset,
+        "--tasks",
+        "4",
+        "--shots",
+        "1",
+        "--steps",
+        "3",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    anole(&args)
+}
+
 /// `--stop-after` then `--resume` ends with the same bytes as an uninterrupted run; resuming
 /// with other hyper-parameters is refused.
 #[test]
@@ -747,26 +771,7 @@ fn proto_maml_validation_and_lake_options() {
     let card_acc = accuracy(report, "all", "device");
     // anole eval starts the head as the card says, and reproduces its figure.
     let data = data_dir();
-    let eval = |extra: &[&str]| {
-        let mut args = vec![
-            "eval",
-            "--model",
-            s(&proto),
-            "--data",
-            s(&data),
-            "--subset",
-            "120",
-            "--tasks",
-            "4",
-            "--shots",
-            "1",
-            "--steps",
-            "3",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        anole(&args)
-    };
+    let eval = |extra: &[&str]| small_eval(&proto, "120", extra);
     let out: Value = serde_json::from_str(&ok(&eval(&["--adapt", "all"]))).unwrap();
     let r = &out["reports"][0];
     assert_eq!(r["head_start"], "prototypes");
@@ -877,6 +882,57 @@ fn proto_maml_validation_and_lake_options() {
     assert!(card(&plain).get("lake_challenge").is_none());
 }
 
+/// `--prototype-scale S`: every training task's inner loop starts from the prototype head
+/// times S, so the run trains another model (S = 1: the same bytes and command as without the
+/// flag); the command, the card and its evaluation record S, `anole eval --prototype-scale S`
+/// reproduces the card, and a checkpoint resumes only with the same S.
+#[test]
+fn prototype_scale_trains_records_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proto = ["--head-start", "prototypes", "--proto-shots", "1"];
+    let run = |out: &Path, extra: &[&str]| small_run(out, "4", &[&proto[..], extra].concat());
+    let dirs = ["plain", "one", "scaled", "resumed"].map(|d| tmp.path().join(d));
+    let [plain, one, scaled, resumed] = &dirs;
+    ok(&run(plain, &[]));
+    ok(&run(one, &["--prototype-scale", "1"]));
+    ok(&run(scaled, &["--prototype-scale", "0.05"]));
+    let read = |d: &Path| std::fs::read(d.join("init.postcard")).unwrap();
+    assert_eq!(read(plain), read(one));
+    assert_ne!(read(plain), read(scaled));
+    let (cp, co, cs) = (card(plain), card(one), card(scaled));
+    let command = |c: &Value, d: &Path| c["command"].as_str().unwrap().replace(s(d), "OUT");
+    assert_eq!(command(&cp, plain), command(&co, one));
+    assert!(!command(&cp, plain).contains("--prototype-scale"));
+    assert!(command(&cs, scaled).ends_with(" --prototype-scale 0.05"));
+    assert!(cp.get("prototype_scale").is_none());
+    assert_eq!(cs["prototype_scale"], 0.05);
+    for reports in cs["results"].as_object().unwrap().values() {
+        for r in reports.as_array().unwrap() {
+            assert_eq!(r["prototype_scale"], 0.05, "{r}");
+        }
+    }
+
+    // `anole eval` with the same scale gives the card's figures.
+    let eval = small_eval(scaled, "60", &["--prototype-scale", "0.05"]);
+    let out: Value = serde_json::from_str(&ok(&eval)).unwrap();
+    let report = &cs["results"]["init.postcard"][0];
+    assert_eq!(out["reports"][0]["rows"], report["rows"]);
+
+    // A checkpoint is resumed only by a run of the same scale, and then to the same bytes.
+    ok(&run(
+        resumed,
+        &["--prototype-scale", "0.05", "--stop-after", "13"],
+    ));
+    let e = fails(
+        &run(resumed, &["--prototype-scale", "0.5", "--resume"]),
+        &["--resume", "different run"],
+    );
+    assert!(e.contains("--prototype-scale 0.5"), "{e}");
+    fails(&run(resumed, &["--resume"]), &["different run"]);
+    ok(&run(resumed, &["--prototype-scale", "0.05", "--resume"]));
+    assert_eq!(read(resumed), read(scaled));
+}
+
 /// Bad values of the Proto-MAML, validation and Lake options are refused, naming the flag.
 #[test]
 fn bad_proto_and_validation_options_are_named() {
@@ -905,6 +961,22 @@ fn bad_proto_and_validation_options_are_named() {
                 "10",
             ][..],
             "--proto-shots 11",
+        ),
+        (
+            &["--head-start", "prototypes", "--prototype-scale", "0"][..],
+            "--prototype-scale must be a finite number > 0, got 0",
+        ),
+        (
+            &["--head-start", "prototypes", "--prototype-scale", "-1"][..],
+            "--prototype-scale must be a finite number > 0",
+        ),
+        (
+            &["--head-start", "prototypes", "--prototype-scale", "inf"][..],
+            "--prototype-scale must be a finite number > 0",
+        ),
+        (
+            &["--prototype-scale", "0.5"][..],
+            "--prototype-scale scales the head started from prototypes",
         ),
         (
             &["--val-chars", "60"][..],

@@ -190,6 +190,13 @@ pub struct Config {
     /// With [`HeadStart::Prototypes`]: the prototypes are the mean features of the first this
     /// many training images of each class (all of them if `None`).
     pub proto_shots: Option<usize>,
+    /// With [`HeadStart::Prototypes`]: a factor on the started head's weights and biases (so
+    /// on its logits) before every task's inner steps (`--prototype-scale`; 1: as started).
+    /// The unscaled prototype logits saturate the softmax, so only the images they misclassify
+    /// or nearly move the inner steps; with a smaller factor every image's loss does, and the
+    /// body is meta-learned for that start (docs/experiments.md). The evaluation of the run's
+    /// blobs starts the same way.
+    pub prototype_scale: f32,
 
     /// Reptile with the meta-update summed over these inner steps only (`--meta-update`);
     /// `None`: every step (Reptile itself).
@@ -218,6 +225,7 @@ impl Config {
             seed: 0,
             head_start: HeadStart::Meta,
             proto_shots: None,
+            prototype_scale: 1.0,
 
             meta_update: None,
             minibatches: schedule::Minibatches::Cycle,
@@ -246,6 +254,7 @@ impl Config {
             seed: 0,
             head_start: HeadStart::Meta,
             proto_shots: None,
+            prototype_scale: 1.0,
 
             meta_update: None,
             minibatches: schedule::Minibatches::Cycle,
@@ -302,6 +311,15 @@ impl Config {
                 bail!("--proto-shots needs --head-start prototypes")
             }
             _ => {}
+        }
+        if !(self.prototype_scale.is_finite() && self.prototype_scale > 0.0) {
+            bail!(
+                "--prototype-scale must be a finite number > 0, got {}",
+                self.prototype_scale
+            );
+        }
+        if self.prototype_scale != 1.0 && self.head_start != HeadStart::Prototypes {
+            bail!("--prototype-scale scales the head started from prototypes: it needs --head-start prototypes");
         }
         if !(self.outer_lr.is_finite() && self.outer_lr > 0.0) {
             bail!(
@@ -369,7 +387,7 @@ pub fn adapt_settings(
         trainable: family.arch().all_layers(),
         head_start: cfg.head_start.code(),
         lr_scale: Default::default(),
-        head_scale: 1.0,
+        head_scale: cfg.prototype_scale,
     }
 }
 
@@ -448,6 +466,8 @@ pub(crate) struct Carried {
     /// Where every task's head starts, and from how many images per class.
     head_start: HeadStart,
     proto_shots: Option<usize>,
+    /// The factor on the started head ([`Config::prototype_scale`]).
+    prototype_scale: f32,
 }
 
 impl Carried {
@@ -457,17 +477,23 @@ impl Carried {
             state: AlgoState::default(),
             head_start: cfg.head_start,
             proto_shots: cfg.proto_shots,
+            prototype_scale: cfg.prototype_scale,
         }
     }
 
     /// Start a worker's task: its learner at the meta-parameters `phi`, the head started from
-    /// the task's class prototypes under [`HeadStart::Prototypes`], with the carried state
-    /// (which both clear) when there is one.
+    /// the task's class prototypes under [`HeadStart::Prototypes`] (then multiplied by
+    /// [`Config::prototype_scale`]), with the carried state (which both clear) when there is
+    /// one.
     pub fn start(&self, w: &mut Worker, phi: &[f32]) -> Result<()> {
         w.learner
             .set_params(phi)
             .context("loading meta-parameters")?;
         if self.head_start == HeadStart::Prototypes {
+            // The runtime's prototype start multiplies the head by the scale (the one place).
+            w.learner
+                .set_head_scale(self.prototype_scale)
+                .context("the prototype start's scale")?;
             let task = w
                 .task
                 .as_ref()
@@ -818,6 +844,85 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    /// `--prototype-scale`: every task's inner loop starts from the prototype head multiplied
+    /// by the factor, the body as it was; a run with a factor trains another model, a run with
+    /// 1 the same bits as one without; a factor that is not a positive number, or one without
+    /// the prototype start, is refused.
+    #[test]
+    fn prototype_scale_multiplies_the_started_head_alone() {
+        use crate::data::Split;
+        use crate::tasks::OmniglotTasks;
+        let data = std::sync::Arc::new(crate::tasks::omniglot::test_data().subset(60).unwrap());
+        let fam = OmniglotTasks::new(&data, Split::Paper, 0, 5, 4).unwrap();
+        let base = Config {
+            iters: 3,
+            meta_batch: 2,
+            head_start: HeadStart::Prototypes,
+            proto_shots: Some(1),
+            ..Config::omniglot(5)
+        };
+        assert_eq!(base.prototype_scale, 1.0);
+        let scaled = Config {
+            prototype_scale: 0.25,
+            ..base.clone()
+        };
+        let init = fam.init_params(0).unwrap();
+        let started = |cfg: &Config| {
+            let mut w = workers(&fam, cfg, &init).unwrap().remove(0);
+            let mut rng = tasks::rng(0, Stream::Train, 0);
+            w.task = Some(fam.train_task(&mut rng, cfg.shots).unwrap());
+            Carried::new(cfg).start(&mut w, &init).unwrap();
+            w.learner.params().to_vec()
+        };
+        let (plain, times) = (started(&base), started(&scaled));
+        let head = 5 * (fam.arch().shapes().unwrap()[fam.arch().layers.len() - 1].len() + 1);
+        let n = init.len();
+        // (The start also sets the norm layers' statistics, the same with and without a scale.)
+        assert_eq!(times[..n - head], plain[..n - head]);
+        assert_ne!(
+            plain[n - head..],
+            init[n - head..],
+            "started from prototypes"
+        );
+        for (a, b) in times[n - head..].iter().zip(&plain[n - head..]) {
+            assert_eq!(*a, b * 0.25);
+        }
+
+        let run = |cfg: &Config| train(&fam, cfg, |_, _| {}).unwrap().params;
+        let one = run(&base);
+        assert_ne!(run(&scaled), one);
+        assert_eq!(
+            run(&Config {
+                prototype_scale: 1.0,
+                ..scaled.clone()
+            }),
+            one
+        );
+
+        for bad in [0.0, -0.5, f32::NAN, f32::INFINITY] {
+            let e = Config {
+                prototype_scale: bad,
+                ..base.clone()
+            }
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("--prototype-scale must be a finite number > 0"),
+                "{e}"
+            );
+        }
+        let e = Config {
+            head_start: HeadStart::Meta,
+            proto_shots: None,
+            ..scaled
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs --head-start prototypes"), "{e}");
     }
 
     /// A run interrupted at a checkpoint and resumed from it ends with the same bits as an

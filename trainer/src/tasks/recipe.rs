@@ -140,6 +140,7 @@ impl TrainOptions {
             seed: self.seed,
             head_start: base.head_start,
             proto_shots: base.proto_shots,
+            prototype_scale: base.prototype_scale,
 
             meta_update: self.meta_update.clone(),
             minibatches: self.minibatches,

@@ -11,7 +11,7 @@ use crate::data::omniglot::{Classes, Omniglot, Split};
 use crate::fewshot::{self, AdaptMode, FewShotConfig, FewShotReport, NormMode};
 use crate::meta::{Config, HeadStart};
 use crate::progress;
-use crate::stats::{last_percent, recent};
+use crate::stats::{decimal, last_percent, recent};
 use crate::tasks::recipe::{
     defaults_help, inner_flags, run_flags, Evaluation, Exported, Prepared, Recipe, TrainOptions,
 };
@@ -96,6 +96,16 @@ pub struct TrainArgs {
     /// first K training images of each class [all --train-shots of them].
     #[arg(long, value_name = "K")]
     pub proto_shots: Option<usize>,
+    /// With --head-start prototypes: multiply the head started from prototypes (its weights
+    /// and biases, so its logits) by S before every training task's inner steps and the
+    /// card's adaptation (the unscaled logits saturate the softmax; see docs/experiments.md).
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub prototype_scale: f32,
     /// Hold this many training characters out of meta-training for meta-validation (never
     /// test characters); listed in the card.
     #[arg(long, default_value_t = 0)]
@@ -132,6 +142,7 @@ impl Recipe for TrainArgs {
         let base = Config {
             head_start: self.head_start,
             proto_shots: self.proto_shots,
+            prototype_scale: self.prototype_scale,
             ..Config::omniglot(self.ways)
         };
         let cfg = self.options.config(&base);
@@ -188,6 +199,9 @@ impl Recipe for TrainArgs {
         }
         if let Some(k) = cfg.proto_shots {
             s.push_str(&format!(" --proto-shots {k}"));
+        }
+        if cfg.prototype_scale != 1.0 {
+            s.push_str(&format!(" --prototype-scale {}", cfg.prototype_scale));
         }
         if self.val_chars > 0 {
             s.push_str(&format!(" --val-chars {}", self.val_chars));
@@ -254,6 +268,10 @@ pub struct CardSection {
     /// `--proto-shots`, if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto_shots: Option<usize>,
+    /// `--prototype-scale`: the factor on the prototype-started head in training and in the
+    /// evaluation (left out when 1).
+    #[serde(default = "fewshot::one", skip_serializing_if = "fewshot::is_one")]
+    pub prototype_scale: f64,
     /// Per evaluated blob (and adaptation start): one report per K-shot setting.
     pub results: BTreeMap<String, Vec<FewShotReport>>,
     /// Under `--split lake`: `init.postcard` on Lake et al.'s one-shot challenge (N-way 1-shot
@@ -340,6 +358,7 @@ impl OmniglotRun<'_> {
                         AdaptMode::All
                     },
                     head_start: self.args.head_start,
+                    prototype_scale: Some(run.cfg.prototype_scale),
                     ..FewShotConfig::card(n, k, run.adapt_steps)
                 };
                 let bar = progress::bar(cfg.episodes as u64, &format!("{k}-shot"));
@@ -373,6 +392,7 @@ impl OmniglotRun<'_> {
         let cfg = FewShotConfig {
             adapt: AdaptMode::Both,
             head_start: self.args.head_start,
+            prototype_scale: Some(run.cfg.prototype_scale),
             ..FewShotConfig::card(self.args.options.eval_tasks, 1, run.adapt_steps)
         };
         let family = self.tasks.clone().with_protocol(Protocol::Lake);
@@ -424,6 +444,7 @@ impl Prepared for OmniglotRun<'_> {
             },
             head_start: args.head_start,
             proto_shots: cfg.proto_shots,
+            prototype_scale: decimal(cfg.prototype_scale),
             stored_statistics: format!(
                 "the initialization's norm statistics are those of {} images of {STATISTICS_TASKS} training tasks; used when predicting without adaptation and by head-only adaptation",
                 STATISTICS_TASKS * cfg.shots * args.ways
