@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::layers::{Layer, Post, Shape};
 use crate::plan::{Mode, Plan};
+use crate::wire::Feature;
 use heapless::Vec as HVec;
 use serde::{Deserialize, Serialize};
 
@@ -30,12 +31,16 @@ pub enum LossKind {
 }
 
 impl LossKind {
-    /// The runtime feature this loss needs, when this build lacks it.
-    pub const fn missing_feature(self) -> Option<&'static str> {
+    /// The runtime feature this loss needs beyond what every build carries.
+    pub const fn feature(self) -> Option<Feature> {
         match self {
-            LossKind::CrossEntropy if !cfg!(feature = "cross-entropy") => Some("cross-entropy"),
-            _ => None,
+            LossKind::Mse => None,
+            LossKind::CrossEntropy => Some(Feature::CROSS_ENTROPY),
         }
+    }
+    /// The name of the runtime feature this loss needs, when this build lacks it.
+    pub const fn missing_feature(self) -> Option<&'static str> {
+        Feature::missing(self.feature())
     }
 }
 
@@ -49,12 +54,16 @@ pub enum Optimizer {
 }
 
 impl Optimizer {
-    /// The runtime feature this optimizer needs, when this build lacks it.
-    pub const fn missing_feature(self) -> Option<&'static str> {
+    /// The runtime feature this optimizer needs beyond what every build carries.
+    pub const fn feature(self) -> Option<Feature> {
         match self {
-            Optimizer::AdamB1Zero if !cfg!(feature = "adam") => Some("adam"),
-            _ => None,
+            Optimizer::Sgd => None,
+            Optimizer::AdamB1Zero => Some(Feature::ADAM),
         }
+    }
+    /// The name of the runtime feature this optimizer needs, when this build lacks it.
+    pub const fn missing_feature(self) -> Option<&'static str> {
+        Feature::missing(self.feature())
     }
 }
 
@@ -370,12 +379,12 @@ impl<'a> Blob<'a> {
         let out_len = shape.len();
         let loss = match wire.adapt.loss {
             0 => LossKind::Mse,
-            1 if out_len >= 2 && cfg!(feature = "cross-entropy") => LossKind::CrossEntropy,
+            1 if out_len >= 2 && Feature::CROSS_ENTROPY.built => LossKind::CrossEntropy,
             code => return Err(Error::BadLoss { code }),
         };
         let optimizer = match wire.adapt.optimizer {
             0 => Optimizer::Sgd,
-            1 if cfg!(feature = "adam") => Optimizer::AdamB1Zero,
+            1 if Feature::ADAM.built => Optimizer::AdamB1Zero,
             code => return Err(Error::BadOptimizer { code }),
         };
         let a = &wire.adapt;
@@ -427,28 +436,21 @@ impl<'a> Blob<'a> {
     /// Whether this build has them does not matter (a host tool tells a firmware what to
     /// enable).
     pub fn features(&self) -> HVec<&'static str, 5> {
-        let mut f: HVec<&'static str, 5> = HVec::new();
-        let mut need = |name: &'static str| {
-            if !f.contains(&name) {
-                // At most the five names below.
-                let _ = f.push(name);
-            }
-        };
-        for l in &self.layers {
-            match l {
-                Layer::Conv2d { .. } | Layer::MaxPool2d { .. } => need("conv"),
-                Layer::Norm { .. } => need("norm"),
-                Layer::Extra(_) => need("extra-layers"),
-                _ => {}
-            }
-        }
-        if self.loss == LossKind::CrossEntropy {
-            need("cross-entropy");
-        }
-        if self.optimizer == Optimizer::AdamB1Zero {
-            need("adam");
-        }
-        f
+        let kinds = || self.layers.iter().map(|l| l.to_raw().kind);
+        let of_kinds = |f: Feature| kinds().any(|k| crate::wire::kind::feature(k) == Some(f));
+        // A padded max pooling is kind 5 (`conv`) and one of the other kinds (`extra-layers`).
+        let extra = self.layers.iter().any(|l| matches!(l, Layer::Extra(_)));
+        [
+            (Feature::CONV, of_kinds(Feature::CONV)),
+            (Feature::NORM, of_kinds(Feature::NORM)),
+            (Feature::EXTRA_LAYERS, extra),
+            (Feature::CROSS_ENTROPY, self.loss.feature().is_some()),
+            (Feature::ADAM, self.optimizer.feature().is_some()),
+        ]
+        .into_iter()
+        .filter(|&(_, needed)| needed)
+        .map(|(f, _)| f.name)
+        .collect()
     }
 
     /// Per-sample input shape.

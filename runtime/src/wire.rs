@@ -285,14 +285,68 @@ pub mod kind {
         }
     }
 
-    /// The runtime feature a known kind code needs and this build lacks (`None`: built in, or
-    /// not a known code). A max pooling with padding (three arguments) also needs
-    /// `extra-layers`; `Layer::from_raw` names that one when it refuses such a layer.
-    pub const fn missing_feature(code: u8) -> Option<&'static str> {
+    /// The runtime feature a kind code needs beyond what every build carries, whether or not
+    /// this build has it (`None`: dense, ReLU, tanh, flatten, or not a known code). A max
+    /// pooling with padding (three arguments) also needs `extra-layers`.
+    pub const fn feature(code: u8) -> Option<super::Feature> {
+        use super::Feature;
         match code {
-            CONV2D | MAXPOOL2D if !cfg!(feature = "conv") => Some("conv"),
-            NORM if !cfg!(feature = "norm") => Some("norm"),
-            SIGMOID..=LAST if !cfg!(feature = "extra-layers") => Some("extra-layers"),
+            CONV2D | MAXPOOL2D => Some(Feature::CONV),
+            NORM => Some(Feature::NORM),
+            SIGMOID..=LAST => Some(Feature::EXTRA_LAYERS),
+            _ => None,
+        }
+    }
+
+    /// The name of the runtime feature kind `code` needs and this build lacks (`None`: built
+    /// in, or not a known code). `Layer::from_raw` refuses a padded max pooling without
+    /// `extra-layers` on its own.
+    pub const fn missing_feature(code: u8) -> Option<&'static str> {
+        super::Feature::missing(feature(code))
+    }
+}
+
+/// A runtime feature a blob can need beyond what every build carries (dense layers, ReLU,
+/// tanh, flatten, MSE, SGD): its name and whether this build has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feature {
+    /// The cargo feature's name.
+    pub name: &'static str,
+    /// Whether this build has it.
+    pub built: bool,
+}
+
+impl Feature {
+    /// Layer kinds 1 and 5: 2-D convolutions and max pooling.
+    pub const CONV: Feature = Feature {
+        name: "conv",
+        built: cfg!(feature = "conv"),
+    };
+    /// Layer kind 2: normalisation.
+    pub const NORM: Feature = Feature {
+        name: "norm",
+        built: cfg!(feature = "norm"),
+    };
+    /// Layer kinds 7 and up, and max pooling with padding.
+    pub const EXTRA_LAYERS: Feature = Feature {
+        name: "extra-layers",
+        built: cfg!(feature = "extra-layers"),
+    };
+    /// Loss 1: softmax cross-entropy.
+    pub const CROSS_ENTROPY: Feature = Feature {
+        name: "cross-entropy",
+        built: cfg!(feature = "cross-entropy"),
+    };
+    /// Optimizer 1: Adam with beta1 = 0.
+    pub const ADAM: Feature = Feature {
+        name: "adam",
+        built: cfg!(feature = "adam"),
+    };
+
+    /// The name of `needed` when this build lacks it.
+    pub const fn missing(needed: Option<Feature>) -> Option<&'static str> {
+        match needed {
+            Some(f) if !f.built => Some(f.name),
             _ => None,
         }
     }

@@ -69,6 +69,11 @@ impl Geometry {
     fn in_len(&self) -> usize {
         self.cin * self.h * self.w
     }
+    /// A 1×1, stride-1, unpadded (pointwise) convolution: its output plane is its input's.
+    fn is_pointwise(&self) -> bool {
+        let w = self.win;
+        w.kernel == 1 && w.stride == 1 && w.padding == 0
+    }
     fn out_len(&self) -> usize {
         self.cout * self.oh * self.ow
     }
@@ -240,7 +245,7 @@ pub(super) fn weight_grad_direct(g: &Geometry, x: &[f32], gy: &[f32], dw: &mut [
         .take(n)
     {
         for (co, gc) in gs.chunks_exact(plane).enumerate() {
-            if k == 1 && s == 1 && p == 0 {
+            if g.is_pointwise() {
                 // A pointwise convolution: each weight's gradient is a dot product of two
                 // planes, in the order of the rows and columns.
                 let dwc = &mut dw[co * g.cin..(co + 1) * g.cin];
@@ -394,8 +399,7 @@ pub(super) fn forward_direct(
                 }
                 let wb = &*wb;
                 let xs = &xs[ci0 * hw..ci1 * hw];
-                if k == 1 && s == 1 && p == 0 {
-                    // A pointwise convolution: the output plane is the input's.
+                if g.is_pointwise() {
                     pointwise_run(wb, xs, hw, yc);
                     ci0 = ci1;
                     continue;
@@ -561,8 +565,7 @@ pub(super) fn input_grad_direct(
     gx: &mut [f32],
     n: usize,
 ) {
-    let (k, s, p) = (g.win.kernel, g.win.stride, g.win.padding);
-    if !(k == 1 && s == 1 && p == 0) {
+    if !g.is_pointwise() {
         return input_grad_plain(g, wt, gy, gx, n);
     }
     let plane = g.oh * g.ow;
@@ -589,8 +592,8 @@ pub(super) fn input_grad_direct(
     }
 }
 
-/// The straightforward loops of [`input_grad_direct`] (for kernels of more than
-/// [`WEIGHT_RUN`] taps, and the reference its tests compare with).
+/// The straightforward loops of [`input_grad_direct`] (every convolution but a pointwise one,
+/// and the reference its tests compare with).
 fn input_grad_plain(g: &Geometry, wt: impl Fn(usize) -> f32, gy: &[f32], gx: &mut [f32], n: usize) {
     let k = g.win.kernel;
     let (s, p) = (g.win.stride, g.win.padding);

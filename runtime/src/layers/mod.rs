@@ -216,15 +216,16 @@ impl Layer {
         Ok(layer)
     }
 
-    /// The runtime feature this layer needs, when this build lacks it (a blob is refused
-    /// when it loads; a learner, when its blob's layers were changed after that).
-    pub const fn missing_feature(self) -> Option<&'static str> {
+    /// The runtime feature this layer's kind needs beyond what every build carries (a max
+    /// pooling with padding is one of the other kinds: `extra-layers`; its wire code also
+    /// needs `conv`, which [`kind::feature`] says).
+    pub const fn feature(self) -> Option<crate::wire::Feature> {
+        use crate::wire::Feature;
         match self {
-            Layer::Conv2d { .. } | Layer::MaxPool2d { .. } if !cfg!(feature = "conv") => {
-                Some("conv")
-            }
-            Layer::Norm { .. } if !cfg!(feature = "norm") => Some("norm"),
-            _ => None,
+            Layer::Conv2d { .. } | Layer::MaxPool2d { .. } => Some(Feature::CONV),
+            Layer::Norm { .. } => Some(Feature::NORM),
+            Layer::Extra(_) => Some(Feature::EXTRA_LAYERS),
+            Layer::Dense { .. } | Layer::Relu | Layer::Tanh | Layer::Flatten => None,
         }
     }
 

@@ -187,7 +187,7 @@ impl<B: BlobRef, A: Arena> Engine<B, A> {
         // What the blob's validation refused, unless its fields were changed since: every arm
         // of the passes this build leaves out is then unreachable.
         for (layer, l) in blob.layers.iter().enumerate() {
-            if l.missing_feature().is_some() {
+            if crate::wire::Feature::missing(l.feature()).is_some() {
                 let kind = l.to_raw().kind;
                 return Err(Error::UnknownLayer { layer, kind });
             }
